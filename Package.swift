@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "cml",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "cml-run", targets: ["cml-run"]),
+        .library(name: "CMLKit", targets: ["CMLKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CSupport"),
+        .target(
+            name: "CMLKit",
+            dependencies: [
+                "CGit2", "CLibCrypto", "CSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "cml-run",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

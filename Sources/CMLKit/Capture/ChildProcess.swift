@@ -1,0 +1,140 @@
+import CSupport
+import Glibc
+
+/// How a child process ended, with the resources it used.
+public struct ChildExit: Sendable {
+    /// The exit code, when it exited.
+    public var code: Int32?
+    /// The signal that terminated it, when one did.
+    public var signal: Int32?
+    public var cpuUser: Double
+    public var cpuSystem: Double
+    /// Peak resident set size in bytes.
+    public var maxRSS: Int64
+
+    /// The status a shell reports: the code, or 128 + the signal.
+    public var shellStatus: Int32 { code ?? (128 + (signal ?? 0)) }
+}
+
+/// A child started in its own process group, with stdout and stderr connected to pipes, or both to a
+/// pseudo-terminal so that it behaves as if run directly on a terminal. stdin is inherited.
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    /// Descriptors to read the child's output from: [(fd, stream)]. One (the pty master) or two (pipes).
+    public let outputs: [(fd: Int32, stream: OutputStream)]
+    public let usesTerminal: Bool
+
+    public enum SpawnError: Error {
+        case notFound(String)
+        case notExecutable(String, String)
+        case failed(String)
+    }
+
+    /// Starts `argv` with `environment`. With `terminal`, the child gets a new session whose controlling
+    /// terminal is a fresh pseudo-terminal sized like ours; otherwise a new process group and two pipes.
+    /// `signalMask` is the mask the child starts with (the one cml-run had before it blocked signals).
+    public init(argv: [String], environment: [String], terminal: Bool, signalMask: sigset_t) throws(SpawnError) {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+
+        var mask = signalMask
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        // cml-run ignores SIGPIPE to see EPIPE on its own writes; the child must get the default back.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+
+        var parentEnds: [(Int32, OutputStream)] = []
+        var childEnds: [Int32] = []
+        if terminal {
+            var master: Int32 = -1
+            var slave: Int32 = -1
+            var settings = termios()
+            var size = winsize()
+            let haveSettings = tcgetattr(STDOUT_FILENO, &settings) == 0
+            // The child's "\n" reaches us as "\n", not "\r\n": our own terminal adds the "\r" when we print it.
+            settings.c_oflag &= ~tcflag_t(ONLCR)
+            let haveSize = ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0
+            var nameBuffer = [CChar](repeating: 0, count: 128)
+            let opened = withUnsafeMutablePointer(to: &settings) { s in
+                withUnsafeMutablePointer(to: &size) { z in
+                    openpty(&master, &slave, &nameBuffer, haveSettings ? s : nil, haveSize ? z : nil)
+                }
+            }
+            guard opened == 0 else { throw .failed("cannot open a pseudo-terminal: \(String(cString: strerror(errno)))") }
+            _ = fcntl(master, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(slave, F_SETFD, FD_CLOEXEC)
+            let slavePath = String(cString: nameBuffer)
+            // After setsid() the first terminal the child opens becomes its controlling terminal.
+            flags |= cml_spawn_setsid_flag()
+            posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, slavePath, O_RDWR, 0)
+            posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO)
+            parentEnds = [(master, .stdout)]
+            childEnds = [slave]  // kept open until the child has it, so the master never sees a hang-up first
+        } else {
+            flags |= Int32(POSIX_SPAWN_SETPGROUP)
+            posix_spawnattr_setpgroup(&attributes, 0)
+            for (target, stream) in [(STDOUT_FILENO, OutputStream.stdout), (STDERR_FILENO, .stderr)] {
+                var ends: [Int32] = [-1, -1]
+                guard cml_pipe_cloexec(&ends) == 0 else { throw .failed("cannot create a pipe: \(String(cString: strerror(errno)))") }
+                posix_spawn_file_actions_adddup2(&actions, ends[1], target)
+                parentEnds.append((ends[0], stream))
+                childEnds.append(ends[1])
+            }
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        var cArgs = argv.map { strdup($0) } + [nil]
+        var cEnv = environment.map { strdup($0) } + [nil]
+        defer {
+            for p in cArgs { free(p) }
+            for p in cEnv { free(p) }
+        }
+        var child: pid_t = 0
+        let rc = posix_spawnp(&child, argv[0], &actions, &attributes, &cArgs, &cEnv)
+        for fd in childEnds { close(fd) }
+        guard rc == 0 else {
+            for (fd, _) in parentEnds { close(fd) }
+            switch rc {
+            case ENOENT: throw .notFound(argv[0])
+            case EACCES, ENOEXEC, EISDIR: throw .notExecutable(argv[0], String(cString: strerror(rc)))
+            default: throw .failed("cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+            }
+        }
+        pid = child
+        outputs = parentEnds.map { (fd: $0.0, stream: $0.1) }
+        usesTerminal = terminal
+    }
+
+    /// Sends `signal` to the child's whole process group.
+    public func signalGroup(_ signal: Int32) {
+        if kill(-pid, signal) != 0 { kill(pid, signal) }
+    }
+
+    /// Copies our terminal's window size to the child's terminal (after SIGWINCH).
+    public func copyWindowSize() {
+        guard usesTerminal else { return }
+        var size = winsize()
+        if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 {
+            _ = ioctl(outputs[0].fd, UInt(TIOCSWINSZ), &size)
+        }
+    }
+
+    /// Waits for the child to end and returns how it ended.
+    public func wait() -> ChildExit {
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let low = status & 0x7F
+        let cpu = { (t: timeval) in Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return ChildExit(code: low == 0 ? (status >> 8) & 0xFF : nil, signal: low == 0 ? nil : low,
+                         cpuUser: cpu(usage.ru_utime), cpuSystem: cpu(usage.ru_stime),
+                         maxRSS: Int64(usage.ru_maxrss) * 1024)
+    }
+}

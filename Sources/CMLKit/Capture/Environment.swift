@@ -1,0 +1,49 @@
+import Glibc
+
+/// The environment a run sees, and how it is stored: names that look like secrets keep their name but
+/// lose their value.
+public enum RunEnvironment {
+    static let secretMarkers = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"]
+    public static let redacted = "<redacted>"
+
+    public static func current() -> [(String, String)] {
+        var out: [(String, String)] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") {
+                out.append((String(text[..<eq]), String(text[text.index(after: eq)...])))
+            }
+            pointer += 1
+        }
+        return out
+    }
+
+    public static func isSecret(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        return secretMarkers.contains { upper.contains($0) }
+    }
+
+    /// Sorted by name, with secret values replaced.
+    public static func redact(_ variables: [(String, String)]) -> [(String, String)] {
+        variables.map { (name, value) in (name, isSecret(name) ? redacted : value) }.sorted { $0.0 < $1.0 }
+    }
+
+    public static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(cString: buffer)
+    }
+
+    public static var userName: String {
+        if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
+        if let user = getenv("USER") { return String(cString: user) }
+        return String(getuid())
+    }
+
+    public static var workingDirectory: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return "." }
+        return String(cString: buffer)
+    }
+}

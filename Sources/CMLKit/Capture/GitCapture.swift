@@ -1,0 +1,400 @@
+import CGit2
+import Foundation
+
+/// The code state of the directory a command ran in, as recorded with a run.
+public struct CodeState: Codable, Sendable, Equatable {
+    /// false outside a repository (not an error)
+    public var inRepository: Bool
+    /// work tree root (no trailing slash); nil outside a repository and for bare repositories
+    public var root: String?
+    /// "origin"'s URL, else the first remote's, else nil
+    public var remoteURL: String?
+    /// short branch name; nil when HEAD is detached
+    public var branch: String?
+    /// full hex of HEAD; nil when the branch is unborn (no commits yet)
+    public var commit: String?
+    /// HEAD is contained in (equal to or an ancestor of) some remote-tracking branch; nil if no commit
+    public var pushed: Bool?
+    /// the work tree differs from HEAD (the patch is non-empty, or something was left out of it)
+    public var dirty: Bool
+    /// human note when files were left out of the patch (names them), else nil
+    public var patchNote: String?
+    /// paths left out of the patch because of the size cap
+    public var omittedFiles: [String]
+    /// left nil by GitCapture (the caller stores the patch and fills it)
+    public var patchBlob: String?
+    /// size of the patch GitCapture returned
+    public var patchBytes: Int
+
+    enum CodingKeys: String, CodingKey {
+        case inRepository = "in_repository", root, remoteURL = "remote_url", branch, commit, pushed, dirty
+        case patchNote = "patch_note", omittedFiles = "omitted_files", patchBlob = "patch_blob"
+        case patchBytes = "patch_bytes"
+    }
+
+    public init(
+        inRepository: Bool, root: String? = nil, remoteURL: String? = nil, branch: String? = nil,
+        commit: String? = nil, pushed: Bool? = nil, dirty: Bool = false, patchNote: String? = nil,
+        omittedFiles: [String] = [], patchBlob: String? = nil, patchBytes: Int = 0
+    ) {
+        self.inRepository = inRepository
+        self.root = root
+        self.remoteURL = remoteURL
+        self.branch = branch
+        self.commit = commit
+        self.pushed = pushed
+        self.dirty = dirty
+        self.patchNote = patchNote
+        self.omittedFiles = omittedFiles
+        self.patchBlob = patchBlob
+        self.patchBytes = patchBytes
+    }
+}
+
+public struct GitCaptureError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Captures the state of a git work tree through libgit2: where HEAD is, and a
+/// git-format patch that, applied with `git apply` to a clean checkout of
+/// `commit`, reproduces the work tree (tracked changes, untracked non-ignored
+/// files, binaries, modes, symlinks).
+public enum GitCapture {
+    /// libgit2 must be initialised once per process; a static let is initialised
+    /// exactly once, thread-safely. We never call git_libgit2_shutdown.
+    private static let libgit2Ready: Int32 = git_libgit2_init()
+
+    /// Discovers the repository containing `directory` (walking up, like git), and returns its state and the patch.
+    public static func capture(
+        directory: String, maxPatchBytes: Int = 10 << 20
+    ) throws(GitCaptureError) -> (state: CodeState, patch: [UInt8]) {
+        guard libgit2Ready >= 0 else {
+            throw GitCaptureError(description: "libgit2 initialisation failed: \(lastErrorMessage())")
+        }
+
+        guard FileManager.default.fileExists(atPath: directory) else {
+            throw GitCaptureError(description: "git: cannot capture the code state of \(directory): no such directory")
+        }
+
+        // Open (discover) the repository.
+        var repoPtr: OpaquePointer?
+        let openRC = git_repository_open_ext(&repoPtr, directory, 0, nil)
+        if openRC == GIT_ENOTFOUND.rawValue {
+            git_error_clear()
+            return (CodeState(inRepository: false), [])
+        }
+        try check(openRC, "opening the repository containing \(directory)")
+        guard let repo = repoPtr else { throw GitCaptureError(description: "opening the repository containing \(directory) returned no repository") }
+        defer { git_repository_free(repo) }
+
+        var state = CodeState(inRepository: true)
+        state.remoteURL = try remoteURL(repo)
+
+        // HEAD: branch, commit.
+        let unborn = git_repository_head_unborn(repo)
+        if unborn < 0 { try check(unborn, "checking whether HEAD is unborn") }
+        var headOID: git_oid?
+        if unborn == 1 {
+            state.branch = try unbornBranchName(repo)
+        } else {
+            let detached = git_repository_head_detached(repo)
+            if detached < 0 { try check(detached, "checking whether HEAD is detached") }
+            var headRef: OpaquePointer?
+            try check(git_repository_head(&headRef, repo), "resolving HEAD")
+            defer { git_reference_free(headRef) }
+            if detached == 0, git_reference_is_branch(headRef) == 1 {
+                var name: UnsafePointer<CChar>?
+                try check(git_branch_name(&name, headRef), "reading the branch name")
+                state.branch = name.map { String(cString: $0) }
+            }
+            var commitObject: OpaquePointer?
+            try check(git_reference_peel(&commitObject, headRef, GIT_OBJECT_COMMIT), "resolving HEAD to a commit")
+            defer { git_object_free(commitObject) }
+            guard let oid = git_object_id(commitObject)?.pointee else {
+                throw GitCaptureError(description: "git: resolving HEAD to a commit gave no id")
+            }
+            headOID = oid
+            state.commit = hex(oid)
+            state.pushed = try isPushed(repo, head: oid)
+        }
+
+        // Bare repositories have no work tree: nothing to diff.
+        if git_repository_is_bare(repo) == 1 {
+            return (state, [])
+        }
+        if let workdir = git_repository_workdir(repo) {
+            var root = String(cString: workdir)
+            while root.count > 1, root.hasSuffix("/") { root.removeLast() }
+            state.root = root
+        }
+
+        let result = try buildPatch(repo, head: headOID, maxPatchBytes: maxPatchBytes)
+        state.omittedFiles = result.omitted
+        state.patchBytes = result.patch.count
+        state.dirty = !result.patch.isEmpty || !result.omitted.isEmpty || !result.submodules.isEmpty
+            || !result.unrepresentable.isEmpty
+        state.patchNote = note(result, cap: maxPatchBytes)
+        return (state, result.patch)
+    }
+
+    // MARK: - Patch
+
+    private struct PatchResult {
+        var patch: [UInt8] = []
+        var omitted: [String] = []
+        var submodules: [String] = []
+        var unrepresentable: [String] = []
+    }
+
+    private static let binaryPatchMarker = Array("\nGIT binary patch\n".utf8)
+    private static let binaryPlaceholderStart = Array("\nBinary files ".utf8)
+    private static let binaryPlaceholderEnd = Array(" differ\n".utf8)
+
+    /// libgit2 quirk: for a binary file whose content did not change (a pure rename, or a
+    /// mode-only change) it prints "Binary files a/x and b/y differ" instead of no body.
+    /// `git apply` rejects that line ("cannot apply binary patch ... without full index
+    /// line"), so drop it when both sides have the same blob id. Returns false when a binary
+    /// delta with changed content came out without its data (cannot be applied).
+    private static func fixBinaryPlaceholder(_ bytes: inout [UInt8], patch: OpaquePointer) -> Bool {
+        guard let flags = git_patch_get_delta(patch)?.pointee.flags,
+              flags & GIT_DIFF_FLAG_BINARY.rawValue != 0,
+              let start = range(of: binaryPlaceholderStart, in: bytes),
+              range(of: binaryPatchMarker, in: bytes) == nil,
+              let end = range(of: binaryPlaceholderEnd, in: bytes, from: start.upperBound)
+        else { return true }
+        guard var delta = git_patch_get_delta(patch)?.pointee,
+              git_oid_equal(&delta.old_file.id, &delta.new_file.id) == 1
+        else { return false }
+        bytes.removeSubrange((start.lowerBound + 1)..<end.upperBound)
+        return true
+    }
+
+    private static func range(of needle: [UInt8], in haystack: [UInt8], from: Int = 0) -> Range<Int>? {
+        guard !needle.isEmpty, haystack.count >= needle.count, from <= haystack.count - needle.count else { return nil }
+        var i = from
+        let last = haystack.count - needle.count
+        while i <= last {
+            if haystack[i] == needle[0], haystack[i..<(i + needle.count)].elementsEqual(needle) { return i..<(i + needle.count) }
+            i += 1
+        }
+        return nil
+    }
+
+    private static func buildPatch(
+        _ repo: OpaquePointer, head: git_oid?, maxPatchBytes: Int
+    ) throws(GitCaptureError) -> PatchResult {
+        // HEAD's tree (nil for an unborn branch: diff against the empty tree).
+        var tree: OpaquePointer?
+        defer { if let tree { git_tree_free(tree) } }
+        if var oid = head {
+            var commit: OpaquePointer?
+            try check(git_commit_lookup(&commit, repo, &oid), "looking up the HEAD commit")
+            defer { git_commit_free(commit) }
+            try check(git_commit_tree(&tree, commit), "reading the HEAD tree")
+        }
+
+        var opts = git_diff_options()
+        try check(git_diff_options_init(&opts, UInt32(GIT_DIFF_OPTIONS_VERSION)), "initialising diff options")
+        opts.flags = GIT_DIFF_INCLUDE_UNTRACKED.rawValue
+            | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
+            | GIT_DIFF_SHOW_UNTRACKED_CONTENT.rawValue
+            | GIT_DIFF_SHOW_BINARY.rawValue
+        // `git apply` refuses binary patches without full (40-hex) index lines.
+        opts.id_abbrev = UInt16(GIT_OID_HEXSZ)
+
+        var diffPtr: OpaquePointer?
+        try check(git_diff_tree_to_workdir_with_index(&diffPtr, repo, tree, &opts), "diffing HEAD against the work tree")
+        guard let diff = diffPtr else { throw GitCaptureError(description: "diffing HEAD against the work tree returned no diff") }
+        defer { git_diff_free(diff) }
+
+        // Rename detection, also pairing deletions with untracked files (plain `mv`).
+        var findOpts = git_diff_find_options()
+        try check(git_diff_find_options_init(&findOpts, UInt32(GIT_DIFF_FIND_OPTIONS_VERSION)), "initialising rename options")
+        findOpts.flags = GIT_DIFF_FIND_RENAMES.rawValue | GIT_DIFF_FIND_FOR_UNTRACKED.rawValue
+        try check(git_diff_find_similar(diff, &findOpts), "detecting renames")
+
+        var result = PatchResult()
+        var capReached = false
+        let count = git_diff_num_deltas(diff)
+        for index in 0..<count {
+            guard let delta = git_diff_get_delta(diff, index)?.pointee else { continue }
+            let oldPath = delta.old_file.path.map { String(cString: $0) }
+            let newPath = delta.new_file.path.map { String(cString: $0) }
+            let path = (delta.status == GIT_DELTA_DELETED ? oldPath : newPath) ?? oldPath ?? "?"
+
+            switch delta.status {
+            case GIT_DELTA_UNMODIFIED, GIT_DELTA_IGNORED:
+                continue
+            case GIT_DELTA_UNREADABLE:
+                result.unrepresentable.append(path)
+                continue
+            default:
+                break
+            }
+            // Submodules (gitlinks) and untracked nested repositories (reported as a
+            // directory) cannot be expressed in a patch: leave them out and name them.
+            let commitMode = UInt16(GIT_FILEMODE_COMMIT.rawValue)
+            let treeMode = UInt16(GIT_FILEMODE_TREE.rawValue)
+            if delta.old_file.mode == commitMode || delta.new_file.mode == commitMode
+                || delta.new_file.mode == treeMode {
+                var name = path
+                while name.hasSuffix("/") { name.removeLast() }
+                if !result.submodules.contains(name) { result.submodules.append(name) }
+                continue
+            }
+            if capReached {
+                result.omitted.append(path)
+                continue
+            }
+            // A file whose new content alone exceeds the cap is left out unread.
+            if delta.new_file.size > UInt64(max(0, maxPatchBytes)) {
+                result.omitted.append(path)
+                continue
+            }
+
+            var patch: OpaquePointer?
+            try check(git_patch_from_diff(&patch, diff, index), "generating the patch for \(path)")
+            guard let patch else { continue }  // nothing to print for this delta
+            defer { git_patch_free(patch) }
+            var buf = git_buf()
+            try check(git_patch_to_buf(&buf, patch), "formatting the patch for \(path)")
+            defer { git_buf_dispose(&buf) }
+            guard let ptr = buf.ptr, buf.size > 0 else { continue }
+            var bytes = ptr.withMemoryRebound(to: UInt8.self, capacity: buf.size) {
+                [UInt8](UnsafeBufferPointer(start: $0, count: buf.size))
+            }
+            if !fixBinaryPlaceholder(&bytes, patch: patch) {
+                result.unrepresentable.append(path)
+                continue
+            }
+
+            if result.patch.count + bytes.count > maxPatchBytes {
+                capReached = true
+                result.omitted.append(path)
+                continue
+            }
+            result.patch.append(contentsOf: bytes)
+        }
+        return result
+    }
+
+    private static func note(_ result: PatchResult, cap: Int) -> String? {
+        let omitted = result.omitted, submodules = result.submodules
+        var parts: [String] = []
+        if !omitted.isEmpty {
+            let files = omitted.count == 1 ? "1 file" : "\(omitted.count) files"
+            parts.append("\(files) left out of the patch (over the \(formatSize(cap)) cap): \(omitted.joined(separator: ", "))")
+        }
+        if !submodules.isEmpty {
+            let what = submodules.count == 1 ? "1 submodule or nested repository" : "\(submodules.count) submodules or nested repositories"
+            parts.append("\(what) left out of the patch: \(submodules.joined(separator: ", "))")
+        }
+        if !result.unrepresentable.isEmpty {
+            let files = result.unrepresentable.count == 1 ? "1 file" : "\(result.unrepresentable.count) files"
+            parts.append("\(files) left out of the patch (unreadable, or binary data unavailable): \(result.unrepresentable.joined(separator: ", "))")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+
+    private static func formatSize(_ bytes: Int) -> String {
+        if bytes > 0, bytes % (1 << 30) == 0 { return "\(bytes >> 30) GiB" }
+        if bytes > 0, bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
+        if bytes > 0, bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }
+        return bytes == 1 ? "1 byte" : "\(bytes) bytes"
+    }
+
+    // MARK: - HEAD, remotes
+
+    /// The branch an unborn HEAD points at, read from HEAD's symbolic target.
+    private static func unbornBranchName(_ repo: OpaquePointer) throws(GitCaptureError) -> String? {
+        var ref: OpaquePointer?
+        try check(git_reference_lookup(&ref, repo, "HEAD"), "reading HEAD")
+        defer { git_reference_free(ref) }
+        guard git_reference_type(ref) == GIT_REFERENCE_SYMBOLIC, let target = git_reference_symbolic_target(ref) else {
+            return nil
+        }
+        let name = String(cString: target)
+        let prefix = "refs/heads/"
+        return name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : name
+    }
+
+    private static func remoteURL(_ repo: OpaquePointer) throws(GitCaptureError) -> String? {
+        if let url = try url(ofRemote: "origin", repo) { return url }
+        var names = git_strarray()
+        try check(git_remote_list(&names, repo), "listing remotes")
+        defer { git_strarray_dispose(&names) }
+        for i in 0..<names.count {
+            guard let name = names.strings[i] else { continue }
+            if let url = try url(ofRemote: String(cString: name), repo) { return url }
+        }
+        return nil
+    }
+
+    private static func url(ofRemote name: String, _ repo: OpaquePointer) throws(GitCaptureError) -> String? {
+        var remote: OpaquePointer?
+        let rc = git_remote_lookup(&remote, repo, name)
+        if rc == GIT_ENOTFOUND.rawValue || rc == GIT_EINVALIDSPEC.rawValue {
+            git_error_clear()
+            return nil
+        }
+        try check(rc, "looking up remote \(name)")
+        defer { git_remote_free(remote) }
+        return git_remote_url(remote).map { String(cString: $0) }
+    }
+
+    /// HEAD is equal to, or an ancestor of, the tip of some remote-tracking branch.
+    private static func isPushed(_ repo: OpaquePointer, head: git_oid) throws(GitCaptureError) -> Bool {
+        var head = head
+        var iter: OpaquePointer?
+        try check(git_branch_iterator_new(&iter, repo, GIT_BRANCH_REMOTE), "listing remote-tracking branches")
+        defer { git_branch_iterator_free(iter) }
+        while true {
+            var ref: OpaquePointer?
+            var type = GIT_BRANCH_REMOTE
+            let rc = git_branch_next(&ref, &type, iter)
+            if rc == GIT_ITEROVER.rawValue { git_error_clear(); return false }
+            try check(rc, "listing remote-tracking branches")
+            defer { git_reference_free(ref) }
+            // refs/remotes/origin/HEAD is symbolic; resolve it (skip it if dangling).
+            var resolved: OpaquePointer?
+            guard git_reference_resolve(&resolved, ref) == 0, let resolved else {
+                git_error_clear()
+                continue
+            }
+            defer { git_reference_free(resolved) }
+            guard var tip = git_reference_target(resolved)?.pointee else { continue }
+            if git_oid_equal(&tip, &head) == 1 { return true }
+            let rc2 = git_graph_descendant_of(repo, &tip, &head)
+            if rc2 == 1 { return true }
+            if rc2 < 0 { git_error_clear() }  // e.g. a tip whose objects are missing: not containing HEAD
+        }
+    }
+
+    // MARK: - Errors, helpers
+
+    private static func hex(_ oid: git_oid) -> String {
+        var oid = oid
+        var chars = [UInt8](repeating: 0, count: Int(GIT_OID_HEXSZ))
+        chars.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { _ = git_oid_fmt($0, &oid) }
+        }
+        return String(decoding: chars, as: UTF8.self)
+    }
+
+    private static func lastErrorMessage() -> String {
+        guard let err = git_error_last(), let message = err.pointee.message else { return "unknown libgit2 error" }
+        return String(cString: message)
+    }
+
+    private static func check(_ rc: Int32, _ what: @autoclosure () -> String) throws(GitCaptureError) {
+        guard rc < 0 else { return }
+        var klass: Int32 = 0
+        var message = "unknown error"
+        if let err = git_error_last() {
+            klass = err.pointee.klass
+            if let m = err.pointee.message { message = String(cString: m) }
+        }
+        git_error_clear()
+        throw GitCaptureError(description: "git: \(what()) failed: \(message) (libgit2 error \(rc), class \(klass))")
+    }
+}

@@ -1,0 +1,278 @@
+import Glibc
+
+/// Finds `key: value` and `key=value` pairs in one line of output, the way training scripts print them,
+/// while leaving alone what merely contains numbers: times (`12:30:45`), dates (`2026-11-27`), versions
+/// (`1.2.3`), addresses (`localhost:8080`), prose (`Note: 3 files`).
+///
+/// Rules: a key starts with a letter or `_` and holds letters, digits and `_ . / -`; it follows the start of
+/// the line, a space or one of `,;|([{:`. Then `=` (spaces allowed around it) or `:` followed by a space.
+/// The value is a decimal number (or nan/inf) that ends the line or is followed by a space or one of
+/// `,;|)]}`; a value followed by a plain word is prose, unless that word is itself the key of a pair.
+public struct MetricLineParser: Sendable {
+    public struct Pair: Sendable, Equatable {
+        public var key: String
+        public var value: Double
+    }
+
+    public init() {}
+
+    public func pairs(in line: UnsafeBufferPointer<UInt8>) -> [Pair] {
+        guard let base = line.baseAddress, line.count >= 3,
+              memchr(base, 0x3A, line.count) != nil || memchr(base, 0x3D, line.count) != nil
+        else { return [] }
+        if let members = jsonMembers(line) { return members }
+        var found: [Pair] = []
+        var i = 0
+        let n = line.count
+        while i < n {
+            let c = line[i]
+            guard c == 0x3A || c == 0x3D else { i += 1; continue }  // ':' or '='
+            if let (pair, end) = pair(at: i, in: line) {
+                found.append(pair)
+                i = end
+            } else {
+                i += 1
+            }
+        }
+        return found
+    }
+
+    public func pairs(in text: String) -> [Pair] {
+        var bytes = Array(text.utf8)
+        return bytes.withUnsafeMutableBufferPointer { pairs(in: UnsafeBufferPointer($0)) }
+    }
+
+    /// A line that is a JSON object: its numeric members.
+    private func jsonMembers(_ line: UnsafeBufferPointer<UInt8>) -> [Pair]? {
+        var first = 0
+        var last = line.count - 1
+        while first < last && Self.isSpace(line[first]) { first += 1 }
+        while last > first && (Self.isSpace(line[last]) || line[last] == 0x0D) { last -= 1 }
+        guard line[first] == 0x7B, line[last] == 0x7D else { return nil }
+        var bytes = Array(line[first...last])
+        guard case .object(let members)? = try? JSON.parse(bytes: &bytes) else { return nil }
+        return members.compactMap { key, value in
+            switch value {
+            case .int(let i): return Pair(key: key, value: Double(i))
+            case .double(let d): return Pair(key: key, value: d)
+            default: return nil
+            }
+        }
+    }
+
+    static func isKeyByte(_ c: UInt8) -> Bool {
+        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39)
+            || c == 0x5F || c == 0x2E || c == 0x2F || c == 0x2D
+    }
+
+    static func isKeyStart(_ c: UInt8) -> Bool {
+        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == 0x5F
+    }
+
+    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 }
+
+    /// Bytes that may stand before a key: `,;|([{:` and spaces.
+    static func isKeyBoundary(_ c: UInt8) -> Bool {
+        isSpace(c) || c == 0x2C || c == 0x3B || c == 0x7C || c == 0x28 || c == 0x5B || c == 0x7B || c == 0x3A
+    }
+
+    /// Bytes that may end a value: `,;|)]}` and spaces.
+    static func isValueEnd(_ c: UInt8) -> Bool {
+        isSpace(c) || c == 0x2C || c == 0x3B || c == 0x7C || c == 0x29 || c == 0x5D || c == 0x7D || c == 0x0D || c == 0x0A
+    }
+
+    /// The pair whose separator is at `separator`, and where scanning should continue.
+    private func pair(at separator: Int, in line: UnsafeBufferPointer<UInt8>) -> (Pair, Int)? {
+        let n = line.count
+        let isEquals = line[separator] == 0x3D
+        // The key, backwards from the separator.
+        var keyEnd = separator
+        if isEquals { while keyEnd > 0 && Self.isSpace(line[keyEnd - 1]) { keyEnd -= 1 } }
+        var keyStart = keyEnd
+        while keyStart > 0 && Self.isKeyByte(line[keyStart - 1]) { keyStart -= 1 }
+        // A key cannot start with a digit or punctuation: `1.5e-3` is not a key.
+        if keyStart < keyEnd && !Self.isKeyStart(line[keyStart]) { return nil }
+        guard keyStart < keyEnd, keyStart == 0 || Self.isKeyBoundary(line[keyStart - 1]) else { return nil }
+        // The value, forwards.
+        var v = separator + 1
+        if isEquals {
+            while v < n && Self.isSpace(line[v]) { v += 1 }
+        } else {
+            guard v < n, Self.isSpace(line[v]) else { return nil }
+            while v < n && Self.isSpace(line[v]) { v += 1 }
+        }
+        guard let (value, valueEnd) = Self.number(in: line, at: v) else { return nil }
+        guard valueEnd == n || Self.isValueEnd(line[valueEnd]) else { return nil }
+        if valueEnd < n && Self.isSpace(line[valueEnd]) && followedByProse(line, from: valueEnd) { return nil }
+        let key = String(decoding: UnsafeBufferPointer(rebasing: line[keyStart..<keyEnd]), as: UTF8.self)
+        return (Pair(key: key, value: value), valueEnd)
+    }
+
+    /// True when the value is followed by a plain word (`3 files`) rather than another pair or the end.
+    private func followedByProse(_ line: UnsafeBufferPointer<UInt8>, from start: Int) -> Bool {
+        let n = line.count
+        var i = start
+        while i < n && Self.isSpace(line[i]) { i += 1 }
+        guard i < n, Self.isKeyStart(line[i]) else { return false }
+        while i < n && Self.isKeyByte(line[i]) { i += 1 }
+        var j = i
+        while j < n && Self.isSpace(line[j]) { j += 1 }
+        if j < n && line[j] == 0x3D { return false }
+        if i < n && line[i] == 0x3A && (i + 1 == n || Self.isSpace(line[i + 1])) { return false }
+        return true
+    }
+
+    /// A decimal number (`-1.5e-3`, `.5`, `3`) or nan/inf at `start`, and the index after it.
+    static func number(in line: UnsafeBufferPointer<UInt8>, at start: Int) -> (Double, Int)? {
+        let n = line.count
+        var i = start
+        if i < n && (line[i] == 0x2D || line[i] == 0x2B) { i += 1 }
+        let digitsStart = i
+        var sawDigit = false
+        while i < n && line[i] >= 0x30 && line[i] <= 0x39 { i += 1; sawDigit = true }
+        if i < n && line[i] == 0x2E {
+            i += 1
+            while i < n && line[i] >= 0x30 && line[i] <= 0x39 { i += 1; sawDigit = true }
+        }
+        if !sawDigit {
+            // nan / inf / infinity, any case.
+            let word = lowercasedWord(line, from: digitsStart)
+            switch word {
+            case "nan": return (.nan, digitsStart + 3)
+            case "inf": return (line[start] == 0x2D ? -.infinity : .infinity, digitsStart + 3)
+            case "infinity": return (line[start] == 0x2D ? -.infinity : .infinity, digitsStart + 8)
+            default: return nil
+            }
+        }
+        if i < n && (line[i] == 0x65 || line[i] == 0x45) {
+            var e = i + 1
+            if e < n && (line[e] == 0x2D || line[e] == 0x2B) { e += 1 }
+            let expDigits = e
+            while e < n && line[e] >= 0x30 && line[e] <= 0x39 { e += 1 }
+            if e > expDigits { i = e }
+        }
+        let length = i - start
+        let value: Double? = withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { text in
+            for k in 0..<length { text[k] = CChar(bitPattern: line[start + k]) }
+            text[length] = 0
+            var end: UnsafeMutablePointer<CChar>?
+            let d = strtod(text.baseAddress!, &end)
+            return end == text.baseAddress! + length ? d : nil
+        }
+        guard let value else { return nil }
+        return (value, i)
+    }
+
+    private static func lowercasedWord(_ line: UnsafeBufferPointer<UInt8>, from start: Int) -> String {
+        var i = start
+        var bytes: [UInt8] = []
+        while i < line.count, bytes.count < 9, isKeyStart(line[i]) { bytes.append(line[i] | 0x20); i += 1 }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Turns parsed pairs into metric points with steps. A `step`, `iteration`/`iter` or `epoch` key (in that
+/// order of precedence, integer values only) sets the step of its line and of the lines after it, and is
+/// not itself recorded. A key with no step on its line takes the current step, or, when it was already
+/// recorded at that step, its own previous step plus one (so `loss: …` printed repeatedly counts up).
+public struct MetricExtractor: Sendable {
+    static let stepKeys = ["step", "iteration", "iter", "epoch"]
+
+    private let parser = MetricLineParser()
+    private var currentStep: Int64?
+    private var lastStep: [String: Int64] = [:]
+
+    public init() {}
+
+    public mutating func points(in line: UnsafeBufferPointer<UInt8>, time: Double) -> [MetricPoint] {
+        let pairs = parser.pairs(in: line)
+        if pairs.isEmpty { return [] }
+        return points(from: pairs, time: time)
+    }
+
+    public mutating func points(from pairs: [MetricLineParser.Pair], time: Double) -> [MetricPoint] {
+        var stepKey: String?
+        for candidate in Self.stepKeys {
+            if let pair = pairs.first(where: { $0.key.lowercased() == candidate }),
+               pair.value == pair.value.rounded(), abs(pair.value) < 9e15 {
+                stepKey = pair.key
+                currentStep = Int64(pair.value)
+                break
+            }
+        }
+        var out: [MetricPoint] = []
+        out.reserveCapacity(pairs.count)
+        for pair in pairs where pair.key != stepKey {
+            let step: Int64
+            let previous = lastStep[pair.key]
+            if stepKey != nil, let currentStep {
+                step = currentStep
+            } else if let currentStep, previous.map({ $0 < currentStep }) ?? true {
+                step = currentStep
+            } else if let previous {
+                step = previous + 1
+            } else {
+                step = 0
+            }
+            lastStep[pair.key] = step
+            out.append(MetricPoint(key: pair.key, step: step, value: pair.value, time: time))
+        }
+        return out
+    }
+}
+
+/// Splits a stream of output into lines at `\n` and at bare `\r` (each redraw of a progress bar is a line
+/// for the parser), carrying the unfinished one across chunks. Lines longer than `maxLine` are not
+/// metric lines; their excess is dropped rather than buffered.
+public struct LineSplitter: Sendable {
+    private var partial: [UInt8] = []
+    private var overflowed = false
+    let maxLine: Int
+
+    public init(maxLine: Int = 64 << 10) {
+        self.maxLine = maxLine
+    }
+
+    public mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+        guard let base = chunk.baseAddress else { return }
+        var position = 0
+        let n = chunk.count
+        while position < n {
+            let newline = memchr(base + position, 0x0A, n - position).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? n
+            // Within [position, newline), bare carriage returns also end a line.
+            var segmentStart = position
+            while let cr = memchr(base + segmentStart, 0x0D, newline - segmentStart) {
+                let at = UnsafePointer(cr.assumingMemoryBound(to: UInt8.self)) - base
+                emit(UnsafeBufferPointer(start: base + segmentStart, count: at - segmentStart), complete: true, line)
+                segmentStart = at + 1
+            }
+            emit(UnsafeBufferPointer(start: base + segmentStart, count: newline - segmentStart), complete: newline < n, line)
+            position = newline + 1
+        }
+    }
+
+    /// Ends the stream: an unterminated last line still counts.
+    public mutating func finish(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+        if !partial.isEmpty && !overflowed { partial.withUnsafeBufferPointer { line($0) } }
+        partial.removeAll()
+        overflowed = false
+    }
+
+    private mutating func emit(_ piece: UnsafeBufferPointer<UInt8>, complete: Bool, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+        if partial.isEmpty && !overflowed {
+            if complete { if piece.count > 0 { line(piece) } }
+            else if piece.count > maxLine { overflowed = true }
+            else { partial.append(contentsOf: piece) }
+            return
+        }
+        if !overflowed {
+            if partial.count + piece.count > maxLine { overflowed = true; partial.removeAll() }
+            else { partial.append(contentsOf: piece) }
+        }
+        if complete {
+            if !overflowed && !partial.isEmpty { partial.withUnsafeBufferPointer { line($0) } }
+            partial.removeAll(keepingCapacity: true)
+            overflowed = false
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import CSupport
+import Glibc
+
+/// Holds a run's console output between flushes and drops progress redraws before they reach the log.
+///
+/// A carriage return that does not end a line (`\r` not followed by `\n`) means "redraw this line": the
+/// bytes of that line still held here are dropped. A line's unfinished tail is held back for up to
+/// `holdSeconds` so that the redraws of a progress bar collapse; after that it is written, and a later
+/// redraw is stored as a `\r` that `ConsoleRenderer` applies when the log is read. Streams keep their
+/// order, except that a held tail is written after the other stream's lines that overtook it.
+struct OutputCollapser {
+    struct Segment {
+        var stream: OutputStream
+        var time: Double
+        var bytes: [UInt8]
+    }
+
+    private struct Position {
+        var segment: Int
+        var offset: Int
+    }
+
+    private struct LineState {
+        /// The first held byte of the current, unfinished line; nil when none of it is held.
+        var start: Position?
+        /// Part of the current line was already written, so a redraw must be stored as `\r`.
+        var beganInWritten = false
+        /// A `\r` ended the last chunk: whether it ends a line depends on the next byte.
+        var pendingCR = false
+        var heldSince: Double?
+    }
+
+    private var segments: [Segment] = []
+    private var lines = [LineState(), LineState()]
+    let holdSeconds: Double
+    let maxHeldLine: Int
+
+    init(holdSeconds: Double = 0.5, maxHeldLine: Int = 1 << 20) {
+        self.holdSeconds = holdSeconds
+        self.maxHeldLine = maxHeldLine
+    }
+
+    private static func slot(_ stream: OutputStream) -> Int { Int(stream.rawValue) - 1 }
+    private static func stream(_ slot: Int) -> OutputStream { slot == 0 ? .stdout : .stderr }
+
+    mutating func feed(_ stream: OutputStream, time: Double, _ chunk: [UInt8]) {
+        let s = Self.slot(stream)
+        chunk.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+            if lines[s].pendingCR {
+                lines[s].pendingCR = false
+                if base[0] == 0x0A { append(stream, time, [0x0D]) } else { redraw(stream, time) }
+            }
+            var position = 0
+            while position < buffer.count {
+                guard let found = memchr(base + position, 0x0D, buffer.count - position) else {
+                    append(stream, time, UnsafeBufferPointer(rebasing: buffer[position...]))
+                    break
+                }
+                let cr = UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
+                append(stream, time, UnsafeBufferPointer(rebasing: buffer[position..<cr]))
+                if cr + 1 == buffer.count {
+                    lines[s].pendingCR = true
+                } else if base[cr + 1] == 0x0A {
+                    append(stream, time, [0x0D])
+                } else {
+                    redraw(stream, time)
+                }
+                position = cr + 1
+            }
+        }
+    }
+
+    private mutating func append(_ stream: OutputStream, _ time: Double, _ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let s = Self.slot(stream)
+        if segments.last?.stream != stream {
+            segments.append(Segment(stream: stream, time: time, bytes: []))
+        }
+        let last = segments.count - 1
+        let before = segments[last].bytes.count
+        segments[last].bytes.append(contentsOf: bytes)
+        if let newline = cml_memrchr(base, 0x0A, bytes.count) {
+            let after = newline.assumingMemoryBound(to: UInt8.self) - base + 1
+            lines[s].start = after == bytes.count ? nil : Position(segment: last, offset: before + after)
+            lines[s].beganInWritten = false
+        } else if lines[s].start == nil {
+            lines[s].start = Position(segment: last, offset: before)
+        }
+    }
+
+    private mutating func append(_ stream: OutputStream, _ time: Double, _ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { append(stream, time, $0) }
+    }
+
+    /// A bare carriage return: drop the current line's held bytes.
+    private mutating func redraw(_ stream: OutputStream, _ time: Double) {
+        let s = Self.slot(stream)
+        if let start = lines[s].start {
+            for i in start.segment..<segments.count where segments[i].stream == stream {
+                if i == start.segment {
+                    segments[i].bytes.removeSubrange(start.offset...)
+                } else {
+                    segments[i].bytes.removeAll()
+                }
+            }
+            lines[s].start = nil
+        }
+        if lines[s].beganInWritten { append(stream, time, [0x0D]) }
+    }
+
+    /// Bytes of the unfinished line of `slot` still held.
+    private func heldLineSize(_ s: Int) -> Int {
+        guard let start = lines[s].start else { return 0 }
+        let stream = Self.stream(s)
+        var total = 0
+        for i in start.segment..<segments.count where segments[i].stream == stream {
+            total += segments[i].bytes.count - (i == start.segment ? start.offset : 0)
+        }
+        return total
+    }
+
+    /// Returns what to write now: every complete line, and unfinished lines held longer than
+    /// `holdSeconds` or bigger than `maxHeldLine` (everything when `final`).
+    mutating func flush(now: Double, final: Bool) -> [Segment] {
+        var holding = [false, false]
+        for s in 0..<2 {
+            if final {
+                if lines[s].pendingCR {
+                    append(Self.stream(s), now, [0x0D])
+                    lines[s].pendingCR = false
+                }
+                continue
+            }
+            let held = heldLineSize(s)
+            if held == 0 { lines[s].heldSince = nil; continue }
+            let since = lines[s].heldSince ?? now
+            holding[s] = now - since < holdSeconds && held <= maxHeldLine
+            lines[s].heldSince = holding[s] ? since : nil
+        }
+        var out: [Segment] = []
+        var kept: [Segment] = []
+        var newStarts: [Position?] = [nil, nil]
+        for (i, segment) in segments.enumerated() {
+            let s = Self.slot(segment.stream)
+            var cut = segment.bytes.count
+            if holding[s], let start = lines[s].start, i >= start.segment {
+                cut = i == start.segment ? start.offset : 0
+            }
+            if cut > 0 {
+                if out.last?.stream == segment.stream { out[out.count - 1].bytes.append(contentsOf: segment.bytes[..<cut]) }
+                else { out.append(Segment(stream: segment.stream, time: segment.time, bytes: Array(segment.bytes[..<cut]))) }
+            }
+            if cut < segment.bytes.count {
+                if kept.last?.stream != segment.stream {
+                    kept.append(Segment(stream: segment.stream, time: segment.time, bytes: []))
+                }
+                if newStarts[s] == nil { newStarts[s] = Position(segment: kept.count - 1, offset: kept[kept.count - 1].bytes.count) }
+                kept[kept.count - 1].bytes.append(contentsOf: segment.bytes[cut...])
+            }
+        }
+        for s in 0..<2 {
+            if holding[s] {
+                lines[s].start = newStarts[s]
+            } else {
+                if lines[s].start != nil { lines[s].beganInWritten = true }
+                lines[s].start = nil
+            }
+        }
+        segments = kept
+        return out
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Glibc
+
+/// What `cml-run` was asked to record besides the command.
+public struct RunOptions: Sendable {
+    public var name: String?
+    public var project: String
+    public var tags: [String]
+    /// Given with `--param`; they override the same keys read from the command line.
+    public var params: [Param]
+    public var maxPatchBytes: Int
+    /// nil: a pseudo-terminal when stdout is a terminal.
+    public var terminal: Bool?
+    public var parseMetrics: Bool
+
+    public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
+                maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true) {
+        self.name = name
+        self.project = project
+        self.tags = tags
+        self.params = params
+        self.maxPatchBytes = maxPatchBytes
+        self.terminal = terminal
+        self.parseMetrics = parseMetrics
+    }
+}
+
+/// Runs a command and records it completely: see the README's "What a run records".
+public enum RunCapture {
+    /// Runs `command`, passing its output through live, and returns the status cml-run should exit with
+    /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist).
+    public static func run(_ command: [String], options: RunOptions, store: any Store, signals: SignalForwarder,
+                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> Int32 {
+        guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
+        let startedAt = Clock.now()
+        let id = RunID.make(at: startedAt)
+        let cwd = RunEnvironment.workingDirectory
+
+        let (code, patch) = captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, warn: warn)
+
+        var childEnvironment = RunEnvironment.current().filter { !$0.0.hasPrefix("CML_RUN_") }
+        func setDefault(_ name: String, _ value: String, override: Bool) {
+            if let at = childEnvironment.firstIndex(where: { $0.0 == name }) {
+                if override { childEnvironment[at].1 = value }
+            } else {
+                childEnvironment.append((name, value))
+            }
+        }
+        setDefault("PYTHONUNBUFFERED", "1", override: false)
+        setDefault("CML_RUN_ID", id, override: true)
+        setDefault("CML_STORE", store.location, override: true)
+
+        var params = ParamParser.parse(command)
+        for given in options.params {
+            params.removeAll { $0.key == given.key }
+            params.append(given)
+        }
+
+        let record = Run(id: id, name: options.name, project: options.project, status: .running, command: command,
+                         cwd: cwd, host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: getpid(),
+                         startedAt: startedAt, environment: RunEnvironment.redact(childEnvironment), code: code,
+                         tags: options.tags, params: params)
+        _ = try store.createRun(record, patch: patch)
+        let log = try store.logWriter(run: id)
+        let metrics = options.parseMetrics ? try store.metricWriter(run: id) : nil
+
+        let terminal = options.terminal ?? (isatty(STDOUT_FILENO) == 1)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(argv: command, environment: childEnvironment.map { "\($0.0)=\($0.1)" },
+                                     terminal: terminal, signalMask: signals.originalMask)
+        } catch {
+            let (status, message): (Int32, String) = switch error {
+            case .notFound(let name): (127, "command not found: \(name)")
+            case .notExecutable(let name, let why): (126, "cannot execute \(name): \(why)")
+            case .failed(let why): (126, why)
+            }
+            try store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now(), exitCode: status, error: message),
+                                logBytes: 0)
+            throw CMLError(message, exitCode: status)
+        }
+        signals.forward(to: child)
+
+        let recorder = OutputRecorder(log: log, metrics: metrics, warn: warn)
+        let pump = OutputPump(child: child, recorder: recorder)
+        let exit = child.wait()
+        pump.childExited()
+        pump.waitUntilDrained()
+        let logBytes = recorder.finish()
+
+        let aborted = signals.receivedSignal != nil
+        let status: RunStatus = aborted ? .aborted : (exit.code == 0 ? .completed : .failed)
+        let end = RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
+                         cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS)
+        try store.finishRun(id: id, end: end, logBytes: logBytes)
+        return exit.shellStatus
+    }
+
+    /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal.
+    static func captureCode(directory: String, maxPatchBytes: Int, warn: (String) -> Void) -> (JSON, [UInt8]) {
+        do {
+            let (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let data = (try? encoder.encode(state)) ?? Data("{}".utf8)
+            var bytes = [UInt8](data)
+            return ((try? JSON.parse(bytes: &bytes)) ?? .object([]), patch)
+        } catch {
+            warn("the code state was not captured: \(error.description)")
+            return (.object([("in_repository", .null), ("error", .string(error.description))]), [])
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH in every thread and waits for them on one thread
+/// with sigwait(2), so no handler runs at an arbitrary point. Termination signals are forwarded to the
+/// child's process group (and remembered, so the run ends `aborted`); SIGWINCH resizes the child's terminal.
+public final class SignalForwarder: Sendable {
+    public static let termination: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
+    /// The signal mask the process had before, for the child to start with.
+    public let originalMask: sigset_t
+    private struct State {
+        var child: ChildProcess?
+        var received: Int32?
+    }
+    private let state = Mutex(State())
+
+    /// Call first thing in main, before any other thread exists, so that every thread inherits the mask.
+    public init() {
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        for signal in Self.termination + [SIGWINCH] { sigaddset(&blocked, signal) }
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+        originalMask = previous
+        signal(SIGPIPE, SIG_IGN)
+        let waitSet = blocked
+        Thread.detachNewThread { [self] in
+            var set = waitSet
+            while true {
+                var received: Int32 = 0
+                guard sigwait(&set, &received) == 0 else { continue }
+                self.handle(received)
+            }
+        }
+    }
+
+    private func handle(_ signal: Int32) {
+        let child = state.withLock { state -> ChildProcess? in
+            if signal != SIGWINCH { state.received = signal }
+            return state.child
+        }
+        guard let child else { return }
+        if signal == SIGWINCH { child.copyWindowSize() } else { child.signalGroup(signal) }
+    }
+
+    /// From now on, signals go to `child`. A signal that came before the child existed is sent at once.
+    public func forward(to child: ChildProcess) {
+        let pending = state.withLock { state -> Int32? in
+            state.child = child
+            return state.received
+        }
+        if let pending { child.signalGroup(pending) }
+    }
+
+    /// The last termination signal received, if any.
+    public var receivedSignal: Int32? { state.withLock { $0.received } }
+}

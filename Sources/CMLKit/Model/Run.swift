@@ -1,0 +1,128 @@
+/// The states of a run; see the README's "Run states".
+public enum RunStatus: String, Sendable, CaseIterable {
+    case queued, running, completed, failed, aborted, lost
+
+    public var isFinished: Bool { self != .queued && self != .running }
+}
+
+/// One parameter of a run: from its command line (`argv`) or given with `--param` (`option`).
+public struct Param: Sendable, Equatable {
+    public var key: String
+    public var value: JSON
+    public var source: String
+
+    public init(key: String, value: JSON, source: String) {
+        self.key = key
+        self.value = value
+        self.source = source
+    }
+
+    /// Numbers, booleans and strings the way a command line means them: `0.01` is a number, `true` a boolean.
+    public static func typedValue(_ text: String) -> JSON {
+        if let i = Int64(text), !text.hasPrefix("+") { return .int(i) }
+        if let d = Double(text), d.isFinite, text.first.map({ $0.isNumber || $0 == "-" || $0 == "." }) == true {
+            return .double(d)
+        }
+        switch text.lowercased() {
+        case "true": return .bool(true)
+        case "false": return .bool(false)
+        default: return .string(text)
+        }
+    }
+}
+
+/// One point of a metric series.
+public struct MetricPoint: Sendable, Equatable {
+    public var key: String
+    public var step: Int64
+    public var value: Double
+    public var time: Double
+
+    public init(key: String, step: Int64, value: Double, time: Double) {
+        self.key = key
+        self.step = step
+        self.value = value
+        self.time = time
+    }
+}
+
+/// What a run keeps per metric so that listing and sorting never read the series.
+public struct MetricSummary: Sendable, Equatable {
+    public var key: String
+    public var count: Int64
+    public var last: Double
+    public var min: Double
+    public var max: Double
+    public var lastStep: Int64
+    public var lastTime: Double
+}
+
+/// How a run's process ended.
+public struct RunEnd: Sendable {
+    public var status: RunStatus
+    public var endedAt: Double
+    public var exitCode: Int32?
+    public var signal: Int32?
+    public var cpuUser: Double?
+    public var cpuSystem: Double?
+    public var maxRSS: Int64?
+    public var error: String?
+
+    public init(status: RunStatus, endedAt: Double, exitCode: Int32? = nil, signal: Int32? = nil,
+                cpuUser: Double? = nil, cpuSystem: Double? = nil, maxRSS: Int64? = nil, error: String? = nil) {
+        self.status = status
+        self.endedAt = endedAt
+        self.exitCode = exitCode
+        self.signal = signal
+        self.cpuUser = cpuUser
+        self.cpuSystem = cpuSystem
+        self.maxRSS = maxRSS
+        self.error = error
+    }
+}
+
+/// A run record as stored: what was run, where, by whom, how it ended, and what it recorded.
+public struct Run: Sendable {
+    public var id: String
+    public var name: String?
+    public var project: String
+    public var status: RunStatus
+    public var command: [String]
+    public var cwd: String
+    public var host: String
+    public var user: String
+    public var pid: Int32?
+    public var startedAt: Double
+    public var end: RunEnd?
+    /// The child's environment, sorted by name, secrets redacted.
+    public var environment: [(String, String)]
+    /// The code state (see `CodeState`), as JSON.
+    public var code: JSON
+    public var logBytes: Int64
+    public var tags: [String]
+    public var params: [Param]
+    public var metrics: [MetricSummary]
+
+    public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
+                host: String, user: String, pid: Int32?, startedAt: Double, end: RunEnd? = nil,
+                environment: [(String, String)], code: JSON, logBytes: Int64 = 0,
+                tags: [String], params: [Param], metrics: [MetricSummary] = []) {
+        self.id = id
+        self.name = name
+        self.project = project
+        self.status = status
+        self.command = command
+        self.cwd = cwd
+        self.host = host
+        self.user = user
+        self.pid = pid
+        self.startedAt = startedAt
+        self.end = end
+        self.environment = environment
+        self.code = code
+        self.logBytes = logBytes
+        self.tags = tags
+        self.params = params
+        self.metrics = metrics
+    }
+}

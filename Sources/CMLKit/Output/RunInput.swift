@@ -1,0 +1,44 @@
+/// Reads which runs a command should act on: ids (or unique prefixes) given as arguments, else JSON lines
+/// on stdin, each an object with an `"id"` (what `cml-run ls` prints) or a bare id.
+public enum RunInput {
+    public static func ids(arguments: [String], stdinLines: () -> [String]?, store: any Store) throws(CMLError) -> [String] {
+        if !arguments.isEmpty {
+            var out: [String] = []
+            for argument in arguments { out.append(try store.resolveRunID(argument)) }
+            return out
+        }
+        guard let lines = stdinLines() else {
+            throw CMLError.usage("no run given", hint: "pass a run id, or pipe JSON lines with an \"id\" field")
+        }
+        var out: [String] = []
+        for (number, raw) in lines.enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            let candidate: String
+            if line.hasPrefix("{") {
+                guard let value = try? JSON.parse(line), let id = value["id"]?.stringValue else {
+                    throw CMLError("stdin line \(number + 1) is not a JSON object with an \"id\" field: \(line.prefix(60))")
+                }
+                candidate = id
+            } else if RunID.isPrefix(line.lowercased()) {
+                candidate = line
+            } else {
+                throw CMLError("stdin line \(number + 1) is neither a run id nor a JSON line: \(line.prefix(60))")
+            }
+            out.append(try store.resolveRunID(candidate))
+        }
+        if out.isEmpty { throw CMLError.usage("no run given on stdin") }
+        return out
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: CharacterSetLike) -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first == " " || first == "\t" || first == "\r" || first == "\n" { scalars.removeFirst() }
+        while let last = scalars.last, last == " " || last == "\t" || last == "\r" || last == "\n" { scalars.removeLast() }
+        return String(scalars)
+    }
+}
+
+public enum CharacterSetLike { case whitespaces }

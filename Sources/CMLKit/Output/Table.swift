@@ -1,0 +1,65 @@
+import Foundation
+
+/// Output formats shared by every listing command.
+public enum OutputFormat: String, CaseIterable, Sendable {
+    case jsonl, json, table, csv, tsv
+
+    /// A table on a terminal, JSON lines everywhere else.
+    public static func automatic(isTerminal: Bool) -> OutputFormat { isTerminal ? .table : .jsonl }
+}
+
+/// Renders rows of cells as an aligned table, CSV or TSV.
+public struct TextTable: Sendable {
+    public var headers: [String]
+    public var rows: [[String]]
+
+    public init(headers: [String], rows: [[String]] = []) {
+        self.headers = headers
+        self.rows = rows
+    }
+
+    public func render(_ format: OutputFormat) -> String {
+        switch format {
+        case .csv: return ([headers] + rows).map { $0.map(Self.csvField).joined(separator: ",") + "\n" }.joined()
+        case .tsv: return ([headers] + rows).map { $0.map(Self.tsvField).joined(separator: "\t") + "\n" }.joined()
+        default: return aligned()
+        }
+    }
+
+    private func aligned() -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
+            }.joined(separator: "  ") + "\n"
+        }
+        return line(headers) + rows.map(line).joined()
+    }
+
+    static func csvField(_ text: String) -> String {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    static func tsvField(_ text: String) -> String {
+        String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
+    }
+
+    /// Shortens text for a table cell.
+    public static func truncate(_ text: String, to width: Int) -> String {
+        text.count <= width ? text : String(text.prefix(width - 1)) + "…"
+    }
+}
+
+/// Human durations for tables: `850ms`, `12.3s`, `4m05s`, `2h03m`.
+public func formatDuration(_ seconds: Double) -> String {
+    if seconds < 1 { return "\(Int(seconds * 1000))ms" }
+    if seconds < 60 { return String(Int(seconds * 10) / 10) + "." + String(Int(seconds * 10) % 10) + "s" }
+    let total = Int(seconds)
+    func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    if total < 3600 { return "\(total / 60)m\(two(total % 60))s" }
+    return "\(total / 3600)h\(two(total % 3600 / 60))m"
+}

@@ -1,0 +1,362 @@
+import GRDB
+import GRDBSQLite
+import Glibc
+
+/// The local store: one directory holding `cml.db` (SQLite, WAL), `objects/` (blobs) and `logs/`
+/// (console output, appended as it arrives).
+public final class SQLiteStore: Store {
+    public let location: String
+    let queue: DatabaseQueue
+    let blobs: BlobStore
+    let logDirectory: String
+    let busyTimeout: Double
+
+    /// Opens (creating if needed) the store at `directory`. `busyTimeout` is how long a write waits for
+    /// another writer before giving up with a clear error.
+    public init(directory: String, busyTimeout: Double = 10) throws(CMLError) {
+        location = directory
+        self.busyTimeout = busyTimeout
+        blobs = BlobStore(directory: directory + "/objects")
+        logDirectory = directory + "/logs"
+        do {
+            try FileSystem.makeDirectories(directory)
+        } catch {
+            throw CMLError("cannot use the store at \(directory): \(error.message)", hint: "pass --store or set CML_STORE")
+        }
+        if access(directory, W_OK) != 0 {
+            throw CMLError("the store at \(directory) is not writable", hint: "pass --store or set CML_STORE")
+        }
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(busyTimeout)
+        configuration.foreignKeysEnabled = true
+        configuration.label = "cml"
+        let path = directory + "/cml.db"
+        do {
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            try Schema.migrate(queue)
+        } catch {
+            throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
+        }
+    }
+
+    /// Turns an SQLite failure into one line that says what is wrong with the store.
+    static func storeError(_ error: any Error, path: String, busyTimeout: Double) -> CMLError {
+        if let cml = error as? CMLError { return cml }
+        guard let db = error as? DatabaseError else { return CMLError("store \(path): \(error)") }
+        switch db.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return CMLError("the store \(path) is locked by another process (waited \(formatSeconds(busyTimeout)))",
+                            hint: "retry when it is done, or raise CML_BUSY_TIMEOUT")
+        case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+            return CMLError("the store database \(path) is corrupt or not a cml store",
+                            hint: "move it aside to start a new store; nothing was written")
+        case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM:
+            return CMLError("cannot write the store database \(path): \(db.message ?? "read-only")",
+                            hint: "check its permissions, or pass --store")
+        case .SQLITE_FULL:
+            return CMLError("the disk holding \(path) is full")
+        default:
+            return CMLError("store \(path): \(db.message ?? "\(db)")")
+        }
+    }
+
+    private static func formatSeconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
+    }
+
+    func write<T>(_ body: (Database) throws -> T) throws(CMLError) -> T {
+        do { return try queue.write(body) } catch {
+            throw Self.storeError(error, path: location + "/cml.db", busyTimeout: busyTimeout)
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(CMLError) -> T {
+        do { return try queue.read(body) } catch {
+            throw Self.storeError(error, path: location + "/cml.db", busyTimeout: busyTimeout)
+        }
+    }
+
+    // MARK: Runs
+
+    public func createRun(_ run: Run, patch: [UInt8]) throws(CMLError) -> Run {
+        var run = run
+        if !patch.isEmpty {
+            let blob = try blobs.put(patch)
+            if case .object(var members) = run.code {
+                members.removeAll { $0.0 == "patch_blob" }
+                members.append(("patch_blob", .string(blob)))
+                run.code = .object(members)
+            }
+        }
+        let record = run
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: StatementArguments([
+                    record.id, record.name, record.project, record.status.rawValue,
+                    JSON.array(record.command.map { .string($0) }).serialized,
+                    record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt,
+                    JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
+                    record.code.serialized,
+                ] as [(any DatabaseValueConvertible)?]))
+            for tag in Set(record.tags) {
+                try db.execute(sql: "INSERT INTO run_tags (run_id, tag) VALUES (?, ?)", arguments: [record.id, tag])
+            }
+            for param in record.params {
+                try db.execute(sql: """
+                    INSERT OR REPLACE INTO params (run_id, key, value, number, source) VALUES (?, ?, ?, ?, ?)
+                    """, arguments: [record.id, param.key, param.value.serialized, param.value.number, param.source])
+            }
+        }
+        return run
+    }
+
+    public func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError) {
+        try write { db in
+            try db.execute(sql: """
+                UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cpu_user = ?, cpu_system = ?,
+                    max_rss = ?, error = ?, log_bytes = ? WHERE id = ?
+                """, arguments: StatementArguments([
+                    end.status.rawValue, end.endedAt, end.exitCode.map { Int64($0) }, end.signal.map { Int64($0) },
+                    end.cpuUser, end.cpuSystem, end.maxRSS, end.error, logBytes, id,
+                ] as [(any DatabaseValueConvertible)?]))
+        }
+    }
+
+    public func resolveRunID(_ prefix: String) throws(CMLError) -> String {
+        let text = prefix.lowercased()
+        guard RunID.isPrefix(text) else {
+            throw CMLError("'\(prefix)' is not a run id", hint: "ids are hexadecimal; see cml-run ls")
+        }
+        let upper = text + String(repeating: "g", count: 1)  // 'g' sorts after every hex digit
+        let matches = try read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                                arguments: [text, upper])
+        }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw CMLError("no run with id \(prefix)", hint: "see cml-run ls")
+        default:
+            let shown = matches.prefix(5).joined(separator: ", ") + (matches.count > 5 ? ", …" : "")
+            throw CMLError("run id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)")
+        }
+    }
+
+    public func run(id: String) throws(CMLError) -> Run {
+        let found = try runs(whereSQL: "runs.id = ?", arguments: [id], limit: nil)
+        guard let run = found.first else { throw CMLError("no run with id \(id)", hint: "see cml-run ls") }
+        return run
+    }
+
+    public func runs(_ query: RunQuery) throws(CMLError) -> [Run] {
+        var clauses: [String] = []
+        var arguments: [any DatabaseValueConvertible] = []
+        if let project = query.project { clauses.append("runs.project = ?"); arguments.append(project) }
+        if let status = query.status { clauses.append("runs.status = ?"); arguments.append(status.rawValue) }
+        if let tag = query.tag {
+            clauses.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?)")
+            arguments.append(tag)
+        }
+        return try runs(whereSQL: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "),
+                        arguments: StatementArguments(arguments), limit: query.limit)
+    }
+
+    private func runs(whereSQL: String, arguments: StatementArguments, limit: Int?) throws(CMLError) -> [Run] {
+        try read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT * FROM runs WHERE \(whereSQL) ORDER BY started_at DESC, id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+                """, arguments: arguments)
+            if rows.isEmpty { return [] }
+            let ids = rows.map { $0["id"] as String }
+            let idList = "(" + ids.map { _ in "?" }.joined(separator: ",") + ")"
+            var tags: [String: [String]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT run_id, tag FROM run_tags WHERE run_id IN \(idList) ORDER BY tag",
+                                        arguments: StatementArguments(ids)) {
+                tags[row["run_id"], default: []].append(row["tag"])
+            }
+            var params: [String: [Param]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM params WHERE run_id IN \(idList) ORDER BY key",
+                                        arguments: StatementArguments(ids)) {
+                let value = (try? JSON.parse(row["value"] as String)) ?? .null
+                params[row["run_id"], default: []].append(Param(key: row["key"], value: value, source: row["source"]))
+            }
+            var metrics: [String: [MetricSummary]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM metric_series WHERE run_id IN \(idList) ORDER BY key",
+                                        arguments: StatementArguments(ids)) {
+                metrics[row["run_id"], default: []].append(MetricSummary(
+                    key: row["key"], count: row["count"], last: row["last"] ?? .nan, min: row["min"] ?? .nan,
+                    max: row["max"] ?? .nan, lastStep: row["last_step"], lastTime: row["last_time"]))
+            }
+            return rows.map { row in
+                let id: String = row["id"]
+                let status = RunStatus(rawValue: row["status"]) ?? .failed
+                let command: [String] = {
+                    guard case .array(let items)? = try? JSON.parse(row["command"] as String) else { return [] }
+                    return items.compactMap(\.stringValue)
+                }()
+                let environment: [(String, String)] = {
+                    guard case .object(let members)? = try? JSON.parse(row["env"] as String) else { return [] }
+                    return members.map { ($0.0, $0.1.stringValue ?? "") }
+                }()
+                var end: RunEnd?
+                if let endedAt: Double = row["ended_at"] {
+                    end = RunEnd(status: status, endedAt: endedAt, exitCode: (row["exit_code"] as Int64?).map { Int32($0) },
+                                 signal: (row["signal"] as Int64?).map { Int32($0) }, cpuUser: row["cpu_user"],
+                                 cpuSystem: row["cpu_system"], maxRSS: row["max_rss"], error: row["error"])
+                }
+                return Run(id: id, name: row["name"], project: row["project"], status: status, command: command,
+                           cwd: row["cwd"], host: row["host"], user: row["user"],
+                           pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: row["started_at"], end: end,
+                           environment: environment, code: (try? JSON.parse(row["code"] as String)) ?? .null,
+                           logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
+                           metrics: metrics[id] ?? [])
+            }
+        }
+    }
+
+    // MARK: Metrics
+
+    public func metricWriter(run id: String) throws(CMLError) -> any MetricWriter {
+        try SQLiteMetricWriter(store: self, runID: id)
+    }
+
+    public func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError) {
+        var failure: CMLError?
+        try read { db in
+            let series = try Row.fetchAll(db, sql: "SELECT id, key FROM metric_series WHERE run_id = ?\(key == nil ? "" : " AND key = ?") ORDER BY key",
+                                          arguments: key == nil ? [id] : [id, key!])
+            for row in series {
+                let seriesID: Int64 = row["id"]
+                let seriesKey: String = row["key"]
+                let cursor = try Row.fetchCursor(db, sql: "SELECT step, value, time FROM metric_points WHERE series = ? ORDER BY seq",
+                                                 arguments: [seriesID])
+                while let point = try cursor.next() {
+                    do throws(CMLError) {
+                        try body(MetricPoint(key: seriesKey, step: point[0], value: point[1] ?? .nan, time: point[2]))
+                    } catch {
+                        failure = error
+                        return
+                    }
+                }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    public func blob(_ id: String) throws(CMLError) -> [UInt8] {
+        try blobs.get(id)
+    }
+
+    // MARK: Logs
+
+    func logPath(_ id: String) -> String { "\(logDirectory)/\(id).log" }
+
+    public func logWriter(run id: String) throws(CMLError) -> RunLogWriter {
+        try FileSystem.makeDirectories(logDirectory)
+        return try RunLogWriter(path: logPath(id))
+    }
+
+    public func logReader(run id: String) throws(CMLError) -> RunLogReader {
+        RunLogReader(path: logPath(id))
+    }
+}
+
+extension JSON {
+    /// The number a parameter sorts and compares by, when it has one.
+    var number: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .bool(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+}
+
+/// Appends a run's points with one prepared statement per batch and keeps each series' summary current.
+final class SQLiteMetricWriter: MetricWriter {
+    private struct Series {
+        var id: Int64
+        var nextSeq: Int64
+        var summary: MetricSummary
+        var touched = false
+    }
+
+    private let store: SQLiteStore
+    private let runID: String
+    private var series: [String: Series] = [:]
+
+    init(store: SQLiteStore, runID: String) throws(CMLError) {
+        self.store = store
+        self.runID = runID
+        let rows = try store.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT s.*, (SELECT COALESCE(MAX(seq), -1) + 1 FROM metric_points WHERE series = s.id) AS next_seq
+                FROM metric_series s WHERE run_id = ?
+                """, arguments: [runID])
+        }
+        for row in rows {
+            let key: String = row["key"]
+            series[key] = Series(id: row["id"], nextSeq: row["next_seq"], summary: MetricSummary(
+                key: key, count: row["count"], last: row["last"] ?? .nan, min: row["min"] ?? .nan,
+                max: row["max"] ?? .nan, lastStep: row["last_step"], lastTime: row["last_time"]))
+        }
+    }
+
+    func append(_ points: [MetricPoint]) throws(CMLError) {
+        if points.isEmpty { return }
+        var state = series
+        try store.write { db in
+            let insert = try db.cachedStatement(sql: "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?, ?, ?, ?, ?)")
+            let raw = insert.sqliteStatement
+            for point in points {
+                if state[point.key] == nil {
+                    try db.execute(sql: "INSERT INTO metric_series (run_id, key, count, last_step, last_time) VALUES (?, ?, 0, 0, 0)",
+                                   arguments: [runID, point.key])
+                    state[point.key] = Series(id: db.lastInsertedRowID, nextSeq: 0, summary: MetricSummary(
+                        key: point.key, count: 0, last: .nan, min: .nan, max: .nan, lastStep: 0, lastTime: 0))
+                }
+                let seriesID = state[point.key]!.id
+                let seq = state[point.key]!.nextSeq
+                sqlite3_bind_int64(raw, 1, seriesID)
+                sqlite3_bind_int64(raw, 2, seq)
+                sqlite3_bind_int64(raw, 3, point.step)
+                if point.value.isNaN { sqlite3_bind_null(raw, 4) } else { sqlite3_bind_double(raw, 4, point.value) }
+                sqlite3_bind_double(raw, 5, point.time)
+                let rc = sqlite3_step(raw)
+                sqlite3_reset(raw)
+                guard rc == SQLITE_DONE else {
+                    throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                }
+                state[point.key]!.nextSeq = seq + 1
+                state[point.key]!.touched = true
+                state[point.key]!.summary.add(point)
+            }
+            let update = try db.cachedStatement(sql: """
+                UPDATE metric_series SET count = ?, last = ?, min = ?, max = ?, last_step = ?, last_time = ? WHERE id = ?
+                """)
+            for (key, entry) in state where entry.touched {
+                let s = entry.summary
+                try update.execute(arguments: [s.count, s.last.isNaN ? nil : s.last, s.min.isNaN ? nil : s.min,
+                                               s.max.isNaN ? nil : s.max, s.lastStep, s.lastTime, entry.id])
+                state[key]!.touched = false
+            }
+        }
+        series = state
+    }
+}
+
+extension MetricSummary {
+    mutating func add(_ point: MetricPoint) {
+        count += 1
+        last = point.value
+        lastStep = point.step
+        lastTime = point.time
+        if !point.value.isNaN {
+            min = min.isNaN ? point.value : Swift.min(min, point.value)
+            max = max.isNaN ? point.value : Swift.max(max, point.value)
+        }
+    }
+}

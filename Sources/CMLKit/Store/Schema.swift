@@ -1,0 +1,89 @@
+import GRDB
+
+/// The numbered schema migrations. Migration N brings `PRAGMA user_version` from N-1 to N; they run once,
+/// inside one IMMEDIATE transaction, so ten processes opening a brand-new store at once apply each exactly
+/// once (the first takes the write lock, the others wait, then find the version current).
+enum Schema {
+    static let migrations: [String] = [
+        // 1: runs, their params, tags, metric series (with summaries) and points.
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY NOT NULL,
+            name TEXT,
+            project TEXT NOT NULL,
+            status TEXT NOT NULL,
+            command TEXT NOT NULL,
+            cwd TEXT NOT NULL,
+            host TEXT NOT NULL,
+            user TEXT NOT NULL,
+            pid INTEGER,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            exit_code INTEGER,
+            signal INTEGER,
+            cpu_user REAL,
+            cpu_system REAL,
+            max_rss INTEGER,
+            error TEXT,
+            env TEXT NOT NULL,
+            code TEXT NOT NULL,
+            log_bytes INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX runs_by_start ON runs(started_at);
+        CREATE INDEX runs_by_project ON runs(project, started_at);
+        CREATE TABLE run_tags (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (run_id, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_tags_by_tag ON run_tags(tag);
+        CREATE TABLE params (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            number REAL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE metric_series (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            last REAL,
+            min REAL,
+            max REAL,
+            last_step INTEGER NOT NULL,
+            last_time REAL NOT NULL,
+            UNIQUE (run_id, key)
+        );
+        CREATE TABLE metric_points (
+            series INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            time REAL NOT NULL,
+            PRIMARY KEY (series, seq)
+        ) WITHOUT ROWID;
+        """,
+    ]
+
+    static func migrate(_ queue: DatabaseQueue) throws {
+        let current = try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0 }
+        if current == migrations.count { return }
+        guard current < migrations.count else {
+            throw CMLError("the store was written by a newer cml (schema \(current), this one knows \(migrations.count))",
+                           hint: "upgrade cml")
+        }
+        try queue.writeWithoutTransaction { db in
+            try db.inTransaction(.immediate) {
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                for (index, sql) in migrations.enumerated() where index >= version {
+                    try db.execute(sql: sql)
+                }
+                try db.execute(sql: "PRAGMA user_version = \(migrations.count)")
+                return .commit
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/// Which runs `ls` returns, newest first.
+public struct RunQuery: Sendable {
+    public var project: String?
+    public var status: RunStatus?
+    public var tag: String?
+    public var limit: Int?
+
+    public init(project: String? = nil, status: RunStatus? = nil, tag: String? = nil, limit: Int? = nil) {
+        self.project = project
+        self.status = status
+        self.tag = tag
+        self.limit = limit
+    }
+}
+
+/// Everything the commands do with a store. The SQLite store implements it on a local directory; a later
+/// HTTP store implements it against `cml-serve`, so no command talks SQL or HTTP itself.
+public protocol Store: Sendable {
+    /// Where the store lives, as the user named it.
+    var location: String { get }
+
+    /// Records a new run with its params and tags; `patch` (the uncommitted code change) goes to the blob store.
+    func createRun(_ run: Run, patch: [UInt8]) throws(CMLError) -> Run
+    func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
+    /// A writer that appends metric points to one run in batched transactions and keeps its summaries.
+    func metricWriter(run id: String) throws(CMLError) -> any MetricWriter
+    /// An appender for the run's console output.
+    func logWriter(run id: String) throws(CMLError) -> RunLogWriter
+    func logReader(run id: String) throws(CMLError) -> RunLogReader
+
+    /// The full id for a unique prefix; an error naming the candidates otherwise.
+    func resolveRunID(_ prefix: String) throws(CMLError) -> String
+    func run(id: String) throws(CMLError) -> Run
+    func runs(_ query: RunQuery) throws(CMLError) -> [Run]
+    /// Streams a run's points in step order (per key), without holding the series in memory.
+    func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
+    func blob(_ id: String) throws(CMLError) -> [UInt8]
+}
+
+public protocol MetricWriter: AnyObject {
+    /// Appends points in one transaction; summaries are updated in the same transaction.
+    func append(_ points: [MetricPoint]) throws(CMLError)
+}

@@ -1,0 +1,23 @@
+/// The one error type that reaches a command's edge, where it becomes one line on stderr:
+/// `cml-run: error: <message> (<hint>)`.
+public struct CMLError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let hint: String?
+    /// Exit status the command should end with (1 failure, 2 usage).
+    public let exitCode: Int32
+
+    public init(_ message: String, hint: String? = nil, exitCode: Int32 = 1) {
+        self.message = message
+        self.hint = hint
+        self.exitCode = exitCode
+    }
+
+    public static func usage(_ message: String, hint: String? = nil) -> CMLError {
+        CMLError(message, hint: hint, exitCode: 2)
+    }
+
+    public var description: String {
+        if let hint { return "\(message) (\(hint))" }
+        return message
+    }
+}

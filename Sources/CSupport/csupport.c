@@ -1,0 +1,11 @@
+#define _GNU_SOURCE
+#include "csupport.h"
+#include <fcntl.h>
+#include <spawn.h>
+#include <string.h>
+#include <unistd.h>
+
+int cml_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int cml_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
+int cml_spawn_setsid_flag(void) { return POSIX_SPAWN_SETSID; }
+const void *cml_memrchr(const void *s, int c, size_t n) { return memrchr(s, c, n); }

@@ -1,0 +1,12 @@
+// GNU and Linux extensions that Swift's Glibc module leaves out (it is built without _GNU_SOURCE).
+#pragma once
+#include <stddef.h>
+
+/// pipe2(fds, O_CLOEXEC); 0 or -1 with errno.
+int cml_pipe_cloexec(int fds[2]);
+/// fcntl(fd, F_SETPIPE_SZ, size); the new size or -1.
+int cml_set_pipe_size(int fd, int size);
+/// The POSIX_SPAWN_SETSID flag.
+int cml_spawn_setsid_flag(void);
+/// memrchr(3).
+const void *cml_memrchr(const void *s, int c, size_t n);

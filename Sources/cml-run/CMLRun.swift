@@ -1,0 +1,67 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+/// `cml-run`: run a command and record it; read recorded runs back.
+struct CMLRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cml-run",
+        abstract: "Run a command and record everything about it, or read recorded runs back.",
+        discussion: """
+            Put cml-run -- in front of any command; it runs as before and is recorded in the store
+            (--store, else $CML_STORE, else ~/.cml): output, exit status, environment, code state
+            (git commit plus a patch of every uncommitted change), parameters and printed metrics.
+
+            Examples:
+              cml-run -- python train.py --lr 0.01 --epochs 3
+              cml-run --name baseline --tag sweep -- python train.py lr=0.1
+              cml-run ls --status completed | jq -r .id
+              cml-run show 0192f3a4 | jq .params
+              cml-run show --patch 0192f3a4 > changes.patch && git apply changes.patch
+              cml-run log --follow 0192f3a4
+              cml-run metrics 0192f3a4 --key loss
+            """,
+        subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, Parse.self],
+        defaultSubcommand: Exec.self
+    )
+}
+
+struct StoreOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
+    var store: String?
+
+    func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
+}
+
+@main
+enum Main {
+    static func main() {
+        do {
+            var command = try CMLRun.parseAsRoot()
+            try command.run()
+        } catch let error as CMLError {
+            fail(error)
+        } catch let exit as ExitCode {
+            Glibc.exit(exit.rawValue)
+        } catch {
+            if CMLRun.exitCode(for: error) == .validationFailure {
+                FileHandleOutput.standardError("cml-run: error: \(CMLRun.message(for: error))\n" + CMLRun.usageString(for: error))
+                Glibc.exit(2)
+            }
+            CMLRun.exit(withError: error)
+        }
+    }
+
+    static func fail(_ error: CMLError) -> Never {
+        FileHandleOutput.standardError("cml-run: error: \(error)\n")
+        Glibc.exit(error.exitCode)
+    }
+}
+
+extension CMLRun {
+    static func usageString(for error: any Error) -> String {
+        let full = fullMessage(for: error)
+        guard let range = full.range(of: "Usage:") else { return "" }
+        return String(full[range.lowerBound...]) + "\n"
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command and record it (the default: cml-run [options] -- CMD [ARGS…]).",
+        discussion: """
+            The command's output passes through live; its exit status becomes cml-run's (128+N when
+            signal N killed it, 127 when it does not exist). SIGINT, SIGTERM and SIGHUP go to its whole
+            process group and the run ends `aborted`.
+
+            Example:
+              cml-run --name baseline --tag sweep --param seed=1 -- python train.py --lr 0.01
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Option(help: "A name for the run.")
+    var name: String?
+
+    @Option(help: ArgumentHelp("The project the run belongs to (default: $CML_PROJECT, else 'default')."))
+    var project: String?
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag for the run (repeatable).", valueName: "tag"))
+    var tags: [String] = []
+
+    @Option(name: .customLong("param"), help: ArgumentHelp("A parameter key=value (repeatable); overrides the command line's.", valueName: "key=value"))
+    var params: [String] = []
+
+    @Option(help: ArgumentHelp("Files that would make the code patch larger than this are left out, and named in the record (bytes, or with K, M, G).", valueName: "size"))
+    var maxPatchSize: String = "10M"
+
+    @Flag(inversion: .prefixedNo, help: "Run the command under a pseudo-terminal (default: when stdout is a terminal).")
+    var tty: Bool?
+
+    @Flag(name: .customLong("no-metrics"), help: "Do not parse metrics from the output.")
+    var noMetrics = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after --.", valueName: "command"))
+    var command: [String] = []
+
+    func run() throws {
+        // First, before any thread exists: every thread must inherit the blocked signal mask.
+        let signals = SignalForwarder()
+        let options = try makeOptions()
+        let store = try storeOption.open()
+        let status = try RunCapture.run(command, options: options, store: store, signals: signals) { warning in
+            FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
+        }
+        throw ExitCode(status)
+    }
+
+    private func makeOptions() throws(CMLError) -> RunOptions {
+        guard !command.isEmpty else {
+            throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]")
+        }
+        var parsed: [Param] = []
+        for text in params {
+            guard let param = ParamParser.parseAssignment(text) else {
+                throw .usage("--param \(text) is not key=value", hint: "e.g. --param lr=0.01")
+            }
+            parsed.append(param)
+        }
+        guard let limit = parseSize(maxPatchSize) else {
+            throw .usage("--max-patch-size \(maxPatchSize) is not a size", hint: "e.g. 10M, 512K, 1G or a number of bytes")
+        }
+        if let name, name.isEmpty { throw .usage("--name must not be empty") }
+        let project = self.project ?? (getenv("CML_PROJECT").map { String(cString: $0) }) ?? "default"
+        guard !project.isEmpty else { throw .usage("--project must not be empty") }
+        return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
+                          terminal: tty, parseMetrics: !noMetrics)
+    }
+}
+
+/// `10M` → 10485760; nil when it is not a size.
+func parseSize(_ text: String) -> Int? {
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+    var digits = text.uppercased()
+    var scale = 1
+    if digits.hasSuffix("B") { digits.removeLast() }
+    if digits.hasSuffix("I") { digits.removeLast() }
+    if let last = digits.last, let unit = units[last] { scale = unit; digits.removeLast() }
+    guard let value = Double(digits), value >= 0 else { return nil }
+    return Int(value * Double(scale))
+}

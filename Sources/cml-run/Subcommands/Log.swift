@@ -1,0 +1,60 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+struct Log: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Print a run's stored console output (stdout and stderr, in order).",
+        discussion: """
+            Progress-bar redraws are collapsed to their last state unless --raw.
+
+            Examples:
+              cml-run log 0192f3a4 | grep -i error
+              cml-run log --follow 0192f3a4          # until the run ends
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Flag(name: [.short, .long], help: "Keep printing new output until the run ends.")
+    var follow = false
+
+    @Flag(help: "Print the stored bytes as they are, carriage returns included.")
+    var raw = false
+
+    @Option(help: ArgumentHelp("Only this stream: stdout or stderr.", valueName: "stream"))
+    var stream: String?
+
+    @Argument(help: ArgumentHelp("The run (id or unique prefix).", valueName: "id"))
+    var id: String?
+
+    func run() throws {
+        var only: CMLKit.OutputStream?
+        if let stream {
+            switch stream {
+            case "stdout": only = .stdout
+            case "stderr": only = .stderr
+            default: throw CMLError.usage("--stream must be stdout or stderr")
+            }
+        }
+        let store = try storeOption.open()
+        let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
+        let reader = try store.logReader(run: runID)
+        var renderer = ConsoleRenderer()
+        var finished = false
+        while true {
+            var wrote = false
+            while let record = reader.next() {
+                if let only, record.stream != only { continue }
+                FileHandleOutput.standardOutput(bytes: raw ? record.bytes : renderer.feed(record.bytes))
+                wrote = true
+            }
+            if !follow || finished { break }
+            // One more pass after the run has ended picks up its last records.
+            if !wrote { finished = try store.run(id: runID).observedStatus.isFinished }
+            if !finished { usleep(200_000) }
+        }
+        if !raw { FileHandleOutput.standardOutput(bytes: renderer.finish()) }
+    }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import CMLKit
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Print a run's metric points as JSON lines of {key, step, value, time}.",
+        discussion: """
+            Series are streamed from the store, never held whole in memory.
+
+            Example:
+              cml-run metrics 0192f3a4 --key loss | jq -r '[.step, .value] | @tsv'
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Option(help: "Only this metric.")
+    var key: String?
+
+    @Argument(help: ArgumentHelp("The run (id or unique prefix).", valueName: "id"))
+    var id: String?
+
+    func run() throws {
+        let store = try storeOption.open()
+        let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
+        if let key {
+            let run = try store.run(id: runID)
+            guard run.metrics.contains(where: { $0.key == key }) else {
+                let known = run.metrics.map(\.key)
+                throw CMLError("run \(RunID.short(runID)) has no metric '\(key)'",
+                               hint: known.isEmpty ? "it has no metrics" : "it has: \(known.joined(separator: ", "))")
+            }
+        }
+        var out = BufferedOutput()
+        try store.forEachMetric(run: runID, key: key) { point in
+            out.withBuffer { point.writeJSONLine(to: &$0) }
+        }
+        out.flush()
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+struct Parse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parse",
+        abstract: "Print the metric points cml-run would capture from output read on stdin.",
+        discussion: """
+            Use it to check what a script's saved output yields, without running anything.
+
+            Example:
+              python train.py 2>&1 | tee out.txt; cml-run parse < out.txt
+            """
+    )
+
+    func run() throws {
+        var splitter = LineSplitter()
+        var extractor = MetricExtractor()
+        var out = BufferedOutput()
+        let size = 1 << 20
+        var buffer = [UInt8](repeating: 0, count: size)
+        let time = Clock.now()
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, size) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buffer.withUnsafeBufferPointer { chunk in
+                splitter.feed(UnsafeBufferPointer(rebasing: chunk[0..<n])) { line in
+                    for point in extractor.points(in: line, time: time) { out.withBuffer { point.writeJSONLine(to: &$0) } }
+                }
+            }
+        }
+        splitter.finish { line in
+            for point in extractor.points(in: line, time: time) { out.withBuffer { point.writeJSONLine(to: &$0) } }
+        }
+        out.flush()
+    }
+}
