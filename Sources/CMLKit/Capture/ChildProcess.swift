@@ -32,8 +32,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `argv` with `environment`. With `terminal`, the child gets a new session whose controlling
     /// terminal is a fresh pseudo-terminal sized like ours; otherwise a new process group and two pipes.
-    /// `signalMask` is the mask the child starts with (the one cml-run had before it blocked signals).
-    public init(argv: [String], environment: [String], terminal: Bool, signalMask: sigset_t) throws(SpawnError) {
+    public init(argv: [String], environment: [String], terminal: Bool) throws(SpawnError) {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -41,7 +40,11 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
 
-        var mask = signalMask
+        // The child starts with no signal blocked, as from a shell: cml-run blocks the ones it forwards,
+        // and a launcher (a test runner, a service manager) may have blocked more; either way the child
+        // must be able to receive what cml-run forwards.
+        var mask = sigset_t()
+        sigemptyset(&mask)
         posix_spawnattr_setsigmask(&attributes, &mask)
         // cml-run ignores SIGPIPE to see EPIPE on its own writes; the child must get the default back.
         var defaults = sigset_t()
@@ -58,8 +61,6 @@ public final class ChildProcess: @unchecked Sendable {
             var settings = termios()
             var size = winsize()
             let haveSettings = tcgetattr(STDOUT_FILENO, &settings) == 0
-            // The child's "\n" reaches us as "\n", not "\r\n": our own terminal adds the "\r" when we print it.
-            settings.c_oflag &= ~tcflag_t(ONLCR)
             let haveSize = ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0
             var nameBuffer = [CChar](repeating: 0, count: 128)
             let opened = withUnsafeMutablePointer(to: &settings) { s in
@@ -68,6 +69,11 @@ public final class ChildProcess: @unchecked Sendable {
                 }
             }
             guard opened == 0 else { throw .failed("cannot open a pseudo-terminal: \(String(cString: strerror(errno)))") }
+            // The child's "\n" reaches us as "\n", not "\r\n": our own terminal adds the "\r" when we print it.
+            if tcgetattr(slave, &settings) == 0 {
+                settings.c_oflag &= ~tcflag_t(ONLCR)
+                tcsetattr(slave, TCSANOW, &settings)
+            }
             _ = fcntl(master, F_SETFD, FD_CLOEXEC)
             _ = fcntl(slave, F_SETFD, FD_CLOEXEC)
             let slavePath = String(cString: nameBuffer)

@@ -68,7 +68,7 @@ public enum RunCapture {
         let child: ChildProcess
         do {
             child = try ChildProcess(argv: command, environment: childEnvironment.map { "\($0.0)=\($0.1)" },
-                                     terminal: terminal, signalMask: signals.originalMask)
+                                     terminal: terminal)
         } catch {
             let (status, message): (Int32, String) = switch error {
             case .notFound(let name): (127, "command not found: \(name)")

@@ -8,8 +8,6 @@ import Synchronization
 public final class SignalForwarder: Sendable {
     public static let termination: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
-    /// The signal mask the process had before, for the child to start with.
-    public let originalMask: sigset_t
     private struct State {
         var child: ChildProcess?
         var received: Int32?
@@ -21,9 +19,7 @@ public final class SignalForwarder: Sendable {
         var blocked = sigset_t()
         sigemptyset(&blocked)
         for signal in Self.termination + [SIGWINCH] { sigaddset(&blocked, signal) }
-        var previous = sigset_t()
-        pthread_sigmask(SIG_BLOCK, &blocked, &previous)
-        originalMask = previous
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
         signal(SIGPIPE, SIG_IGN)
         let waitSet = blocked
         Thread.detachNewThread { [self] in

@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+
+/// The patch printed by `cml-run show --patch`, applied to a clean clone, gives back the work tree.
+struct CodeStateTests {
+    @Test func patchFromShowAppliesToACleanClone() throws {
+        let box = try Sandbox()
+        let repo = box.work + "/repo"
+        try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
+        #expect(try shell("git init -q -b main && git config core.autocrlf false && printf 'a\\nb\\n' > train.py && printf 'x' > old.txt && echo '*.log' > .gitignore && git add -A && git commit -qm init", cwd: repo).status == 0)
+        // Staged and unstaged edits, a rename, a mode change, an untracked binary, an ignored file.
+        let setup = """
+            printf 'a\\nB\\n' > train.py && git add train.py && printf 'a\\nB\\nc\\n' > train.py && \
+            git mv old.txt new.txt && chmod +x train.py && mkdir -p data && head -c 3000 /dev/urandom > data/blob.bin && \
+            echo noise > run.log
+            """
+        #expect(try shell(setup, cwd: repo).status == 0)
+        let result = try box.run("cml-run", ["--", "true"], cwd: repo)
+        #expect(result.status == 0, "\(result.stderr)")
+        let run = try #require(try box.runs().first)
+        let id = try #require(run["id"] as? String)
+        let code = try #require(try box.show(id)["code"] as? [String: Any])
+        #expect(code["in_repository"] as? Bool == true)
+        #expect(code["branch"] as? String == "main")
+        #expect(code["dirty"] as? Bool == true)
+        #expect(code["pushed"] as? Bool == false)
+        let commit = try #require(code["commit"] as? String)
+        let patch = try box.run("cml-run", ["show", "--patch", id])
+        #expect(patch.status == 0 && !patch.stdout.isEmpty)
+        try patch.stdout.write(to: URL(fileURLWithPath: box.root + "/changes.patch"))
+        let clone = box.root + "/clone"
+        #expect(try shell("git clone -q \(repo) \(clone) && cd \(clone) && git checkout -q \(commit) && git apply \(box.root)/changes.patch", cwd: box.root).status == 0)
+        let compare = try shell("diff -r --exclude=.git --exclude=run.log \(repo) \(clone) && test -x \(clone)/train.py && test ! -e \(clone)/old.txt", cwd: box.root)
+        #expect(compare.status == 0, "\(compare.out)\(compare.stderr)")
+    }
+
+    @Test func outsideARepositoryIsRecordedAsSuch() throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--", "true"]).status == 0)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let code = try #require(try box.show(id)["code"] as? [String: Any])
+        #expect(code["in_repository"] as? Bool == false)
+        #expect(try box.run("cml-run", ["show", "--patch", id]).stdout.isEmpty)
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Glibc
+import Testing
+
+/// End-to-end: the built `cml-run` executable, real processes, a real store in a temporary directory.
+struct RunCaptureTests {
+    @Test func recordsARunCompletely() throws {
+        let box = try Sandbox()
+        let result = try box.run("cml-run", [
+            "--name", "first", "--project", "demo", "--tag", "a", "--tag", "b", "--param", "seed=7",
+            "--", "sh", "-c", "echo out; echo 'loss: 0.5'; echo err >&2; echo 'step=2 loss=0.25 acc=0.9'; exit 3",
+            "--lr", "0.01", "--epochs=2", "batch=64", "-n", "3",
+        ], env: ["API_TOKEN": "hunter2", "PLAIN": "visible"])
+        #expect(result.status == 3)
+        #expect(result.out == "out\nloss: 0.5\nstep=2 loss=0.25 acc=0.9\n")
+        #expect(result.stderr == "err\n")
+
+        let runs = try box.runs()
+        #expect(runs.count == 1)
+        let id = try #require(runs[0]["id"] as? String)
+        let run = try box.show(String(id.prefix(12)))
+        #expect(run["name"] as? String == "first")
+        #expect(run["project"] as? String == "demo")
+        #expect(run["status"] as? String == "failed")
+        #expect(run["exit_code"] as? Int == 3)
+        #expect(run["tags"] as? [String] == ["a", "b"])
+        #expect((run["command"] as? [String])?.first == "sh")
+        #expect(run["cwd"] as? String == box.work)
+        #expect(run["user"] as? String == String(cString: getpwuid(getuid()).pointee.pw_name))
+        #expect((run["started_at"] as? String)?.hasSuffix("Z") == true)
+        #expect(run["cpu_user"] is Double && run["max_rss"] is Int)
+        let params = try #require(run["params"] as? [String: Any])
+        #expect(params["lr"] as? Double == 0.01)
+        #expect(params["epochs"] as? Int == 2)
+        #expect(params["batch"] as? Int == 64)
+        #expect(params["n"] as? Int == 3)
+        #expect(params["seed"] as? Int == 7)
+        let env = try #require(run["env"] as? [String: String])
+        #expect(env["API_TOKEN"] == "<redacted>")
+        #expect(env["PLAIN"] == "visible")
+        #expect(env["PYTHONUNBUFFERED"] == "1")
+        let metrics = try #require(run["metrics"] as? [String: [String: Any]])
+        #expect(metrics["loss"]?["last"] as? Double == 0.25)
+        #expect(metrics["loss"]?["count"] as? Int == 2)
+        #expect(metrics["acc"]?["last_step"] as? Int == 2)
+
+        let points = try box.run("cml-run", ["metrics", id, "--key", "loss"]).jsonLines
+        #expect(points.map { $0["step"] as? Int } == [0, 2])
+        #expect(points.map { $0["value"] as? Double } == [0.5, 0.25])
+        #expect(points.allSatisfy { ($0["time"] as? String)?.hasSuffix("Z") == true })
+
+        let log = try box.run("cml-run", ["log", id])
+        #expect(Set(log.out.split(separator: "\n")) == ["out", "loss: 0.5", "err", "step=2 loss=0.25 acc=0.9"])
+        #expect(try box.run("cml-run", ["log", "--stream", "stderr", id]).out == "err\n")
+    }
+
+    @Test func outputIsStoredExactlyAndProgressIsCollapsed() throws {
+        let box = try Sandbox()
+        // Bytes that are not UTF-8, a NUL, CRLF line ends, and a progress bar redrawn with \r.
+        let script = #"printf '\377\376\000bin\r\nline\n'; for i in 1 2 3 4 5; do printf "\r%d0%%" $i; done; printf '\rdone\n'"#
+        let result = try box.run("cml-run", ["--", "sh", "-c", script])
+        #expect(result.status == 0)
+        let expectedPassthrough: [UInt8] = [0xFF, 0xFE, 0x00] + Array("bin\r\nline\n\r10%\r20%\r30%\r40%\r50%\rdone\n".utf8)
+        #expect([UInt8](result.stdout) == expectedPassthrough)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let raw = try box.run("cml-run", ["log", "--raw", id])
+        #expect([UInt8](raw.stdout) == [0xFF, 0xFE, 0x00] + Array("bin\r\nline\ndone\n".utf8))
+        let rendered = try box.run("cml-run", ["log", id])
+        #expect([UInt8](rendered.stdout) == [0xFF, 0xFE, 0x00] + Array("bin\r\nline\ndone\n".utf8))
+    }
+
+    @Test func largeOutputPassesThroughWhole() throws {
+        let box = try Sandbox()
+        let result = try box.run("cml-run", ["--", "sh", "-c", "seq 1 200000"])
+        #expect(result.status == 0)
+        let expected = (1...200_000).map(String.init).joined(separator: "\n") + "\n"
+        #expect(result.out == expected)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        #expect(try box.run("cml-run", ["log", id]).out == expected)
+    }
+
+    @Test func childUnderATerminalWhenAsked() throws {
+        let box = try Sandbox()
+        let result = try box.run("cml-run", ["--tty", "--", "sh", "-c", "test -t 1 && test -t 2 && echo tty || echo notty"])
+        #expect(result.out == "tty\n")
+        let piped = try box.run("cml-run", ["--", "sh", "-c", "test -t 1 && echo tty || echo notty"])
+        #expect(piped.out == "notty\n")
+        let id = try #require(try box.runs().last?["id"] as? String)
+        #expect(try box.run("cml-run", ["log", id]).out == "tty\n")
+    }
+
+    @Test func exitStatusIsTheChildsAndSignalDeathIs128PlusN() throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--", "true"]).status == 0)
+        #expect(try box.run("cml-run", ["--", "sh", "-c", "exit 42"]).status == 42)
+        #expect(try box.run("cml-run", ["--", "sh", "-c", "kill -KILL $$"]).status == 137)
+        let runs = try box.runs()
+        #expect(runs.map { $0["status"] as? String } == ["failed", "failed", "completed"])
+        #expect(runs[0]["signal"] as? Int == 9)
+    }
+
+    @Test func commandThatDoesNotExist() throws {
+        let box = try Sandbox()
+        let result = try box.run("cml-run", ["--", "no-such-command-xyz", "--lr", "1"])
+        #expect(result.status == 127)
+        #expect(result.stderr == "cml-run: error: command not found: no-such-command-xyz\n")
+        let run = try #require(try box.runs().first)
+        #expect(run["status"] as? String == "failed")
+        #expect(run["exit_code"] as? Int == 127)
+        let notExecutable = try box.run("cml-run", ["--", "/etc/hostname"])
+        #expect(notExecutable.status == 126)
+    }
+
+    @Test func usageErrors() throws {
+        let box = try Sandbox()
+        let missing = try box.run("cml-run", ["--name", "x"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.hasPrefix("cml-run: error: no command given after --"))
+        let unknown = try box.run("cml-run", ["--bogus", "--", "true"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("--bogus"))
+        let badParam = try box.run("cml-run", ["--param", "nokey", "--", "true"])
+        #expect(badParam.status == 2)
+        #expect(badParam.stderr.contains("--param nokey is not key=value"))
+        // None of these touched the store.
+        #expect(!FileManager.default.fileExists(atPath: box.store + "/cml.db"))
+    }
+
+    @Test func storeThatCannotBeUsed() throws {
+        let box = try Sandbox()
+        let underProc = try box.run("cml-run", ["--store", "/proc/cml-no/store", "--", "true"])
+        #expect(underProc.status == 1)
+        #expect(underProc.stderr.hasPrefix("cml-run: error: cannot use the store at /proc/cml-no/store"))
+        try box.write(box.root + "/afile", "x")
+        let onFile = try box.run("cml-run", ["--store", box.root + "/afile", "--", "true"])
+        #expect(onFile.status == 1)
+        #expect(onFile.stderr.contains("is not a directory"))
+        #expect(try String(contentsOfFile: box.root + "/afile", encoding: .utf8) == "x")
+    }
+
+    @Test func corruptDatabase() throws {
+        let box = try Sandbox()
+        try FileManager.default.createDirectory(atPath: box.store, withIntermediateDirectories: true)
+        let garbage = Data(repeating: 0x5A, count: 8192)
+        try garbage.write(to: URL(fileURLWithPath: box.store + "/cml.db"))
+        let result = try box.run("cml-run", ["--", "echo", "hi"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("is corrupt or not a cml store"))
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        #expect(result.out.isEmpty)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: box.store + "/cml.db")) == garbage)
+    }
+
+    @Test func storeLockedByAnotherWriter() throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--", "true"]).status == 0)
+        // Another process holds the write lock for 3 seconds.
+        try box.write("lock.py", """
+            import sqlite3, sys, time
+            db = sqlite3.connect(sys.argv[1], isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            time.sleep(3)
+            db.execute("COMMIT")
+            """)
+        let holder = try box.start("/usr/bin/env", ["python3", "lock.py", box.store + "/cml.db"])
+        #expect(waitUntil { holder.stdoutSoFar.contains("locked") })
+        let blocked = try box.run("cml-run", ["--", "echo", "never"], env: ["CML_BUSY_TIMEOUT": "0.5"])
+        #expect(blocked.status == 1)
+        #expect(blocked.stderr.contains("is locked by another process"))
+        #expect(blocked.out.isEmpty)
+        _ = try holder.wait()
+        // A writer that waits long enough gets through once the lock is gone.
+        #expect(try box.run("cml-run", ["--", "true"], env: ["CML_BUSY_TIMEOUT": "5"]).status == 0)
+        #expect(try box.runs().count == 2)
+    }
+
+    @Test func tenProcessesOpenABrandNewStoreAtOnce() throws {
+        let box = try Sandbox()
+        let started = try (0..<10).map { i in try box.start("cml-run", ["--", "sh", "-c", "echo run \(i)"]) }
+        let results = try started.map { try $0.wait() }
+        #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
+        #expect(try box.runs().count == 10)
+        let version = try shell("python3 -c \"import sqlite3; print(sqlite3.connect('\(box.store)/cml.db').execute('PRAGMA user_version').fetchone()[0])\"", cwd: box.work)
+        #expect(version.out == "1\n")
+    }
+
+    @Test func readingBack() throws {
+        let box = try Sandbox()
+        for i in 0..<3 { try box.run("cml-run", ["--project", i == 0 ? "p0" : "p1", "--tag", "t\(i)", "--", "echo", "\(i)"]) }
+        #expect(try box.run("cml-run", ["ls", "--project", "p1"]).jsonLines.count == 2)
+        #expect(try box.run("cml-run", ["ls", "--tag", "t0"]).jsonLines.count == 1)
+        #expect(try box.run("cml-run", ["ls", "--limit", "1"]).jsonLines.count == 1)
+        #expect(try box.run("cml-run", ["ls", "--status", "completed"]).jsonLines.count == 3)
+        let csv = try box.run("cml-run", ["ls", "--format", "csv"]).out.split(separator: "\n")
+        #expect(csv.count == 4 && csv[0].hasPrefix("ID,NAME,PROJECT,STATUS"))
+        let json = try box.run("cml-run", ["ls", "--format", "json"])
+        #expect((try JSONSerialization.jsonObject(with: json.stdout) as? [Any])?.count == 3)
+        #expect(try box.run("cml-run", ["ls", "--format", "xml"]).status == 2)
+        #expect(try box.run("cml-run", ["ls", "--status", "nope"]).status == 2)
+        // Runs from stdin: the output of ls is the input of show.
+        let listed = try box.run("cml-run", ["ls"]).stdout
+        let shown = try box.run("cml-run", ["show"], stdin: listed)
+        #expect(shown.jsonLines.count == 3)
+        let bad = try box.run("cml-run", ["show"], stdin: Data("{\"id\": \"\(String(repeating: "f", count: 32))\"}\nnot an id\n".utf8))
+        #expect(bad.status == 1)
+        let garbage = try box.run("cml-run", ["show"], stdin: Data("\nnot an id\n".utf8))
+        #expect(garbage.stderr.contains("stdin line 2"))
+        let unknown = try box.run("cml-run", ["show", "abcdef"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no run with id abcdef"))
+        let noMetric = try box.run("cml-run", ["metrics", "--key", "nope", try #require(try box.runs().first?["id"] as? String)])
+        #expect(noMetric.status == 1 && noMetric.stderr.contains("has no metric 'nope'"))
+    }
+
+    @Test func followPrintsUntilTheRunEnds() throws {
+        let box = try Sandbox()
+        let running = try box.start("cml-run", ["--", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"])
+        var id = ""
+        #expect(waitUntil { id = (try? box.runs().first?["id"] as? String) ?? ""; return !id.isEmpty })
+        let follow = try box.run("cml-run", ["log", "--follow", id])
+        #expect(follow.out == (1...5).map { "line \($0)\n" }.joined())
+        #expect(try running.wait().status == 0)
+    }
+}

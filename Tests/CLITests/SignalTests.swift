@@ -1,0 +1,69 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Signals reach the child's process group; a killed cml-run loses at most the last second of output.
+struct SignalTests {
+    /// A child that reports the signal it got, then exits with 128+N as a well-behaved program does.
+    static func trapScript(_ name: String, _ number: Int32) -> String {
+        "trap 'echo got \(name); kill $p; exit \(128 + number)' \(name); echo ready; sleep 30 & p=$!; wait $p"
+    }
+
+    @Test(arguments: [(SIGINT, "INT"), (SIGTERM, "TERM"), (SIGHUP, "HUP")])
+    func forwardsTerminationSignals(signal: Int32, name: String) throws {
+        let box = try Sandbox()
+        let running = try box.start("cml-run", ["--", "sh", "-c", Self.trapScript(name, signal)])
+        #expect(waitUntil { running.stdoutSoFar.contains("ready") })
+        kill(running.pid, signal)
+        let result = try running.wait()
+        #expect(result.out == "ready\ngot \(name)\n")
+        #expect(result.status == 128 + signal)
+        let run = try #require(try box.runs().first)
+        #expect(run["status"] as? String == "aborted")
+        let id = try #require(run["id"] as? String)
+        #expect(try box.run("cml-run", ["log", "--stream", "stdout", id]).out == "ready\ngot \(name)\n")
+    }
+
+    @Test func signalReachesGrandchildren() throws {
+        let box = try Sandbox()
+        // The shell runs python in the background and waits: SIGTERM must reach python itself.
+        let script = "python3 -c 'import signal,sys,time; signal.signal(signal.SIGTERM, lambda *a: (print(\"child stopped\", flush=True), sys.exit(5))); print(\"ready\", flush=True); time.sleep(30)' & wait"
+        let running = try box.start("cml-run", ["--", "sh", "-c", script])
+        #expect(waitUntil { running.stdoutSoFar.contains("ready") })
+        kill(running.pid, SIGTERM)
+        let result = try running.wait()
+        #expect(result.out.contains("child stopped"))
+        #expect(try box.runs().first?["status"] as? String == "aborted")
+    }
+
+    @Test func killNineLosesAtMostTheLastSecond() throws {
+        let box = try Sandbox()
+        try box.write("ticker.py", """
+            import time
+            i = 0
+            while True:
+                print(f"tick {i} {time.time():.3f} loss: {1 / (i + 1):.4f}", flush=True)
+                i += 1
+                time.sleep(0.05)
+            """)
+        let running = try box.start("cml-run", ["--", "python3", "ticker.py"])
+        #expect(waitUntil { running.stdoutSoFar.components(separatedBy: "\n").count > 40 })
+        kill(running.pid, SIGKILL)
+        let killedAt = Date().timeIntervalSince1970
+        _ = try running.wait()
+        let run = try #require(try box.runs().first)
+        let id = try #require(run["id"] as? String)
+        // Its cml-run is gone, so the run is shown as lost, not running forever.
+        #expect(run["status"] as? String == "lost")
+        let stored = try box.run("cml-run", ["log", id]).out.split(separator: "\n")
+        let printed = running.stdoutSoFar.split(separator: "\n")
+        #expect(stored.count > 10)
+        // What was stored is exactly the beginning of what was printed…
+        #expect(Array(printed.prefix(stored.count)) == stored)
+        // …and reaches to within a second of the kill.
+        let lastTime = try #require(Double(stored.last!.split(separator: " ")[2]))
+        #expect(killedAt - lastTime < 1.0, "last stored line was printed \(killedAt - lastTime) s before the kill")
+        let points = try box.run("cml-run", ["metrics", id, "--key", "loss"]).jsonLines
+        #expect(points.count >= stored.count - 1)
+    }
+}

@@ -1,0 +1,219 @@
+import Testing
+
+@testable import CMLKit
+
+struct ParamParserTests {
+    private func params(_ argv: [String]) -> [String: JSON] {
+        Dictionary(uniqueKeysWithValues: ParamParser.parse(argv).map { ($0.key, $0.value) })
+    }
+
+    @Test func longOptionsWithSpaceAndEquals() {
+        let found = params(["python", "train.py", "--lr", "0.01", "--epochs=3", "--name", "resnet", "--amp"])
+        #expect(found == ["lr": .double(0.01), "epochs": .int(3), "name": .string("resnet"), "amp": .bool(true)])
+    }
+
+    @Test func shortOptionsAndNegativeNumbers() {
+        let found = params(["./train", "-n", "3", "--offset", "-2.5", "-v"])
+        #expect(found == ["n": .int(3), "offset": .double(-2.5), "v": .bool(true)])
+    }
+
+    @Test func hydraOverrides() {
+        let found = params(["python", "main.py", "lr=0.01", "model.depth=50", "+trainer.precision=16", "optimizer=adam"])
+        #expect(found == ["lr": .double(0.01), "model.depth": .int(50), "trainer.precision": .int(16), "optimizer": .string("adam")])
+    }
+
+    @Test func interpreterOptionsAreNotParams() {
+        #expect(params(["python3", "-u", "-W", "ignore", "train.py", "--lr", "0.1"]) == ["lr": .double(0.1)])
+        #expect(params(["python", "-m", "pkg.train", "--batch-size", "64"]) == ["batch-size": .int(64)])
+        #expect(params(["/usr/bin/python3.11", "train.py", "--seed", "1"]) == ["seed": .int(1)])
+    }
+
+    @Test func positionalArgumentsAndRepeatsKeepLastValue() {
+        #expect(params(["./run", "data.csv", "--lr", "1", "--lr", "2"]) == ["lr": .int(2)])
+        #expect(params(["make", "all"]).isEmpty)
+    }
+
+    @Test func paramOptionAssignment() {
+        #expect(ParamParser.parseAssignment("seed=7") == Param(key: "seed", value: .int(7), source: "option"))
+        #expect(ParamParser.parseAssignment("novalue") == nil)
+        #expect(ParamParser.parseAssignment("=3") == nil)
+        #expect(ParamParser.parseAssignment("flag=true")?.value == .bool(true))
+    }
+}
+
+struct MetricParserTests {
+    private func pairs(_ line: String) -> [String: Double] {
+        Dictionary(MetricLineParser().pairs(in: line).map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+    }
+
+    @Test func colonAndEqualsForms() {
+        #expect(pairs("loss: 0.31") == ["loss": 0.31])
+        #expect(pairs("loss=0.31") == ["loss": 0.31])
+        #expect(pairs("epoch=2 loss=0.25, acc=0.91; lr = 1e-3") == ["epoch": 2, "loss": 0.25, "acc": 0.91, "lr": 0.001])
+        #expect(pairs("INFO:root:val/loss: -1.5E+2") == ["val/loss": -150])
+        #expect(pairs("| train_loss: 0.5 | val_loss: 0.6 |") == ["train_loss": 0.5, "val_loss": 0.6])
+    }
+
+    @Test func nonFiniteValues() {
+        let found = MetricLineParser().pairs(in: "loss: nan grad=inf")
+        #expect(found.count == 2)
+        #expect(found[0].value.isNaN)
+        #expect(found[1].value == .infinity)
+    }
+
+    @Test func jsonObjectLines() {
+        #expect(pairs(#"{"step": 3, "loss": 0.3, "name": "x", "ok": true}"#) == ["step": 3, "loss": 0.3])
+    }
+
+    @Test func textThatMerelyContainsNumbersIsNotAMetric() {
+        for line in [
+            "2026-11-27 10:21:40 starting", "time: 12:30:45", "version: 1.2.3", "CUDA 12.1 found",
+            "listening on localhost:8080", "Note: 3 files were skipped", "the loss is going down",
+            "Downloading: 45%|████      | 45/100", "date=2026-11-27", "http://example.org:80/x",
+            "ratio: 3/4", "id=0x1f", "see https://x.org/?a=1&b=2 for more", "lr: 1e-3e",
+        ] {
+            #expect(pairs(line).isEmpty, "\(line)")
+        }
+    }
+
+    @Test func stepKeysSetTheStepAndAreNotRecorded() {
+        var extractor = MetricExtractor()
+        let first = extractor.points(from: MetricLineParser().pairs(in: "step=10 loss=0.3 acc=0.8"), time: 1)
+        #expect(first.map(\.key) == ["loss", "acc"])
+        #expect(first.allSatisfy { $0.step == 10 })
+        // The step carries to later lines that have none.
+        let next = extractor.points(from: MetricLineParser().pairs(in: "val_loss: 0.4"), time: 2)
+        #expect(next.map(\.step) == [10])
+        // A key printed again without a new step advances its own step.
+        let again = extractor.points(from: MetricLineParser().pairs(in: "val_loss: 0.35"), time: 3)
+        #expect(again.map(\.step) == [11])
+    }
+
+    @Test func epochIsAStepButStepWins() {
+        var extractor = MetricExtractor()
+        let points = extractor.points(from: MetricLineParser().pairs(in: "epoch: 2 step: 300 loss: 0.1"), time: 0)
+        #expect(points.map(\.key) == ["epoch", "loss"])
+        #expect(points.allSatisfy { $0.step == 300 })
+    }
+
+    @Test func repeatedKeyWithoutStepCountsUp() {
+        var extractor = MetricExtractor()
+        let steps = (0..<4).flatMap { _ in extractor.points(from: MetricLineParser().pairs(in: "loss: 0.5"), time: 0) }.map(\.step)
+        #expect(steps == [0, 1, 2, 3])
+    }
+
+    @Test func splitterEndsLinesAtNewlinesAndBareCarriageReturns() {
+        var splitter = LineSplitter()
+        var lines: [String] = []
+        for chunk in ["a=1\nb=", "2\rc=3\r", "\nd=4"] {
+            Array(chunk.utf8).withUnsafeBufferPointer { buffer in
+                splitter.feed(buffer) { lines.append(String(decoding: $0, as: UTF8.self)) }
+            }
+        }
+        splitter.finish { lines.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(lines == ["a=1", "b=2", "c=3", "d=4"])
+    }
+
+    @Test func splitterDropsOverlongLines() {
+        var splitter = LineSplitter(maxLine: 8)
+        var lines: [String] = []
+        for chunk in ["0123456", "789abc\nok=1\n"] {
+            Array(chunk.utf8).withUnsafeBufferPointer { buffer in
+                splitter.feed(buffer) { lines.append(String(decoding: $0, as: UTF8.self)) }
+            }
+        }
+        #expect(lines == ["ok=1"])
+    }
+}
+
+struct OutputCollapserTests {
+    /// Feeds chunks, flushing between them at the given times, and returns the stored bytes rendered.
+    private func stored(_ chunks: [(OutputStream, String)], flushAt times: [Double]? = nil, hold: Double = 0.5) -> (raw: String, rendered: String) {
+        var collapser = OutputCollapser(holdSeconds: hold)
+        var raw: [UInt8] = []
+        for (i, (stream, text)) in chunks.enumerated() {
+            collapser.feed(stream, time: 0, Array(text.utf8))
+            if let times {
+                for segment in collapser.flush(now: times[i], final: false) { raw += segment.bytes }
+            }
+        }
+        for segment in collapser.flush(now: 1000, final: true) { raw += segment.bytes }
+        var renderer = ConsoleRenderer()
+        let rendered = renderer.feed(raw) + renderer.finish()
+        return (String(decoding: raw, as: UTF8.self), String(decoding: rendered, as: UTF8.self))
+    }
+
+    @Test func redrawsWithinOneFlushAreDropped() {
+        let result = stored([(.stderr, " 10%|#   |\r 50%|##  |\r100%|####|\n"), (.stdout, "done\n")])
+        #expect(result.raw == "100%|####|\ndone\n")
+    }
+
+    @Test func redrawsAcrossFlushesAreHeldThenMarked() {
+        // The bar is held while young, so its redraws vanish; once written, a redraw is stored as \r.
+        let chunks: [(OutputStream, String)] = [(.stderr, "\r 10%"), (.stderr, "\r 20%"), (.stderr, "\r 30%"), (.stderr, "\r100%\n")]
+        let result = stored(chunks, flushAt: [0, 0.1, 1.0, 1.1])
+        #expect(!result.raw.contains("10%") && !result.raw.contains("20%"))
+        #expect(result.raw == " 30%\r100%\n")
+        #expect(result.rendered == "100%\n")
+    }
+
+    @Test func crlfIsKeptExactly() {
+        #expect(stored([(.stdout, "a\r\nb\r"), (.stdout, "\nc\n")]).raw == "a\r\nb\r\nc\n")
+    }
+
+    @Test func streamsKeepTheirOrder() {
+        let result = stored([(.stdout, "one\n"), (.stderr, "two\n"), (.stdout, "three\n")])
+        #expect(result.raw == "one\ntwo\nthree\n")
+    }
+
+    @Test func redrawOnOneStreamLeavesTheOtherAlone() {
+        let result = stored([(.stderr, "working"), (.stdout, "line\n"), (.stderr, "\rfinished\n")])
+        #expect(result.raw == "line\nfinished\n")
+    }
+
+    @Test func nonUTF8BytesPassThrough() {
+        var collapser = OutputCollapser()
+        let bytes: [UInt8] = [0xFF, 0xFE, 0x00, 0x0A, 0xC3, 0x28, 0x0A]
+        collapser.feed(.stdout, time: 0, bytes)
+        #expect(collapser.flush(now: 0, final: true).flatMap(\.bytes) == bytes)
+    }
+
+    @Test func longUnterminatedOutputIsNotHeldWithoutBound() {
+        var collapser = OutputCollapser(holdSeconds: 100, maxHeldLine: 1024)
+        collapser.feed(.stdout, time: 0, [UInt8](repeating: 0x41, count: 4096))
+        #expect(collapser.flush(now: 0, final: false).flatMap(\.bytes).count == 4096)
+    }
+}
+
+struct JSONTests {
+    @Test func roundTripKeepsOrderAndEscapes() throws {
+        let text = #"{"b":1,"a":[true,null,-2.5,"x\"y\n\u00e9"],"c":{"d":"\ud83d\ude00"}}"#
+        let value = try JSON.parse(text)
+        #expect(value.serialized == #"{"b":1,"a":[true,null,-2.5,"x\"y\né"],"c":{"d":"😀"}}"#)
+    }
+
+    @Test func badJSONNamesWhere() {
+        #expect(throws: CMLError.self) { try JSON.parse(#"{"a": }"#) }
+        do { _ = try JSON.parse("[1, 2") } catch { #expect(error.message.contains("byte")) }
+    }
+
+    @Test func nonFiniteNumbersAreStrings() {
+        #expect(JSON.array([.double(.nan), .double(.infinity), .double(3), .double(0.5)]).serialized == #"["nan","inf",3,0.5]"#)
+    }
+}
+
+struct RunIDTests {
+    @Test func idsAreTimeOrderedHex() {
+        let a = RunID.make(at: 1_700_000_000)
+        let b = RunID.make(at: 1_700_000_000.002)
+        #expect(a.count == 32 && b.count == 32)
+        #expect(a < b)
+        #expect(RunID.isPrefix(a))
+        #expect(!RunID.isPrefix("xyz"))
+    }
+
+    @Test func rfc3339() {
+        #expect(Clock.rfc3339(0) == "1970-01-01T00:00:00.000Z")
+        #expect(Clock.rfc3339(1_764_238_900.1234) == "2025-11-27T10:21:40.123Z")
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import CMLKit
+
+func makeTemporaryDirectory(_ prefix: String = "cml-test") -> String {
+    var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    return path
+}
+
+private func sampleRun(_ id: String = RunID.make(), project: String = "default", tags: [String] = []) -> Run {
+    Run(id: id, name: "n", project: project, status: .running, command: ["python", "t.py", "--lr", "0.1"], cwd: "/tmp",
+        host: "h", user: "u", pid: 1, startedAt: Clock.now(), environment: [("A", "1")],
+        code: .object([("in_repository", .bool(false))]), tags: tags,
+        params: [Param(key: "lr", value: .double(0.1), source: "argv")])
+}
+
+struct StoreTests {
+    @Test func concurrentFirstOpenMigratesOnce() async throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    let store = try SQLiteStore(directory: directory)
+                    _ = try store.createRun(sampleRun(), patch: [])
+                }
+            }
+            try await group.waitForAll()
+        }
+        let store = try SQLiteStore(directory: directory)
+        #expect(try store.runs(RunQuery()).count == 10)
+        let version = try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") }
+        #expect(version == Schema.migrations.count)
+        let mode = try store.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+
+    @Test func runRoundTripAndPrefixResolution() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteStore(directory: directory)
+        let base = 1_800_000_000.0
+        let first = RunID.make(at: base)
+        let second = RunID.make(at: base)
+        _ = try store.createRun(sampleRun(first, tags: ["a", "b"]), patch: Array("diff\n".utf8))
+        _ = try store.createRun(sampleRun(second, project: "other"), patch: [])
+        #expect(try store.resolveRunID(String(first.prefix(20))) == first)
+        #expect(throws: CMLError.self) { try store.resolveRunID(String(first.prefix(8))) }
+        #expect(throws: CMLError.self) { try store.resolveRunID("ffffffff") }
+        #expect(throws: CMLError.self) { try store.resolveRunID("not-hex") }
+        let run = try store.run(id: first)
+        #expect(run.tags == ["a", "b"])
+        #expect(run.params == [Param(key: "lr", value: .double(0.1), source: "argv")])
+        #expect(run.command == ["python", "t.py", "--lr", "0.1"])
+        let blob = try #require(run.code["patch_blob"]?.stringValue)
+        #expect(try store.blob(blob) == Array("diff\n".utf8))
+        #expect(try store.runs(RunQuery(project: "other")).map(\.id) == [second])
+        #expect(try store.runs(RunQuery(tag: "b")).map(\.id) == [first])
+    }
+
+    @Test func metricsKeepSummariesAndStreamInOrder() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteStore(directory: directory)
+        let id = RunID.make()
+        _ = try store.createRun(sampleRun(id), patch: [])
+        let writer = try store.metricWriter(run: id)
+        try writer.append((0..<1000).map { MetricPoint(key: "loss", step: Int64($0), value: 1.0 / Double($0 + 1), time: 1) })
+        try writer.append([MetricPoint(key: "acc", step: 0, value: .nan, time: 2), MetricPoint(key: "acc", step: 1, value: 0.5, time: 3)])
+        // A second writer (another process appending later) continues the series.
+        try store.metricWriter(run: id).append([MetricPoint(key: "loss", step: 1000, value: 2, time: 4)])
+        let run = try store.run(id: id)
+        let loss = try #require(run.metrics.first { $0.key == "loss" })
+        #expect(loss.count == 1001 && loss.min == 0.001 && loss.max == 2 && loss.last == 2 && loss.lastStep == 1000)
+        let acc = try #require(run.metrics.first { $0.key == "acc" })
+        #expect(acc.count == 2 && acc.min == 0.5 && acc.max == 0.5)
+        var steps: [Int64] = []
+        try store.forEachMetric(run: id, key: "loss") { steps.append($0.step) }
+        #expect(steps == Array(0...1000))
+        var accValues: [Double] = []
+        try store.forEachMetric(run: id, key: "acc") { accValues.append($0.value) }
+        #expect(accValues.count == 2 && accValues[0].isNaN && accValues[1] == 0.5)
+    }
+
+    @Test func blobsAreStoredOnceAndAtomically() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let blobs = BlobStore(directory: directory + "/objects")
+        let content = Array("hello\n".utf8)
+        let id = try blobs.put(content)
+        #expect(id == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
+        #expect(try blobs.put(content) == id)
+        let folder = directory + "/objects/58"
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        #expect(names == [String(id.dropFirst(2))])
+        #expect(try blobs.get(id) == content)
+    }
+
+    @Test func corruptDatabaseIsReportedAndLeftAlone() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try garbage.write(to: URL(fileURLWithPath: directory + "/cml.db"))
+        #expect { try SQLiteStore(directory: directory) } throws: { error in
+            (error as? CMLError)?.message.contains("corrupt") == true
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory + "/cml.db")) == garbage)
+    }
+
+    @Test func logRecordsRoundTripAndTornTailIsIgnored() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteStore(directory: directory)
+        let writer = try store.logWriter(run: "r1")
+        try writer.append(.stdout, time: 10.5, [0x61, 0x0A])
+        try writer.append(.stderr, time: 11, [0xFF, 0x00])
+        // A record cut short by a crash in the middle of a write.
+        let fd = open(directory + "/logs/r1.log", O_WRONLY | O_APPEND)
+        _ = [UInt8]([1, 0, 0, 0]).withUnsafeBytes { write(fd, $0.baseAddress, 4) }
+        close(fd)
+        let reader = try store.logReader(run: "r1")
+        let first = try #require(reader.next())
+        let second = try #require(reader.next())
+        #expect(first.stream == .stdout && first.bytes == [0x61, 0x0A] && first.time == 10.5)
+        #expect(second.stream == .stderr && second.bytes == [0xFF, 0x00])
+        #expect(reader.next() == nil)
+    }
+}
