@@ -68,6 +68,11 @@ public enum GitCapture {
     public static func capture(
         directory: String, maxPatchBytes: Int = 10 << 20
     ) throws(GitCaptureError) -> (state: CodeState, patch: [UInt8]) {
+        // Initialising libgit2 costs milliseconds (its TLS backend reads the CA bundle): skip it where no
+        // repository can be found.
+        if FileManager.default.fileExists(atPath: directory) && !mayBeInsideRepository(directory) {
+            return (CodeState(inRepository: false), [])
+        }
         guard libgit2Ready >= 0 else {
             throw GitCaptureError(description: "libgit2 initialisation failed: \(lastErrorMessage())")
         }
@@ -144,6 +149,18 @@ public enum GitCapture {
         var omitted: [String] = []
         var submodules: [String] = []
         var unrepresentable: [String] = []
+    }
+
+    /// False only when no folder from `directory` up to `/` holds a `.git` entry or looks like a git
+    /// directory itself (HEAD and objects/): then libgit2's discovery would find nothing either.
+    static func mayBeInsideRepository(_ directory: String) -> Bool {
+        var path = directory
+        while true {
+            if access(path + "/.git", F_OK) == 0 { return true }
+            if access(path + "/HEAD", F_OK) == 0 && access(path + "/objects", F_OK) == 0 { return true }
+            guard let slash = path.lastIndex(of: "/"), path != "/" else { return false }
+            path = slash == path.startIndex ? "/" : String(path[..<slash])
+        }
     }
 
     private static let binaryPatchMarker = Array("\nGIT binary patch\n".utf8)

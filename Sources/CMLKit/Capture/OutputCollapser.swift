@@ -32,6 +32,7 @@ struct OutputCollapser {
 
     private var segments: [Segment] = []
     private var lines = [LineState(), LineState()]
+    static let gatherLimit = 1 << 16
     let holdSeconds: Double
     let maxHeldLine: Int
 
@@ -74,7 +75,8 @@ struct OutputCollapser {
     private mutating func append(_ stream: OutputStream, _ time: Double, _ bytes: UnsafeBufferPointer<UInt8>) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         let s = Self.slot(stream)
-        if segments.last?.stream != stream {
+        // Small pieces are gathered into one segment (one log record); big ones get their own.
+        if segments.last?.stream != stream || segments[segments.count - 1].bytes.count >= Self.gatherLimit {
             segments.append(Segment(stream: stream, time: time, bytes: []))
         }
         let last = segments.count - 1
@@ -147,9 +149,10 @@ struct OutputCollapser {
             if holding[s], let start = lines[s].start, i >= start.segment {
                 cut = i == start.segment ? start.offset : 0
             }
-            if cut > 0 {
-                if out.last?.stream == segment.stream { out[out.count - 1].bytes.append(contentsOf: segment.bytes[..<cut]) }
-                else { out.append(Segment(stream: segment.stream, time: segment.time, bytes: Array(segment.bytes[..<cut]))) }
+            if cut == segment.bytes.count {
+                out.append(segment)
+            } else if cut > 0 {
+                out.append(Segment(stream: segment.stream, time: segment.time, bytes: Array(segment.bytes[..<cut])))
             }
             if cut < segment.bytes.count {
                 if kept.last?.stream != segment.stream {

@@ -41,7 +41,8 @@ final class OutputPump: Sendable {
     }
 
     private func pump(from fd: Int32, stream: OutputStream, to target: Int32, recorder: OutputRecorder) {
-        let size = 1 << 20
+        // Small enough to stay in cache from the read, through our stdout, to the log.
+        let size = 1 << 18
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer {
             buffer.deallocate()

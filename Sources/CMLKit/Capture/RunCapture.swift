@@ -28,15 +28,19 @@ public struct RunOptions: Sendable {
 /// Runs a command and records it completely: see the README's "What a run records".
 public enum RunCapture {
     /// Runs `command`, passing its output through live, and returns the status cml-run should exit with
-    /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist).
-    public static func run(_ command: [String], options: RunOptions, store: any Store, signals: SignalForwarder,
-                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> Int32 {
+    /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist) and the store,
+    /// which `openStore` opens while the code state is captured on another thread.
+    public static func run(_ command: [String], options: RunOptions, openStore: () throws(CMLError) -> any Store,
+                           signals: SignalForwarder,
+                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, store: any Store) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
         let startedAt = Clock.now()
         let id = RunID.make(at: startedAt)
         let cwd = RunEnvironment.workingDirectory
 
-        let (code, patch) = captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, warn: warn)
+        let codeCapture = Background { captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, warn: warn) }
+        let store = try openStore()
+        let (code, patch) = codeCapture.value
 
         var childEnvironment = RunEnvironment.current().filter { !$0.0.hasPrefix("CML_RUN_") }
         func setDefault(_ name: String, _ value: String, override: Bool) {
@@ -93,7 +97,7 @@ public enum RunCapture {
         let end = RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
                          cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS)
         try store.finishRun(id: id, end: end, logBytes: logBytes)
-        return exit.shellStatus
+        return (exit.shellStatus, store)
     }
 
     /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal.

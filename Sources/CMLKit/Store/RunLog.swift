@@ -35,15 +35,26 @@ public final class RunLogWriter {
 
     public func append(_ stream: OutputStream, time: Double, _ bytes: [UInt8]) throws(CMLError) {
         if bytes.isEmpty { return }
-        var record = [UInt8]()
-        record.reserveCapacity(LogRecord.headerSize + bytes.count)
-        record.append(stream.rawValue)
+        var header = [UInt8]()
+        header.reserveCapacity(LogRecord.headerSize)
+        header.append(stream.rawValue)
         let micros = UInt64(max(0, time * 1_000_000))
-        for shift in stride(from: 0, to: 64, by: 8) { record.append(UInt8(truncatingIfNeeded: micros >> UInt64(shift))) }
+        for shift in stride(from: 0, to: 64, by: 8) { header.append(UInt8(truncatingIfNeeded: micros >> UInt64(shift))) }
         let length = UInt32(bytes.count)
-        for shift in stride(from: 0, to: 32, by: 8) { record.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
-        record.append(contentsOf: bytes)
-        try FileSystem.writeAll(fd, record, path: path)
+        for shift in stride(from: 0, to: 32, by: 8) { header.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
+        // Header and bytes in one writev(2): one record, one system call, no copy.
+        let written = header.withUnsafeBytes { h in
+            bytes.withUnsafeBytes { b in
+                var parts = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
+                             iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)]
+                return writev(fd, &parts, 2)
+            }
+        }
+        if written < 0 { throw FileSystem.error("cannot write the run's log", path) }
+        if written < header.count + bytes.count {
+            // A short write (a full disk, a signal): finish the record byte-exactly.
+            try FileSystem.writeAll(fd, Array((header + bytes)[written...]), path: path)
+        }
         bytesWritten += Int64(bytes.count)
     }
 }
