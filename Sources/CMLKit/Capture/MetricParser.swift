@@ -190,16 +190,32 @@ public struct MetricExtractor: Sendable {
         return points(from: pairs, time: time)
     }
 
+    /// The precedence of a step key (0 is highest), compared without allocating: this runs per pair.
+    static func stepRank(_ key: String) -> Int? {
+        var utf8 = key.utf8
+        guard utf8.count >= 4 && utf8.count <= 9 else { return nil }
+        return utf8.withContiguousStorageIfAvailable { bytes in
+            for (rank, candidate) in stepKeys.enumerated() where candidate.utf8.count == bytes.count {
+                if zip(candidate.utf8, bytes).allSatisfy({ $0 == $1 | 0x20 }) { return rank }
+            }
+            return nil
+        } ?? { () -> Int? in
+            let lower = key.lowercased()
+            return stepKeys.firstIndex(of: lower)
+        }()
+    }
+
     public mutating func points(from pairs: [MetricLineParser.Pair], time: Double) -> [MetricPoint] {
         var stepKey: String?
-        for candidate in Self.stepKeys {
-            if let pair = pairs.first(where: { $0.key.lowercased() == candidate }),
+        var bestRank = Int.max
+        for pair in pairs {
+            if let rank = Self.stepRank(pair.key), rank < bestRank,
                pair.value == pair.value.rounded(), abs(pair.value) < 9e15 {
+                bestRank = rank
                 stepKey = pair.key
-                currentStep = Int64(pair.value)
-                break
             }
         }
+        if let stepKey, let pair = pairs.first(where: { $0.key == stepKey }) { currentStep = Int64(pair.value) }
         var out: [MetricPoint] = []
         out.reserveCapacity(pairs.count)
         for pair in pairs where pair.key != stepKey {

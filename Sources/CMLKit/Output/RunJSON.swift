@@ -55,17 +55,73 @@ extension Run {
     }
 }
 
-extension MetricPoint {
-    /// `{"key":…,"step":…,"value":…,"time":…}`, written without building a JSON tree (series can be long).
-    public func writeJSONLine(to out: inout String) {
-        out += "{\"key\":"
-        JSON.writeString(key, to: &out)
-        out += ",\"step\":"
-        out += String(step)
-        out += ",\"value\":"
-        JSON.writeNumber(value, to: &out)
-        out += ",\"time\":\""
-        out += Clock.rfc3339(time)
-        out += "\"}\n"
+/// Writes metric points as JSON lines (`{"key":…,"step":…,"value":…,"time":…}`) into a byte buffer,
+/// without building JSON trees or strings per point: series can hold millions of points.
+public struct MetricLineEncoder {
+    public private(set) var bytes: [UInt8] = []
+    private var lastKey = ""
+    private var lastKeyJSON: [UInt8] = []
+    private var lastSecond = Int64.min
+    private var lastSecondText: [UInt8] = []
+
+    public init() {
+        bytes.reserveCapacity(1 << 17)
     }
+
+    public mutating func append(_ point: MetricPoint) {
+        if point.key != lastKey {
+            lastKey = point.key
+            var quoted = ""
+            JSON.writeString(point.key, to: &quoted)
+            lastKeyJSON = Array(quoted.utf8)
+        }
+        bytes.append(contentsOf: #"{"key":"#.utf8)
+        bytes.append(contentsOf: lastKeyJSON)
+        bytes.append(contentsOf: #","step":"#.utf8)
+        appendInteger(point.step)
+        bytes.append(contentsOf: #","value":"#.utf8)
+        var number = ""
+        JSON.writeNumber(point.value, to: &number)
+        bytes.append(contentsOf: number.utf8)
+        bytes.append(contentsOf: #","time":""#.utf8)
+        let second = Int64(point.time.rounded(.down))
+        var millis = Int64((point.time - Double(second)) * 1000 + 0.5)
+        var whole = second
+        if millis >= 1000 { whole += 1; millis -= 1000 }
+        if whole != lastSecond {
+            lastSecond = whole
+            lastSecondText = Array(Clock.rfc3339(Double(whole)).utf8.dropLast(5))  // without ".000Z"
+        }
+        bytes.append(contentsOf: lastSecondText)
+        bytes.append(UInt8(ascii: "."))
+        bytes.append(UInt8(48 + millis / 100))
+        bytes.append(UInt8(48 + millis / 10 % 10))
+        bytes.append(UInt8(48 + millis % 10))
+        bytes.append(contentsOf: "Z\"}\n".utf8)
+    }
+
+    private mutating func appendInteger(_ value: Int64) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[count] = UInt8(48 + magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0
+            for i in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[i]) }
+        }
+    }
+
+    /// Hands out what was written and starts over.
+    public mutating func take() -> [UInt8] {
+        defer { bytes.removeAll(keepingCapacity: true) }
+        return bytes
+    }
+
+    public var count: Int { bytes.count }
 }

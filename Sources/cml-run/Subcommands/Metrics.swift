@@ -32,10 +32,11 @@ struct Metrics: ParsableCommand {
                                hint: known.isEmpty ? "it has no metrics" : "it has: \(known.joined(separator: ", "))")
             }
         }
-        var out = BufferedOutput()
+        var out = MetricLineEncoder()
         try store.forEachMetric(run: runID, key: key) { point in
-            out.withBuffer { point.writeJSONLine(to: &$0) }
+            out.append(point)
+            if out.count >= 1 << 16 { FileHandleOutput.standardOutput(bytes: out.take()) }
         }
-        out.flush()
+        FileHandleOutput.standardOutput(bytes: out.take())
     }
 }

@@ -17,7 +17,7 @@ struct Parse: ParsableCommand {
     func run() throws {
         var splitter = LineSplitter()
         var extractor = MetricExtractor()
-        var out = BufferedOutput()
+        var out = MetricLineEncoder()
         let size = 1 << 20
         var buffer = [UInt8](repeating: 0, count: size)
         let time = Clock.now()
@@ -27,13 +27,14 @@ struct Parse: ParsableCommand {
             if n <= 0 { break }
             buffer.withUnsafeBufferPointer { chunk in
                 splitter.feed(UnsafeBufferPointer(rebasing: chunk[0..<n])) { line in
-                    for point in extractor.points(in: line, time: time) { out.withBuffer { point.writeJSONLine(to: &$0) } }
+                    for point in extractor.points(in: line, time: time) { out.append(point) }
                 }
             }
+            FileHandleOutput.standardOutput(bytes: out.take())
         }
         splitter.finish { line in
-            for point in extractor.points(in: line, time: time) { out.withBuffer { point.writeJSONLine(to: &$0) } }
+            for point in extractor.points(in: line, time: time) { out.append(point) }
         }
-        out.flush()
+        FileHandleOutput.standardOutput(bytes: out.take())
     }
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""cml-run's costs, each against a baseline measured in the same run (these machines are noisy):
+
+  1. wall time cml-run adds to `true`: median over N interleaved pairs, outside and inside a git repository;
+  2. throughput of a child writing 1 GiB to stdout through cml-run, against the same child through `cat`
+     (to /dev/null: a bare pipe; and to a file: a pipe that also stores every byte, as cml-run does);
+  3. lines per second of the metric parser (`cml-run parse`) on a million lines of training output.
+
+Usage: python3 bench/cml-run.py [--bin .build/release/cml-run] [--pairs 30] [--gib 1]
+"""
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "cml-run"))
+parser.add_argument("--pairs", type=int, default=30)
+parser.add_argument("--gib", type=float, default=1.0)
+parser.add_argument("--repeat", type=int, default=3)
+args = parser.parse_args()
+cml = os.path.abspath(args.bin)
+scratch = tempfile.mkdtemp(prefix="cml-bench-")
+env = dict(os.environ, CML_STORE=os.path.join(scratch, "store"))
+
+
+def timed(command, **kwargs):
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, **kwargs)
+    return time.perf_counter() - start
+
+
+def overhead(where):
+    subprocess.run([cml, "--", "true"], check=True, env=env, cwd=where)  # the store exists before timing
+    bare, wrapped = [], []
+    for _ in range(args.pairs):
+        bare.append(timed(["true"], cwd=where))
+        wrapped.append(timed([cml, "--", "true"], cwd=where))
+    b, w = statistics.median(bare), statistics.median(wrapped)
+    return b * 1e3, w * 1e3, (w - b) * 1e3
+
+
+print(f"cml-run: {cml}")
+outside = os.path.join(scratch, "plain")
+os.makedirs(outside)
+repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+for label, where in [("outside a repository", outside), ("in this repository", repo)]:
+    b, w, added = overhead(where)
+    print(f"overhead {label}: true {b:.2f} ms, cml-run -- true {w:.2f} ms, added {added:.2f} ms "
+          f"(median of {args.pairs} pairs; target <= 15 ms)")
+
+size = int(args.gib * (1 << 30))
+line = "epoch 3 | batch 120/500 | an ordinary line of training output without a metric in it"
+producer = f"yes '{line}' | head -c {size}"
+stored = os.path.join(scratch, "cat-output")
+
+
+def best(command):
+    return min(timed(["sh", "-c", command]) for _ in range(args.repeat))
+
+
+cat_null = best(f"{producer} | cat > /dev/null")
+cat_file = best(f"{producer} | cat > {stored}; rm -f {stored}")
+through = best(f"{cml} -- sh -c \"{producer}\" > /dev/null")
+mib = size / (1 << 20)
+print(f"throughput of {mib:.0f} MiB (best of {args.repeat}): cat > /dev/null {mib / cat_null:.0f} MiB/s, "
+      f"cat > file {mib / cat_file:.0f} MiB/s, cml-run {mib / through:.0f} MiB/s; "
+      f"ratio to cat > /dev/null {cat_null / through:.2f}, to cat > file {cat_file / through:.2f} (target >= 0.5)")
+
+random.seed(1)
+words = "the model data loader worker saving checkpoint warmup cuda memory".split()
+sample = os.path.join(scratch, "output.txt")
+with open(sample, "w") as out:
+    for i in range(1_000_000):
+        kind = i % 4
+        if kind == 0:
+            out.write(f"epoch={i // 1000} step={i} loss={random.random():.5f} acc={random.random():.4f}\n")
+        elif kind == 1:
+            out.write(f"[2026-11-27 10:{i % 60:02d}:{i % 60:02d}] " + " ".join(random.choice(words) for _ in range(8)) + "\n")
+        elif kind == 2:
+            out.write(f"Iteration {i}, lr: {random.random() * 1e-3:.2e} grad_norm: {random.random() * 5:.3f}\n")
+        else:
+            out.write(f"{i}/1000000 [00:{i % 60:02d}<00:10, {random.random() * 500:.2f}it/s]\n")
+with open(sample, "rb") as source:
+    wc_time = min(timed(["wc", "-l"], stdin=source, stdout=subprocess.DEVNULL) for _ in range(args.repeat) if source.seek(0) == 0)
+with open(sample, "rb") as source:
+    parse_time = min(timed([cml, "parse"], stdin=source, stdout=subprocess.DEVNULL) for _ in range(args.repeat) if source.seek(0) == 0)
+points = int(subprocess.run(f"{cml} parse < {sample} | wc -l", shell=True, env=env, capture_output=True, text=True).stdout)
+print(f"metric parser on 1,000,000 lines (best of {args.repeat}): {1e6 / parse_time / 1e6:.2f} M lines/s, {points} points "
+      f"({parse_time:.3f} s including start-up and JSON output; wc -l takes {wc_time:.3f} s; target >= 1 M lines/s)")
+shutil.rmtree(scratch)
