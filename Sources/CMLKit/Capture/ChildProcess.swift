@@ -76,7 +76,7 @@ public final class ChildProcess: @unchecked Sendable {
             }
             _ = fcntl(master, F_SETFD, FD_CLOEXEC)
             _ = fcntl(slave, F_SETFD, FD_CLOEXEC)
-            let slavePath = String(cString: nameBuffer)
+            let slavePath = nameBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             // After setsid() the first terminal the child opens becomes its controlling terminal.
             flags |= cml_spawn_setsid_flag()
             posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, slavePath, O_RDWR, 0)

@@ -31,8 +31,8 @@ public enum RunEnvironment {
 
     public static var hostName: String {
         var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, buffer.count)
-        return String(cString: buffer)
+        gethostname(&buffer, buffer.count - 1)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     public static var userName: String {
@@ -44,6 +44,6 @@ public enum RunEnvironment {
     public static var workingDirectory: String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&buffer, buffer.count) != nil else { return "." }
-        return String(cString: buffer)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }

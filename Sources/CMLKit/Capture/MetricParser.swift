@@ -192,17 +192,13 @@ public struct MetricExtractor: Sendable {
 
     /// The precedence of a step key (0 is highest), compared without allocating: this runs per pair.
     static func stepRank(_ key: String) -> Int? {
-        var utf8 = key.utf8
-        guard utf8.count >= 4 && utf8.count <= 9 else { return nil }
-        return utf8.withContiguousStorageIfAvailable { bytes in
-            for (rank, candidate) in stepKeys.enumerated() where candidate.utf8.count == bytes.count {
-                if zip(candidate.utf8, bytes).allSatisfy({ $0 == $1 | 0x20 }) { return rank }
-            }
-            return nil
-        } ?? { () -> Int? in
-            let lower = key.lowercased()
-            return stepKeys.firstIndex(of: lower)
-        }()
+        let count = key.utf8.count
+        guard count >= 4 && count <= 9 else { return nil }
+        for (rank, candidate) in stepKeys.enumerated() where candidate.utf8.count == count {
+            // `| 0x20` lowercases ASCII letters and maps no other byte onto one.
+            if zip(candidate.utf8, key.utf8).allSatisfy({ $0 == $1 | 0x20 }) { return rank }
+        }
+        return nil
     }
 
     public mutating func points(from pairs: [MetricLineParser.Pair], time: Double) -> [MetricPoint] {

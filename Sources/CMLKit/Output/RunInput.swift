@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads which runs a command should act on: ids (or unique prefixes) given as arguments, else JSON lines
 /// on stdin, each an object with an `"id"` (what `cml-run ls` prints) or a bare id.
 public enum RunInput {
@@ -31,14 +33,3 @@ public enum RunInput {
         return out
     }
 }
-
-extension String {
-    func trimmingCharacters(in set: CharacterSetLike) -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first == " " || first == "\t" || first == "\r" || first == "\n" { scalars.removeFirst() }
-        while let last = scalars.last, last == " " || last == "\t" || last == "\r" || last == "\n" { scalars.removeLast() }
-        return String(scalars)
-    }
-}
-
-public enum CharacterSetLike { case whitespaces }

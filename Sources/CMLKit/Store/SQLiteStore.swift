@@ -312,16 +312,18 @@ final class SQLiteMetricWriter: MetricWriter {
             let insert = try db.cachedStatement(sql: "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?, ?, ?, ?, ?)")
             let raw = insert.sqliteStatement
             for point in points {
-                if state[point.key] == nil {
+                var series: Series
+                if let known = state[point.key] {
+                    series = known
+                } else {
                     try db.execute(sql: "INSERT INTO metric_series (run_id, key, count, last_step, last_time) VALUES (?, ?, 0, 0, 0)",
                                    arguments: [runID, point.key])
-                    state[point.key] = Series(id: db.lastInsertedRowID, nextSeq: 0, summary: MetricSummary(
+                    series = Series(id: db.lastInsertedRowID, nextSeq: 0, summary: MetricSummary(
                         key: point.key, count: 0, last: .nan, min: .nan, max: .nan, lastStep: 0, lastTime: 0))
                 }
-                let seriesID = state[point.key]!.id
-                let seq = state[point.key]!.nextSeq
-                sqlite3_bind_int64(raw, 1, seriesID)
-                sqlite3_bind_int64(raw, 2, seq)
+                // Bound directly: this loop runs once per point, up to millions per run.
+                sqlite3_bind_int64(raw, 1, series.id)
+                sqlite3_bind_int64(raw, 2, series.nextSeq)
                 sqlite3_bind_int64(raw, 3, point.step)
                 if point.value.isNaN { sqlite3_bind_null(raw, 4) } else { sqlite3_bind_double(raw, 4, point.value) }
                 sqlite3_bind_double(raw, 5, point.time)
@@ -330,9 +332,10 @@ final class SQLiteMetricWriter: MetricWriter {
                 guard rc == SQLITE_DONE else {
                     throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
                 }
-                state[point.key]!.nextSeq = seq + 1
-                state[point.key]!.touched = true
-                state[point.key]!.summary.add(point)
+                series.nextSeq += 1
+                series.touched = true
+                series.summary.add(point)
+                state[point.key] = series
             }
             let update = try db.cachedStatement(sql: """
                 UPDATE metric_series SET count = ?, last = ?, min = ?, max = ?, last_step = ?, last_time = ? WHERE id = ?

@@ -2,10 +2,13 @@ import Glibc
 
 /// Where the store is: `--store`, else `$CML_STORE`, else `~/.cml`.
 public enum StoreLocation {
+    /// Always absolute, so that the path handed to a run's child means the same after it changes directory.
     public static func resolve(_ option: String?) -> String {
-        if let option, !option.isEmpty { return option }
-        if let env = getenv("CML_STORE"), env.pointee != 0 { return String(cString: env) }
-        return FileSystem.homeDirectory + "/.cml"
+        var path = FileSystem.homeDirectory + "/.cml"
+        if let option, !option.isEmpty { path = option }
+        else if let env = getenv("CML_STORE"), env.pointee != 0 { path = String(cString: env) }
+        if path.hasPrefix("/") || path.contains("://") { return path }
+        return RunEnvironment.workingDirectory + "/" + path
     }
 
     /// How long a write waits for another writer: `$CML_BUSY_TIMEOUT` seconds, default 10.

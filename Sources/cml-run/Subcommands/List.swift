@@ -40,13 +40,14 @@ struct List: ParsableCommand {
         }
         if let limit, limit < 0 { throw CMLError.usage("--limit must not be negative") }
         let store = try storeOption.open()
-        var runs = try store.runs(RunQuery(project: project, status: state, tag: tag, limit: state == .running || state == .lost ? nil : limit))
-        if let state {
-            // `lost` is observed (a dead cml-run), not stored: filter on what is shown.
-            if state == .running || state == .lost {
-                runs = try store.runs(RunQuery(project: project, tag: tag)).filter { $0.observedStatus == state }
-                if let limit { runs = Array(runs.prefix(limit)) }
-            }
+        let runs: [Run]
+        if state == .running || state == .lost {
+            // A stored `running` may be observed `lost` (its cml-run is gone): filter on what is shown.
+            let candidates = try store.runs(RunQuery(project: project, status: .running, tag: tag))
+                + (state == .lost ? try store.runs(RunQuery(project: project, status: .lost, tag: tag)) : [])
+            runs = Array(candidates.filter { $0.observedStatus == state }.prefix(limit ?? .max))
+        } else {
+            runs = try store.runs(RunQuery(project: project, status: state, tag: tag, limit: limit))
         }
         printRuns(runs, format: outputFormat)
     }
