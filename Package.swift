@@ -16,11 +16,12 @@ let package = Package(
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "CSupport"),
         .target(
             name: "CMLKit",
             dependencies: [
-                "CGit2", "CLibCrypto", "CSupport",
+                "CGit2", "CLibCrypto", "CSupport", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

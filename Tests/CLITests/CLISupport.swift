@@ -85,8 +85,8 @@ final class RunningCommand {
         let tag = UUID().uuidString
         outPath = scratch + "/.out-" + tag
         errPath = scratch + "/.err-" + tag
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
         process.environment = env

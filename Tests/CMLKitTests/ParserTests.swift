@@ -102,27 +102,33 @@ struct MetricParserTests {
         #expect(steps == [0, 1, 2, 3])
     }
 
-    @Test func splitterEndsLinesAtNewlinesAndBareCarriageReturns() {
-        var splitter = LineSplitter()
+    private func splitLines(_ chunks: [String], maxLine: Int = 64 << 10) -> [String] {
+        var splitter = MetricLineSplitter(maxLine: maxLine)
         var lines: [String] = []
-        for chunk in ["a=1\nb=", "2\rc=3\r", "\nd=4"] {
+        for chunk in chunks {
             Array(chunk.utf8).withUnsafeBufferPointer { buffer in
                 splitter.feed(buffer) { lines.append(String(decoding: $0, as: UTF8.self)) }
             }
         }
         splitter.finish { lines.append(String(decoding: $0, as: UTF8.self)) }
-        #expect(lines == ["a=1", "b=2", "c=3", "d=4"])
+        return lines
+    }
+
+    @Test func splitterEndsLinesAtNewlinesAndBareCarriageReturns() {
+        #expect(splitLines(["a=1\nb=", "2\rc=3\r", "\nd=4"]) == ["a=1", "b=2", "c=3", "d=4"])
+        #expect(splitLines(["x: 1\r\ny: 2\r\n"]) == ["x: 1", "y: 2"])
+    }
+
+    @Test func splitterYieldsOnlyLinesWithSeparators() {
+        #expect(splitLines(["plain\nloss=1\nmore plain\n", "still plain\nacc: 2\n"]) == ["loss=1", "acc: 2"])
+        // A separator arriving in a later chunk still sees its whole line.
+        #expect(splitLines(["epoch 3 lo", "ss", "=0.5 done\nnext"]) == ["epoch 3 loss=0.5 done"])
+        #expect(splitLines(["a", "b", "c\n"]).isEmpty)
     }
 
     @Test func splitterDropsOverlongLines() {
-        var splitter = LineSplitter(maxLine: 8)
-        var lines: [String] = []
-        for chunk in ["0123456", "789abc\nok=1\n"] {
-            Array(chunk.utf8).withUnsafeBufferPointer { buffer in
-                splitter.feed(buffer) { lines.append(String(decoding: $0, as: UTF8.self)) }
-            }
-        }
-        #expect(lines == ["ok=1"])
+        #expect(splitLines(["0123456=", "789abc\nok=1\n"], maxLine: 8) == ["ok=1"])
+        #expect(splitLines(["k=1 " + String(repeating: "x", count: 20) + "\nok=2\n"], maxLine: 8) == ["k=1 " + String(repeating: "x", count: 20), "ok=2"])
     }
 }
 

@@ -128,4 +128,43 @@ struct StoreTests {
         #expect(second.stream == .stderr && second.bytes == [0xFF, 0x00])
         #expect(reader.next() == nil)
     }
+
+    @Test func bigRecordsAreCompressedAndReadBackExactly() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteStore(directory: directory)
+        let writer = try store.logWriter(run: "r2")
+        let text = Array(String(repeating: "epoch 1 | a line of text that repeats\n", count: 4000).utf8)
+        var generator = SystemRandomNumberGenerator()
+        let noise = (0..<100_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try writer.append(.stdout, time: 1, text)
+        try writer.append(.stderr, time: 2, noise)
+        try writer.append(.stdout, time: 3, [0x7A])
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/logs/r2.log")[.size] as? Int)
+        #expect(size < text.count / 10 + noise.count + 100, "text is stored compressed, noise as it is")
+        #expect(writer.bytesWritten == Int64(text.count + noise.count + 1))
+        let reader = try store.logReader(run: "r2")
+        #expect(try #require(reader.next()).bytes == text)
+        let second = try #require(reader.next())
+        #expect(second.bytes == noise && second.stream == .stderr)
+        #expect(try #require(reader.next()).bytes == [0x7A])
+        #expect(reader.next() == nil)
+    }
+}
+
+struct ConsoleRendererTests {
+    private func render(_ chunks: [String]) -> String {
+        var renderer = ConsoleRenderer()
+        var out: [UInt8] = []
+        for chunk in chunks { out += renderer.feed(Array(chunk.utf8)) }
+        out += renderer.finish()
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test func carriageReturnsCollapseAcrossChunks() {
+        #expect(render(["a\n 10%\r 20", "%\r", "100%\ndone"]) == "a\n100%\ndone")
+        #expect(render(["x\r", "\ny\r\n"]) == "x\r\ny\r\n")
+        #expect(render(["one\ntwo\nthr", "ee\n"]) == "one\ntwo\nthree\n")
+        #expect(render(["\r\r\rkeep\n"]) == "keep\n")
+    }
 }

@@ -1,3 +1,4 @@
+import CSupport
 import Glibc
 
 /// Finds `key: value` and `key=value` pairs in one line of output, the way training scripts print them,
@@ -233,10 +234,12 @@ public struct MetricExtractor: Sendable {
     }
 }
 
-/// Splits a stream of output into lines at `\n` and at bare `\r` (each redraw of a progress bar is a line
-/// for the parser), carrying the unfinished one across chunks. Lines longer than `maxLine` are not
-/// metric lines; their excess is dropped rather than buffered.
-public struct LineSplitter: Sendable {
+/// Splits a stream of output into lines at `\n` and at `\r` (each redraw of a progress bar is a line for
+/// the parser) and yields only the lines that can hold a metric: those with a `:` or `=`. It scans each
+/// chunk for separators, not for lines, so output without metrics costs a few vectorised `memchr` passes
+/// and nothing per line. The unfinished last line is carried to the next chunk; lines longer than
+/// `maxLine` are not metric lines, and their excess is dropped rather than buffered.
+public struct MetricLineSplitter: Sendable {
     private var partial: [UInt8] = []
     private var overflowed = false
     let maxLine: Int
@@ -246,45 +249,74 @@ public struct LineSplitter: Sendable {
     }
 
     public mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
-        guard let base = chunk.baseAddress else { return }
-        var position = 0
+        guard let base = chunk.baseAddress, chunk.count > 0 else { return }
         let n = chunk.count
-        while position < n {
-            let newline = memchr(base + position, 0x0A, n - position).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? n
-            // Within [position, newline), bare carriage returns also end a line.
-            var segmentStart = position
-            while let cr = memchr(base + segmentStart, 0x0D, newline - segmentStart) {
-                let at = UnsafePointer(cr.assumingMemoryBound(to: UInt8.self)) - base
-                emit(UnsafeBufferPointer(start: base + segmentStart, count: at - segmentStart), complete: true, line)
-                segmentStart = at + 1
-            }
-            emit(UnsafeBufferPointer(start: base + segmentStart, count: newline - segmentStart), complete: newline < n, line)
-            position = newline + 1
+        func next(_ byte: UInt8, from start: Int) -> Int {
+            guard start < n, let found = memchr(base + start, Int32(byte), n - start) else { return n }
+            return UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
         }
+        func last(_ byte: UInt8, in range: Range<Int>) -> Int? {
+            guard !range.isEmpty, let found = cml_memrchr(base + range.lowerBound, Int32(byte), range.count) else { return nil }
+            return UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
+        }
+        var position = 0
+        var newline = next(0x0A, from: 0)
+        var cr = next(0x0D, from: 0)
+        // The line carried over from the last chunk ends at this chunk's first terminator.
+        if !partial.isEmpty || overflowed {
+            let end = min(newline, cr)
+            carry(UnsafeBufferPointer(start: base, count: end))
+            if end == n { return }
+            emitCarried(line)
+            position = end + 1
+        }
+        var colon = next(0x3A, from: position)
+        var equals = next(0x3D, from: position)
+        while true {
+            let separator = min(colon, equals)
+            if separator >= n { break }
+            let before = position..<separator
+            let start = max(last(0x0A, in: before) ?? -1, last(0x0D, in: before) ?? -1, position - 1) + 1
+            if newline < separator { newline = next(0x0A, from: separator) }
+            if cr < separator { cr = next(0x0D, from: separator) }
+            let end = min(newline, cr)
+            if end == n {
+                carry(UnsafeBufferPointer(start: base + start, count: n - start))
+                return
+            }
+            line(UnsafeBufferPointer(start: base + start, count: end - start))
+            position = end + 1
+            if newline < position { newline = next(0x0A, from: position) }
+            if cr < position { cr = next(0x0D, from: position) }
+            if colon < position { colon = next(0x3A, from: position) }
+            if equals < position { equals = next(0x3D, from: position) }
+        }
+        // No separator left: only the unfinished tail matters, since its rest may bring one.
+        let rest = position..<n
+        let tail = max(last(0x0A, in: rest) ?? -1, last(0x0D, in: rest) ?? -1, position - 1) + 1
+        carry(UnsafeBufferPointer(start: base + tail, count: n - tail))
     }
 
     /// Ends the stream: an unterminated last line still counts.
     public mutating func finish(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
-        if !partial.isEmpty && !overflowed { partial.withUnsafeBufferPointer { line($0) } }
-        partial.removeAll()
-        overflowed = false
+        emitCarried(line)
     }
 
-    private mutating func emit(_ piece: UnsafeBufferPointer<UInt8>, complete: Bool, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
-        if partial.isEmpty && !overflowed {
-            if complete { if piece.count > 0 { line(piece) } }
-            else if piece.count > maxLine { overflowed = true }
-            else { partial.append(contentsOf: piece) }
-            return
+    private mutating func carry(_ bytes: UnsafeBufferPointer<UInt8>) {
+        if overflowed { return }
+        if partial.count + bytes.count > maxLine {
+            overflowed = true
+            partial.removeAll()
+        } else {
+            partial.append(contentsOf: bytes)
         }
-        if !overflowed {
-            if partial.count + piece.count > maxLine { overflowed = true; partial.removeAll() }
-            else { partial.append(contentsOf: piece) }
+    }
+
+    private mutating func emitCarried(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+        if !overflowed && (partial.contains(0x3A) || partial.contains(0x3D)) {
+            partial.withUnsafeBufferPointer { line($0) }
         }
-        if complete {
-            if !overflowed && !partial.isEmpty { partial.withUnsafeBufferPointer { line($0) } }
-            partial.removeAll(keepingCapacity: true)
-            overflowed = false
-        }
+        partial.removeAll(keepingCapacity: true)
+        overflowed = false
     }
 }

@@ -25,7 +25,7 @@ public final class OutputRecorder: @unchecked Sendable {
     /// Enough waiting output to parse it now rather than at the next tick.
     private let wakeAt = 4 << 20
     // Used by the timer thread only.
-    private var splitters = [LineSplitter(), LineSplitter()]
+    private var splitters = [MetricLineSplitter(), MetricLineSplitter()]
     private var extractor = MetricExtractor()
     private var unsavedPoints: [MetricPoint] = []
     private let warn: @Sendable (String) -> Void

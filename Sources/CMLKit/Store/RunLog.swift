@@ -1,3 +1,5 @@
+import CSupport
+import CZstd
 import Glibc
 
 /// Which stream a piece of console output came from. Under a pseudo-terminal both arrive as `stdout`.
@@ -8,54 +10,87 @@ public enum OutputStream: UInt8, Sendable {
     public var name: String { self == .stdout ? "stdout" : "stderr" }
 }
 
-/// One record of a run's log file: a header of 13 bytes (stream: 1, time in microseconds since the epoch:
-/// 8 little-endian, length: 4 little-endian) followed by the bytes exactly as printed.
+/// One record of a run's log file: a header of 13 bytes (flags: 1, time in microseconds since the epoch:
+/// 8 little-endian, stored length: 4 little-endian) followed by the bytes. The flags byte holds the stream
+/// (1 or 2) and, in its high bit, whether the bytes are one zstd frame; either way they decode to the
+/// output exactly as printed.
 public struct LogRecord: Sendable {
     public var stream: OutputStream
     public var time: Double
     public var bytes: [UInt8]
 
     static let headerSize = 13
+    static let compressedFlag: UInt8 = 0x80
 }
 
-/// Appends records to a run's log file. Each record goes out in one write(2), so what was handed to the
-/// kernel survives a `kill -9` of the writer; a torn last record is ignored by readers.
+/// Appends records to a run's log file. Each record goes out in one writev(2), so what was handed to the
+/// kernel survives a `kill -9` of the writer; a torn last record is ignored by readers. Records of 4 KiB
+/// or more are compressed with zstd when that saves a tenth: console output shrinks several times, and
+/// writing less is what makes storing it keep up with the program printing it.
 public final class RunLogWriter {
     private let fd: Int32
     public let path: String
+    /// Output bytes recorded (before compression).
     public private(set) var bytesWritten: Int64 = 0
+    private let compressor: OpaquePointer?
+    private var compressed: [UInt8] = []
+    static let compressFrom = 4 << 10
 
     init(path: String) throws(CMLError) {
         self.path = path
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystem.error("cannot open the run's log", path) }
+        compressor = ZSTD_createCCtx()
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        ZSTD_freeCCtx(compressor)
+    }
 
     public func append(_ stream: OutputStream, time: Double, _ bytes: [UInt8]) throws(CMLError) {
         if bytes.isEmpty { return }
+        var flags = stream.rawValue
+        var useCompressed = false
+        if bytes.count >= Self.compressFrom, let compressor {
+            let bound = ZSTD_compressBound(bytes.count)
+            if compressed.count < bound { compressed = [UInt8](repeating: 0, count: bound) }
+            let size = compressed.withUnsafeMutableBytes { out in
+                bytes.withUnsafeBytes { input in
+                    ZSTD_compressCCtx(compressor, out.baseAddress, out.count, input.baseAddress, input.count, 1)
+                }
+            }
+            if ZSTD_isError(size) == 0 && size < bytes.count - bytes.count / 10 {
+                flags |= LogRecord.compressedFlag
+                useCompressed = true
+                try writeRecord(flags: flags, time: time, compressed, count: size)
+            }
+        }
+        if !useCompressed { try writeRecord(flags: flags, time: time, bytes, count: bytes.count) }
+        bytesWritten += Int64(bytes.count)
+    }
+
+    private func writeRecord(flags: UInt8, time: Double, _ body: [UInt8], count: Int) throws(CMLError) {
         var header = [UInt8]()
         header.reserveCapacity(LogRecord.headerSize)
-        header.append(stream.rawValue)
+        header.append(flags)
         let micros = UInt64(max(0, time * 1_000_000))
         for shift in stride(from: 0, to: 64, by: 8) { header.append(UInt8(truncatingIfNeeded: micros >> UInt64(shift))) }
-        let length = UInt32(bytes.count)
+        let length = UInt32(count)
         for shift in stride(from: 0, to: 32, by: 8) { header.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
-        // Header and bytes in one writev(2): one record, one system call, no copy.
+        // Header and body in one writev(2): one record, one system call, no copy.
         let written = header.withUnsafeBytes { h in
-            bytes.withUnsafeBytes { b in
+            body.withUnsafeBytes { b in
                 var parts = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
-                             iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)]
+                             iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: count)]
                 return writev(fd, &parts, 2)
             }
         }
         if written < 0 { throw FileSystem.error("cannot write the run's log", path) }
-        if written < header.count + bytes.count {
+        if written < header.count + count {
             // A short write (a full disk, a signal): finish the record byte-exactly.
-            try FileSystem.writeAll(fd, Array((header + bytes)[written...]), path: path)
+            try FileSystem.writeAll(fd, Array((header + body[..<count])[written...]), path: path)
         }
-        bytesWritten += Int64(bytes.count)
     }
 }
 
@@ -66,12 +101,16 @@ public final class RunLogReader {
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
     private var start = 0
+    private let decompressor: OpaquePointer? = ZSTD_createDCtx()
 
     init(path: String) {
         self.path = path
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        if fd >= 0 { close(fd) }
+        ZSTD_freeDCtx(decompressor)
+    }
 
     public func next() -> LogRecord? {
         if fd < 0 {
@@ -92,12 +131,25 @@ public final class RunLogReader {
         var length = 0
         for i in 0..<4 { length |= Int(buffer[start + 9 + i]) << (8 * i) }
         guard available >= LogRecord.headerSize + length else { return nil }
-        let stream = OutputStream(rawValue: buffer[start]) ?? .stdout
+        let flags = buffer[start]
+        let stream = OutputStream(rawValue: flags & ~LogRecord.compressedFlag) ?? .stdout
         let bodyStart = start + LogRecord.headerSize
-        let record = LogRecord(stream: stream, time: Double(micros) / 1_000_000,
-                               bytes: Array(buffer[bodyStart..<bodyStart + length]))
         start = bodyStart + length
-        return record
+        var bytes = Array(buffer[bodyStart..<bodyStart + length])
+        if flags & LogRecord.compressedFlag != 0 { bytes = decompress(bytes) }
+        return LogRecord(stream: stream, time: Double(micros) / 1_000_000, bytes: bytes)
+    }
+
+    /// A damaged frame decodes to a note rather than stopping the whole log.
+    private func decompress(_ frame: [UInt8]) -> [UInt8] {
+        let size = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        guard size < UInt64(Int32.max) else { return Array("[cml: damaged log record]\n".utf8) }
+        var out = [UInt8](repeating: 0, count: Int(size))
+        let produced = out.withUnsafeMutableBytes { o in
+            frame.withUnsafeBytes { f in ZSTD_decompressDCtx(decompressor, o.baseAddress, o.count, f.baseAddress, f.count) }
+        }
+        guard ZSTD_isError(produced) == 0, produced == Int(size) else { return Array("[cml: damaged log record]\n".utf8) }
+        return out
     }
 
     /// Reads more of the file; false when nothing more is there yet.
@@ -125,22 +177,35 @@ public struct ConsoleRenderer {
     /// Feeds bytes and returns what is final: complete lines, collapsed.
     public mutating func feed(_ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        for byte in bytes {
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+            let n = buffer.count
+            var position = 0
             if pendingCR {
                 pendingCR = false
-                if byte == 0x0A {
+                if base[0] == 0x0A { line.append(0x0D) } else { line.removeAll(keepingCapacity: true) }
+            }
+            while position < n {
+                let cr = memchr(base + position, 0x0D, n - position).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? n
+                // [position, cr) holds no carriage return: complete lines go out, the rest extends the line.
+                if cr > position, let newline = cml_memrchr(base + position, 0x0A, cr - position) {
+                    let end = UnsafePointer(newline.assumingMemoryBound(to: UInt8.self)) - base + 1
+                    out.append(contentsOf: line)
+                    out.append(contentsOf: UnsafeBufferPointer(start: base + position, count: end - position))
+                    line.removeAll(keepingCapacity: true)
+                    line.append(contentsOf: UnsafeBufferPointer(start: base + end, count: cr - end))
+                } else {
+                    line.append(contentsOf: UnsafeBufferPointer(start: base + position, count: cr - position))
+                }
+                if cr == n { break }
+                if cr + 1 == n {
+                    pendingCR = true
+                } else if base[cr + 1] == 0x0A {
                     line.append(0x0D)
                 } else {
                     line.removeAll(keepingCapacity: true)
                 }
-            }
-            switch byte {
-            case 0x0D: pendingCR = true
-            case 0x0A:
-                line.append(0x0A)
-                out.append(contentsOf: line)
-                line.removeAll(keepingCapacity: true)
-            default: line.append(byte)
+                position = cr + 1
             }
         }
         return out

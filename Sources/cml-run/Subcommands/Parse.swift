@@ -15,7 +15,7 @@ struct Parse: ParsableCommand {
     )
 
     func run() throws {
-        var splitter = LineSplitter()
+        var splitter = MetricLineSplitter()
         var extractor = MetricExtractor()
         var out = MetricLineEncoder()
         let size = 1 << 20
