@@ -73,3 +73,39 @@ struct SignalTests {
         #expect(points.count <= stored.count && points.count > 10)
     }
 }
+
+/// Job control and terminals, as a shell user meets them.
+struct JobControlTests {
+    /// The state letter of a process in /proc (R, S, T for stopped, …).
+    private func state(of pid: Int32) -> Character? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        return text[text.index(close, offsetBy: 2)]
+    }
+
+    @Test func stopAndContinueReachTheChild() throws {
+        let box = try Sandbox()
+        let running = try box.start("cml-run", ["--", "sh", "-c", "echo $$; for i in 1 2 3 4 5 6; do sleep 0.2; done; echo finished"])
+        #expect(waitUntil { !running.stdoutSoFar.isEmpty })
+        let childPID = try #require(Int32(running.stdoutSoFar.split(separator: "\n")[0]))
+        kill(running.pid, SIGTSTP)
+        #expect(waitUntil { self.state(of: childPID) == "T" && self.state(of: running.pid) == "T" })
+        kill(running.pid, SIGCONT)
+        #expect(waitUntil { self.state(of: childPID) != "T" })
+        let result = try running.wait()
+        #expect(result.status == 0)
+        #expect(result.out.hasSuffix("finished\n"))
+        #expect(try box.runs().first?["status"] as? String == "completed")
+    }
+
+    @Test func childGetsATerminalWhenStdoutIsOne() throws {
+        let box = try Sandbox()
+        // script(1) gives cml-run a terminal as its stdout, as an interactive shell would.
+        let command = "\(binDirectory)/cml-run -- sh -c 'test -t 1 && test -t 2 && echo child-on-tty'"
+        let result = try shell("CML_STORE=\(box.store) script -qec \"\(command)\" /dev/null", cwd: box.work)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.out.contains("child-on-tty"))
+        let id = try #require(try box.runs().first?["id"] as? String)
+        #expect(try box.run("cml-run", ["log", id]).out == "child-on-tty\n")
+    }
+}

@@ -2,9 +2,11 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH in every thread and waits for them on one thread
-/// with sigwait(2), so no handler runs at an arbitrary point. Termination signals are forwarded to the
-/// child's process group (and remembered, so the run ends `aborted`); SIGWINCH resizes the child's terminal.
+/// Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT and SIGWINCH in every thread and waits for
+/// them on one thread with sigwait(2), so no handler runs at an arbitrary point. Termination signals are
+/// forwarded to the child's process group (and remembered, so the run ends `aborted`); SIGTSTP (Ctrl-Z)
+/// stops the child's group and then cml-run, SIGCONT (`fg`) resumes the group; SIGWINCH resizes the
+/// child's terminal.
 public final class SignalForwarder: Sendable {
     public static let termination: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
@@ -18,7 +20,7 @@ public final class SignalForwarder: Sendable {
     public init() {
         var blocked = sigset_t()
         sigemptyset(&blocked)
-        for signal in Self.termination + [SIGWINCH] { sigaddset(&blocked, signal) }
+        for signal in Self.termination + [SIGWINCH, SIGTSTP, SIGCONT] { sigaddset(&blocked, signal) }
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
         signal(SIGPIPE, SIG_IGN)
         let waitSet = blocked
@@ -34,11 +36,17 @@ public final class SignalForwarder: Sendable {
 
     private func handle(_ signal: Int32) {
         let child = state.withLock { state -> ChildProcess? in
-            if signal != SIGWINCH { state.received = signal }
+            if Self.termination.contains(signal) { state.received = signal }
             return state.child
         }
-        guard let child else { return }
-        if signal == SIGWINCH { child.copyWindowSize() } else { child.signalGroup(signal) }
+        switch signal {
+        case SIGWINCH: child?.copyWindowSize()
+        case SIGTSTP:
+            child?.signalGroup(SIGTSTP)
+            kill(getpid(), SIGSTOP)
+        case SIGCONT: child?.signalGroup(SIGCONT)
+        default: child?.signalGroup(signal)
+        }
     }
 
     /// From now on, signals go to `child`. A signal that came before the child existed is sent at once.
