@@ -37,7 +37,7 @@ struct StoreOption: ParsableArguments {
 enum Main {
     static func main() {
         do {
-            var command = try CMLRun.parseAsRoot()
+            var command = try CMLRun.parseAsRoot(storeFirst(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch let error as CMLError {
             fail(error)
@@ -50,6 +50,20 @@ enum Main {
             }
             CMLRun.exit(withError: error)
         }
+    }
+
+    /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store may be named before the
+    /// subcommand, as users of `git -C DIR log` expect.
+    static func storeFirst(_ arguments: [String]) -> [String] {
+        var index = 0
+        while index < arguments.count {
+            if arguments[index] == "--store", index + 1 < arguments.count { index += 2 }
+            else if arguments[index].hasPrefix("--store=") { index += 1 }
+            else { break }
+        }
+        let subcommands = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        guard index > 0, index < arguments.count, subcommands.contains(arguments[index]) else { return arguments }
+        return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
     }
 
     static func fail(_ error: CMLError) -> Never {

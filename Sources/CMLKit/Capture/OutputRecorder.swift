@@ -1,33 +1,34 @@
 import Foundation
 import Glibc
 
-/// Stores a run's console output as it arrives. Each chunk is collapsed (progress redraws dropped) and
-/// appended to the run's log right away, on the reader's thread while the bytes are still in cache; a
-/// line's unfinished tail is held at most the collapser's hold time, and a timer thread writes it out
-/// when nothing else does, so a `kill -9` loses at most about half a second of output. Metric parsing,
-/// the slow part, runs on the timer thread, whose points are written in one transaction per tick.
-/// Readers are only slowed down (never dropped) when more than `maxPending` bytes wait to be parsed.
+/// Stores a run's console output as it arrives. Reader threads collapse each chunk (progress redraws
+/// dropped) and queue it; the recorder's own thread appends the queue to the run's log at least every
+/// `interval`, and sooner when `wakeAt` bytes wait, so a `kill -9` loses at most about half a second of
+/// output. It compresses what it writes while it keeps up; a batch that grew past twice `wakeAt` (the
+/// program prints faster than zstd compresses) is stored as it is, so storing never slows the program
+/// below the disk's pace. Metric points are parsed from the same chunks on that thread and written in one
+/// transaction per batch. Readers are only slowed down (never dropped) when more than `maxPending` bytes
+/// wait.
 public final class OutputRecorder: @unchecked Sendable {
     private let condition = NSCondition()
-    /// Guarded by `condition`: the collapser and the log (readers of both streams write through them).
+    // Guarded by `condition`.
     private var collapser = OutputCollapser()
-    private let log: RunLogWriter
-    /// Guarded by `condition`: chunks waiting to be parsed for metrics.
+    private var unwritten: [OutputCollapser.Segment] = []
     private var unparsed: [(OutputStream, Double, [UInt8])] = []
-    private var unparsedBytes = 0
+    private var waitingBytes = 0
     private var finishing = false
     private var done = false
-    private var warned: Set<String> = []
 
+    private let log: RunLogWriter
     private let metrics: (any MetricWriter)?
     private let interval: Double
     private let maxPending: Int
-    /// Enough waiting output to parse it now rather than at the next tick.
     private let wakeAt = 4 << 20
-    // Used by the timer thread only.
+    // Used by the recorder thread only.
     private var splitters = [MetricLineSplitter(), MetricLineSplitter()]
     private var extractor = MetricExtractor()
     private var unsavedPoints: [MetricPoint] = []
+    private var warned: Set<String> = []
     private let warn: @Sendable (String) -> Void
 
     /// `metrics` nil means metric parsing is off.
@@ -46,16 +47,20 @@ public final class OutputRecorder: @unchecked Sendable {
         let now = Clock.now()
         condition.lock()
         defer { condition.unlock() }
+        while waitingBytes > maxPending && !done { condition.wait() }
         collapser.feed(stream, time: now, bytes)
-        writeLog(collapser.flush(now: now, final: false))
-        guard metrics != nil else { return }
-        while unparsedBytes > maxPending && !done { condition.wait() }
-        unparsed.append((stream, now, bytes))
-        unparsedBytes += bytes.count
-        if unparsedBytes >= wakeAt { condition.broadcast() }
+        for segment in collapser.flush(now: now, final: false) {
+            waitingBytes += segment.bytes.count
+            unwritten.append(segment)
+        }
+        if metrics != nil {
+            unparsed.append((stream, now, bytes))
+            waitingBytes += bytes.count
+        }
+        if waitingBytes >= wakeAt { condition.broadcast() }
     }
 
-    /// Stores everything still held and stops the timer thread; returns the log's size in bytes.
+    /// Stores everything still held and stops the recorder thread; returns the log's size in bytes.
     public func finish() -> Int64 {
         condition.lock()
         finishing = true
@@ -65,28 +70,29 @@ public final class OutputRecorder: @unchecked Sendable {
         return log.bytesWritten
     }
 
-    /// Call with `condition` held.
-    private func writeLog(_ segments: [OutputCollapser.Segment]) {
-        for segment in segments {
-            do { try log.append(segment.stream, time: segment.time, segment.bytes) } catch {
-                warnOnce("output is not being stored: \(error.message)")
-            }
-        }
-    }
-
     private func loop() {
         while true {
             condition.lock()
-            if !finishing && unparsedBytes < wakeAt { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
+            if !finishing && waitingBytes < wakeAt { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
             let final = finishing
-            writeLog(collapser.flush(now: Clock.now(), final: final))
-            let batch = unparsed
+            // Held line tails whose time is up (or all of them at the end).
+            unwritten += collapser.flush(now: Clock.now(), final: final)
+            let segments = unwritten
+            let chunks = unparsed
+            unwritten.removeAll(keepingCapacity: true)
             unparsed.removeAll(keepingCapacity: true)
-            unparsedBytes = 0
+            waitingBytes = 0
             condition.broadcast()
             condition.unlock()
 
-            parseAndStore(batch, final: final)
+            let batchBytes = segments.reduce(0) { $0 + $1.bytes.count }
+            let keepingUp = batchBytes <= 2 * wakeAt
+            for segment in Self.gathered(segments) {
+                do { try log.append(segment.stream, time: segment.time, segment.bytes, compress: keepingUp) } catch {
+                    warnOnce("output is not being stored: \(error.message)")
+                }
+            }
+            parseAndStore(chunks, final: final)
             if final {
                 condition.lock()
                 done = true
@@ -95,6 +101,20 @@ public final class OutputRecorder: @unchecked Sendable {
                 return
             }
         }
+    }
+
+    /// Consecutive small pieces of one stream become one record: fewer headers, and big enough to compress.
+    static func gathered(_ segments: [OutputCollapser.Segment]) -> [OutputCollapser.Segment] {
+        var records: [OutputCollapser.Segment] = []
+        for segment in segments where !segment.bytes.isEmpty {
+            if let last = records.last, last.stream == segment.stream, segment.bytes.count < 1 << 16,
+               last.bytes.count + segment.bytes.count <= 1 << 20 {
+                records[records.count - 1].bytes.append(contentsOf: segment.bytes)
+            } else {
+                records.append(segment)
+            }
+        }
+        return records
     }
 
     private func parseAndStore(_ batch: [(OutputStream, Double, [UInt8])], final: Bool) {
@@ -118,7 +138,7 @@ public final class OutputRecorder: @unchecked Sendable {
             try metrics.append(unsavedPoints)
             unsavedPoints.removeAll(keepingCapacity: true)
         } catch {
-            // Kept for the next tick: the store may be locked for a while.
+            // Kept for the next batch: the store may be locked for a while.
             warnOnce("metrics are waiting to be stored: \(error.message)")
         }
     }

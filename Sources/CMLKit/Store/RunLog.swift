@@ -25,8 +25,8 @@ public struct LogRecord: Sendable {
 
 /// Appends records to a run's log file. Each record goes out in one writev(2), so what was handed to the
 /// kernel survives a `kill -9` of the writer; a torn last record is ignored by readers. Records of 4 KiB
-/// or more are compressed with zstd when that saves a tenth: console output shrinks several times, and
-/// writing less is what makes storing it keep up with the program printing it.
+/// or more are compressed with zstd (when asked, and when that saves a tenth): console output shrinks
+/// several times.
 public final class RunLogWriter {
     private let fd: Int32
     public let path: String
@@ -48,11 +48,11 @@ public final class RunLogWriter {
         ZSTD_freeCCtx(compressor)
     }
 
-    public func append(_ stream: OutputStream, time: Double, _ bytes: [UInt8]) throws(CMLError) {
+    public func append(_ stream: OutputStream, time: Double, _ bytes: [UInt8], compress: Bool = true) throws(CMLError) {
         if bytes.isEmpty { return }
         var flags = stream.rawValue
         var useCompressed = false
-        if bytes.count >= Self.compressFrom, let compressor {
+        if compress, bytes.count >= Self.compressFrom, let compressor {
             let bound = ZSTD_compressBound(bytes.count)
             if compressed.count < bound { compressed = [UInt8](repeating: 0, count: bound) }
             let size = compressed.withUnsafeMutableBytes { out in

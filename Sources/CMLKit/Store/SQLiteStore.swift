@@ -33,10 +33,26 @@ public final class SQLiteStore: Store {
         configuration.label = "cml"
         let path = directory + "/cml.db"
         do {
-            queue = try DatabaseQueue(path: path, configuration: configuration)
-            try Schema.migrate(queue)
+            queue = try Self.openAndMigrate(path: path, configuration: configuration, busyTimeout: busyTimeout)
         } catch {
             throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
+        }
+    }
+
+    /// Opening a brand-new store while another process creates it can fail with SQLITE_BUSY at once,
+    /// without the busy handler (switching the journal to WAL needs a lock SQLite does not wait for):
+    /// retry such failures until the busy timeout is spent.
+    private static func openAndMigrate(path: String, configuration: Configuration, busyTimeout: Double) throws -> DatabaseQueue {
+        let deadline = Clock.now() + busyTimeout
+        while true {
+            do {
+                let queue = try DatabaseQueue(path: path, configuration: configuration)
+                try Schema.migrate(queue)
+                return queue
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                if Clock.now() >= deadline { throw error }
+                usleep(useconds_t.random(in: 5_000...20_000))
+            }
         }
     }
 
