@@ -13,6 +13,8 @@ public final class SignalForwarder: Sendable {
     private struct State {
         var child: ChildProcess?
         var received: Int32?
+        /// Ctrl-Z came before the child existed: stop it as soon as it does.
+        var stopPending = false
     }
     private let state = Mutex(State())
 
@@ -37,12 +39,14 @@ public final class SignalForwarder: Sendable {
     private func handle(_ signal: Int32) {
         let child = state.withLock { state -> ChildProcess? in
             if Self.termination.contains(signal) { state.received = signal }
+            if state.child == nil { state.stopPending = signal == SIGTSTP || (state.stopPending && signal != SIGCONT) }
             return state.child
         }
         switch signal {
         case SIGWINCH: child?.copyWindowSize()
         case SIGTSTP:
-            child?.signalGroup(SIGTSTP)
+            guard let child else { return }  // stopped by `forward(to:)`, once the child exists
+            child.signalGroup(SIGTSTP)
             kill(getpid(), SIGSTOP)
         case SIGCONT: child?.signalGroup(SIGCONT)
         default: child?.signalGroup(signal)
@@ -51,11 +55,15 @@ public final class SignalForwarder: Sendable {
 
     /// From now on, signals go to `child`. A signal that came before the child existed is sent at once.
     public func forward(to child: ChildProcess) {
-        let pending = state.withLock { state -> Int32? in
+        let (pending, stop) = state.withLock { state -> (Int32?, Bool) in
             state.child = child
-            return state.received
+            return (state.received, state.stopPending)
         }
         if let pending { child.signalGroup(pending) }
+        if stop {
+            child.signalGroup(SIGTSTP)
+            kill(getpid(), SIGSTOP)
+        }
     }
 
     /// The last termination signal received, if any.
