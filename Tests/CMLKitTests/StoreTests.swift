@@ -168,3 +168,28 @@ struct ConsoleRendererTests {
         #expect(render(["\r\r\rkeep\n"]) == "keep\n")
     }
 }
+
+struct CompressionPolicyTests {
+    @Test func compressesWhileKeepingUpAndPicksTheCheaperWayWhenBehind() {
+        var policy = CompressionPolicy()
+        let idle = policy.shouldCompress(keepingUp: true)
+        #expect(idle)
+        // Behind, with nothing measured: try compressing, then writing as is.
+        let first = policy.shouldCompress(keepingUp: false)
+        #expect(first)
+        policy.record(compressed: true, bytes: 8 << 20, seconds: 0.016)  // 2 ns per byte
+        let second = policy.shouldCompress(keepingUp: false)
+        #expect(!second)
+        policy.record(compressed: false, bytes: 8 << 20, seconds: 0.008)  // 1 ns per byte: cheaper
+        var choices = (0..<CompressionPolicy.probeEvery).map { _ in policy.shouldCompress(keepingUp: false) }
+        #expect(choices.filter { $0 }.count == 1, "writes as is, and probes compression once per round")
+        // Text that compresses well makes compressing the cheaper way.
+        for _ in 0..<10 { policy.record(compressed: true, bytes: 8 << 20, seconds: 0.002) }
+        choices = (0..<CompressionPolicy.probeEvery).map { _ in policy.shouldCompress(keepingUp: false) }
+        #expect(choices.filter { $0 }.count == CompressionPolicy.probeEvery - 1)
+        // Small batches are not timed.
+        let before = policy.rawCost
+        policy.record(compressed: false, bytes: 1000, seconds: 1)
+        #expect(policy.rawCost == before)
+    }
+}

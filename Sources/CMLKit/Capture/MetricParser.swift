@@ -18,24 +18,29 @@ public struct MetricLineParser: Sendable {
     public init() {}
 
     public func pairs(in line: UnsafeBufferPointer<UInt8>) -> [Pair] {
-        guard let base = line.baseAddress, line.count >= 3,
-              memchr(base, 0x3A, line.count) != nil || memchr(base, 0x3D, line.count) != nil
-        else { return [] }
+        guard let base = line.baseAddress, line.count >= 3 else { return [] }
+        let n = line.count
+        // Jump from separator to separator with memchr: most lines hold few, often none that make a pair.
+        func next(_ byte: Int32, from start: Int) -> Int {
+            guard start < n, let found = memchr(base + start, byte, n - start) else { return n }
+            return UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
+        }
+        var colon = next(0x3A, from: 0)
+        var equals = next(0x3D, from: 0)
+        if colon == n && equals == n { return [] }
         if let members = jsonMembers(line) { return members }
         var found: [Pair] = []
-        var i = 0
-        let n = line.count
-        while i < n {
-            let c = line[i]
-            guard c == 0x3A || c == 0x3D else { i += 1; continue }  // ':' or '='
-            if let (pair, end) = pair(at: i, in: line) {
+        while true {
+            let separator = min(colon, equals)
+            if separator >= n { return found }
+            var resume = separator + 1
+            if let (pair, end) = pair(at: separator, in: line) {
                 found.append(pair)
-                i = end
-            } else {
-                i += 1
+                resume = end
             }
+            if colon < resume { colon = next(0x3A, from: resume) }
+            if equals < resume { equals = next(0x3D, from: resume) }
         }
-        return found
     }
 
     public func pairs(in text: String) -> [Pair] {

@@ -4,9 +4,9 @@ import Glibc
 /// Stores a run's console output as it arrives. Reader threads collapse each chunk (progress redraws
 /// dropped) and queue it; the recorder's own thread appends the queue to the run's log at least every
 /// `interval`, and sooner when `wakeAt` bytes wait, so a `kill -9` loses at most about half a second of
-/// output. It compresses what it writes while it keeps up; a batch that grew past twice `wakeAt` (the
-/// program prints faster than zstd compresses) is stored as it is, so storing never slows the program
-/// below the disk's pace. Metric points are parsed from the same chunks on that thread and written in one
+/// output. It compresses what it writes while it keeps up (its tick comes before `wakeAt` bytes do); when
+/// output floods in, `CompressionPolicy` picks the faster way to store it.
+/// Metric points are parsed from the same chunks on that thread and written in one
 /// transaction per batch. Readers are only slowed down (never dropped) when more than `maxPending` bytes
 /// wait.
 public final class OutputRecorder: @unchecked Sendable {
@@ -27,6 +27,7 @@ public final class OutputRecorder: @unchecked Sendable {
     // Used by the recorder thread only.
     private var splitters = [MetricLineSplitter(), MetricLineSplitter()]
     private var extractor = MetricExtractor()
+    private var compression = CompressionPolicy()
     private var unsavedPoints: [MetricPoint] = []
     private var warned: Set<String> = []
     private let warn: @Sendable (String) -> Void
@@ -86,12 +87,14 @@ public final class OutputRecorder: @unchecked Sendable {
             condition.unlock()
 
             let batchBytes = segments.reduce(0) { $0 + $1.bytes.count }
-            let keepingUp = batchBytes <= 2 * wakeAt
+            let compress = compression.shouldCompress(keepingUp: batchBytes < wakeAt)
+            let started = Clock.now()
             for segment in Self.gathered(segments) {
-                do { try log.append(segment.stream, time: segment.time, segment.bytes, compress: keepingUp) } catch {
+                do { try log.append(segment.stream, time: segment.time, segment.bytes, compress: compress) } catch {
                     warnOnce("output is not being stored: \(error.message)")
                 }
             }
+            compression.record(compressed: compress, bytes: batchBytes, seconds: Clock.now() - started)
             parseAndStore(chunks, final: final)
             if final {
                 condition.lock()
