@@ -9,3 +9,8 @@ int cml_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int cml_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
 int cml_spawn_setsid_flag(void) { return POSIX_SPAWN_SETSID; }
 const void *cml_memrchr(const void *s, int c, size_t n) { return memrchr(s, c, n); }
+#include <malloc.h>
+void cml_keep_freed_memory(void) {
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}

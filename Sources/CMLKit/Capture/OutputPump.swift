@@ -19,6 +19,7 @@ final class OutputPump: Sendable {
     static let maxDrainAfterExit = 5.0
 
     init(child: ChildProcess, recorder: OutputRecorder) {
+        cml_keep_freed_memory()
         state = Mutex(State(exitedAt: nil, running: child.outputs.count))
         for output in child.outputs {
             // Bigger pipe buffers mean fewer wake-ups when the child writes fast.

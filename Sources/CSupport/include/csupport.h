@@ -10,3 +10,6 @@ int cml_set_pipe_size(int fd, int size);
 int cml_spawn_setsid_flag(void);
 /// memrchr(3).
 const void *cml_memrchr(const void *s, int c, size_t n);
+/// Keeps freed memory for reuse instead of returning it to the kernel: output chunks are allocated and
+/// freed at pipe speed, and fresh pages cost a fault each.
+void cml_keep_freed_memory(void);
