@@ -36,8 +36,10 @@ struct StoreOption: ParsableArguments {
 @main
 enum Main {
     static func main() {
+        let arguments = storeFirst(Array(CommandLine.arguments.dropFirst()))
+        if isRun(arguments) { RunCapture.prepare() }
         do {
-            var command = try CMLRun.parseAsRoot(storeFirst(Array(CommandLine.arguments.dropFirst())))
+            var command = try CMLRun.parseAsRoot(arguments)
             try command.run()
         } catch let error as CMLError {
             fail(error)
@@ -64,6 +66,14 @@ enum Main {
         let subcommands = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
         guard index > 0, index < arguments.count, subcommands.contains(arguments[index]) else { return arguments }
         return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
+    }
+
+    /// A command line that runs something: options, then `--` and a command, with no subcommand first.
+    static func isRun(_ arguments: [String]) -> Bool {
+        guard let first = arguments.first, let terminator = arguments.firstIndex(of: "--") else { return false }
+        let subcommands = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        let options = arguments[..<terminator]
+        return (!subcommands.contains(first) || first == "exec") && !options.contains("--help") && !options.contains("-h")
     }
 
     static func fail(_ error: CMLError) -> Never {

@@ -64,6 +64,13 @@ public enum GitCapture {
     /// exactly once, thread-safely. We never call git_libgit2_shutdown.
     private static let libgit2Ready: Int32 = git_libgit2_init()
 
+    /// Starts initialising libgit2 on its own thread when `directory` may be inside a repository, so that
+    /// its cost (milliseconds: the TLS backend parses the CA bundle) overlaps whatever comes next.
+    public static func warmUp(directory: String) {
+        guard mayBeInsideRepository(directory) else { return }
+        Thread.detachNewThread { _ = libgit2Ready }
+    }
+
     /// Discovers the repository containing `directory` (walking up, like git), and returns its state and the patch.
     public static func capture(
         directory: String, maxPatchBytes: Int = 10 << 20

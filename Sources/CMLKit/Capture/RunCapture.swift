@@ -27,6 +27,13 @@ public struct RunOptions: Sendable {
 
 /// Runs a command and records it completely: see the README's "What a run records".
 public enum RunCapture {
+    /// Call first thing in main when the command will be a run, before parsing options: blocks the
+    /// forwarded signals (before any thread exists) and starts initialising libgit2 meanwhile.
+    public static func prepare() {
+        _ = SignalForwarder.shared
+        GitCapture.warmUp(directory: RunEnvironment.workingDirectory)
+    }
+
     /// Runs `command`, passing its output through live, and returns the status cml-run should exit with
     /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist) and the store,
     /// which `openStore` opens while the code state is captured on another thread.

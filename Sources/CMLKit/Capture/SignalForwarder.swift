@@ -18,8 +18,11 @@ public final class SignalForwarder: Sendable {
     }
     private let state = Mutex(State())
 
-    /// Call first thing in main, before any other thread exists, so that every thread inherits the mask.
-    public init() {
+    /// The process's forwarder. Touch it first thing in main, before any other thread exists, so that every
+    /// thread inherits the mask.
+    public static let shared = SignalForwarder()
+
+    private init() {
         var blocked = sigset_t()
         sigemptyset(&blocked)
         for signal in Self.termination + [SIGWINCH, SIGTSTP, SIGCONT] { sigaddset(&blocked, signal) }

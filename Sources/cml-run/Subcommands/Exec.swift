@@ -43,8 +43,8 @@ struct Exec: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
-        // First, before any thread exists: every thread must inherit the blocked signal mask.
-        let signals = SignalForwarder()
+        // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
+        let signals = SignalForwarder.shared
         let options = try makeOptions()
         let (status, store) = try RunCapture.run(command, options: options, openStore: storeOption.open, signals: signals) { warning in
             FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
