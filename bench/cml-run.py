@@ -48,8 +48,15 @@ def overhead(where):
 print(f"cml-run: {cml}")
 outside = os.path.join(scratch, "plain")
 os.makedirs(outside)
-repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-for label, where in [("outside a repository", outside), ("in this repository", repo)]:
+# A clean clone of this repository, then the same with an uncommitted edit (a patch to capture and store).
+clone = os.path.join(scratch, "clone")
+subprocess.run(["git", "clone", "-q", os.path.abspath(os.path.join(os.path.dirname(__file__), "..")), clone], check=True)
+places = [("outside a repository", outside, None), ("in a clean clone of this repository", clone, None),
+          ("in that clone with README.md edited", clone, "README.md")]
+for label, where, edit in places:
+    if edit:
+        with open(os.path.join(where, edit), "a") as changed:
+            changed.write("an uncommitted line\n")
     b, w, added = overhead(where)
     print(f"overhead {label}: true {b:.2f} ms, cml-run -- true {w:.2f} ms, added {added:.2f} ms "
           f"(median of {args.pairs} pairs; target <= 15 ms)")
