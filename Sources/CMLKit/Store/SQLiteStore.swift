@@ -27,7 +27,9 @@ public final class SQLiteStore: Store {
             throw CMLError("the store at \(directory) is not writable", hint: "pass --store or set CML_STORE")
         }
         var configuration = Configuration()
-        configuration.journalMode = .wal
+        // WAL is a property of the database file, set once by the migration that creates the schema;
+        // each connection only needs NORMAL sync (WAL makes it safe) and the busy timeout.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true
         configuration.label = "cml"

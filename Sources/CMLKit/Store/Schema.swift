@@ -76,6 +76,11 @@ enum Schema {
                            hint: "upgrade cml")
         }
         try queue.writeWithoutTransaction { db in
+            if try String.fetchOne(db, sql: "PRAGMA journal_mode") != "wal" {
+                guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {
+                    throw CMLError("cannot switch the store's database to WAL mode")
+                }
+            }
             try db.inTransaction(.immediate) {
                 let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
                 for (index, sql) in migrations.enumerated() where index >= version {
