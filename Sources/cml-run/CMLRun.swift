@@ -39,6 +39,9 @@ enum Main {
         let arguments = storeFirst(Array(CommandLine.arguments.dropFirst()))
         if isRun(arguments) { RunCapture.prepare() }
         do {
+            if arguments.first == "--" {
+                try Exec.execute(Array(arguments.dropFirst()), options: RunOptions(project: Exec.defaultProject), store: nil)
+            }
             var command = try CMLRun.parseAsRoot(arguments)
             try command.run()
         } catch let error as CMLError {

@@ -113,9 +113,11 @@ struct RunCaptureTests {
 
     @Test func usageErrors() throws {
         let box = try Sandbox()
-        let missing = try box.run("cml-run", ["--name", "x"])
-        #expect(missing.status == 2)
-        #expect(missing.stderr.hasPrefix("cml-run: error: no command given after --"))
+        for arguments in [["--name", "x"], ["--"], ["--name", "x", "--"]] {
+            let missing = try box.run("cml-run", arguments)
+            #expect(missing.status == 2)
+            #expect(missing.stderr.hasPrefix("cml-run: error: no command given after --"), "\(arguments)")
+        }
         let unknown = try box.run("cml-run", ["--bogus", "--", "true"])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("--bogus"))

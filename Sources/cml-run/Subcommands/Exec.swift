@@ -43,10 +43,19 @@ struct Exec: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
+        try Self.execute(command, options: try makeOptions(), store: storeOption.store)
+    }
+
+    /// Runs and records `command`, then exits with its status. `cml-run -- CMD` (no options) comes here
+    /// straight from main: parsing nothing with ArgumentParser still costs about 2 ms of start-up.
+    static func execute(_ command: [String], options: RunOptions, store location: String?) throws(CMLError) -> Never {
+        guard !command.isEmpty else {
+            throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]")
+        }
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
-        let options = try makeOptions()
-        let (status, store) = try RunCapture.run(command, options: options, openStore: storeOption.open, signals: signals) { warning in
+        let (status, store) = try RunCapture.run(command, options: options, openStore: { () throws(CMLError) in try StoreLocation.open(location) },
+                                                 signals: signals) { warning in
             FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
         }
         // Exit here, with the store still open: closing the last connection would checkpoint the WAL
@@ -54,10 +63,12 @@ struct Exec: ParsableCommand {
         withExtendedLifetime(store) { Glibc.exit(status) }
     }
 
+    /// The project when `--project` is not given: `$CML_PROJECT`, else `default`.
+    static var defaultProject: String {
+        getenv("CML_PROJECT").map { String(cString: $0) } ?? "default"
+    }
+
     private func makeOptions() throws(CMLError) -> RunOptions {
-        guard !command.isEmpty else {
-            throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]")
-        }
         var parsed: [Param] = []
         for text in params {
             guard let param = ParamParser.parseAssignment(text) else {
@@ -69,7 +80,7 @@ struct Exec: ParsableCommand {
             throw .usage("--max-patch-size \(maxPatchSize) is not a size", hint: "e.g. 10M, 512K, 1G or a number of bytes")
         }
         if let name, name.isEmpty { throw .usage("--name must not be empty") }
-        let project = self.project ?? (getenv("CML_PROJECT").map { String(cString: $0) }) ?? "default"
+        let project = self.project ?? Self.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
         return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
                           terminal: tty, parseMetrics: !noMetrics)
