@@ -72,8 +72,15 @@ public enum RunCapture {
                          startedAt: startedAt, environment: RunEnvironment.redact(childEnvironment), code: code,
                          tags: options.tags, params: params)
         _ = try store.createRun(record, patch: patch)
-        let log = try store.logWriter(run: id)
-        let metrics = options.parseMetrics ? try store.metricWriter(run: id) : nil
+        let log: RunLogWriter
+        let metrics: (any MetricWriter)?
+        do {
+            log = try store.logWriter(run: id)
+            metrics = options.parseMetrics ? try store.metricWriter(run: id) : nil
+        } catch {
+            try? store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now(), error: error.message), logBytes: 0)
+            throw error
+        }
 
         let terminal = options.terminal ?? (isatty(STDOUT_FILENO) == 1)
         let child: ChildProcess
@@ -103,7 +110,12 @@ public enum RunCapture {
         let status: RunStatus = aborted ? .aborted : (exit.code == 0 ? .completed : .failed)
         let end = RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
                          cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS)
-        try store.finishRun(id: id, end: end, logBytes: logBytes)
+        do {
+            try store.finishRun(id: id, end: end, logBytes: logBytes)
+        } catch {
+            // The command ran: its status is still cml-run's, whatever happened to the record.
+            warn("the end of run \(RunID.short(id)) was not recorded: \(error.message)")
+        }
         return (exit.shellStatus, store)
     }
 

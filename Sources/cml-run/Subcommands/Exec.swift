@@ -49,9 +49,6 @@ struct Exec: ParsableCommand {
     /// Runs and records `command`, then exits with its status. `cml-run -- CMD` (no options) comes here
     /// straight from main: parsing nothing with ArgumentParser still costs about 2 ms of start-up.
     static func execute(_ command: [String], options: RunOptions, store location: String?) throws(CMLError) -> Never {
-        guard !command.isEmpty else {
-            throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]")
-        }
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
         let (status, store) = try RunCapture.run(command, options: options, openStore: { () throws(CMLError) in try StoreLocation.open(location) },
