@@ -177,6 +177,27 @@ struct RunCaptureTests {
         #expect(try box.runs().count == 2)
     }
 
+    @Test func storeLockedWhileTheCommandRunsKeepsItsExitStatus() throws {
+        let box = try Sandbox()
+        try box.write("lock.py", """
+            import sqlite3, sys, time
+            db = sqlite3.connect(sys.argv[1], isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            time.sleep(2)
+            db.execute("COMMIT")
+            """)
+        let running = try box.start("cml-run", ["--", "sh", "-c", "echo started; sleep 0.6; echo loss=1; exit 7"],
+                                    env: ["CML_BUSY_TIMEOUT": "0.3"])
+        #expect(waitUntil { running.stdoutSoFar.contains("started") })
+        let holder = try box.start("/usr/bin/env", ["python3", "lock.py", box.store + "/cml.db"])
+        let result = try running.wait()
+        #expect(result.status == 7)
+        #expect(result.out == "started\nloss=1\n")
+        #expect(result.stderr.contains("was not recorded"), "\(result.stderr)")
+        _ = try holder.wait()
+    }
+
     @Test func tenProcessesOpenABrandNewStoreAtOnce() throws {
         let box = try Sandbox()
         // Ten writers and ten readers at the same instant on a store that does not exist yet.
