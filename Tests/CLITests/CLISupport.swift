@@ -80,6 +80,7 @@ final class RunningCommand {
     let process = Process()
     private let outPath: String
     private let errPath: String
+    private var inPath: String?
 
     init(executable: String, args: [String], env: [String: String], cwd: String, stdin: Data?, scratch: String) throws {
         let tag = UUID().uuidString
@@ -94,9 +95,10 @@ final class RunningCommand {
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         if let stdin {
-            let inPath = scratch + "/.in-" + tag
-            try stdin.write(to: URL(fileURLWithPath: inPath))
-            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+            let path = scratch + "/.in-" + tag
+            try stdin.write(to: URL(fileURLWithPath: path))
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            inPath = path
         } else {
             process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
         }
@@ -110,8 +112,10 @@ final class RunningCommand {
     func wait() throws -> CommandResult {
         process.waitUntilExit()
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return CommandResult(status: status, stdout: try Data(contentsOf: URL(fileURLWithPath: outPath)),
-                             stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+        let result = CommandResult(status: status, stdout: try Data(contentsOf: URL(fileURLWithPath: outPath)),
+                                   stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+        for path in [outPath, errPath, inPath].compactMap({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
+        return result
     }
 }
 
@@ -125,22 +129,12 @@ func waitUntil(timeout: Double = 10, _ condition: () throws -> Bool) rethrows ->
     return try condition()
 }
 
+/// Runs `command` with /bin/sh; its output goes to files, so that a process it leaves behind holding
+/// them cannot keep the test waiting.
 func shell(_ command: String, cwd: String) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
-    process.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var env = ProcessInfo.processInfo.environment
     env["GIT_AUTHOR_NAME"] = "t"; env["GIT_AUTHOR_EMAIL"] = "t@example.org"
     env["GIT_COMMITTER_NAME"] = "t"; env["GIT_COMMITTER_EMAIL"] = "t@example.org"
-    process.environment = env
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: String(decoding: stderr, as: UTF8.self))
+    let scratch = NSTemporaryDirectory()
+    return try RunningCommand(executable: "/bin/sh", args: ["-c", command], env: env, cwd: cwd, stdin: nil, scratch: scratch).wait()
 }

@@ -50,13 +50,13 @@ struct SignalTests {
         #expect(waitUntil { running.stdoutSoFar.components(separatedBy: "\n").count > 40 })
         kill(running.pid, SIGKILL)
         let killedAt = Date().timeIntervalSince1970
-        _ = try running.wait()
+        let finished = try running.wait()
         let run = try #require(try box.runs().first)
         let id = try #require(run["id"] as? String)
         // Its cml-run is gone, so the run is shown as lost, not running forever.
         #expect(run["status"] as? String == "lost")
         let stored = try box.run("cml-run", ["log", id]).out.split(separator: "\n")
-        let printed = running.stdoutSoFar.split(separator: "\n")
+        let printed = finished.out.split(separator: "\n")
         #expect(stored.count > 10)
         // What was stored is exactly the beginning of what was printed…
         #expect(Array(printed.prefix(stored.count)) == stored)
@@ -107,5 +107,44 @@ struct JobControlTests {
         #expect(result.out.contains("child-on-tty"))
         let id = try #require(try box.runs().first?["id"] as? String)
         #expect(try box.run("cml-run", ["log", id]).out == "child-on-tty\n")
+    }
+
+    /// Runs `command` in a terminal (script(1)) whose keyboard types `keys` after a second. Whatever is
+    /// left after 10 s (a child stopped for reading the terminal) is killed, so a failure cannot hang.
+    private func inTerminal(_ command: String, typing keys: String, box: Sandbox) throws -> CommandResult {
+        let typed = keys.replacingOccurrences(of: "\u{3}", with: "\\003")
+        return try shell("""
+            (sleep 1; printf '\(typed)'; sleep 2) | CML_STORE=\(box.store) timeout -k 1 10 script -qec "\(command)" /dev/null
+            pkill -KILL -f 'marker=\(box.root)'; true
+            """, cwd: box.work)
+    }
+
+    @Test func childReadsTheTerminalWhenOutputIsPiped() throws {
+        let box = try Sandbox()
+        let command = "\(binDirectory)/cml-run -- python3 -c 'print(\\\"got\\\", input())' marker=\(box.root) | cat"
+        let result = try inTerminal(command, typing: "typed-line\\n", box: box)
+        #expect(result.out.contains("got typed-line"), "\(result.out)")
+        #expect(try box.runs().first?["status"] as? String == "completed")
+    }
+
+    @Test func ctrlCReachesAChildInTheSameGroupOnce() throws {
+        let box = try Sandbox()
+        try box.write("count.py", """
+            import signal, time
+            count = 0
+            def interrupted(*_):
+                global count
+                count += 1
+            signal.signal(signal.SIGINT, interrupted)
+            print("ready", flush=True)
+            start = time.time()
+            while time.time() - start < 2.5:
+                time.sleep(0.05)
+            print("interrupts", count, flush=True)
+            """)
+        let result = try inTerminal("\(binDirectory)/cml-run -- python3 count.py marker=\(box.root) | cat", typing: "\u{3}", box: box)
+        #expect(result.out.contains("interrupts 1"), "\(result.out)")
+        let run = try #require(try box.runs().first)
+        #expect(run["status"] as? String == "aborted")
     }
 }

@@ -16,13 +16,18 @@ public struct ChildExit: Sendable {
     public var shellStatus: Int32 { code ?? (128 + (signal ?? 0)) }
 }
 
-/// A child started in its own process group, with stdout and stderr connected to pipes, or both to a
-/// pseudo-terminal so that it behaves as if run directly on a terminal. stdin is inherited.
+/// A child with stdout and stderr connected to pipes, or both to a pseudo-terminal so that it behaves as
+/// if run directly on a terminal. stdin is inherited. The child gets its own process group (or session,
+/// under a pseudo-terminal) so that signals reach all it starts; but with pipes and a terminal on stdin
+/// it stays in cml-run's group, the terminal's foreground job, or reading stdin would stop it (SIGTTIN).
 public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
     /// Descriptors to read the child's output from: [(fd, stream)]. One (the pty master) or two (pipes).
     public let outputs: [(fd: Int32, stream: OutputStream)]
     public let usesTerminal: Bool
+    /// The child is in cml-run's own process group (see above): signals go to it alone, and those the
+    /// terminal generates have reached it already.
+    public let sharesGroup: Bool
 
     public enum SpawnError: Error {
         case notFound(String)
@@ -84,8 +89,10 @@ public final class ChildProcess: @unchecked Sendable {
             parentEnds = [(master, .stdout)]
             childEnds = [slave]  // kept open until the child has it, so the master never sees a hang-up first
         } else {
-            flags |= Int32(POSIX_SPAWN_SETPGROUP)
-            posix_spawnattr_setpgroup(&attributes, 0)
+            if isatty(STDIN_FILENO) == 0 {
+                flags |= Int32(POSIX_SPAWN_SETPGROUP)
+                posix_spawnattr_setpgroup(&attributes, 0)
+            }
             for (target, stream) in [(STDOUT_FILENO, OutputStream.stdout), (STDERR_FILENO, .stderr)] {
                 var ends: [Int32] = [-1, -1]
                 guard cml_pipe_cloexec(&ends) == 0 else { throw .failed("cannot create a pipe: \(String(cString: strerror(errno)))") }
@@ -116,11 +123,12 @@ public final class ChildProcess: @unchecked Sendable {
         pid = child
         outputs = parentEnds.map { (fd: $0.0, stream: $0.1) }
         usesTerminal = terminal
+        sharesGroup = !terminal && isatty(STDIN_FILENO) == 1
     }
 
-    /// Sends `signal` to the child's whole process group.
+    /// Sends `signal` to the child's whole process group, or to the child when it shares ours.
     public func signalGroup(_ signal: Int32) {
-        if kill(-pid, signal) != 0 { kill(pid, signal) }
+        if sharesGroup || kill(-pid, signal) != 0 { kill(pid, signal) }
     }
 
     /// Copies our terminal's window size to the child's terminal (after SIGWINCH).

@@ -32,27 +32,35 @@ public final class SignalForwarder: Sendable {
         Thread.detachNewThread { [self] in
             var set = waitSet
             while true {
-                var received: Int32 = 0
-                guard sigwait(&set, &received) == 0 else { continue }
-                self.handle(received)
+                var info = siginfo_t()
+                let received = sigwaitinfo(&set, &info)
+                guard received > 0 else { continue }
+                // SI_KERNEL (0x80): the terminal sent it (Ctrl-C, Ctrl-Z) to its whole foreground job.
+                self.handle(received, fromTerminal: info.si_code == 0x80)
             }
         }
     }
 
-    private func handle(_ signal: Int32) {
+    private func handle(_ signal: Int32, fromTerminal: Bool) {
         let child = state.withLock { state -> ChildProcess? in
             if Self.termination.contains(signal) { state.received = signal }
             if state.child == nil { state.stopPending = signal == SIGTSTP || (state.stopPending && signal != SIGCONT) }
             return state.child
         }
+        // A child in our own group got the terminal's signals already, as the rest of the job did.
+        let delivered = fromTerminal && child?.sharesGroup == true
         switch signal {
         case SIGWINCH: child?.copyWindowSize()
         case SIGTSTP:
             guard let child else { return }  // stopped by `forward(to:)`, once the child exists
-            child.signalGroup(SIGTSTP)
+            if !delivered { child.signalGroup(SIGTSTP) }
             kill(getpid(), SIGSTOP)
-        case SIGCONT: child?.signalGroup(SIGCONT)
-        default: child?.signalGroup(signal)
+        case SIGCONT:
+            child?.signalGroup(SIGCONT)
+        default:
+            if !delivered { child?.signalGroup(signal) }
+            // A stopped process acts on a termination signal only once continued, as `kill %1` does.
+            child?.signalGroup(SIGCONT)
         }
     }
 
