@@ -14,10 +14,6 @@ public struct BlobStore: Sendable {
         "\(directory)/\(id.prefix(2))/\(id.dropFirst(2))"
     }
 
-    public func contains(_ id: String) -> Bool {
-        access(path(of: id), F_OK) == 0
-    }
-
     /// Stores `bytes` and returns their sha256; storing the same content twice writes nothing new.
     @discardableResult
     public func put(_ bytes: [UInt8]) throws(CMLError) -> String {

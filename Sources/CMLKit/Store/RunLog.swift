@@ -6,8 +6,6 @@ import Glibc
 public enum OutputStream: UInt8, Sendable {
     case stdout = 1
     case stderr = 2
-
-    public var name: String { self == .stdout ? "stdout" : "stderr" }
 }
 
 /// One record of a run's log file: a header of 13 bytes (flags: 1, time in microseconds since the epoch:

@@ -56,7 +56,6 @@ public enum FileSystem {
         }
     }
 
-    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     public static var homeDirectory: String {
         if let home = getenv("HOME") { return String(cString: home) }
