@@ -8,8 +8,8 @@ struct CMLRun: ParsableCommand {
         commandName: "cml-run",
         abstract: "Run a command and record everything about it, or read recorded runs back.",
         discussion: """
-            Put cml-run -- in front of any command; it runs as before and is recorded in the store
-            (--store, else $CML_STORE, else ~/.cml): output, exit status, environment, code state
+            Put cml-run -- in front of any command; it runs as before and is recorded in the store \
+            (--store, else $CML_STORE, else ~/.cml): output, exit status, environment, code state \
             (git commit plus a patch of every uncommitted change), parameters and printed metrics.
 
             Examples:

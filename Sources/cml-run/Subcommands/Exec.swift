@@ -7,8 +7,8 @@ struct Exec: ParsableCommand {
         commandName: "exec",
         abstract: "Run a command and record it (the default: cml-run [options] -- CMD [ARGS…]).",
         discussion: """
-            The command's output passes through live; its exit status becomes cml-run's (128+N when
-            signal N killed it, 127 when it does not exist). SIGINT, SIGTERM and SIGHUP go to its whole
+            The command's output passes through live; its exit status becomes cml-run's (128+N when \
+            signal N killed it, 127 when it does not exist). SIGINT, SIGTERM and SIGHUP go to its whole \
             process group and the run ends `aborted`.
 
             Example:
