@@ -9,6 +9,8 @@
 Usage: python3 bench/cml-run.py [--bin .build/release/cml-run] [--pairs 30] [--gib 1]
 """
 import argparse
+import ctypes
+import ctypes.util
 import os
 import random
 import shlex
@@ -61,6 +63,12 @@ for label, where, edit in places:
     print(f"overhead {label}: true {b:.2f} ms, cml-run -- true {w:.2f} ms, added {added:.2f} ms "
           f"(median of {args.pairs} pairs; target <= 15 ms)")
 
+# What libgit2's own initialisation costs (inside a repository cml-run cannot avoid it), in this process.
+libgit2 = ctypes.CDLL(ctypes.util.find_library("git2"))
+start = time.perf_counter()
+libgit2.git_libgit2_init()
+print(f"libgit2 initialisation alone: {(time.perf_counter() - start) * 1e3:.2f} ms")
+
 size = int(args.gib * (1 << 30))
 line = "epoch 3 | batch 120/500 | an ordinary line of training output without a metric in it"
 producer = f"yes '{line}' | head -c {size}"
@@ -91,6 +99,9 @@ for label, source in [("repeated line", producer), ("varied text", varied_produc
     cat_null = best(f"{source} | cat > /dev/null")
     cat_file = best(f"{source} | cat > {stored}; rm -f {stored}")
     through = best(f"{cml} -- sh -c {shlex.quote(source)} > /dev/null")
+    logs = os.path.join(scratch, "store", "logs")
+    newest = max((os.path.join(logs, name) for name in os.listdir(logs)), key=os.path.getmtime)
+    print(f"stored log of the last run: {os.path.getsize(newest) / (1 << 20):.1f} MiB for {mib:.0f} MiB of output")
     print(f"throughput of {mib:.0f} MiB of {label} (best of {args.repeat}): cat > /dev/null {mib / cat_null:.0f} MiB/s, "
           f"cat > file {mib / cat_file:.0f} MiB/s, cml-run {mib / through:.0f} MiB/s; "
           f"ratio to cat > /dev/null {cat_null / through:.2f}, to cat > file {cat_file / through:.2f} (target >= 0.5)")

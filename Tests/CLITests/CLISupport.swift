@@ -67,6 +67,20 @@ final class Sandbox {
         return try #require(result.jsonLines.first)
     }
 
+    /// Starts a process that holds the store database's write lock for `seconds`; it prints "locked" once
+    /// it has it.
+    func lockStore(seconds: Double) throws -> RunningCommand {
+        try write("lock.py", """
+            import sqlite3, sys, time
+            db = sqlite3.connect(sys.argv[1], isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            time.sleep(float(sys.argv[2]))
+            db.execute("COMMIT")
+            """)
+        return try start("/usr/bin/env", ["python3", "lock.py", store + "/cml.db", String(seconds)])
+    }
+
     func write(_ path: String, _ text: String, mode: Int = 0o644) throws {
         let full = path.hasPrefix("/") ? path : work + "/" + path
         try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

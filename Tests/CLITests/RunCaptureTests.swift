@@ -157,15 +157,7 @@ struct RunCaptureTests {
         let box = try Sandbox()
         #expect(try box.run("cml-run", ["--", "true"]).status == 0)
         // Another process holds the write lock for 3 seconds.
-        try box.write("lock.py", """
-            import sqlite3, sys, time
-            db = sqlite3.connect(sys.argv[1], isolation_level=None)
-            db.execute("BEGIN EXCLUSIVE")
-            print("locked", flush=True)
-            time.sleep(3)
-            db.execute("COMMIT")
-            """)
-        let holder = try box.start("/usr/bin/env", ["python3", "lock.py", box.store + "/cml.db"])
+        let holder = try box.lockStore(seconds: 3)
         #expect(waitUntil { holder.stdoutSoFar.contains("locked") })
         let blocked = try box.run("cml-run", ["--", "echo", "never"], env: ["CML_BUSY_TIMEOUT": "0.5"])
         #expect(blocked.status == 1)
@@ -179,18 +171,10 @@ struct RunCaptureTests {
 
     @Test func storeLockedWhileTheCommandRunsKeepsItsExitStatus() throws {
         let box = try Sandbox()
-        try box.write("lock.py", """
-            import sqlite3, sys, time
-            db = sqlite3.connect(sys.argv[1], isolation_level=None)
-            db.execute("BEGIN EXCLUSIVE")
-            print("locked", flush=True)
-            time.sleep(2)
-            db.execute("COMMIT")
-            """)
         let running = try box.start("cml-run", ["--", "sh", "-c", "echo started; sleep 0.6; echo loss=1; exit 7"],
                                     env: ["CML_BUSY_TIMEOUT": "0.3"])
         #expect(waitUntil { running.stdoutSoFar.contains("started") })
-        let holder = try box.start("/usr/bin/env", ["python3", "lock.py", box.store + "/cml.db"])
+        let holder = try box.lockStore(seconds: 2)
         let result = try running.wait()
         #expect(result.status == 7)
         #expect(result.out == "started\nloss=1\n")
