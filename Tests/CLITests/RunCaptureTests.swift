@@ -79,6 +79,19 @@ struct RunCaptureTests {
         #expect(try box.run("cml-run", ["log", id]).out == expected)
     }
 
+    @Test func aChattyBackgroundProcessDoesNotKeepTheRunOpen() throws {
+        let box = try Sandbox()
+        // The command exits at once; what it left in the background goes on printing into the pipe.
+        let running = try box.start("cml-run", ["--", "sh", "-c", "(while true; do echo bg; sleep 0.05; done) & echo main"])
+        let finishedInTime = waitUntil(timeout: 8) { !running.process.isRunning }
+        if !finishedInTime { kill(running.pid, SIGKILL) }
+        #expect(finishedInTime)
+        let result = try running.wait()
+        #expect(result.status == 0)
+        #expect(result.out.hasPrefix("main\n") || result.out.hasPrefix("bg\nmain\n"))
+        #expect(try box.runs().first?["status"] as? String == "completed")
+    }
+
     @Test func childUnderATerminalWhenAsked() throws {
         let box = try Sandbox()
         let result = try box.run("cml-run", ["--tty", "--", "sh", "-c", "test -t 1 && test -t 2 && echo tty || echo notty"])

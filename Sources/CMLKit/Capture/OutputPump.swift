@@ -57,13 +57,13 @@ final class OutputPump: Sendable {
         while true {
             var request = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&request, 1, 100)
-            if ready == 0 {
-                if let exitedAt = state.withLock({ $0.exitedAt }) {
-                    let now = Clock.now()
-                    if now - max(lastData, exitedAt) >= Self.quietAfterExit || now - exitedAt >= Self.maxDrainAfterExit { return }
-                }
-                continue
+            if let exitedAt = state.withLock({ $0.exitedAt }) {
+                // The child is gone: stop when what it left behind falls quiet, or keeps talking too long.
+                let now = Clock.now()
+                if now - exitedAt >= Self.maxDrainAfterExit { return }
+                if ready == 0 && now - max(lastData, exitedAt) >= Self.quietAfterExit { return }
             }
+            if ready == 0 { continue }
             if ready < 0 { if errno == EINTR { continue } else { return } }
             let n = read(fd, buffer, size)
             if n < 0 {
