@@ -79,6 +79,39 @@ struct RunCaptureTests {
         #expect(try box.run("cml-run", ["log", id]).out == expected)
     }
 
+    @Test func resourcesAreSampledAsSysMetrics() throws {
+        let box = try Sandbox()
+        let busy = "import time\nx = bytearray(60_000_000)\nt = time.time()\nwhile time.time() - t < 1.2: pass\n"
+        // No nvidia-smi on this PATH: no GPU points, and no complaint.
+        let result = try box.run("cml-run", ["--monitor-interval", "0.2", "--", "python3", "-c", busy], env: ["PATH": "/usr/bin:/bin"])
+        #expect(result.status == 0 && result.stderr.isEmpty, "\(result.stderr)")
+        let metrics = try #require(try box.runs().first?["metrics"] as? [String: [String: Any]])
+        #expect((metrics["sys/cpu_percent"]?["max"] as? Double ?? 0) > 50)
+        #expect((metrics["sys/rss_bytes"]?["max"] as? Double ?? 0) > 60_000_000)
+        #expect(!metrics.keys.contains { $0.hasPrefix("sys/gpu") })
+    }
+
+    @Test func gpusAreSampledThroughNvidiaSmi() throws {
+        let box = try Sandbox()
+        // A stand-in that prints what `nvidia-smi --query-gpu=… --format=csv,noheader,nounits` prints.
+        try box.write(box.root + "/bin/nvidia-smi", "#!/bin/sh\necho '0, 57, 1234'\necho '1, [N/A], 10'\n", mode: 0o755)
+        let result = try box.run("cml-run", ["--monitor-interval", "0.2", "--", "sleep", "0.7"],
+                                 env: ["PATH": box.root + "/bin:/usr/bin:/bin"])
+        #expect(result.status == 0)
+        let metrics = try #require(try box.runs().first?["metrics"] as? [String: [String: Any]])
+        #expect(metrics["sys/gpu0/util_percent"]?["last"] as? Double == 57)
+        #expect(metrics["sys/gpu0/memory_bytes"]?["last"] as? Double == Double(1234 * 1_048_576))
+        #expect(metrics["sys/gpu1/util_percent"] == nil)
+    }
+
+    @Test func monitoringOff() throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "sleep", "0.3"]).status == 0)
+        let metrics = try #require(try box.runs().first?["metrics"] as? [String: Any])
+        #expect(metrics.isEmpty)
+        #expect(try box.run("cml-run", ["--monitor-interval", "-1", "--", "true"]).status == 2)
+    }
+
     @Test func aChattyBackgroundProcessDoesNotKeepTheRunOpen() throws {
         let box = try Sandbox()
         // The command exits at once; what it left in the background goes on printing into the pipe.

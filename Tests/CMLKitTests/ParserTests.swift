@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 @testable import CMLKit
@@ -221,5 +222,26 @@ struct RunIDTests {
     @Test func rfc3339() {
         #expect(Clock.rfc3339(0) == "1970-01-01T00:00:00.000Z")
         #expect(Clock.rfc3339(1_764_238_900.1234) == "2025-11-27T10:21:40.123Z")
+    }
+}
+
+struct ResourceSamplerTests {
+    @Test func procStatLinesWithOddCommandNames() throws {
+        let line = "4242 (my (odd) name) S 17 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 3 0 12345 500000000 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
+        let stat = try #require(ProcessStat(line))
+        #expect(stat.pid == 4242 && stat.parent == 17 && stat.cpuTicks == 300 && stat.rssPages == 2048)
+        #expect(ProcessStat("garbage") == nil)
+    }
+
+    @Test func processTreeHoldsTheProcessAndItsDescendants() {
+        let tree = ResourceSampler.processTree(root: getpid())
+        #expect(tree.first?.pid == getpid())
+        #expect(ResourceSampler.processTree(root: 999_999_999).isEmpty)
+    }
+
+    @Test func gpuQueryLines() {
+        let gpus = ResourceSampler.parseGPUQuery("0, 57, 1234\n1, [N/A], 10\nNVIDIA-SMI has failed\n2, 3, 4\n")
+        #expect(gpus.map(\.index) == [0, 2])
+        #expect(gpus[0].utilization == 57 && gpus[0].memoryMiB == 1234)
     }
 }

@@ -20,7 +20,10 @@ public final class OutputRecorder: @unchecked Sendable {
     private var done = false
 
     private let log: RunLogWriter
-    private let metrics: (any MetricWriter)?
+    private let metrics: any MetricWriter
+    private let parseOutput: Bool
+    /// Guarded by `condition`: points from elsewhere (the resource sampler) waiting to be stored.
+    private var addedPoints: [MetricPoint] = []
     private let interval: Double
     private let maxPending: Int
     private let wakeAt = 4 << 20
@@ -32,11 +35,12 @@ public final class OutputRecorder: @unchecked Sendable {
     private var warned: Set<String> = []
     private let warn: @Sendable (String) -> Void
 
-    /// `metrics` nil means metric parsing is off.
-    public init(log: RunLogWriter, metrics: (any MetricWriter)?, interval: Double = 0.25, maxPending: Int = 64 << 20,
-                warn: @escaping @Sendable (String) -> Void) {
+    /// `parseOutput` false stores the output without parsing metrics from it.
+    public init(log: RunLogWriter, metrics: any MetricWriter, parseOutput: Bool, interval: Double = 0.25,
+                maxPending: Int = 64 << 20, warn: @escaping @Sendable (String) -> Void) {
         self.log = log
         self.metrics = metrics
+        self.parseOutput = parseOutput
         self.interval = interval
         self.maxPending = maxPending
         self.warn = warn
@@ -54,11 +58,18 @@ public final class OutputRecorder: @unchecked Sendable {
             waitingBytes += segment.bytes.count
             unwritten.append(segment)
         }
-        if metrics != nil {
+        if parseOutput {
             unparsed.append((stream, now, bytes))
             waitingBytes += bytes.count
         }
         if waitingBytes >= wakeAt { condition.broadcast() }
+    }
+
+    /// Points measured elsewhere, stored with the next batch.
+    public func add(_ points: [MetricPoint]) {
+        condition.lock()
+        addedPoints += points
+        condition.unlock()
     }
 
     /// Stores everything still held and stops the recorder thread; returns the log's size in bytes.
@@ -80,6 +91,8 @@ public final class OutputRecorder: @unchecked Sendable {
             unwritten += collapser.flush(now: Clock.now(), final: final)
             let segments = unwritten
             let chunks = unparsed
+            unsavedPoints += addedPoints
+            addedPoints.removeAll(keepingCapacity: true)
             unwritten.removeAll(keepingCapacity: true)
             unparsed.removeAll(keepingCapacity: true)
             waitingBytes = 0
@@ -121,7 +134,6 @@ public final class OutputRecorder: @unchecked Sendable {
     }
 
     private func parseAndStore(_ batch: [(OutputStream, Double, [UInt8])], final: Bool) {
-        guard let metrics else { return }
         for (stream, time, bytes) in batch {
             let slot = Int(stream.rawValue) - 1
             bytes.withUnsafeBufferPointer { chunk in
@@ -130,7 +142,7 @@ public final class OutputRecorder: @unchecked Sendable {
                 }
             }
         }
-        if final {
+        if final && parseOutput {
             let now = Clock.now()
             for slot in 0..<2 {
                 splitters[slot].finish { line in unsavedPoints.append(contentsOf: extractor.points(in: line, time: now)) }

@@ -12,9 +12,12 @@ public struct RunOptions: Sendable {
     /// nil: a pseudo-terminal when stdout is a terminal.
     public var terminal: Bool?
     public var parseMetrics: Bool
+    /// Seconds between samples of the process tree's resources (`sys/…` metrics); 0 turns sampling off.
+    public var monitorInterval: Double
 
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
-                maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true) {
+                maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
+                monitorInterval: Double = 10) {
         self.name = name
         self.project = project
         self.tags = tags
@@ -22,6 +25,7 @@ public struct RunOptions: Sendable {
         self.maxPatchBytes = maxPatchBytes
         self.terminal = terminal
         self.parseMetrics = parseMetrics
+        self.monitorInterval = monitorInterval
     }
 }
 
@@ -73,10 +77,10 @@ public enum RunCapture {
                          tags: options.tags, params: params)
         _ = try store.createRun(record, patch: patch)
         let log: RunLogWriter
-        let metrics: (any MetricWriter)?
+        let metrics: any MetricWriter
         do {
             log = try store.logWriter(run: id)
-            metrics = options.parseMetrics ? try store.metricWriter(run: id) : nil
+            metrics = try store.metricWriter(run: id)
         } catch {
             try? store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now(), error: error.message), logBytes: 0)
             throw error
@@ -99,9 +103,12 @@ public enum RunCapture {
         }
         signals.forward(to: child)
 
-        let recorder = OutputRecorder(log: log, metrics: metrics, warn: warn)
+        let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics, warn: warn)
         let pump = OutputPump(child: child, recorder: recorder)
+        let sampler = options.monitorInterval > 0
+            ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0) } : nil
         let exit = child.wait()
+        sampler?.stop()
         pump.childExited()
         pump.waitUntilDrained()
         let logBytes = recorder.finish()

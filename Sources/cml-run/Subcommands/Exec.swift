@@ -39,6 +39,9 @@ struct Exec: ParsableCommand {
     @Flag(name: .customLong("no-metrics"), help: "Do not parse metrics from the output.")
     var noMetrics = false
 
+    @Option(help: ArgumentHelp("Seconds between samples of CPU, memory and GPU use (sys/… metrics); 0 turns them off.", valueName: "seconds"))
+    var monitorInterval: Double = 10
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after --.", valueName: "command"))
     var command: [String] = []
 
@@ -77,10 +80,11 @@ struct Exec: ParsableCommand {
             throw .usage("--max-patch-size \(maxPatchSize) is not a size", hint: "e.g. 10M, 512K, 1G or a number of bytes")
         }
         if let name, name.isEmpty { throw .usage("--name must not be empty") }
+        guard monitorInterval >= 0, monitorInterval.isFinite else { throw .usage("--monitor-interval must be 0 or more seconds") }
         let project = self.project ?? Self.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
         return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
-                          terminal: tty, parseMetrics: !noMetrics)
+                          terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval)
     }
 }
 
