@@ -79,6 +79,43 @@ struct RunCaptureTests {
         #expect(try box.run("cml-run", ["log", id]).out == expected)
     }
 
+    @Test func pythonModuleLogsThroughTheChannel() throws {
+        let box = try Sandbox()
+        try box.write("train.py", """
+            import cml
+            print("recording", cml.enabled())
+            for step in range(5):
+                cml.log(step=step, loss=1 / (step + 1))
+            cml.param("lr", 0.01)
+            cml.param(optimizer="adam")
+            cml.tag("best")
+            """)
+        let result = try box.run("cml-run", ["--monitor-interval", "0", "--", "python3", "train.py"])
+        #expect(result.status == 0 && result.stderr.isEmpty, "\(result.stderr)")
+        #expect(result.out == "recording True\n")
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let run = try box.show(id)
+        let params = try #require(run["params"] as? [String: Any])
+        #expect(params["lr"] as? Double == 0.01 && params["optimizer"] as? String == "adam")
+        #expect((run["param_sources"] as? [String: String])?["lr"] == "log")
+        #expect(run["tags"] as? [String] == ["best"])
+        let points = try box.run("cml-run", ["metrics", id, "--key", "loss"]).jsonLines
+        #expect(points.map { $0["step"] as? Int } == [0, 1, 2, 3, 4])
+        // Outside cml-run the module does nothing, and says so.
+        let alone = try shell("PYTHONPATH=\(binDirectory)/../../../python python3 -c 'import cml; cml.log(loss=1); cml.param(a=1); print(cml.enabled())'", cwd: box.work)
+        #expect(alone.status == 0 && alone.out == "False\n", "\(alone.stderr)")
+    }
+
+    @Test func anyProgramCanWriteTheChannel() throws {
+        let box = try Sandbox()
+        let script = #"echo '{"step": 7, "acc": 0.5}' >&$CML_LOG_FD; echo 'not json' >&$CML_LOG_FD; echo done"#
+        let result = try box.run("cml-run", ["--monitor-interval", "0", "--", "sh", "-c", script])
+        #expect(result.status == 0 && result.out == "done\n")
+        #expect(result.stderr.contains("line 2 of $CML_LOG_FD was not recorded"))
+        let metrics = try #require(try box.runs().first?["metrics"] as? [String: [String: Any]])
+        #expect(metrics["acc"]?["last_step"] as? Int == 7)
+    }
+
     @Test func resourcesAreSampledAsSysMetrics() throws {
         let box = try Sandbox()
         let busy = "import time\nx = bytearray(60_000_000)\nt = time.time()\nwhile time.time() - t < 1.2: pass\n"

@@ -245,3 +245,30 @@ struct ResourceSamplerTests {
         #expect(gpus[0].utilization == 57 && gpus[0].memoryMiB == 1234)
     }
 }
+
+struct ChannelInterpreterTests {
+    private func message(_ text: String, _ interpreter: inout ChannelInterpreter) throws -> ChannelMessage? {
+        try interpreter.interpret(Array(text.utf8), time: 5)
+    }
+
+    @Test func scalarsParamsAndTags() throws {
+        var interpreter = ChannelInterpreter()
+        #expect(try message(#"{"step": 3, "loss": 0.3, "acc": 1}"# + "\n", &interpreter) == .points([
+            MetricPoint(key: "loss", step: 3, value: 0.3, time: 5), MetricPoint(key: "acc", step: 3, value: 1, time: 5),
+        ]))
+        // Without a step, the step carries on from the last one given, as in printed output.
+        #expect(try message(#"{"loss": 0.2}"#, &interpreter) == .points([MetricPoint(key: "loss", step: 4, value: 0.2, time: 5)]))
+        #expect(try message(#"{"param": {"lr": 0.01, "opt": "adam"}}"#, &interpreter) == .params([
+            Param(key: "lr", value: .double(0.01), source: "log"), Param(key: "opt", value: .string("adam"), source: "log"),
+        ]))
+        #expect(try message(#"{"tag": "best"}"#, &interpreter) == .tag("best"))
+        #expect(try message("  \n", &interpreter) == nil)
+    }
+
+    @Test func linesItCannotRead() {
+        var interpreter = ChannelInterpreter()
+        for bad in ["not json", "[1, 2]", #"{"loss": "high"}"#, #"{"param": 3}"#, #"{"tag": 7}"#] {
+            #expect(throws: CMLError.self, "\(bad)") { try message(bad, &interpreter) }
+        }
+    }
+}

@@ -64,6 +64,13 @@ public enum RunCapture {
         setDefault("PYTHONUNBUFFERED", "1", override: false)
         setDefault("CML_RUN_ID", id, override: true)
         setDefault("CML_STORE", store.location, override: true)
+        let channel = try LogChannel()
+        setDefault("CML_LOG_FD", String(channel.childDescriptor), override: true)
+        if let module = PythonModule.directory {
+            // `import cml` works in the child without installing anything.
+            let existing = childEnvironment.first { $0.0 == "PYTHONPATH" }?.1 ?? ""
+            setDefault("PYTHONPATH", existing.isEmpty ? module : module + ":" + existing, override: true)
+        }
 
         var params = ParamParser.parse(command)
         for given in options.params {
@@ -88,6 +95,7 @@ public enum RunCapture {
 
         let terminal = options.terminal ?? (isatty(STDOUT_FILENO) == 1)
         let child: ChildProcess
+        channel.inheritable()
         do {
             child = try ChildProcess(argv: command, environment: childEnvironment.map { "\($0.0)=\($0.1)" },
                                      terminal: terminal)
@@ -97,18 +105,23 @@ public enum RunCapture {
             case .notExecutable(let name, let why): (126, "cannot execute \(name): \(why)")
             case .failed(let why): (126, why)
             }
+            channel.closeChildEnd()
             try store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now(), exitCode: status, error: message),
                                 logBytes: 0)
             throw CMLError(message, exitCode: status)
         }
         signals.forward(to: child)
+        channel.closeChildEnd()
 
         let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics, warn: warn)
+        let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
+        channel.start { line, number in sink.handle(line, number: number) }
         let pump = OutputPump(child: child, recorder: recorder)
         let sampler = options.monitorInterval > 0
             ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0) } : nil
         let exit = child.wait()
         sampler?.stop()
+        channel.finish()
         pump.childExited()
         pump.waitUntilDrained()
         let logBytes = recorder.finish()
@@ -138,6 +151,40 @@ public enum RunCapture {
         } catch {
             warn("the code state was not captured: \(error.description)")
             return (.object([("in_repository", .null), ("error", .string(error.description))]), [])
+        }
+    }
+}
+
+/// Takes the log channel's lines on its reader thread: points go to the recorder (stored with its next
+/// batch), parameters and tags straight to the store. A line it cannot read is reported once.
+private final class ChannelSink: @unchecked Sendable {
+    private var interpreter = ChannelInterpreter()
+    private var warned = false
+    private let run: String
+    private let store: any Store
+    private let recorder: OutputRecorder
+    private let warn: @Sendable (String) -> Void
+
+    init(run: String, store: any Store, recorder: OutputRecorder, warn: @escaping @Sendable (String) -> Void) {
+        self.run = run
+        self.store = store
+        self.recorder = recorder
+        self.warn = warn
+    }
+
+    func handle(_ line: [UInt8], number: Int) {
+        do throws(CMLError) {
+            switch try interpreter.interpret(line, time: Clock.now()) {
+            case .points(let points)?: recorder.add(points)
+            case .params(let params)?: try store.addParams(run: run, params)
+            case .tag(let tag)?: try store.addTags(run: run, [tag])
+            case nil: break
+            }
+        } catch {
+            if !warned {
+                warned = true
+                warn("line \(number) of $CML_LOG_FD was not recorded: \(error.message)")
+            }
         }
     }
 }

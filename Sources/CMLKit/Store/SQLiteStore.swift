@@ -119,14 +119,8 @@ public final class SQLiteStore: Store {
                     JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
                     record.code.serialized,
                 ] as [(any DatabaseValueConvertible)?]))
-            for tag in Set(record.tags) {
-                try db.execute(sql: "INSERT INTO run_tags (run_id, tag) VALUES (?, ?)", arguments: [record.id, tag])
-            }
-            for param in record.params {
-                try db.execute(sql: """
-                    INSERT OR REPLACE INTO params (run_id, key, value, number, source) VALUES (?, ?, ?, ?, ?)
-                    """, arguments: [record.id, param.key, param.value.serialized, param.value.number, param.source])
-            }
+            try Self.insertTags(db, run: record.id, record.tags)
+            try Self.insertParams(db, run: record.id, record.params)
         }
         return run
     }
@@ -140,6 +134,28 @@ public final class SQLiteStore: Store {
                     end.status.rawValue, end.endedAt, end.exitCode.map { Int64($0) }, end.signal.map { Int64($0) },
                     end.cpuUser, end.cpuSystem, end.maxRSS, end.error, logBytes, id,
                 ] as [(any DatabaseValueConvertible)?]))
+        }
+    }
+
+    public func addParams(run id: String, _ params: [Param]) throws(CMLError) {
+        try write { db in try Self.insertParams(db, run: id, params) }
+    }
+
+    public func addTags(run id: String, _ tags: [String]) throws(CMLError) {
+        try write { db in try Self.insertTags(db, run: id, tags) }
+    }
+
+    private static func insertParams(_ db: Database, run id: String, _ params: [Param]) throws {
+        for param in params {
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO params (run_id, key, value, number, source) VALUES (?, ?, ?, ?, ?)
+                """, arguments: [id, param.key, param.value.serialized, param.value.number, param.source])
+        }
+    }
+
+    private static func insertTags(_ db: Database, run id: String, _ tags: [String]) throws {
+        for tag in Set(tags) {
+            try db.execute(sql: "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?, ?)", arguments: [id, tag])
         }
     }
 

@@ -22,6 +22,9 @@ public protocol Store: Sendable {
     /// Records a new run with its params and tags; `patch` (the uncommitted code change) goes to the blob store.
     func createRun(_ run: Run, patch: [UInt8]) throws(CMLError) -> Run
     func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
+    /// Adds or replaces parameters of a run (from its log channel or `cml-log`).
+    func addParams(run id: String, _ params: [Param]) throws(CMLError)
+    func addTags(run id: String, _ tags: [String]) throws(CMLError)
     /// A writer that appends metric points to one run in batched transactions and keeps its summaries.
     func metricWriter(run id: String) throws(CMLError) -> any MetricWriter
     /// An appender for the run's console output.

@@ -1,0 +1,119 @@
+import CSupport
+import Foundation
+import Glibc
+
+/// What one JSON line on the log channel (or on `cml-log`'s stdin) says.
+public enum ChannelMessage: Equatable, Sendable {
+    case points([MetricPoint])
+    case params([Param])
+    case tag(String)
+}
+
+/// Reads the JSON lines a program writes to `$CML_LOG_FD`: an object of numbers is one step of scalars
+/// (`{"step": 3, "loss": 0.3}`; step keys as in printed output), `{"param": {"lr": 0.01}}` records
+/// parameters, `{"tag": "best"}` a tag.
+public struct ChannelInterpreter: Sendable {
+    private var extractor = MetricExtractor()
+
+    public init() {}
+
+    public mutating func interpret(_ line: [UInt8], time: Double) throws(CMLError) -> ChannelMessage? {
+        var bytes = line
+        while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 { bytes.removeLast() }
+        if bytes.isEmpty { return nil }
+        guard case .object(let members) = try JSON.parse(bytes: &bytes) else {
+            throw CMLError("not a JSON object")
+        }
+        if members.count == 1, members[0].0 == "param" {
+            guard case .object(let params) = members[0].1, !params.isEmpty else {
+                throw CMLError("\"param\" must be an object of parameters")
+            }
+            return .params(params.map { Param(key: $0.0, value: $0.1, source: "log") })
+        }
+        if members.count == 1, members[0].0 == "tag" {
+            guard let tag = members[0].1.stringValue, !tag.isEmpty else { throw CMLError("\"tag\" must be a string") }
+            return .tag(tag)
+        }
+        var pairs: [MetricLineParser.Pair] = []
+        for (key, value) in members {
+            switch value {
+            case .int(let i): pairs.append(MetricLineParser.Pair(key: key, value: Double(i)))
+            case .double(let d): pairs.append(MetricLineParser.Pair(key: key, value: d))
+            default: throw CMLError("the value of \"\(key)\" is not a number")
+            }
+        }
+        return .points(extractor.points(from: pairs, time: time))
+    }
+}
+
+/// The descriptor a run's program inherits as `$CML_LOG_FD`, and the thread that reads it. No process is
+/// started per point: a write of one JSON line is all it costs the program.
+final class LogChannel: @unchecked Sendable {
+    /// The write end, inherited by the child under this number.
+    let childDescriptor: Int32
+    private let readEnd: Int32
+    private let done = NSCondition()
+    private var finished = false
+    private var childExitedAt: Double?
+
+    init() throws(CMLError) {
+        var ends: [Int32] = [-1, -1]
+        guard cml_pipe_cloexec(&ends) == 0 else { throw FileSystem.error("cannot create the log channel", "pipe") }
+        readEnd = ends[0]
+        childDescriptor = ends[1]
+    }
+
+    /// Lets the next spawned process inherit the write end.
+    func inheritable() {
+        _ = fcntl(childDescriptor, F_SETFD, 0)
+    }
+
+    /// After the spawn: only the child (and what it starts) holds the write end now.
+    func closeChildEnd() {
+        close(childDescriptor)
+    }
+
+    /// Reads lines until every writer has closed the channel, handing each one to `handle`.
+    func start(_ handle: @escaping @Sendable ([UInt8], Int) -> Void) {
+        Thread.detachNewThread { [self] in
+            var pending: [UInt8] = []
+            var lineNumber = 0
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                var request = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&request, 1, 100)
+                if ready == 0 {
+                    // Descendants may keep the channel open after the child exits: stop once it is quiet.
+                    done.lock()
+                    let exited = childExitedAt
+                    done.unlock()
+                    if let exited, Clock.now() - exited >= OutputPump.quietAfterExit { break }
+                    continue
+                }
+                let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                pending.append(contentsOf: buffer[0..<n])
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    lineNumber += 1
+                    handle(Array(pending[...newline]), lineNumber)
+                    pending.removeSubrange(...newline)
+                }
+            }
+            if !pending.isEmpty { handle(pending, lineNumber + 1) }
+            close(readEnd)
+            done.lock()
+            finished = true
+            done.broadcast()
+            done.unlock()
+        }
+    }
+
+    /// Waits until the channel has been read to its end (shortly after the child exits).
+    func finish() {
+        done.lock()
+        if childExitedAt == nil { childExitedAt = Clock.now() }
+        while !finished { done.wait() }
+        done.unlock()
+    }
+}
