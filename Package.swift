@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "cml-run", targets: ["cml-run"]),
+        .executable(name: "cml-log", targets: ["cml-log"]),
         .library(name: "CMLKit", targets: ["CMLKit"]),
     ],
     dependencies: [
@@ -32,8 +33,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "cml-log",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"]),
-        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -85,6 +85,24 @@ struct StoreTests {
         #expect(accValues.count == 2 && accValues[0].isNaN && accValues[1] == 0.5)
     }
 
+    @Test func twoWritersInterleaveOnOneSeries() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteStore(directory: directory)
+        let id = RunID.make()
+        _ = try store.createRun(sampleRun(id), patch: [])
+        let first = try store.metricWriter(run: id)
+        let second = try SQLiteStore(directory: directory).metricWriter(run: id)
+        for batch in 0..<4 {
+            let writer = batch % 2 == 0 ? first : second
+            try writer.append([MetricPoint(key: "loss", step: Int64(batch), value: Double(batch), time: 1)])
+        }
+        var steps: [Int64] = []
+        try store.forEachMetric(run: id, key: "loss") { steps.append($0.step) }
+        #expect(steps == [0, 1, 2, 3])
+        #expect(try store.run(id: id).metrics.first?.count == 4)
+    }
+
     @Test func blobsAreStoredOnceAndAtomically() throws {
         let directory = makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -320,35 +320,32 @@ final class SQLiteMetricWriter: MetricWriter {
 
     private let store: SQLiteStore
     private let runID: String
-    private var series: [String: Series] = [:]
 
     init(store: SQLiteStore, runID: String) throws(CMLError) {
         self.store = store
         self.runID = runID
-        let rows = try store.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT s.*, (SELECT COALESCE(MAX(seq), -1) + 1 FROM metric_points WHERE series = s.id) AS next_seq
-                FROM metric_series s WHERE run_id = ?
-                """, arguments: [runID])
-        }
-        for row in rows {
-            let key: String = row["key"]
-            series[key] = Series(id: row["id"], nextSeq: row["next_seq"], summary: MetricSummary(
-                key: key, count: row["count"], last: row["last"] ?? .nan, min: row["min"] ?? .nan,
-                max: row["max"] ?? .nan, lastStep: row["last_step"], lastTime: row["last_time"]))
-        }
     }
 
+    /// Each batch reads the state of the series it touches inside its own write transaction, so other
+    /// writers to the same run (`cml-log --run`, another process) interleave safely between batches.
     func append(_ points: [MetricPoint]) throws(CMLError) {
         if points.isEmpty { return }
-        var state = series
         try store.write { db in
+            var state: [String: Series] = [:]
             let insert = try db.cachedStatement(sql: "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?, ?, ?, ?, ?)")
             let raw = insert.sqliteStatement
+            let lookup = try db.cachedStatement(sql: """
+                SELECT s.*, (SELECT COALESCE(MAX(seq), -1) + 1 FROM metric_points WHERE series = s.id) AS next_seq
+                FROM metric_series s WHERE run_id = ? AND key = ?
+                """)
             for point in points {
                 var series: Series
                 if let known = state[point.key] {
                     series = known
+                } else if let row = try Row.fetchOne(lookup, arguments: [runID, point.key]) {
+                    series = Series(id: row["id"], nextSeq: row["next_seq"], summary: MetricSummary(
+                        key: point.key, count: row["count"], last: row["last"] ?? .nan, min: row["min"] ?? .nan,
+                        max: row["max"] ?? .nan, lastStep: row["last_step"], lastTime: row["last_time"]))
                 } else {
                     try db.execute(sql: "INSERT INTO metric_series (run_id, key, count, last_step, last_time) VALUES (?, ?, 0, 0, 0)",
                                    arguments: [runID, point.key])
@@ -381,7 +378,6 @@ final class SQLiteMetricWriter: MetricWriter {
                 state[key]!.touched = false
             }
         }
-        series = state
     }
 }
 

@@ -1,0 +1,53 @@
+import Glibc
+
+/// Where `cml-log` sends a JSON line: through `$CML_LOG_FD` to the cml-run that runs it (which records it
+/// with the rest of the run), or, outside a run or with `--run`, straight into the store. Each line is
+/// checked first, so a bad one is refused with its reason either way.
+public final class RunLogTarget {
+    private enum Destination {
+        case channel(Int32)
+        case store(any Store, String, any MetricWriter)
+    }
+
+    private let destination: Destination
+    private var interpreter = ChannelInterpreter()
+    private var points: [MetricPoint] = []
+
+    public init(run: String?, store location: String?) throws(CMLError) {
+        let environment = { (name: String) -> String? in getenv(name).map { String(cString: $0) } }
+        if run == nil, let descriptor = environment("CML_LOG_FD").flatMap(Int32.init), fcntl(descriptor, F_GETFD) >= 0 {
+            destination = .channel(descriptor)
+            return
+        }
+        guard let run = run ?? environment("CML_RUN_ID") else {
+            throw CMLError.usage("no run to log to", hint: "run inside cml-run, or pass --run ID")
+        }
+        let store = try StoreLocation.open(location)
+        let id = try store.resolveRunID(run)
+        destination = .store(store, id, try store.metricWriter(run: id))
+    }
+
+    public func send(_ line: [UInt8]) throws(CMLError) {
+        let message = try interpreter.interpret(line, time: Clock.now())
+        switch destination {
+        case .channel(let descriptor):
+            guard message != nil else { return }
+            try FileSystem.writeAll(descriptor, line + [0x0A], path: "$CML_LOG_FD")
+        case .store(let store, let id, _):
+            switch message {
+            case .points(let new)?: points += new
+            case .params(let params)?: try store.addParams(run: id, params)
+            case .tag(let tag)?: try store.addTags(run: id, [tag])
+            case nil: break
+            }
+        }
+    }
+
+    /// Stores the points gathered (in one transaction) when writing to the store directly.
+    public func close() throws(CMLError) {
+        if case .store(_, _, let writer) = destination, !points.isEmpty {
+            try writer.append(points)
+            points.removeAll()
+        }
+    }
+}

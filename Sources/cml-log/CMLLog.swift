@@ -1,0 +1,130 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+/// `cml-log`: record scalars, parameters and tags into a run from shell scripts and any language.
+@main
+struct CMLLog: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cml-log",
+        abstract: "Record scalars, parameters and tags into a run, from a shell script or any language.",
+        discussion: """
+            Inside a run (cml-run -- …) it finds the run through the environment and sends what it is \\
+            given through $CML_LOG_FD, so cml-run records it; elsewhere name the run with --run. With \\
+            no subcommand it reads JSON lines on stdin: an object of numbers is one step of scalars, \\
+            {"param": {"lr": 0.01}} records parameters, {"tag": "best"} a tag.
+
+            Examples:
+              cml-log scalar loss 0.3 --step 10
+              cml-log param lr 0.01
+              cml-log tag best
+              printf '{"step": 3, "loss": 0.3, "acc": 0.9}\\n' | cml-log --run 01a21c9f
+            """,
+        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self],
+        defaultSubcommand: Lines.self
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as CMLError {
+            fail(error)
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                writeError("cml-log: error: \(message(for: error))\n")
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ error: CMLError) -> Never {
+        writeError("cml-log: error: \(error)\n")
+        Glibc.exit(error.exitCode)
+    }
+
+    static func writeError(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Where what is logged goes: the run's channel inside cml-run, else the store.
+struct Target: ParsableArguments {
+    @Option(help: ArgumentHelp("The run (id or unique prefix; default: $CML_RUN_ID, inside cml-run).", valueName: "id"))
+    var run: String?
+
+    @Option(help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
+    var store: String?
+
+    func open() throws(CMLError) -> RunLogTarget {
+        try RunLogTarget(run: run, store: store)
+    }
+}
+
+struct Lines: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lines", abstract: "Read JSON lines on stdin (the default).", shouldDisplay: false)
+
+    @OptionGroup var target: Target
+
+    func run() throws {
+        let destination = try target.open()
+        var number = 0
+        while let line = readLine(strippingNewline: true) {
+            number += 1
+            do throws(CMLError) { try destination.send(Array(line.utf8)) } catch {
+                throw CMLError("stdin line \(number): \(error.message)")
+            }
+        }
+        try destination.close()
+    }
+}
+
+struct Scalar: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record one scalar.", discussion: "Example:\n  cml-log scalar loss 0.3 --step 10")
+
+    @OptionGroup var target: Target
+    @Argument(help: "The metric's name.") var key: String
+    @Argument(help: "Its value.") var value: Double
+    @Option(help: "The step (default: the metric's last step plus one).") var step: Int64?
+
+    func run() throws {
+        var members: [(String, JSON)] = [(key, .double(value))]
+        if let step { members.insert(("step", .int(step)), at: 0) }
+        let destination = try target.open()
+        try destination.send(Array(JSON.object(members).serialized.utf8))
+        try destination.close()
+    }
+}
+
+struct ParamCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "param", abstract: "Record one parameter.", discussion: "Example:\n  cml-log param lr 0.01")
+
+    @OptionGroup var target: Target
+    @Argument(help: "The parameter's name.") var key: String
+    @Argument(help: "Its value (a number, true/false, or text).") var value: String
+
+    func run() throws {
+        let destination = try target.open()
+        try destination.send(Array(JSON.object([("param", .object([(key, Param.typedValue(value))]))]).serialized.utf8))
+        try destination.close()
+    }
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tag the run.", discussion: "Example:\n  cml-log tag best")
+
+    @OptionGroup var target: Target
+    @Argument(help: "The tag.") var name: String
+
+    func run() throws {
+        let destination = try target.open()
+        try destination.send(Array(JSON.object([("tag", .string(name))]).serialized.utf8))
+        try destination.close()
+    }
+}
