@@ -18,7 +18,11 @@ public struct ChannelInterpreter: Sendable {
     public init() {}
 
     public mutating func interpret(_ line: [UInt8], time: Double) throws(CMLError) -> ChannelMessage? {
-        var bytes = line
+        try interpret(line[...], time: time)
+    }
+
+    public mutating func interpret(_ line: ArraySlice<UInt8>, time: Double) throws(CMLError) -> ChannelMessage? {
+        var bytes = Array(line)
         while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 { bytes.removeLast() }
         if bytes.isEmpty { return nil }
         guard case .object(let members) = try JSON.parse(bytes: &bytes) else {
@@ -73,8 +77,9 @@ final class LogChannel: @unchecked Sendable {
         close(childDescriptor)
     }
 
-    /// Reads lines until every writer has closed the channel, handing each one to `handle`.
-    func start(_ handle: @escaping @Sendable ([UInt8], Int) -> Void) {
+    /// Reads lines until every writer has closed the channel, handing each chunk's complete lines (with
+    /// the number of the first) to `handle`.
+    func start(_ handle: @escaping @Sendable (_ lines: [ArraySlice<UInt8>], _ firstNumber: Int) -> Void) {
         Thread.detachNewThread { [self] in
             var pending: [UInt8] = []
             var lineNumber = 0
@@ -94,13 +99,19 @@ final class LogChannel: @unchecked Sendable {
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
                 pending.append(contentsOf: buffer[0..<n])
-                while let newline = pending.firstIndex(of: 0x0A) {
-                    lineNumber += 1
-                    handle(Array(pending[...newline]), lineNumber)
-                    pending.removeSubrange(...newline)
+                var lines: [ArraySlice<UInt8>] = []
+                var start = pending.startIndex
+                while let newline = pending[start...].firstIndex(of: 0x0A) {
+                    lines.append(pending[start..<newline])
+                    start = newline + 1
+                }
+                if !lines.isEmpty {
+                    handle(lines, lineNumber + 1)
+                    lineNumber += lines.count
+                    pending.removeSubrange(..<start)
                 }
             }
-            if !pending.isEmpty { handle(pending, lineNumber + 1) }
+            if !pending.isEmpty { handle([pending[...]], lineNumber + 1) }
             close(readEnd)
             done.lock()
             finished = true

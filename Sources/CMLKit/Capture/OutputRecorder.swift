@@ -65,12 +65,18 @@ public final class OutputRecorder: @unchecked Sendable {
         if waitingBytes >= wakeAt { condition.broadcast() }
     }
 
-    /// Points measured elsewhere, stored with the next batch.
+    /// Points from elsewhere (the log channel, the resource sampler), stored with the next batch. The
+    /// caller waits while a million points are already waiting, so memory stays bounded.
     public func add(_ points: [MetricPoint]) {
         condition.lock()
+        while addedPoints.count > Self.maxWaitingPoints && !done { condition.wait() }
         addedPoints += points
+        if addedPoints.count >= Self.wakeAtPoints { condition.broadcast() }
         condition.unlock()
     }
+
+    static let maxWaitingPoints = 1_000_000
+    static let wakeAtPoints = 100_000
 
     /// Stores everything still held and stops the recorder thread; returns the log's size in bytes.
     public func finish() -> Int64 {
@@ -85,7 +91,9 @@ public final class OutputRecorder: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            if !finishing && waitingBytes < wakeAt { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
+            if !finishing && waitingBytes < wakeAt && addedPoints.count < Self.wakeAtPoints {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
+            }
             let final = finishing
             // Held line tails whose time is up (or all of them at the end).
             unwritten += collapser.flush(now: Clock.now(), final: final)

@@ -115,7 +115,7 @@ public enum RunCapture {
 
         let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics, warn: warn)
         let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
-        channel.start { line, number in sink.handle(line, number: number) }
+        channel.start { lines, first in sink.handle(lines, firstNumber: first) }
         let pump = OutputPump(child: child, recorder: recorder)
         let sampler = options.monitorInterval > 0
             ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0) } : nil
@@ -172,19 +172,24 @@ private final class ChannelSink: @unchecked Sendable {
         self.warn = warn
     }
 
-    func handle(_ line: [UInt8], number: Int) {
-        do throws(CMLError) {
-            switch try interpreter.interpret(line, time: Clock.now()) {
-            case .points(let points)?: recorder.add(points)
-            case .params(let params)?: try store.addParams(run: run, params)
-            case .tag(let tag)?: try store.addTags(run: run, [tag])
-            case nil: break
-            }
-        } catch {
-            if !warned {
-                warned = true
-                warn("line \(number) of $CML_LOG_FD was not recorded: \(error.message)")
+    func handle(_ lines: [ArraySlice<UInt8>], firstNumber: Int) {
+        let now = Clock.now()
+        var points: [MetricPoint] = []
+        for (offset, line) in lines.enumerated() {
+            do throws(CMLError) {
+                switch try interpreter.interpret(line, time: now) {
+                case .points(let new)?: points += new
+                case .params(let params)?: try store.addParams(run: run, params)
+                case .tag(let tag)?: try store.addTags(run: run, [tag])
+                case nil: break
+                }
+            } catch {
+                if !warned {
+                    warned = true
+                    warn("line \(firstNumber + offset) of $CML_LOG_FD was not recorded: \(error.message)")
+                }
             }
         }
+        if !points.isEmpty { recorder.add(points) }
     }
 }
