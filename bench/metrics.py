@@ -62,4 +62,16 @@ print(f"through $CML_LOG_FD: {n / channel / 1e3:.0f} K points/s ({channel:.2f} s
 print(f"through parsed stdout: {n / parsed / 1e3:.0f} K points/s ({parsed:.2f} s)")
 print(f"raw SQLite batch insert (Python sqlite3, one transaction): {n / floor / 1e3:.0f} K rows/s ({floor:.2f} s)")
 print(f"channel / floor: {floor / channel:.2f} (target >= 0.33)")
+
+
+def peak_memory(points):
+    """cml-run's peak resident memory (KB) while `points` points go through the channel."""
+    program = f"awk 'BEGIN {{ for (i = 0; i < {points}; i++) printf \"{{\\\"step\\\": %d, \\\"loss\\\": 1}}\\n\", i }}' >&$CML_LOG_FD"
+    report = subprocess.run(["/usr/bin/time", "-f", "%M", cml, "--monitor-interval", "0", "--", "sh", "-c", program],
+                            env=env, capture_output=True, text=True, check=True)
+    return int(report.stderr.strip().splitlines()[-1])
+
+
+for points in (n, 4 * n):
+    print(f"peak memory of cml-run for {points:,} points through the channel: {peak_memory(points) / 1024:.0f} MB")
 shutil.rmtree(scratch)

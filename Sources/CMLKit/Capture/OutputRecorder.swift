@@ -66,7 +66,7 @@ public final class OutputRecorder: @unchecked Sendable {
     }
 
     /// Points from elsewhere (the log channel, the resource sampler), stored with the next batch. The
-    /// caller waits while a million points are already waiting, so memory stays bounded.
+    /// caller waits while 200,000 points are already waiting, so memory stays bounded.
     public func add(_ points: [MetricPoint]) {
         condition.lock()
         while addedPoints.count > Self.maxWaitingPoints && !done { condition.wait() }
@@ -75,8 +75,8 @@ public final class OutputRecorder: @unchecked Sendable {
         condition.unlock()
     }
 
-    static let maxWaitingPoints = 1_000_000
-    static let wakeAtPoints = 100_000
+    static let maxWaitingPoints = 200_000
+    static let wakeAtPoints = 50_000
 
     /// Stores everything still held and stops the recorder thread; returns the log's size in bytes.
     public func finish() -> Int64 {
