@@ -272,3 +272,51 @@ struct ChannelInterpreterTests {
         }
     }
 }
+
+/// Output as the common tools print it (issue 3): each line with the points and steps it must give.
+struct FrameworkOutputTests {
+    private func points(_ lines: [String]) -> [String] {
+        var extractor = MetricExtractor()
+        var splitter = MetricLineSplitter()
+        var out: [String] = []
+        let text = lines.joined(separator: "\n") + "\n"
+        Array(text.utf8).withUnsafeBufferPointer { buffer in
+            splitter.feed(buffer) { line in
+                for point in extractor.points(in: line, time: 0) { out.append("\(point.key)@\(point.step)=\(point.value)") }
+            }
+        }
+        return out
+    }
+
+    @Test func guildStepsInParentheses() {
+        #expect(points(["loss: 0.3 (step 10)", "loss: 0.25 (11)", "acc: 0.9 (step 11)"]) ==
+                ["loss@10=0.3", "loss@11=0.25", "acc@11=0.9"])
+    }
+
+    @Test func scikitLearnVerbose() {
+        #expect(points(["Iteration 1, loss = 2.30258509", "Iteration 2, loss = 2.10853230"]) ==
+                ["loss@1=2.30258509", "loss@2=2.1085323"])
+    }
+
+    @Test func xgboostAndLightGBM() {
+        #expect(points(["[3]\ttrain-mlogloss:0.66193\teval-mlogloss:0.80988"]) ==
+                ["train-mlogloss@3=0.66193", "eval-mlogloss@3=0.80988"])
+        #expect(points(["[5]\ttraining's multi_logloss: 0.5\tvalid_0's multi_logloss: 0.975972"]) ==
+                ["training/multi_logloss@5=0.5", "valid_0/multi_logloss@5=0.975972"])
+    }
+
+    @Test func tqdmPostfixGivesOnePointPerUpdate() {
+        let bar = { (n: Int, acc: String) in " 40%|####      | \(n)/30 [00:00<00:00, 375.03it/s, acc=\(acc), loss=0.07]" }
+        #expect(points([bar(12, "0.4") + "\r" + bar(12, "0.4") + "\r" + bar(13, "0.5")]) ==
+                ["acc@12=0.4", "loss@12=0.07", "acc@13=0.5", "loss@13=0.07"])
+    }
+
+    @Test func huggingFaceTrainerDicts() {
+        #expect(points(["{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 5e-05, 'epoch': 0.5}"]) ==
+                ["loss@0=0.6931", "grad_norm@0=1.23", "learning_rate@0=5e-05", "epoch@0=0.5"])
+    }
+
+    @Test func timesAndAddressesStayOut() {
+        #expect(points(["listening on localhost:8080", "time: 12:30:45", "[12:30:45] starting", "Step 3 of the pipeline: done"]).isEmpty)
+    }
+}

@@ -9,10 +9,25 @@ import Glibc
 /// the line, a space or one of `,;|([{:`. Then `=` (spaces allowed around it) or `:` followed by a space.
 /// The value is a decimal number (or nan/inf) that ends the line or is followed by a space or one of
 /// `,;|)]}`; a value followed by a plain word is prose, unless that word is itself the key of a pair.
+///
+/// Framework forms: Guild's `loss: 0.3 (step 10)` and `loss: 0.3 (10)` give that pair its step; a line
+/// that starts with `[N]` (XGBoost, LightGBM: `[3]\ttrain-mlogloss:0.66`, `[5]\tvalid_0's l2: 0.9`) or
+/// with a step word and a number (`Iteration 3, loss = 2.1`, `Epoch 3/10`, `step 100: …`) has step N,
+/// and after `[N]` a `:` needs no space; `valid_0's l2` becomes the key `valid_0/l2`; a tqdm bar's
+/// `12/30 [00:01<…` gives step 12; Python dict lines (`{'loss': 0.69, 'epoch': 0.5}`, as Hugging Face's
+/// Trainer prints them) are read like JSON objects.
 public struct MetricLineParser: Sendable {
     public struct Pair: Sendable, Equatable {
         public var key: String
         public var value: Double
+        /// A step written for this pair or its line; nil when the line gives none.
+        public var step: Int64?
+
+        public init(key: String, value: Double, step: Int64? = nil) {
+            self.key = key
+            self.value = value
+            self.step = step
+        }
     }
 
     public init() {}
@@ -29,12 +44,15 @@ public struct MetricLineParser: Sendable {
         var equals = next(0x3D, from: 0)
         if colon == n && equals == n { return [] }
         if let members = jsonMembers(line) { return members }
+        let prefix = Self.linePrefix(line)
+        let lineStep = prefix.step ?? Self.progressBarStep(line)
         var found: [Pair] = []
         while true {
             let separator = min(colon, equals)
             if separator >= n { return found }
             var resume = separator + 1
-            if let (pair, end) = pair(at: separator, in: line) {
+            if separator >= prefix.end, var (pair, end) = pair(at: separator, in: line, tightColon: prefix.bracketed) {
+                if pair.step == nil { pair.step = lineStep }
                 found.append(pair)
                 resume = end
             }
@@ -48,7 +66,7 @@ public struct MetricLineParser: Sendable {
         return bytes.withUnsafeMutableBufferPointer { pairs(in: UnsafeBufferPointer($0)) }
     }
 
-    /// A line that is a JSON object: its numeric members.
+    /// A line that is a JSON object, or a Python dict of the same (single quotes): its numeric members.
     private func jsonMembers(_ line: UnsafeBufferPointer<UInt8>) -> [Pair]? {
         var first = 0
         var last = line.count - 1
@@ -56,6 +74,9 @@ public struct MetricLineParser: Sendable {
         while last > first && (Self.isSpace(line[last]) || line[last] == 0x0D) { last -= 1 }
         guard line[first] == 0x7B, line[last] == 0x7D else { return nil }
         var bytes = Array(line[first...last])
+        if bytes.count > 1, bytes[1] == 0x27 {
+            bytes = bytes.map { $0 == 0x27 ? 0x22 : $0 }  // {'loss': 0.69} → {"loss": 0.69}
+        }
         guard case .object(let members)? = try? JSON.parse(bytes: &bytes) else { return nil }
         return members.compactMap { key, value in
             switch value {
@@ -87,8 +108,59 @@ public struct MetricLineParser: Sendable {
         isSpace(c) || c == 0x2C || c == 0x3B || c == 0x7C || c == 0x29 || c == 0x5D || c == 0x7D || c == 0x0D || c == 0x0A
     }
 
-    /// The pair whose separator is at `separator`, and where scanning should continue.
-    private func pair(at separator: Int, in line: UnsafeBufferPointer<UInt8>) -> (Pair, Int)? {
+    static let stepWords: [[UInt8]] = ["step", "iteration", "iter", "epoch"].map { Array($0.utf8) }
+
+    /// What starts the line: `[N]` (then `bracketed`), or a step word and a number; the step, and where
+    /// pairs may begin.
+    static func linePrefix(_ line: UnsafeBufferPointer<UInt8>) -> (step: Int64?, end: Int, bracketed: Bool) {
+        let n = line.count
+        var i = 0
+        while i < n && isSpace(line[i]) { i += 1 }
+        if i < n && line[i] == 0x5B {  // [N]
+            var j = i + 1
+            while j < n && line[j] >= 0x30 && line[j] <= 0x39 { j += 1 }
+            if j > i + 1 && j < n && line[j] == 0x5D, let step = Int64(String(decoding: UnsafeBufferPointer(rebasing: line[(i + 1)..<j]), as: UTF8.self)) {
+                return (step, j + 1, true)
+            }
+            return (nil, 0, false)
+        }
+        for word in stepWords where i + word.count < n {
+            guard zip(word, line[i..<(i + word.count)]).allSatisfy({ $0 == $1 | 0x20 }), isSpace(line[i + word.count]) else { continue }
+            var j = i + word.count
+            while j < n && isSpace(line[j]) { j += 1 }
+            let digits = j
+            while j < n && line[j] >= 0x30 && line[j] <= 0x39 { j += 1 }
+            guard j > digits, j == n || isSpace(line[j]) || line[j] == 0x2C || line[j] == 0x3A || line[j] == 0x2F,
+                  let step = Int64(String(decoding: UnsafeBufferPointer(rebasing: line[digits..<j]), as: UTF8.self))
+            else { return (nil, 0, false) }
+            return (step, j, false)
+        }
+        return (nil, 0, false)
+    }
+
+    /// A tqdm bar's counter: `12/30 [00:01<00:02, …` gives 12 (the bracket opens on a time, not a bar).
+    static func progressBarStep(_ line: UnsafeBufferPointer<UInt8>) -> Int64? {
+        let n = line.count
+        var i = 0
+        while i + 2 < n {
+            if line[i] == 0x20 && line[i + 1] == 0x5B && line[i + 2] >= 0x30 && line[i + 2] <= 0x39 {
+                // Back over `N/M` before the space.
+                var j = i
+                while j > 0 && line[j - 1] >= 0x30 && line[j - 1] <= 0x39 { j -= 1 }
+                if j < i && j > 0 && line[j - 1] == 0x2F {
+                    var k = j - 1
+                    while k > 0 && line[k - 1] >= 0x30 && line[k - 1] <= 0x39 { k -= 1 }
+                    if k < j - 1 { return Int64(String(decoding: UnsafeBufferPointer(rebasing: line[k..<(j - 1)]), as: UTF8.self)) }
+                }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The pair whose separator is at `separator`, and where scanning should continue. With
+    /// `tightColon`, `key:value` needs no space after the colon (XGBoost's lines).
+    private func pair(at separator: Int, in line: UnsafeBufferPointer<UInt8>, tightColon: Bool = false) -> (Pair, Int)? {
         let n = line.count
         let isEquals = line[separator] == 0x3D
         // The key, backwards from the separator.
@@ -104,18 +176,47 @@ public struct MetricLineParser: Sendable {
         if isEquals {
             while v < n && Self.isSpace(line[v]) { v += 1 }
         } else {
-            guard v < n, Self.isSpace(line[v]) else { return nil }
+            guard v < n, tightColon || Self.isSpace(line[v]) else { return nil }
             while v < n && Self.isSpace(line[v]) { v += 1 }
         }
         guard let (value, valueEnd) = Self.number(in: line, at: v) else { return nil }
         guard valueEnd == n || Self.isValueEnd(line[valueEnd]) else { return nil }
-        if valueEnd < n && Self.isSpace(line[valueEnd]) && followedByProse(line, from: valueEnd) { return nil }
-        let key = String(decoding: UnsafeBufferPointer(rebasing: line[keyStart..<keyEnd]), as: UTF8.self)
-        return (Pair(key: key, value: value), valueEnd)
+        let guildStep = Self.guildStep(line, after: valueEnd)
+        if guildStep == nil && valueEnd < n && Self.isSpace(line[valueEnd])
+            && followedByProse(line, from: valueEnd, tightColon: tightColon) { return nil }
+        var key = String(decoding: UnsafeBufferPointer(rebasing: line[keyStart..<keyEnd]), as: UTF8.self)
+        if let owner = Self.possessive(line, before: keyStart) { key = owner + "/" + key }
+        return (Pair(key: key, value: value, step: guildStep?.step), guildStep?.end ?? valueEnd)
+    }
+
+    /// Guild's ` (step 10)` or ` (10)` right after a value: the step, and the index after it.
+    static func guildStep(_ line: UnsafeBufferPointer<UInt8>, after start: Int) -> (step: Int64, end: Int)? {
+        let n = line.count
+        var i = start
+        while i < n && isSpace(line[i]) { i += 1 }
+        guard i > start, i < n, line[i] == 0x28 else { return nil }
+        i += 1
+        let word = Array("step ".utf8)
+        if i + word.count <= n && zip(word, line[i..<(i + word.count)]).allSatisfy({ $0 == $1 | 0x20 }) { i += word.count }
+        let digits = i
+        while i < n && line[i] >= 0x30 && line[i] <= 0x39 { i += 1 }
+        guard i > digits, i < n, line[i] == 0x29,
+              let step = Int64(String(decoding: UnsafeBufferPointer(rebasing: line[digits..<i]), as: UTF8.self)) else { return nil }
+        return (step, i + 1)
+    }
+
+    /// LightGBM's `valid_0's multi_logloss`: the owner before `'s `, to make the key `valid_0/multi_logloss`.
+    static func possessive(_ line: UnsafeBufferPointer<UInt8>, before keyStart: Int) -> String? {
+        guard keyStart >= 4, line[keyStart - 1] == 0x20, line[keyStart - 2] == 0x73, line[keyStart - 3] == 0x27 else { return nil }
+        let end = keyStart - 3
+        var start = end
+        while start > 0 && isKeyByte(line[start - 1]) { start -= 1 }
+        guard start < end, isKeyStart(line[start]) else { return nil }
+        return String(decoding: UnsafeBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
     }
 
     /// True when the value is followed by a plain word (`3 files`) rather than another pair or the end.
-    private func followedByProse(_ line: UnsafeBufferPointer<UInt8>, from start: Int) -> Bool {
+    private func followedByProse(_ line: UnsafeBufferPointer<UInt8>, from start: Int, tightColon: Bool) -> Bool {
         let n = line.count
         var i = start
         while i < n && Self.isSpace(line[i]) { i += 1 }
@@ -124,7 +225,8 @@ public struct MetricLineParser: Sendable {
         var j = i
         while j < n && Self.isSpace(line[j]) { j += 1 }
         if j < n && line[j] == 0x3D { return false }
-        if i < n && line[i] == 0x3A && (i + 1 == n || Self.isSpace(line[i + 1])) { return false }
+        if i < n && line[i] == 0x3A && (tightColon || i + 1 == n || Self.isSpace(line[i + 1])) { return false }
+        if i + 2 < n && line[i] == 0x27 && line[i + 1] == 0x73 && line[i + 2] == 0x20 { return false }  // `valid_0's l2: …`
         return true
     }
 
@@ -218,12 +320,17 @@ public struct MetricExtractor: Sendable {
             }
         }
         if let stepKey, let pair = pairs.first(where: { $0.key == stepKey }) { currentStep = Int64(pair.value) }
+        else if let lineStep = pairs.first?.step, pairs.allSatisfy({ $0.step == lineStep }) { currentStep = lineStep }
         var out: [MetricPoint] = []
         out.reserveCapacity(pairs.count)
         for pair in pairs where pair.key != stepKey {
             let step: Int64
             let previous = lastStep[pair.key]
-            if stepKey != nil, let currentStep {
+            if let explicit = pair.step, stepKey == nil {
+                // A redraw of the same step (a progress bar's) is not a new point.
+                if previous == explicit { continue }
+                step = explicit
+            } else if stepKey != nil, let currentStep {
                 step = currentStep
             } else if let currentStep, previous.map({ $0 < currentStep }) ?? true {
                 step = currentStep
