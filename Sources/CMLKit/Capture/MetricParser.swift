@@ -45,20 +45,24 @@ public struct MetricLineParser: Sendable {
         if colon == n && equals == n { return [] }
         if let members = jsonMembers(line) { return members }
         let prefix = Self.linePrefix(line)
-        let lineStep = prefix.step ?? Self.progressBarStep(line)
         var found: [Pair] = []
         while true {
             let separator = min(colon, equals)
-            if separator >= n { return found }
+            if separator >= n { break }
             var resume = separator + 1
             if separator >= prefix.end, var (pair, end) = pair(at: separator, in: line, tightColon: prefix.bracketed) {
-                if pair.step == nil { pair.step = lineStep }
+                if pair.step == nil { pair.step = prefix.step }
                 found.append(pair)
                 resume = end
             }
             if colon < resume { colon = next(0x3A, from: resume) }
             if equals < resume { equals = next(0x3D, from: resume) }
         }
+        // Only a line that holds pairs is worth searching for a progress bar's counter.
+        if !found.isEmpty && prefix.step == nil, let barStep = Self.progressBarStep(line) {
+            for index in found.indices where found[index].step == nil { found[index].step = barStep }
+        }
+        return found
     }
 
     public func pairs(in text: String) -> [Pair] {
@@ -140,9 +144,13 @@ public struct MetricLineParser: Sendable {
 
     /// A tqdm bar's counter: `12/30 [00:01<00:02, …` gives 12 (the bracket opens on a time, not a bar).
     static func progressBarStep(_ line: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard let base = line.baseAddress else { return nil }
         let n = line.count
         var i = 0
-        while i + 2 < n {
+        // Jump from bracket to bracket: most lines have none.
+        while i + 2 < n, let found = memchr(base + i + 1, 0x5B, n - i - 1) {
+            i = UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base - 1
+            guard i + 2 < n else { return nil }
             if line[i] == 0x20 && line[i + 1] == 0x5B && line[i + 2] >= 0x30 && line[i + 2] <= 0x39 {
                 // Back over `N/M` before the space.
                 var j = i
