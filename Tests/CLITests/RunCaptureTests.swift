@@ -116,6 +116,22 @@ struct RunCaptureTests {
         #expect(metrics["acc"]?["last_step"] as? Int == 7)
     }
 
+    @Test func userMetricPatterns() throws {
+        let box = try Sandbox()
+        let pattern = #"after (?<step>\d+) steps (?<key>\w+) reached (?<value>[0-9.]+)"#
+        let result = try box.run("cml-run", ["--monitor-interval", "0", "--metric-pattern", pattern, "--",
+                                             "sh", "-c", "echo 'after 5 steps acc reached 0.75'; echo 'loss: 0.5'"])
+        #expect(result.status == 0)
+        let metrics = try #require(try box.runs().first?["metrics"] as? [String: [String: Any]])
+        #expect(metrics["acc"]?["last_step"] as? Int == 5 && metrics["acc"]?["last"] as? Double == 0.75)
+        #expect(metrics["loss"]?["last"] as? Double == 0.5)
+        let parsed = try box.run("cml-run", ["parse", "--metric-pattern", pattern], stdin: Data("after 2 steps f1 reached 0.5\n".utf8))
+        #expect(parsed.jsonLines.first?["key"] as? String == "f1")
+        let bad = try box.run("cml-run", ["--metric-pattern", "(\\w+)", "--", "true"])
+        #expect(bad.status == 2 && bad.stderr.contains("has no (?<key>"))
+        #expect(try box.runs().count == 1)
+    }
+
     @Test func resourcesAreSampledAsSysMetrics() throws {
         let box = try Sandbox()
         let busy = "import time\nx = bytearray(60_000_000)\nt = time.time()\nwhile time.time() - t < 1.2: pass\n"

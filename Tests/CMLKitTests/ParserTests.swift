@@ -320,3 +320,26 @@ struct FrameworkOutputTests {
         #expect(points(["listening on localhost:8080", "time: 12:30:45", "[12:30:45] starting", "Step 3 of the pipeline: done"]).isEmpty)
     }
 }
+
+struct MetricPatternTests {
+    @Test func namedGroupsGiveKeyValueAndStep() throws {
+        let pattern = try MetricPattern(#"after (?<step>\d+) steps (?<key>\w+) reached (?<value>[0-9.]+)"#)
+        #expect(pattern.pairs(in: "after 5 steps acc reached 0.75") == [MetricLineParser.Pair(key: "acc", value: 0.75, step: 5)])
+        #expect(pattern.pairs(in: "nothing here").isEmpty)
+        var extractor = MetricExtractor(patterns: [try MetricPattern(#"(?<key>\w+) is (?<value>[0-9.]+)"#)])
+        var lines: [String] = []
+        var splitter = MetricLineSplitter(everyLine: extractor.needsEveryLine)
+        Array("loss is 0.5\nplain line\nacc: 0.9\n".utf8).withUnsafeBufferPointer { buffer in
+            splitter.feed(buffer) { line in
+                for point in extractor.points(in: line, time: 0) { lines.append("\(point.key)=\(point.value)") }
+            }
+        }
+        #expect(lines == ["loss=0.5", "acc=0.9"])
+    }
+
+    @Test func patternsWithoutTheGroupsAreRefused() {
+        #expect(throws: CMLError.self) { try MetricPattern(#"(\w+) is ([0-9.]+)"#) }
+        #expect(throws: CMLError.self) { try MetricPattern(#"(?<key>\w+) is"#) }
+        #expect(throws: CMLError.self) { try MetricPattern(#"(?<key>[) (?<value>1)"#) }
+    }
+}

@@ -295,13 +295,24 @@ public struct MetricExtractor: Sendable {
     static let stepKeys = ["step", "iteration", "iter", "epoch"]
 
     private let parser = MetricLineParser()
+    private let patterns: [MetricPattern]
     private var currentStep: Int64?
     private var lastStep: [String: Int64] = [:]
 
-    public init() {}
+    /// `patterns` are the user's, applied to every line besides the default rules.
+    public init(patterns: [MetricPattern] = []) {
+        self.patterns = patterns
+    }
+
+    /// With user patterns every line may hold a metric, not only those with `:` or `=`.
+    public var needsEveryLine: Bool { !patterns.isEmpty }
 
     public mutating func points(in line: UnsafeBufferPointer<UInt8>, time: Double) -> [MetricPoint] {
-        let pairs = parser.pairs(in: line)
+        var pairs = parser.pairs(in: line)
+        if !patterns.isEmpty {
+            let text = String(decoding: line, as: UTF8.self)
+            for pattern in patterns { pairs += pattern.pairs(in: text) }
+        }
         if pairs.isEmpty { return [] }
         return points(from: pairs, time: time)
     }
@@ -363,13 +374,17 @@ public struct MetricLineSplitter: Sendable {
     private var partial: [UInt8] = []
     private var overflowed = false
     let maxLine: Int
+    /// Yield every line, not only those with a separator (for user patterns).
+    let everyLine: Bool
 
-    public init(maxLine: Int = 64 << 10) {
+    public init(maxLine: Int = 64 << 10, everyLine: Bool = false) {
         self.maxLine = maxLine
+        self.everyLine = everyLine
     }
 
     public mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
         guard let base = chunk.baseAddress, chunk.count > 0 else { return }
+        if everyLine { return feedEveryLine(chunk, line) }
         let n = chunk.count
         func next(_ byte: UInt8, from start: Int) -> Int {
             guard start < n, let found = memchr(base + start, Int32(byte), n - start) else { return n }
@@ -422,6 +437,16 @@ public struct MetricLineSplitter: Sendable {
         emitCarried(line)
     }
 
+    private mutating func feedEveryLine(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var start = 0
+        for index in chunk.indices where chunk[index] == 0x0A || chunk[index] == 0x0D {
+            carry(UnsafeBufferPointer(rebasing: chunk[start..<index]))
+            emitCarried(line)
+            start = index + 1
+        }
+        carry(UnsafeBufferPointer(rebasing: chunk[start...]))
+    }
+
     private mutating func carry(_ bytes: UnsafeBufferPointer<UInt8>) {
         if overflowed { return }
         if partial.count + bytes.count > maxLine {
@@ -433,7 +458,7 @@ public struct MetricLineSplitter: Sendable {
     }
 
     private mutating func emitCarried(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
-        if !overflowed && (partial.contains(0x3A) || partial.contains(0x3D)) {
+        if !overflowed && !partial.isEmpty && (everyLine || partial.contains(0x3A) || partial.contains(0x3D)) {
             partial.withUnsafeBufferPointer { line($0) }
         }
         partial.removeAll(keepingCapacity: true)

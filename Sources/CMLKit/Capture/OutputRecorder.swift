@@ -28,16 +28,18 @@ public final class OutputRecorder: @unchecked Sendable {
     private let maxPending: Int
     private let wakeAt = 4 << 20
     // Used by the recorder thread only.
-    private var splitters = [MetricLineSplitter(), MetricLineSplitter()]
-    private var extractor = MetricExtractor()
+    private var splitters: [MetricLineSplitter]
+    private var extractor: MetricExtractor
     private var compression = CompressionPolicy()
     private var unsavedPoints: [MetricPoint] = []
     private var warned: Set<String> = []
     private let warn: @Sendable (String) -> Void
 
     /// `parseOutput` false stores the output without parsing metrics from it.
-    public init(log: RunLogWriter, metrics: any MetricWriter, parseOutput: Bool, interval: Double = 0.25,
-                maxPending: Int = 64 << 20, warn: @escaping @Sendable (String) -> Void) {
+    public init(log: RunLogWriter, metrics: any MetricWriter, parseOutput: Bool, patterns: [MetricPattern] = [],
+                interval: Double = 0.25, maxPending: Int = 64 << 20, warn: @escaping @Sendable (String) -> Void) {
+        extractor = MetricExtractor(patterns: patterns)
+        splitters = [MetricLineSplitter(everyLine: !patterns.isEmpty), MetricLineSplitter(everyLine: !patterns.isEmpty)]
         self.log = log
         self.metrics = metrics
         self.parseOutput = parseOutput

@@ -14,10 +14,12 @@ public struct RunOptions: Sendable {
     public var parseMetrics: Bool
     /// Seconds between samples of the process tree's resources (`sys/…` metrics); 0 turns sampling off.
     public var monitorInterval: Double
+    /// The user's metric patterns, besides the default rules.
+    public var metricPatterns: [MetricPattern]
 
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
                 maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
-                monitorInterval: Double = 10) {
+                monitorInterval: Double = 10, metricPatterns: [MetricPattern] = []) {
         self.name = name
         self.project = project
         self.tags = tags
@@ -26,6 +28,7 @@ public struct RunOptions: Sendable {
         self.terminal = terminal
         self.parseMetrics = parseMetrics
         self.monitorInterval = monitorInterval
+        self.metricPatterns = metricPatterns
     }
 }
 
@@ -113,7 +116,8 @@ public enum RunCapture {
         signals.forward(to: child)
         channel.closeChildEnd()
 
-        let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics, warn: warn)
+        let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics,
+                                      patterns: options.metricPatterns, warn: warn)
         let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
         channel.start { lines, first in sink.handle(lines, firstNumber: first) }
         let pump = OutputPump(child: child, recorder: recorder)

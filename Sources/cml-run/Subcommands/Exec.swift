@@ -39,6 +39,9 @@ struct Exec: ParsableCommand {
     @Flag(name: .customLong("no-metrics"), help: "Do not parse metrics from the output.")
     var noMetrics = false
 
+    @Option(name: .customLong("metric-pattern"), help: ArgumentHelp("A regular expression with named groups key, value and optionally step, for metrics the default rules miss (repeatable).", valueName: "regex"))
+    var metricPatterns: [String] = []
+
     @Option(help: ArgumentHelp("Seconds between samples of CPU, memory and GPU use (sys/… metrics); 0 turns them off.", valueName: "seconds"))
     var monitorInterval: Double = 10
 
@@ -84,7 +87,8 @@ struct Exec: ParsableCommand {
         let project = self.project ?? Self.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
         return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
-                          terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval)
+                          terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval,
+                          metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) })
     }
 }
 

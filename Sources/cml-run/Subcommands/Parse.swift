@@ -14,9 +14,14 @@ struct Parse: ParsableCommand {
             """
     )
 
+    @Option(name: .customLong("metric-pattern"), help: ArgumentHelp("A regular expression with named groups key, value and optionally step (repeatable).", valueName: "regex"))
+    var metricPatterns: [String] = []
+
     func run() throws {
-        var splitter = MetricLineSplitter()
-        var extractor = MetricExtractor()
+        var patterns: [MetricPattern] = []
+        for text in metricPatterns { patterns.append(try MetricPattern(text)) }
+        var extractor = MetricExtractor(patterns: patterns)
+        var splitter = MetricLineSplitter(everyLine: extractor.needsEveryLine)
         var out = MetricLineEncoder()
         let size = 1 << 20
         var buffer = [UInt8](repeating: 0, count: size)
