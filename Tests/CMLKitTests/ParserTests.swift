@@ -311,6 +311,13 @@ struct FrameworkOutputTests {
                 ["acc@12=0.4", "loss@12=0.07", "acc@13=0.5", "loss@13=0.07"])
     }
 
+    @Test func kerasEpochHeadersSetTheStep() {
+        // Keras's fit(verbose=1) when its output is not a terminal: a header, then one line per epoch.
+        #expect(points(["Epoch 1/2", "60/60 - 1s - 10ms/step - loss: 0.5 - accuracy: 0.8",
+                        "Epoch 2/2", "60/60 - 1s - 9ms/step - loss: 0.3 - accuracy: 0.9 - val_loss: 0.2"]) ==
+                ["loss@1=0.5", "accuracy@1=0.8", "loss@2=0.3", "accuracy@2=0.9", "val_loss@2=0.2"])
+    }
+
     @Test func huggingFaceTrainerDicts() {
         #expect(points(["{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 5e-05, 'epoch': 0.5}"]) ==
                 ["loss@0=0.6931", "grad_norm@0=1.23", "learning_rate@0=5e-05", "epoch@0=0.5"])

@@ -313,7 +313,11 @@ public struct MetricExtractor: Sendable {
             let text = String(decoding: line, as: UTF8.self)
             for pattern in patterns { pairs += pattern.pairs(in: text) }
         }
-        if pairs.isEmpty { return [] }
+        if pairs.isEmpty {
+            // A header such as Keras's `Epoch 3/10` sets the step of the lines after it.
+            if let header = MetricLineParser.linePrefix(line).step { currentStep = header }
+            return []
+        }
         return points(from: pairs, time: time)
     }
 
@@ -366,7 +370,8 @@ public struct MetricExtractor: Sendable {
 }
 
 /// Splits a stream of output into lines at `\n` and at `\r` (each redraw of a progress bar is a line for
-/// the parser) and yields only the lines that can hold a metric: those with a `:` or `=`. It scans each
+/// the parser) and yields only the lines that can hold a metric or set a step: those with a `:` or `=`,
+/// and those with `Epoch ` (Keras's `Epoch 3/10` header). It scans each
 /// chunk for separators, not for lines, so output without metrics costs a few vectorised `memchr` passes
 /// and nothing per line. The unfinished last line is carried to the next chunk; lines longer than
 /// `maxLine` are not metric lines, and their excess is dropped rather than buffered.
@@ -405,10 +410,21 @@ public struct MetricLineSplitter: Sendable {
             emitCarried(line)
             position = end + 1
         }
+        func nextHeader(from start: Int) -> Int {
+            // memchr for the 'E', then compare: memmem is several times slower than memchr here.
+            var at = start
+            while at < n, let found = memchr(base + at, 0x45, n - at) {
+                let index = UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
+                if index + Self.headerWord.count <= n && memcmp(base + index, Self.headerWord, Self.headerWord.count) == 0 { return index }
+                at = index + 1
+            }
+            return n
+        }
         var colon = next(0x3A, from: position)
         var equals = next(0x3D, from: position)
+        var header = nextHeader(from: position)
         while true {
-            let separator = min(colon, equals)
+            let separator = min(colon, equals, header)
             if separator >= n { break }
             let before = position..<separator
             let start = max(last(0x0A, in: before) ?? -1, last(0x0D, in: before) ?? -1, position - 1) + 1
@@ -425,6 +441,7 @@ public struct MetricLineSplitter: Sendable {
             if cr < position { cr = next(0x0D, from: position) }
             if colon < position { colon = next(0x3A, from: position) }
             if equals < position { equals = next(0x3D, from: position) }
+            if header < position { header = nextHeader(from: position) }
         }
         // No separator left: only the unfinished tail matters, since its rest may bring one.
         let rest = position..<n
@@ -457,8 +474,11 @@ public struct MetricLineSplitter: Sendable {
         }
     }
 
+    static let headerWord = Array("Epoch ".utf8)
+
     private mutating func emitCarried(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
-        if !overflowed && !partial.isEmpty && (everyLine || partial.contains(0x3A) || partial.contains(0x3D)) {
+        if !overflowed && !partial.isEmpty && (everyLine || partial.contains(0x3A) || partial.contains(0x3D)
+                                                || partial.withUnsafeBufferPointer({ cml_memmem($0.baseAddress!, $0.count, Self.headerWord, Self.headerWord.count) != nil })) {
             partial.withUnsafeBufferPointer { line($0) }
         }
         partial.removeAll(keepingCapacity: true)
