@@ -83,21 +83,26 @@ final class LogChannel: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             var pending: [UInt8] = []
             var lineNumber = 0
+            var lastData = Clock.now()
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             while true {
                 var request = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
                 let ready = poll(&request, 1, 100)
-                if ready == 0 {
-                    // Descendants may keep the channel open after the child exits: stop once it is quiet.
-                    done.lock()
-                    let exited = childExitedAt
-                    done.unlock()
-                    if let exited, Clock.now() - exited >= OutputPump.quietAfterExit { break }
-                    continue
+                done.lock()
+                let exited = childExitedAt
+                done.unlock()
+                if let exited {
+                    // Descendants may keep the channel open after the child exits: the same limits as
+                    // for their output (OutputPump).
+                    let now = Clock.now()
+                    if now - exited >= OutputPump.maxDrainAfterExit { break }
+                    if ready == 0 && now - max(lastData, exited) >= OutputPump.quietAfterExit { break }
                 }
+                if ready == 0 { continue }
                 let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
+                lastData = Clock.now()
                 pending.append(contentsOf: buffer[0..<n])
                 var lines: [ArraySlice<UInt8>] = []
                 var start = pending.startIndex
