@@ -178,6 +178,18 @@ struct RunCaptureTests {
         #expect(try box.runs().first?["status"] as? String == "completed")
     }
 
+    @Test func aBackgroundWriterDoesNotKeepTheChannelOpen() throws {
+        let box = try Sandbox()
+        let script = #"(while true; do echo '{"x": 1}' >&$CML_LOG_FD; sleep 0.05; done) >/dev/null 2>&1 & echo started"#
+        let running = try box.start("cml-run", ["--monitor-interval", "0", "--", "sh", "-c", script])
+        let finishedInTime = waitUntil(timeout: 8) { !running.process.isRunning }
+        if !finishedInTime { kill(running.pid, SIGKILL) }
+        #expect(finishedInTime)
+        #expect(try running.wait().status == 0)
+        let metrics = try #require(try box.runs().first?["metrics"] as? [String: [String: Any]])
+        #expect((metrics["x"]?["count"] as? Int ?? 0) > 10)
+    }
+
     @Test func childUnderATerminalWhenAsked() throws {
         let box = try Sandbox()
         let result = try box.run("cml-run", ["--tty", "--", "sh", "-c", "test -t 1 && test -t 2 && echo tty || echo notty"])
