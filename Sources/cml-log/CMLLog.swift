@@ -61,6 +61,13 @@ struct Target: ParsableArguments {
     func open() throws(CMLError) -> RunLogTarget {
         try RunLogTarget(run: run, store: store)
     }
+
+    /// Records one message (a JSON line as on stdin).
+    func record(_ message: JSON) throws(CMLError) {
+        let destination = try open()
+        try destination.send(Array(message.serialized.utf8))
+        try destination.close()
+    }
 }
 
 struct Lines: ParsableCommand {
@@ -94,9 +101,7 @@ struct Scalar: ParsableCommand {
     func run() throws {
         var members: [(String, JSON)] = [(key, .double(value))]
         if let step { members.insert(("step", .int(step)), at: 0) }
-        let destination = try target.open()
-        try destination.send(Array(JSON.object(members).serialized.utf8))
-        try destination.close()
+        try target.record(.object(members))
     }
 }
 
@@ -109,9 +114,7 @@ struct ParamCommand: ParsableCommand {
     @Argument(help: "Its value (a number, true/false, or text).") var value: String
 
     func run() throws {
-        let destination = try target.open()
-        try destination.send(Array(JSON.object([("param", .object([(key, Param.typedValue(value))]))]).serialized.utf8))
-        try destination.close()
+        try target.record(.object([("param", .object([(key, Param.typedValue(value))]))]))
     }
 }
 
@@ -123,8 +126,6 @@ struct Tag: ParsableCommand {
     @Argument(help: "The tag.") var name: String
 
     func run() throws {
-        let destination = try target.open()
-        try destination.send(Array(JSON.object([("tag", .string(name))]).serialized.utf8))
-        try destination.close()
+        try target.record(.object([("tag", .string(name))]))
     }
 }

@@ -57,6 +57,8 @@ enum Main {
         }
     }
 
+    static let subcommandNames = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+
     /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store may be named before the
     /// subcommand, as users of `git -C DIR log` expect.
     static func storeFirst(_ arguments: [String]) -> [String] {
@@ -66,17 +68,15 @@ enum Main {
             else if arguments[index].hasPrefix("--store=") { index += 1 }
             else { break }
         }
-        let subcommands = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
-        guard index > 0, index < arguments.count, subcommands.contains(arguments[index]) else { return arguments }
+        guard index > 0, index < arguments.count, subcommandNames.contains(arguments[index]) else { return arguments }
         return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
     }
 
     /// A command line that runs something: options, then `--` and a command, with no subcommand first.
     static func isRun(_ arguments: [String]) -> Bool {
         guard let first = arguments.first, let terminator = arguments.firstIndex(of: "--") else { return false }
-        let subcommands = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
         let options = arguments[..<terminator]
-        return (!subcommands.contains(first) || first == "exec") && !options.contains("--help") && !options.contains("-h")
+        return (!subcommandNames.contains(first) || first == "exec") && !options.contains("--help") && !options.contains("-h")
     }
 
     static func fail(_ error: CMLError) -> Never {

@@ -10,6 +10,25 @@ func makeTemporaryDirectory(_ prefix: String = "cml-test") -> String {
     return path
 }
 
+/// A store in a temporary directory, removed when the value goes away.
+final class TemporaryStore {
+    let directory = makeTemporaryDirectory()
+    private(set) var store: SQLiteStore!
+
+    init(open: Bool = true) throws {
+        if open { store = try SQLiteStore(directory: directory) }
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// A new run in the store, for tests that need one to write to.
+    func makeRun() throws -> String {
+        let id = RunID.make()
+        _ = try store.createRun(sampleRun(id), patch: [])
+        return id
+    }
+}
+
 private func sampleRun(_ id: String = RunID.make(), project: String = "default", tags: [String] = []) -> Run {
     Run(id: id, name: "n", project: project, status: .running, command: ["python", "t.py", "--lr", "0.1"], cwd: "/tmp",
         host: "h", user: "u", pid: 1, startedAt: Clock.now(), environment: [("A", "1")],
@@ -19,8 +38,8 @@ private func sampleRun(_ id: String = RunID.make(), project: String = "default",
 
 struct StoreTests {
     @Test func concurrentFirstOpenMigratesOnce() async throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let box = try TemporaryStore(open: false)
+        let directory = box.directory
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<10 {
                 group.addTask {
@@ -39,9 +58,8 @@ struct StoreTests {
     }
 
     @Test func runRoundTripAndPrefixResolution() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try SQLiteStore(directory: directory)
+        let box = try TemporaryStore()
+        let store = box.store!
         let base = 1_800_000_000.0
         let first = RunID.make(at: base)
         let second = RunID.make(at: base)
@@ -62,11 +80,9 @@ struct StoreTests {
     }
 
     @Test func metricsKeepSummariesAndStreamInOrder() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try SQLiteStore(directory: directory)
-        let id = RunID.make()
-        _ = try store.createRun(sampleRun(id), patch: [])
+        let box = try TemporaryStore()
+        let store = box.store!
+        let id = try box.makeRun()
         let writer = try store.metricWriter(run: id)
         try writer.append((0..<1000).map { MetricPoint(key: "loss", step: Int64($0), value: 1.0 / Double($0 + 1), time: 1) })
         try writer.append([MetricPoint(key: "acc", step: 0, value: .nan, time: 2), MetricPoint(key: "acc", step: 1, value: 0.5, time: 3)])
@@ -86,11 +102,9 @@ struct StoreTests {
     }
 
     @Test func twoWritersInterleaveOnOneSeries() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try SQLiteStore(directory: directory)
-        let id = RunID.make()
-        _ = try store.createRun(sampleRun(id), patch: [])
+        let box = try TemporaryStore()
+        let (directory, store) = (box.directory, box.store!)
+        let id = try box.makeRun()
         let first = try store.metricWriter(run: id)
         let second = try SQLiteStore(directory: directory).metricWriter(run: id)
         for batch in 0..<4 {
@@ -104,8 +118,8 @@ struct StoreTests {
     }
 
     @Test func blobsAreStoredOnceAndAtomically() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let box = try TemporaryStore(open: false)
+        let directory = box.directory
         let blobs = BlobStore(directory: directory + "/objects")
         let content = Array("hello\n".utf8)
         let id = try blobs.put(content)
@@ -118,8 +132,8 @@ struct StoreTests {
     }
 
     @Test func corruptDatabaseIsReportedAndLeftAlone() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let box = try TemporaryStore(open: false)
+        let directory = box.directory
         let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         try garbage.write(to: URL(fileURLWithPath: directory + "/cml.db"))
         #expect { try SQLiteStore(directory: directory) } throws: { error in
@@ -129,9 +143,8 @@ struct StoreTests {
     }
 
     @Test func logRecordsRoundTripAndTornTailIsIgnored() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try SQLiteStore(directory: directory)
+        let box = try TemporaryStore()
+        let (directory, store) = (box.directory, box.store!)
         let writer = try store.logWriter(run: "r1")
         try writer.append(.stdout, time: 10.5, [0x61, 0x0A])
         try writer.append(.stderr, time: 11, [0xFF, 0x00])
@@ -148,9 +161,8 @@ struct StoreTests {
     }
 
     @Test func bigRecordsAreCompressedAndReadBackExactly() throws {
-        let directory = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try SQLiteStore(directory: directory)
+        let box = try TemporaryStore()
+        let (directory, store) = (box.directory, box.store!)
         let writer = try store.logWriter(run: "r2")
         let text = Array(String(repeating: "epoch 1 | a line of text that repeats\n", count: 4000).utf8)
         var generator = SystemRandomNumberGenerator()

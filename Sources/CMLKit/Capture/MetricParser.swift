@@ -411,14 +411,7 @@ public struct MetricLineSplitter: Sendable {
             position = end + 1
         }
         func nextHeader(from start: Int) -> Int {
-            // memchr for the 'E', then compare: memmem is several times slower than memchr here.
-            var at = start
-            while at < n, let found = memchr(base + at, 0x45, n - at) {
-                let index = UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
-                if index + Self.headerWord.count <= n && memcmp(base + index, Self.headerWord, Self.headerWord.count) == 0 { return index }
-                at = index + 1
-            }
-            return n
+            Self.headerIndex(UnsafeBufferPointer(rebasing: chunk[start...])).map { start + $0 } ?? n
         }
         var colon = next(0x3A, from: position)
         var equals = next(0x3D, from: position)
@@ -476,9 +469,23 @@ public struct MetricLineSplitter: Sendable {
 
     static let headerWord = Array("Epoch ".utf8)
 
+    /// Where `Epoch ` first stands in `bytes`: memchr for the 'E', then compare (memmem is several times
+    /// slower than memchr here).
+    static func headerIndex(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let base = bytes.baseAddress else { return nil }
+        let n = bytes.count
+        var at = 0
+        while at < n, let found = memchr(base + at, 0x45, n - at) {
+            let index = UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
+            if index + headerWord.count <= n && memcmp(base + index, headerWord, headerWord.count) == 0 { return index }
+            at = index + 1
+        }
+        return nil
+    }
+
     private mutating func emitCarried(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
         if !overflowed && !partial.isEmpty && (everyLine || partial.contains(0x3A) || partial.contains(0x3D)
-                                                || partial.withUnsafeBufferPointer({ cml_memmem($0.baseAddress!, $0.count, Self.headerWord, Self.headerWord.count) != nil })) {
+                                                || partial.withUnsafeBufferPointer({ Self.headerIndex($0) != nil })) {
             partial.withUnsafeBufferPointer { line($0) }
         }
         partial.removeAll(keepingCapacity: true)

@@ -13,5 +13,3 @@ const void *cml_memrchr(const void *s, int c, size_t n);
 /// Keeps freed memory for reuse instead of returning it to the kernel: output chunks are allocated and
 /// freed at pipe speed, and fresh pages cost a fault each.
 void cml_keep_freed_memory(void);
-/// memmem(3).
-const void *cml_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
