@@ -9,18 +9,22 @@ struct CMLLog: ParsableCommand {
         commandName: "cml-log",
         abstract: "Record scalars, parameters and tags into a run, from a shell script or any language.",
         discussion: """
-            Inside a run (cml-run -- …) it finds the run through the environment and sends what it is \\
-            given through $CML_LOG_FD, so cml-run records it; elsewhere name the run with --run. With \\
-            no subcommand it reads JSON lines on stdin: an object of numbers is one step of scalars, \\
+            Inside a run (cml-run -- …) it finds the run through the environment and sends what it is \
+            given through $CML_LOG_FD, so cml-run records it; elsewhere name the run with --run. Artifacts, \
+            images and notes are stored before cml-log returns, and it prints their record. With \
+            no subcommand it reads JSON lines on stdin: an object of numbers is one step of scalars, \
             {"param": {"lr": 0.01}} records parameters, {"tag": "best"} a tag.
 
             Examples:
               cml-log scalar loss 0.3 --step 10
               cml-log param lr 0.01
               cml-log tag best
+              cml-log artifact ./model.pt --kind model
+              cml-log image ./samples/epoch3.png --step 3
+              cml-log text "lr dropped at epoch 5"
               printf '{"step": 3, "loss": 0.3, "acc": 0.9}\\n' | cml-log --run 01a21c9f
             """,
-        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self],
+        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self, ArtifactCommand.self, Image.self, Text.self],
         defaultSubcommand: Lines.self
     )
 
@@ -60,6 +64,15 @@ struct Target: ParsableArguments {
 
     func open() throws(CMLError) -> RunLogTarget {
         try RunLogTarget(run: run, store: store)
+    }
+
+    /// Stores an artifact (always into the store: see `RunLogTarget.storeAndRun`) and prints its record.
+    func recordArtifact(_ body: (any Store, String) throws(CMLError) -> Artifact) throws(CMLError) {
+        let (store, id) = try RunLogTarget.storeAndRun(run: run, store: self.store)
+        var line = ""
+        try body(store, id).json.write(to: &line)
+        line += "\n"
+        line.withUTF8 { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
     }
 
     /// Records one message (a JSON line as on stdin).
@@ -128,4 +141,80 @@ struct Tag: ParsableCommand {
     func run() throws {
         try target.record(.object([("tag", .string(name))]))
     }
+}
+
+struct ArtifactCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "artifact", abstract: "Store a file or a directory with the run.",
+        discussion: """
+            The content goes to the store's blob store under its sha256 (a directory as a manifest of its \
+            files, links kept as links); storing the same content again takes no space. Each call adds a \
+            record: logging model.pt every epoch keeps every version.
+
+            Examples:
+              cml-log artifact ./model.pt --kind model
+              cml-log artifact ./checkpoints --name ckpt --step 1000
+            """)
+
+    @OptionGroup var target: Target
+    @Argument(help: "The file or directory.") var path: String
+    @Option(help: "The name to fetch it by (default: the file's name).") var name: String?
+    @Option(help: "What it is: model, data, … (default: artifact).") var kind: String?
+    @Option(help: "The step it belongs to.") var step: Int64?
+
+    func run() throws {
+        try target.recordArtifact { store, id throws(CMLError) in
+            try Artifacts.record(path: path, name: name, kind: kind, step: step, run: id, in: store, warn: warnLine)
+        }
+    }
+}
+
+struct Image: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store an image (PNG, JPEG, GIF, WebP or SVG) with the run.",
+        discussion: "Example:\n  cml-log image ./samples/epoch3.png --step 3")
+
+    @OptionGroup var target: Target
+    @Argument(help: "The image file.") var path: String
+    @Option(help: "The name to fetch it by (default: the file's name).") var name: String?
+    @Option(help: "The step it belongs to.") var step: Int64?
+
+    func run() throws {
+        try target.recordArtifact { store, id throws(CMLError) in
+            try Artifacts.record(path: path, name: name, kind: nil, step: step, image: true, run: id, in: store, warn: warnLine)
+        }
+    }
+}
+
+struct Text: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store a note with the run.",
+        discussion: "Examples:\n  cml-log text \"lr dropped at epoch 5\"\n  git log -1 | cml-log text - --name commit-message")
+
+    @OptionGroup var target: Target
+    @Argument(help: "The note, or - to read it from stdin.") var text: String
+    @Option(help: "The name to fetch it by (default: text).") var name: String?
+    @Option(help: "The step it belongs to.") var step: Int64?
+
+    func run() throws {
+        var note = text
+        if text == "-" {
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                bytes += buffer[0..<n]
+            }
+            note = String(decoding: bytes, as: UTF8.self)
+        }
+        try target.recordArtifact { store, id throws(CMLError) in
+            try Artifacts.recordText(note, name: name, step: step, run: id, in: store)
+        }
+    }
+}
+
+func warnLine(_ text: String) {
+    CMLLog.writeError("cml-log: warning: \(text)\n")
 }

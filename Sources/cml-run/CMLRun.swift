@@ -20,8 +20,10 @@ struct CMLRun: ParsableCommand {
               cml-run show --patch 0192f3a4 > changes.patch && git apply changes.patch
               cml-run log --follow 0192f3a4
               cml-run metrics 0192f3a4 --key loss
+              cml-run artifacts 0192f3a4
+              cml-run get 0192f3a4 model.pt ./restored.pt
             """,
-        subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, Parse.self],
+        subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, ArtifactList.self, Get.self, Parse.self],
         defaultSubcommand: Exec.self
     )
 }

@@ -15,6 +15,10 @@ enum FileHandleOutput {
         bytes.withUnsafeBytes { raw in writeRaw(STDOUT_FILENO, raw) }
     }
 
+    static func standardOutput(raw: UnsafeRawBufferPointer) {
+        writeRaw(STDOUT_FILENO, raw)
+    }
+
     private static func write(_ fd: Int32, _ text: String) {
         var text = text
         text.withUTF8 { writeRaw(fd, UnsafeRawBufferPointer($0)) }

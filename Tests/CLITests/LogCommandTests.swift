@@ -40,4 +40,24 @@ struct LogCommandTests {
         // The bad batch was refused whole: its good first line was not stored either.
         #expect(acc["count"] as? Int == 2 && acc["last"] as? Double == 0.95)
     }
+
+    @Test func nonFiniteValuesAreKeptAndBadMetricNamesRefused() throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "true"]).status == 0)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        // Python's json writes NaN and Infinity bare; cml's own output writes them as strings.
+        let lines = "{\"step\": 1, \"loss\": NaN}\n{\"loss\": -Infinity}\n{\"loss\": \"inf\"}\n"
+        let stored = try box.run("cml-log", ["--run", id], stdin: Data(lines.utf8))
+        #expect(stored.status == 0, "\(stored.stderr)")
+        let loss = try box.run("cml-run", ["metrics", id, "--key", "loss"]).jsonLines
+        #expect(loss.map { $0["value"] as? String } == ["nan", "-inf", "inf"])
+        #expect(loss.map { $0["step"] as? Int } == [1, 2, 3])
+
+        let empty = try box.run("cml-log", ["scalar", "", "1", "--run", id])
+        #expect(empty.status == 1 && empty.stderr.contains("a metric name is empty"))
+        let control = try box.run("cml-log", ["--run", id], stdin: Data("{\"acc\": 1}\n{\"a\\u0007b\": 1}\n".utf8))
+        #expect(control.status == 1 && control.stderr.contains("stdin line 2") && control.stderr.contains("control character"))
+        let word = try box.run("cml-log", ["--run", id], stdin: Data("{\"acc\": \"high\"}\n".utf8))
+        #expect(word.status == 1 && word.stderr.contains("the value of \"acc\" is not a number"))
+    }
 }

@@ -318,6 +318,24 @@ struct FrameworkOutputTests {
                 ["loss@1=0.5", "accuracy@1=0.8", "loss@2=0.3", "accuracy@2=0.9", "val_loss@2=0.2"])
     }
 
+    @Test func kerasOnATerminalGivesTheLastValuesOfEachEpoch() {
+        // Keras 2 redraws its bar after every batch: backspaces over the old line, then a carriage return.
+        func keras2(_ batch: Int, _ loss: String) -> String {
+            let bar = batch == 469 ? "[==============================] - 2s 4ms/step" : "[=====>........................] - ETA: 1:02"
+            let line = "\(String(repeating: " ", count: 3 - String(batch).count))\(batch)/469 \(bar) - loss: \(loss) - accuracy: 0.9"
+            return line + (batch == 469 ? " - val_loss: 0.15\n" : String(repeating: "\u{8}", count: line.count) + "\r")
+        }
+        let epochs = "Epoch 1/2\n" + keras2(1, "2.3") + keras2(20, "1.1") + keras2(469, "0.5")
+            + "Epoch 2/2\n" + keras2(1, "0.4") + keras2(469, "0.3")
+        #expect(points([epochs]) == ["loss@1=0.5", "accuracy@1=0.9", "val_loss@1=0.15",
+                                     "loss@2=0.3", "accuracy@2=0.9", "val_loss@2=0.15"])
+        // Keras 3 draws with box characters amid colour escapes.
+        func keras3(_ batch: Int, _ loss: String) -> String {
+            "\r\u{1B}[1m\(batch)/60\u{1B}[0m \u{1B}[32m━━━━━━━━━━\u{1B}[0m\u{1B}[37m━━━━━━━━━━\u{1B}[0m \u{1B}[1m0s\u{1B}[0m 5ms/step - accuracy: 0.8 - loss: \(loss)"
+        }
+        #expect(points(["Epoch 1/1\n" + keras3(10, "0.9") + keras3(60, "0.4") + "\n"]) == ["accuracy@1=0.8", "loss@1=0.4"])
+    }
+
     @Test func huggingFaceTrainerDicts() {
         #expect(points(["{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 5e-05, 'epoch': 0.5}"]) ==
                 ["loss@0=0.6931", "grad_norm@0=1.23", "learning_rate@0=5e-05", "epoch@0=0.5"])

@@ -131,6 +131,55 @@ struct StoreTests {
         #expect(try blobs.get(id) == content)
     }
 
+    @Test func aStoreOfAnOlderSchemaIsUpgradedInPlace() throws {
+        let box = try TemporaryStore()
+        let id = try box.makeRun()
+        // Back to schema 1, as a store written before artifacts existed.
+        try box.store.write { db in
+            try db.execute(sql: "DROP TABLE artifacts; PRAGMA user_version = 1")
+        }
+        let reopened = try SQLiteStore(directory: box.directory)
+        #expect(try reopened.run(id: id).params.first?.key == "lr")
+        let artifact = Artifact(run: id, name: "m", kind: "model", step: nil, sha256: String(repeating: "a", count: 64),
+                                size: 1, files: 1, isDirectory: false, mediaType: nil, source: nil, time: 1)
+        try reopened.addArtifact(artifact)
+        #expect(try reopened.artifacts(run: id) == [artifact])
+    }
+
+    @Test func filesAreStoredStreamingUnderTheSameIdAsTheirBytes() throws {
+        let box = try TemporaryStore(open: false)
+        let blobs = BlobStore(directory: box.directory + "/objects")
+        var content = [UInt8](repeating: 0, count: (3 << 20) + 17)
+        for i in content.indices { content[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
+        let path = box.directory + "/input.bin"
+        try Data(content).write(to: URL(fileURLWithPath: path))
+        let (id, size) = try blobs.putFile(path)
+        #expect(id == SHA256Hasher.hex(content) && size == Int64(content.count))
+        #expect(try blobs.put(content) == id)
+        var read: [UInt8] = []
+        try blobs.read(id) { chunk throws(CMLError) in read += chunk }
+        #expect(read == content)
+        let temporaries = try FileManager.default.contentsOfDirectory(atPath: box.directory + "/objects").filter { $0.hasPrefix(".tmp") }
+        #expect(temporaries.isEmpty)
+        #expect(throws: CMLError.self) { try blobs.putFile(box.directory) }
+        #expect(throws: CMLError.self) { try blobs.read(String(repeating: "0", count: 64)) { _ throws(CMLError) in } }
+    }
+
+    @Test func manifestsRoundTripAndRefuseUnsafePaths() throws {
+        let manifest = Manifest(entries: [
+            ManifestEntry(path: "b/c.txt", size: 3, mode: 0o644, sha256: String(repeating: "b", count: 64)),
+            ManifestEntry(path: "a", size: 0, mode: 0o777, linkTarget: "b/c.txt"),
+        ])
+        #expect(manifest.entries.map(\.path) == ["a", "b/c.txt"])
+        #expect(try Manifest(decoding: manifest.encoded) == manifest)
+        for path in ["/etc/passwd", "../up", "a/../../b", "a//b", "./a", ""] {
+            let line = Array("{\"path\":\(JSON.string(path).serialized),\"size\":0,\"mode\":\"0644\",\"link\":\"x\"}\n".utf8)
+            #expect(throws: CMLError.self, "\(path)") { try Manifest(decoding: line) }
+        }
+        let both = Array("{\"path\":\"a\",\"size\":0,\"mode\":\"0644\"}\n".utf8)
+        #expect(throws: CMLError.self) { try Manifest(decoding: both) }
+    }
+
     @Test func corruptDatabaseIsReportedAndLeftAlone() throws {
         let box = try TemporaryStore(open: false)
         let directory = box.directory

@@ -14,6 +14,10 @@ public enum ChannelMessage: Equatable, Sendable {
 /// parameters, `{"tag": "best"}` a tag.
 public struct ChannelInterpreter: Sendable {
     private var extractor = MetricExtractor()
+    /// Non-finite values written as strings, the way cml's own output prints them.
+    private static let nonFinite: [String: Double] = [
+        "nan": .nan, "inf": .infinity, "-inf": -.infinity, "infinity": .infinity, "-infinity": -.infinity,
+    ]
 
     public init() {}
 
@@ -40,13 +44,23 @@ public struct ChannelInterpreter: Sendable {
         }
         var pairs: [MetricLineParser.Pair] = []
         for (key, value) in members {
+            try Self.checkMetricName(key)
             switch value {
             case .int(let i): pairs.append(MetricLineParser.Pair(key: key, value: Double(i)))
             case .double(let d): pairs.append(MetricLineParser.Pair(key: key, value: d))
+            case .string(let text) where Self.nonFinite[text.lowercased()] != nil:
+                pairs.append(MetricLineParser.Pair(key: key, value: Self.nonFinite[text.lowercased()]!))
             default: throw CMLError("the value of \"\(key)\" is not a number")
             }
         }
         return .points(extractor.points(from: pairs, time: time))
+    }
+
+    static func checkMetricName(_ key: String) throws(CMLError) {
+        if key.isEmpty { throw CMLError("a metric name is empty") }
+        if key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            throw CMLError("the metric name \(JSON.string(key).serialized) holds a control character")
+        }
     }
 }
 

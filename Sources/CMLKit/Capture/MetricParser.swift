@@ -108,8 +108,42 @@ public struct MetricLineParser: Sendable {
     }
 
     /// Bytes that may end a value: `,;|)]}` and spaces.
+    /// Also backspace and escape: a terminal progress bar (Keras's) ends its values with them.
     static func isValueEnd(_ c: UInt8) -> Bool {
         isSpace(c) || c == 0x2C || c == 0x3B || c == 0x7C || c == 0x29 || c == 0x5D || c == 0x7D || c == 0x0D || c == 0x0A
+            || c == 0x08 || c == 0x1B
+    }
+
+    /// Keras's progress bar at the start of a line: `12/469 [=====>....]` (Keras 2) or
+    /// `12/469 ━━━━━━` (Keras 3, amid colour escapes). Gives the batch counter and its target.
+    static func kerasProgress(_ line: UnsafeBufferPointer<UInt8>) -> (current: Int64, target: Int64)? {
+        let n = line.count
+        var i = 0
+        func skipDecoration() {
+            while i < n {
+                if isSpace(line[i]) || line[i] == 0x08 { i += 1; continue }
+                // An ANSI escape: ESC [ parameters, up to a letter.
+                guard line[i] == 0x1B, i + 1 < n, line[i + 1] == 0x5B else { return }
+                i += 2
+                while i < n && !((line[i] | 0x20) >= 0x61 && (line[i] | 0x20) <= 0x7A) { i += 1 }
+                i += 1
+            }
+        }
+        func integer() -> Int64? {
+            let start = i
+            while i < n && line[i] >= 0x30 && line[i] <= 0x39 { i += 1 }
+            guard i > start, i - start < 16 else { return nil }
+            return Int64(String(decoding: UnsafeBufferPointer(rebasing: line[start..<i]), as: UTF8.self))
+        }
+        skipDecoration()
+        guard let current = integer(), i < n, line[i] == 0x2F else { return nil }
+        i += 1
+        guard let target = integer(), i < n, isSpace(line[i]) || line[i] == 0x1B else { return nil }
+        skipDecoration()
+        guard i + 2 < n else { return nil }
+        let isBar = (line[i] == 0x5B && (line[i + 1] == 0x3D || line[i + 1] == 0x3E || line[i + 1] == 0x2E))
+            || (line[i] == 0xE2 && line[i + 1] == 0x94 && (line[i + 2] == 0x81 || line[i + 2] == 0x80))
+        return isBar ? (current, target) : nil
     }
 
     static let stepWords: [[UInt8]] = ["step", "iteration", "iter", "epoch"].map { Array($0.utf8) }
@@ -318,6 +352,9 @@ public struct MetricExtractor: Sendable {
             if let header = MetricLineParser.linePrefix(line).step { currentStep = header }
             return []
         }
+        // Keras redraws its bar with running averages after every batch; the epoch's values are on the
+        // last one, whose counter has reached the target.
+        if let progress = MetricLineParser.kerasProgress(line), progress.current < progress.target { return [] }
         return points(from: pairs, time: time)
     }
 

@@ -69,6 +69,7 @@ public enum RunCapture {
         setDefault("CML_STORE", store.location, override: true)
         let channel = try LogChannel()
         setDefault("CML_LOG_FD", String(channel.childDescriptor), override: true)
+        if let cmlLog = PythonModule.cmlLog { setDefault("CML_LOG", cmlLog, override: true) }
         if let module = PythonModule.directory {
             // `import cml` works in the child without installing anything.
             let existing = childEnvironment.first { $0.0 == "PYTHONPATH" }?.1 ?? ""

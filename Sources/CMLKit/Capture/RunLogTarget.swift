@@ -19,12 +19,19 @@ public final class RunLogTarget {
             destination = .channel(descriptor)
             return
         }
-        guard let run = run ?? environment("CML_RUN_ID") else {
+        let (store, id) = try Self.storeAndRun(run: run, store: location)
+        destination = .store(store, id, try store.metricWriter(run: id))
+    }
+
+    /// The store and the full id of the run to record into: `run` when given, else the cml-run this
+    /// process runs inside (`$CML_RUN_ID`, `$CML_STORE`). Artifacts always go this way, since the channel
+    /// carries JSON lines only, and storing a file before cml-log returns means a script may delete it next.
+    public static func storeAndRun(run: String?, store location: String?) throws(CMLError) -> (any Store, String) {
+        guard let run = run ?? getenv("CML_RUN_ID").map({ String(cString: $0) }) else {
             throw CMLError.usage("no run to log to", hint: "run inside cml-run, or pass --run ID")
         }
         let store = try StoreLocation.open(location)
-        let id = try store.resolveRunID(run)
-        destination = .store(store, id, try store.metricWriter(run: id))
+        return (store, try store.resolveRunID(run))
     }
 
     public func send(_ line: [UInt8]) throws(CMLError) {

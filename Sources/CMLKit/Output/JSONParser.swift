@@ -68,6 +68,9 @@ struct JSONParser {
         case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
         case UInt8(ascii: "n"): try expectWord("null"); return .null
+        // Not JSON, but what Python's json module writes for a diverging loss; a metric must keep it.
+        case UInt8(ascii: "N"): try expectWord("NaN"); return .double(.nan)
+        case UInt8(ascii: "I"): try expectWord("Infinity"); return .double(.infinity)
         default:
             return try parseNumber()
         }
@@ -84,7 +87,13 @@ struct JSONParser {
     private mutating func parseNumber() throws(CMLError) -> JSON {
         let start = index
         var isInteger = true
-        if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "-") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "I") {
+                try expectWord("Infinity")
+                return .double(-.infinity)
+            }
+        }
         let digitsStart = index
         while index < bytes.count {
             let c = bytes[index]

@@ -283,6 +283,43 @@ public final class SQLiteStore: Store {
         try blobs.get(id)
     }
 
+    public func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64) {
+        try blobs.putFile(path)
+    }
+
+    public func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String {
+        try blobs.put(bytes)
+    }
+
+    public func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError) {
+        try blobs.read(id, body)
+    }
+
+    // MARK: Artifacts
+
+    public func addArtifact(_ artifact: Artifact) throws(CMLError) {
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO artifacts (run_id, name, kind, step, sha256, size, files, is_directory, media_type, source, time)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: StatementArguments([
+                    artifact.run, artifact.name, artifact.kind, artifact.step, artifact.sha256, artifact.size,
+                    artifact.files, artifact.isDirectory, artifact.mediaType, artifact.source, artifact.time,
+                ] as [(any DatabaseValueConvertible)?]))
+        }
+    }
+
+    public func artifacts(run id: String) throws(CMLError) -> [Artifact] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", arguments: [id]).map { row in
+                Artifact(run: row["run_id"], name: row["name"], kind: row["kind"], step: row["step"],
+                         sha256: row["sha256"], size: row["size"], files: row["files"],
+                         isDirectory: row["is_directory"], mediaType: row["media_type"], source: row["source"],
+                         time: row["time"])
+            }
+        }
+    }
+
     // MARK: Logs
 
     func logPath(_ id: String) -> String { "\(logDirectory)/\(id).log" }

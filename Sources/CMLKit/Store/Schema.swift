@@ -66,6 +66,25 @@ enum Schema {
             PRIMARY KEY (series, seq)
         ) WITHOUT ROWID;
         """,
+        // 2: artifacts (files, directories, images, notes) a run recorded; only ever added to.
+        """
+        CREATE TABLE artifacts (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            step INTEGER,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            files INTEGER NOT NULL,
+            is_directory INTEGER NOT NULL,
+            media_type TEXT,
+            source TEXT,
+            time REAL NOT NULL
+        );
+        CREATE INDEX artifacts_by_run ON artifacts(run_id, name);
+        CREATE INDEX artifacts_by_blob ON artifacts(sha256);
+        """,
     ]
 
     static func migrate(_ queue: DatabaseQueue) throws {

@@ -38,6 +38,15 @@ public protocol Store: Sendable {
     /// Streams a run's points in step order (per key), without holding the series in memory.
     func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
     func blob(_ id: String) throws(CMLError) -> [UInt8]
+
+    /// Stores a regular file's content (streamed) and returns its sha256 and size.
+    func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64)
+    func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String
+    /// Streams a blob's bytes, verifying its hash (an error after the last chunk when it does not match).
+    func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError)
+    func addArtifact(_ artifact: Artifact) throws(CMLError)
+    /// A run's artifacts in the order they were recorded.
+    func artifacts(run id: String) throws(CMLError) -> [Artifact]
 }
 
 public protocol MetricWriter: AnyObject {

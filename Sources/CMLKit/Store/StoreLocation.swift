@@ -7,8 +7,7 @@ public enum StoreLocation {
         var path = FileSystem.homeDirectory + "/.cml"
         if let option, !option.isEmpty { path = option }
         else if let env = getenv("CML_STORE"), env.pointee != 0 { path = String(cString: env) }
-        if path.hasPrefix("/") || path.contains("://") { return path }
-        return RunEnvironment.workingDirectory + "/" + path
+        return path.contains("://") ? path : FileSystem.absolutePath(path)
     }
 
     /// How long a write waits for another writer: `$CML_BUSY_TIMEOUT` seconds, default 10.

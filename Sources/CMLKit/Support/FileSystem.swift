@@ -56,6 +56,76 @@ public enum FileSystem {
         }
     }
 
+    /// `path` made absolute against the working directory (not resolving links).
+    public static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var cwd = RunEnvironment.workingDirectory
+        if cwd.hasSuffix("/") { cwd.removeLast() }
+        return path == "." ? cwd : cwd + "/" + path
+    }
+
+    /// The last part of a path, ignoring trailing slashes (`a/b/` gives `b`).
+    public static func baseName(_ path: String) -> String {
+        let parts = path.split(separator: "/")
+        return parts.last.map(String.init) ?? "/"
+    }
+
+    /// Everything before the last part of an absolute path (`/a/b` gives `/a`, `/a` gives `/`).
+    public static func directoryName(_ path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+        return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Removes a file or a whole directory tree, without following links; what cannot be removed stays.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR, let handle = opendir(path) {
+            var names: [String] = []
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            closedir(handle)
+            for name in names { removeTree(path + "/" + name) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    public static func readLink(_ path: String) throws(CMLError) -> String {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = buffer.withUnsafeMutableBufferPointer { readlink(path, $0.baseAddress!, $0.count) }
+        guard n >= 0 else { throw error("cannot read the link", path) }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+
+    /// Reads `fd` to its end in 1 MiB chunks, handing each to `body`.
+    public static func copyChunks(from fd: Int32, path: String,
+                                  _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError) {
+        let capacity = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = Glibc.read(fd, buffer, capacity)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("cannot read", path)
+            }
+            if n == 0 { return }
+            try body(UnsafeRawBufferPointer(start: buffer, count: n))
+        }
+    }
 
     public static var homeDirectory: String {
         if let home = getenv("HOME") { return String(cString: home) }

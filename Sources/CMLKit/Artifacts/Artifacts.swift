@@ -1,0 +1,186 @@
+import Glibc
+
+/// Recording a run's artifacts (files, directories, images, notes) into the blob store, and fetching
+/// them back. What `cml-log artifact|image|text` and `cml-run artifacts|get` share.
+public enum Artifacts {
+    /// Stores the file or directory at `path` (a symbolic link given here is followed; links inside a
+    /// directory are kept as links). Everything is checked before anything is stored: a missing or
+    /// unreadable path, or one that is not an image when `image` is asked for, stores nothing.
+    public static func record(path: String, name: String?, kind: String?, step: Int64?, image: Bool = false,
+                              run: String, in store: any Store, warn: (String) -> Void) throws(CMLError) -> Artifact {
+        let absolute = FileSystem.absolutePath(path)
+        var st = stat()
+        guard stat(absolute, &st) == 0 else { throw FileSystem.error("cannot read", path) }
+        let name = try checkedName(name ?? FileSystem.baseName(absolute), what: "artifact name")
+        let kind = try checkedName(kind ?? (image ? "image" : "artifact"), what: "kind")
+        let time = Clock.now()
+
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            guard access(absolute, R_OK) == 0 else { throw FileSystem.error("cannot read", path) }
+            let mediaType = try imageType(of: absolute)
+            if image && mediaType == nil {
+                throw CMLError("\(path) is not an image (PNG, JPEG, GIF, WebP or SVG)")
+            }
+            let (id, size) = try store.putBlob(file: absolute)
+            let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: id, size: size, files: 1,
+                                    isDirectory: false, mediaType: mediaType, source: absolute, time: time)
+            try store.addArtifact(artifact)
+            return artifact
+        case S_IFDIR:
+            if image { throw CMLError("\(path) is a directory, not an image") }
+            let scanned = try Manifest.scan(absolute, warn: warn)
+            var entries: [ManifestEntry] = []
+            entries.reserveCapacity(scanned.count)
+            for file in scanned {
+                if let target = file.linkTarget {
+                    entries.append(ManifestEntry(path: file.path, size: 0, mode: file.mode, linkTarget: target))
+                } else {
+                    let (id, size) = try store.putBlob(file: file.absolutePath)
+                    entries.append(ManifestEntry(path: file.path, size: size, mode: file.mode, sha256: id))
+                }
+            }
+            let manifest = Manifest(entries: entries)
+            let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: try store.putBlob(manifest.encoded),
+                                    size: manifest.totalSize, files: Int64(entries.count), isDirectory: true,
+                                    mediaType: nil, source: absolute, time: time)
+            try store.addArtifact(artifact)
+            return artifact
+        default:
+            throw CMLError("\(path) is not a regular file or directory")
+        }
+    }
+
+    /// Stores a note (`cml-log text`).
+    public static func recordText(_ text: String, name: String?, step: Int64?, run: String,
+                                  in store: any Store) throws(CMLError) -> Artifact {
+        let bytes = Array(text.utf8)
+        let artifact = Artifact(run: run, name: try checkedName(name ?? "text", what: "artifact name"), kind: "text",
+                                step: step, sha256: try store.putBlob(bytes), size: Int64(bytes.count), files: 1,
+                                isDirectory: false, mediaType: "text/plain; charset=utf-8", source: nil, time: Clock.now())
+        try store.addArtifact(artifact)
+        return artifact
+    }
+
+    /// The artifact called `name`: at `step` when given, else the one recorded last.
+    public static func select(_ artifacts: [Artifact], name: String, step: Int64?) throws(CMLError) -> Artifact {
+        let named = artifacts.filter { $0.name == name }
+        guard !named.isEmpty else {
+            let names = Set(artifacts.map(\.name)).sorted()
+            throw CMLError("the run has no artifact named \(name)",
+                           hint: names.isEmpty ? "it recorded no artifacts" : "it has: \(names.joined(separator: ", "))")
+        }
+        guard let step else { return named.last! }
+        guard let match = named.last(where: { $0.step == step }) else {
+            let steps = named.compactMap(\.step).map(String.init).joined(separator: ", ")
+            throw CMLError("artifact \(name) has no step \(step)", hint: steps.isEmpty ? "it was recorded without steps" : "its steps: \(steps)")
+        }
+        return match
+    }
+
+    /// Writes `artifact` to `destination` (default: its name's last part in the working directory; inside
+    /// it when that is an existing directory, as `cp` does) and returns the path written. The content is
+    /// written under a temporary name, verified against its hash, and only then renamed into place, so
+    /// a failure leaves nothing behind. An existing file or directory is replaced only with `force`.
+    public static func fetch(_ artifact: Artifact, from store: any Store, to destination: String?,
+                             force: Bool) throws(CMLError) -> String {
+        var target = FileSystem.absolutePath(destination ?? FileSystem.baseName(artifact.name))
+        if destination != nil, FileSystem.isDirectory(target) {
+            target += "/" + FileSystem.baseName(artifact.name)
+        }
+        var existing = stat()
+        let exists = lstat(target, &existing) == 0
+        if exists && !force {
+            throw CMLError("\(target) already exists", hint: "name another destination, or pass --force to replace it")
+        }
+        let parent = FileSystem.directoryName(target)
+        let temporary = "\(parent)/.\(FileSystem.baseName(target)).cml-\(RunID.make())"
+        do throws(CMLError) {
+            if artifact.isDirectory {
+                var manifestBytes: [UInt8] = []
+                try store.readBlob(artifact.sha256) { chunk throws(CMLError) in manifestBytes += chunk }
+                try materialize(try Manifest(decoding: manifestBytes), from: store, into: temporary)
+            } else {
+                try writeFile(blob: artifact.sha256, mode: 0o644, from: store, to: temporary)
+            }
+        } catch {
+            FileSystem.removeTree(temporary)
+            throw error
+        }
+        if exists && (existing.st_mode & S_IFMT) == S_IFDIR {
+            // rename() cannot replace a non-empty directory: move the old one aside first.
+            let old = "\(parent)/.\(FileSystem.baseName(target)).cml-old-\(RunID.make())"
+            guard rename(target, old) == 0 else {
+                let failure = FileSystem.error("cannot replace", target)
+                FileSystem.removeTree(temporary)
+                throw failure
+            }
+            FileSystem.removeTree(old)
+        }
+        guard rename(temporary, target) == 0 else {
+            let failure = FileSystem.error("cannot write", target)
+            FileSystem.removeTree(temporary)
+            throw failure
+        }
+        return target
+    }
+
+    /// Streams a file artifact's content to `body` (for `cml-run get ID NAME -`).
+    public static func stream(_ artifact: Artifact, from store: any Store,
+                              _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError) {
+        guard !artifact.isDirectory else {
+            throw CMLError("\(artifact.name) is a directory and cannot be written to stdout", hint: "name a destination")
+        }
+        try store.readBlob(artifact.sha256, body)
+    }
+
+    private static func materialize(_ manifest: Manifest, from store: any Store, into directory: String) throws(CMLError) {
+        try FileSystem.makeDirectories(directory)
+        for entry in manifest.entries {
+            let path = directory + "/" + entry.path
+            try FileSystem.makeDirectories(FileSystem.directoryName(path))
+            if let target = entry.linkTarget {
+                guard symlink(target, path) == 0 else { throw FileSystem.error("cannot create the link", path) }
+            } else if let blob = entry.sha256 {
+                try writeFile(blob: blob, mode: entry.mode, from: store, to: path)
+            }
+        }
+    }
+
+    private static func writeFile(blob: String, mode: UInt32, from store: any Store, to path: String) throws(CMLError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystem.error("cannot write", path) }
+        defer { close(fd) }
+        try store.readBlob(blob) { chunk throws(CMLError) in try FileSystem.writeAll(fd, chunk, path: path) }
+        guard fchmod(fd, mode_t(mode)) == 0 else { throw FileSystem.error("cannot set the mode of", path) }
+    }
+
+    static func checkedName(_ name: String, what: String) throws(CMLError) -> String {
+        if name.isEmpty { throw CMLError("the \(what) is empty") }
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            throw CMLError("the \(what) \(JSON.string(name).serialized) holds a control character")
+        }
+        return name
+    }
+
+    /// The media type of an image file, told by its first bytes; nil when it is not one.
+    static func imageType(of path: String) throws(CMLError) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystem.error("cannot read", path) }
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: 512)
+        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        head.removeSubrange(n...)
+        func starts(_ magic: [UInt8], at offset: Int = 0) -> Bool {
+            head.count >= offset + magic.count && Array(head[offset..<offset + magic.count]) == magic
+        }
+        if starts([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return "image/png" }
+        if starts([0xFF, 0xD8, 0xFF]) { return "image/jpeg" }
+        if starts(Array("GIF87a".utf8)) || starts(Array("GIF89a".utf8)) { return "image/gif" }
+        if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) { return "image/webp" }
+        let text = String(decoding: head, as: UTF8.self)
+        if text.contains("<svg") { return "image/svg+xml" }
+        return nil
+    }
+}

@@ -1,0 +1,145 @@
+import Glibc
+
+/// One file of a stored directory: a regular file (its content is blob `sha256`) or a symbolic link
+/// (kept as a link, never followed).
+public struct ManifestEntry: Sendable, Equatable {
+    /// Relative to the directory, `/`-separated, never absolute, never holding `.` or `..`.
+    public var path: String
+    public var size: Int64
+    /// Permission bits (`0o644`).
+    public var mode: UInt32
+    public var sha256: String?
+    public var linkTarget: String?
+
+    public init(path: String, size: Int64, mode: UInt32, sha256: String? = nil, linkTarget: String? = nil) {
+        self.path = path
+        self.size = size
+        self.mode = mode
+        self.sha256 = sha256
+        self.linkTarget = linkTarget
+    }
+
+    public var json: JSON {
+        var members: [(String, JSON)] = [("path", .string(path)), ("size", .int(size)),
+                                         ("mode", .string("0" + String(mode, radix: 8)))]
+        if let sha256 { members.append(("sha256", .string(sha256))) }
+        if let linkTarget { members.append(("link", .string(linkTarget))) }
+        return .object(members)
+    }
+
+    init(json: JSON) throws(CMLError) {
+        guard let path = json["path"]?.stringValue, let modeText = json["mode"]?.stringValue,
+              let mode = UInt32(modeText, radix: 8), mode <= 0o7777 else {
+            throw CMLError("a manifest entry lacks its path or mode")
+        }
+        try Manifest.checkRelativePath(path)
+        self.path = path
+        self.mode = mode
+        sha256 = json["sha256"]?.stringValue
+        linkTarget = json["link"]?.stringValue
+        if case .int(let size)? = json["size"], size >= 0 { self.size = size } else {
+            throw CMLError("the manifest entry \(path) has no valid size")
+        }
+        guard (sha256 == nil) != (linkTarget == nil), sha256.map(BlobStore.isBlobID) ?? true else {
+            throw CMLError("the manifest entry \(path) must name either a sha256 or a link")
+        }
+    }
+}
+
+/// What a directory held: its files and links sorted by path, stored as JSON lines in a blob of its own.
+/// Directories themselves are implied by the paths; empty ones are not kept.
+public struct Manifest: Sendable, Equatable {
+    public var entries: [ManifestEntry]
+
+    public init(entries: [ManifestEntry]) {
+        self.entries = entries.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+    }
+
+    public var totalSize: Int64 { entries.reduce(0) { $0 + $1.size } }
+
+    public var encoded: [UInt8] {
+        var text = ""
+        for entry in entries { entry.json.write(to: &text); text += "\n" }
+        return Array(text.utf8)
+    }
+
+    public init(decoding bytes: [UInt8]) throws(CMLError) {
+        var entries: [ManifestEntry] = []
+        for (number, line) in bytes.split(separator: 0x0A).enumerated() {
+            var lineBytes = Array(line)
+            do throws(CMLError) { entries.append(try ManifestEntry(json: try JSON.parse(bytes: &lineBytes))) } catch {
+                throw CMLError("manifest line \(number + 1): \(error.message)")
+            }
+        }
+        self.init(entries: entries)
+    }
+
+    /// A path that stays inside the directory it is written under.
+    static func checkRelativePath(_ path: String) throws(CMLError) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard !path.isEmpty, !path.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+              !path.utf8.contains(0) else {
+            throw CMLError("unsafe path \(JSON.string(path).serialized) in a manifest")
+        }
+    }
+
+    /// The files and links under `directory` (symbolic links not followed), with the content of no file
+    /// read yet. Unreadable files are an error naming them all, so nothing is stored for a directory that
+    /// cannot be stored whole; special files (sockets, devices, pipes) are skipped with a warning.
+    public static func scan(_ directory: String, warn: (String) -> Void) throws(CMLError) -> [ScannedFile] {
+        var found: [ScannedFile] = []
+        var unreadable: [String] = []
+        var pending = [""]
+        while let relative = pending.popLast() {
+            let absolute = relative.isEmpty ? directory : directory + "/" + relative
+            guard let handle = opendir(absolute) else {
+                unreadable.append(absolute)
+                continue
+            }
+            defer { closedir(handle) }
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let path = relative.isEmpty ? name : relative + "/" + name
+                let full = directory + "/" + path
+                var st = stat()
+                guard lstat(full, &st) == 0 else { unreadable.append(full); continue }
+                let mode = UInt32(st.st_mode) & 0o7777
+                switch st.st_mode & S_IFMT {
+                case S_IFDIR: pending.append(path)
+                case S_IFREG:
+                    if access(full, R_OK) != 0 { unreadable.append(full); continue }
+                    found.append(ScannedFile(path: path, absolutePath: full, size: Int64(st.st_size), mode: mode, linkTarget: nil))
+                case S_IFLNK:
+                    found.append(ScannedFile(path: path, absolutePath: full, size: 0, mode: mode,
+                                             linkTarget: try FileSystem.readLink(full)))
+                default:
+                    warn("skipped \(full): not a regular file, directory or link")
+                }
+            }
+        }
+        if !unreadable.isEmpty {
+            let shown = unreadable.sorted().prefix(5).joined(separator: ", ") + (unreadable.count > 5 ? ", …" : "")
+            throw CMLError("cannot read \(unreadable.count == 1 ? "" : "\(unreadable.count) files: ")\(shown)",
+                           hint: "nothing was stored")
+        }
+        return found.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+    }
+}
+
+/// A file or link found by `Manifest.scan`, not yet stored.
+public struct ScannedFile: Sendable {
+    public var path: String
+    public var absolutePath: String
+    public var size: Int64
+    public var mode: UInt32
+    public var linkTarget: String?
+}
+
+extension BlobStore {
+    static func isBlobID(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+}

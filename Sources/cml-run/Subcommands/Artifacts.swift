@@ -1,0 +1,105 @@
+import ArgumentParser
+import CMLKit
+
+struct ArtifactList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "artifacts",
+        abstract: "List a run's artifacts, images and notes: JSON lines when piped, a table on a terminal.",
+        discussion: """
+            Examples:
+              cml-run artifacts 0192f3a4
+              cml-run artifacts 0192f3a4 | jq -r 'select(.kind == "image") | .name'
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
+    var format: String?
+
+    @Argument(help: ArgumentHelp("The run (id or unique prefix).", valueName: "id"))
+    var id: String?
+
+    func run() throws {
+        let outputFormat = try resolveFormat(format)
+        let store = try storeOption.open()
+        let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
+        let artifacts = try store.artifacts(run: runID)
+        var out = BufferedOutput()
+        switch outputFormat {
+        case .jsonl:
+            for artifact in artifacts { out.withBuffer { artifact.json.write(to: &$0); $0 += "\n" } }
+        case .json:
+            out.append(JSON.array(artifacts.map(\.json)).serialized + "\n")
+        case .table, .csv, .tsv:
+            let table = TextTable(
+                headers: ["NAME", "KIND", "STEP", "TYPE", "SIZE", "SHA256", "RECORDED"],
+                rows: artifacts.map { artifact in
+                    [artifact.name, artifact.kind, artifact.step.map(String.init) ?? "",
+                     artifact.isDirectory ? "directory (\(artifact.files) files)" : artifact.mediaType ?? "file",
+                     outputFormat == .table ? formatBytes(artifact.size) : String(artifact.size),
+                     outputFormat == .table ? String(artifact.sha256.prefix(12)) : artifact.sha256,
+                     String(Clock.rfc3339(artifact.time).prefix(19)).replacingOccurrences(of: "T", with: " ")]
+                })
+            out.append(table.render(outputFormat))
+        }
+        out.flush()
+    }
+}
+
+struct Get: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Fetch an artifact of a run into a file or directory, and print the path written.",
+        discussion: """
+            The content is verified against its sha256 as it is written, and appears under its final name \
+            only once it is whole. DEST defaults to the artifact's name in the current directory; an \
+            existing directory receives it inside, as with cp. - writes a file artifact to stdout.
+
+            Examples:
+              cml-run get 0192f3a4 model.pt
+              cml-run get 0192f3a4 checkpoints ./restored --force
+              cml-run get 0192f3a4 epoch.png --step 3 /tmp/
+              cml-run get 0192f3a4 text - | less
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Option(help: "The version recorded at this step (default: the one recorded last).")
+    var step: Int64?
+
+    @Flag(help: "Replace DEST when it exists.")
+    var force = false
+
+    @Argument(help: ArgumentHelp("The run (id or unique prefix).", valueName: "id"))
+    var id: String
+
+    @Argument(help: "The artifact's name (see cml-run artifacts).")
+    var name: String
+
+    @Argument(help: ArgumentHelp("Where to write it, or - for stdout.", valueName: "dest"))
+    var destination: String?
+
+    func run() throws {
+        let store = try storeOption.open()
+        let runID = try store.resolveRunID(id)
+        let artifact = try Artifacts.select(try store.artifacts(run: runID), name: name, step: step)
+        if destination == "-" {
+            try Artifacts.stream(artifact, from: store) { chunk in FileHandleOutput.standardOutput(raw: chunk) }
+            return
+        }
+        let written = try Artifacts.fetch(artifact, from: store, to: destination, force: force)
+        FileHandleOutput.standardOutput(written + "\n")
+    }
+}
+
+/// `1.5 MB` and the like, for tables.
+func formatBytes(_ bytes: Int64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
+    if unit == 0 { return "\(bytes) B" }
+    return (value < 10 ? String(Double(Int(value * 10)) / 10) : String(Int(value))) + " " + units[unit]
+}
