@@ -76,7 +76,7 @@ struct StoreTests {
         let blob = try #require(run.code["patch_blob"]?.stringValue)
         #expect(try store.blob(blob) == Array("diff\n".utf8))
         #expect(try store.runs(RunQuery(project: "other")).map(\.id) == [second])
-        #expect(try store.runs(RunQuery(tag: "b")).map(\.id) == [first])
+        #expect(try store.runs(RunQuery(tags: ["b"])).map(\.id) == [first])
     }
 
     @Test func metricsKeepSummariesAndStreamInOrder() throws {

@@ -29,7 +29,10 @@ public final class SQLiteStore: Store {
         var configuration = Configuration()
         // WAL is a property of the database file, set once by the migration that creates the schema;
         // each connection only needs NORMAL sync (WAL makes it safe) and the busy timeout.
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            db.add(function: Self.observedStatusFunction)
+        }
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true
         configuration.label = "cml"
@@ -184,23 +187,10 @@ public final class SQLiteStore: Store {
         return run
     }
 
-    public func runs(_ query: RunQuery) throws(CMLError) -> [Run] {
-        var clauses: [String] = []
-        var arguments: [any DatabaseValueConvertible] = []
-        if let project = query.project { clauses.append("runs.project = ?"); arguments.append(project) }
-        if let status = query.status { clauses.append("runs.status = ?"); arguments.append(status.rawValue) }
-        if let tag = query.tag {
-            clauses.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?)")
-            arguments.append(tag)
-        }
-        return try runs(whereSQL: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "),
-                        arguments: StatementArguments(arguments), limit: query.limit)
-    }
-
-    private func runs(whereSQL: String, arguments: StatementArguments, limit: Int?) throws(CMLError) -> [Run] {
+    func runs(whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?) throws(CMLError) -> [Run] {
         try read { db in
             let rows = try Row.fetchAll(db, sql: """
-                SELECT * FROM runs WHERE \(whereSQL) ORDER BY started_at DESC, id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+                SELECT * FROM runs WHERE \(whereSQL) ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
                 """, arguments: arguments)
             if rows.isEmpty { return [] }
             let ids = rows.map { $0["id"] as String }

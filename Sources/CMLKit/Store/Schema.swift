@@ -66,7 +66,7 @@ enum Schema {
             PRIMARY KEY (series, seq)
         ) WITHOUT ROWID;
         """,
-        // 2: artifacts (files, directories, images, notes) a run recorded; only ever added to.
+        // 2: artifacts (files, directories, images, notes) a run recorded, only ever added to; key indexes.
         """
         CREATE TABLE artifacts (
             id INTEGER PRIMARY KEY,
@@ -84,6 +84,9 @@ enum Schema {
         );
         CREATE INDEX artifacts_by_run ON artifacts(run_id, name);
         CREATE INDEX artifacts_by_blob ON artifacts(sha256);
+        -- `--where lr < 0.01` and `--sort -acc` first ask whether any run has the key.
+        CREATE INDEX params_by_key ON params(key);
+        CREATE INDEX metric_series_by_key ON metric_series(key);
         """,
     ]
 

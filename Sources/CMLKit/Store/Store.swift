@@ -1,14 +1,23 @@
-/// Which runs `ls` returns, newest first.
+/// Which runs `ls` returns: filtered, then sorted (newest first unless `sort` says otherwise).
 public struct RunQuery: Sendable {
     public var project: String?
     public var status: RunStatus?
-    public var tag: String?
+    /// Runs that carry every one of these tags.
+    public var tags: [String]
+    /// Runs started at or after this time.
+    public var since: Double?
+    public var filter: RunFilter?
+    public var sort: [RunSort]
     public var limit: Int?
 
-    public init(project: String? = nil, status: RunStatus? = nil, tag: String? = nil, limit: Int? = nil) {
+    public init(project: String? = nil, status: RunStatus? = nil, tags: [String] = [], since: Double? = nil,
+                filter: RunFilter? = nil, sort: [RunSort] = [], limit: Int? = nil) {
         self.project = project
         self.status = status
-        self.tag = tag
+        self.tags = tags
+        self.since = since
+        self.filter = filter
+        self.sort = sort
         self.limit = limit
     }
 }
@@ -34,7 +43,11 @@ public protocol Store: Sendable {
     /// The full id for a unique prefix; an error naming the candidates otherwise.
     func resolveRunID(_ prefix: String) throws(CMLError) -> String
     func run(id: String) throws(CMLError) -> Run
+    /// Runs matching `query`. Keys in its filter and sort resolve against what the store holds (see
+    /// `RunTerm.resolve`); filtering and sorting read only the per-run summaries, never metric series.
     func runs(_ query: RunQuery) throws(CMLError) -> [Run]
+    /// Parameters and metrics by what the store holds, for resolving keys.
+    func catalog() -> RunTerm.Catalog
     /// Streams a run's points in step order (per key), without holding the series in memory.
     func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
     func blob(_ id: String) throws(CMLError) -> [UInt8]
