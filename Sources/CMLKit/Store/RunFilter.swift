@@ -70,7 +70,8 @@ private struct FilterParser {
 
     mutating func parseWhole() throws(CMLError) -> RunFilter {
         let filter = try parseOr()
-        guard try next() == .end else { throw failure("unexpected \(describe(try peek()))") }
+        let token = try next()
+        guard token == .end else { throw failure("unexpected \(describe(token))") }
         return filter
     }
 

@@ -72,9 +72,9 @@ struct List: ParsableCommand {
         if let columns {
             selected = try columns.split(separator: ",").map { name throws(CMLError) in try RunTerm.resolve(String(name), in: catalog) }
         }
-        // A table shows what the listing was filtered and sorted by, after the usual columns.
+        // A table shows what the listing was sorted and filtered by, after the usual columns.
         var extra: [RunTerm] = []
-        for name in (query.filter?.keys.map(\.0) ?? []) + query.sort.map(\.key) {
+        for name in query.sort.map(\.key) + (query.filter?.keys.map(\.0) ?? []) {
             if let term = try? RunTerm.resolve(name, in: catalog), !extra.contains(term), !Self.tableFields.contains(term) {
                 extra.append(term)
             }

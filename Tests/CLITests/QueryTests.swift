@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+
+/// `cml-run ls` filtering, sorting and columns, as a user pipes them.
+struct QueryTests {
+    /// Four runs: lr 0.1/0.01/0.001 in project sweep (acc 0.9/0.99/0.999), and a failed one elsewhere.
+    private func populate(_ box: Sandbox) throws {
+        for (lr, acc) in [("0.1", "0.9"), ("0.01", "0.99"), ("0.001", "0.999")] {
+            let result = try box.run("cml-run", ["--monitor-interval", "0", "--project", "sweep", "--tag", "grid",
+                                                 "--", "sh", "-c", "echo acc: 0.5; echo acc: \(acc); echo loss: \(lr)", "x", "--lr", lr,
+                                                 "--opt", lr == "0.01" ? "sgd" : "adam"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let failed = try box.run("cml-run", ["--monitor-interval", "0", "--name", "broken", "--", "sh", "-c", "echo acc: 0.3; exit 4"])
+        #expect(failed.status == 4)
+    }
+
+    private func ids(_ result: CommandResult) -> [String] {
+        result.jsonLines.compactMap { $0["lr"] as? Double }.map { String($0) }
+    }
+
+    @Test func whereSortAndColumns() throws {
+        let box = try Sandbox()
+        try populate(box)
+        func ls(_ arguments: [String]) throws -> CommandResult {
+            let result = try box.run("cml-run", ["ls"] + arguments)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            return result
+        }
+        let best = try ls(["--where", "acc > 0.95 and lr <= 0.01 and status = completed", "--sort", "-acc", "--columns", "lr,acc"])
+        #expect(best.out == "{\"lr\":0.001,\"acc\":0.999}\n{\"lr\":0.01,\"acc\":0.99}\n")
+        #expect(ids(try ls(["--sort=lr", "--columns", "lr"])) == ["0.001", "0.01", "0.1"])
+        // Runs without the key come last in both directions.
+        let descending = try ls(["--sort", "-lr", "--columns", "name,lr"]).jsonLines
+        #expect(descending.map { $0["name"] is NSNull } == [true, true, true, false])
+        #expect(try ls(["--where", "acc.max < 0.4", "--columns", "name"]).out == "{\"name\":\"broken\"}\n")
+        #expect(try ls(["--where", "acc.min = 0.5 and acc.count = 2", "--columns", "lr"]).jsonLines.count == 3)
+        #expect(ids(try ls(["--where", "opt = adam and not lr > 0.05", "--columns", "lr"])) == ["0.001"])
+        #expect(ids(try ls(["--where", "opt ~ 's*' or lr = 0.1", "--sort", "lr", "--columns", "lr"])) == ["0.01", "0.1"])
+        #expect(try ls(["--where", "status = failed and exit_code = 4 and name = 'broken'", "--columns", "name"]).jsonLines.count == 1)
+        #expect(try ls(["--where", "loss < acc.min", "--columns", "lr"]).jsonLines.count == 3)
+        #expect(try ls(["--tag", "grid", "--project", "sweep", "--since", "1h", "--limit", "2"]).jsonLines.count == 2)
+        #expect(try ls(["--since", "2999-01-01"]).out.isEmpty)
+        #expect(try ls(["--where", "tag = grid and duration < 60", "--columns", "lr"]).jsonLines.count == 3)
+
+        let csv = try ls(["--sort", "-acc", "--columns", "lr,acc,status", "--format", "csv"])
+        #expect(csv.out == "LR,ACC,STATUS\n0.001,0.999,completed\n0.01,0.99,completed\n0.1,0.9,completed\n,0.3,failed\n")
+        let table = try ls(["--where", "acc > 0.95", "--sort", "-acc.max", "--format", "table"])
+        let header = try #require(table.out.split(separator: "\n").first)
+        #expect(header.hasPrefix("ID") && header.hasSuffix("ACC.MAX  ACC"))
+    }
+
+    @Test func badQueriesAreRefusedWithWhatExists() throws {
+        let box = try Sandbox()
+        try populate(box)
+        let cases: [([String], String)] = [
+            (["--where", "accuracy > 0.9"], "--where: no run has a key 'accuracy' (at character 1) (parameters: lr, opt; metrics: acc, loss;"),
+            (["--sort", "-f1"], "no run has a key 'f1' (parameters: lr, opt; metrics: acc, loss;"),
+            (["--columns", "id,lrr"], "no run has a key 'lrr'"),
+            (["--where", "acc > > 1"], "expected a value after >, found '>' at character 7"),
+            (["--where", "status = done"], "unknown status 'done'"),
+            (["--where", "started > 'last week'"], "'last week' is not a date"),
+            (["--since", "recently"], "--since 'recently' is neither a duration nor a date"),
+        ]
+        for (arguments, message) in cases {
+            let result = try box.run("cml-run", ["ls"] + arguments)
+            #expect(result.status == 2 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
+            #expect(result.out.isEmpty)
+        }
+    }
+}
