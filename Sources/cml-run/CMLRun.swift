@@ -22,8 +22,11 @@ struct CMLRun: ParsableCommand {
               cml-run metrics 0192f3a4 --key loss
               cml-run artifacts 0192f3a4
               cml-run get 0192f3a4 model.pt ./restored.pt
+              cml-run tag 0192f3a4 +best -old
+              cml-run ls --status failed | cml-run rm --yes
             """,
-        subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, ArtifactList.self, Get.self, Parse.self],
+        subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, ArtifactList.self, Get.self,
+                      TagCommand.self, Rename.self, Remove.self, Projects.self, Parse.self],
         defaultSubcommand: Exec.self
     )
 }

@@ -124,6 +124,7 @@ public final class SQLiteStore: Store {
                 ] as [(any DatabaseValueConvertible)?]))
             try Self.insertTags(db, run: record.id, record.tags)
             try Self.insertParams(db, run: record.id, record.params)
+            if let blob = record.code["patch_blob"]?.stringValue { try Self.insertBlobReferences(db, run: record.id, [blob]) }
         }
         return run
     }
@@ -146,6 +147,74 @@ public final class SQLiteStore: Store {
 
     public func addTags(run id: String, _ tags: [String]) throws(CMLError) {
         try write { db in try Self.insertTags(db, run: id, tags) }
+    }
+
+    public func removeTags(run id: String, _ tags: [String]) throws(CMLError) {
+        try write { db in
+            for tag in tags { try db.execute(sql: "DELETE FROM run_tags WHERE run_id = ? AND tag = ?", arguments: [id, tag]) }
+        }
+    }
+
+    public func rename(run id: String, to name: String?) throws(CMLError) {
+        try write { db in try db.execute(sql: "UPDATE runs SET name = ? WHERE id = ?", arguments: [name, id]) }
+    }
+
+    static func insertBlobReferences(_ db: Database, run id: String, _ blobs: some Sequence<String>) throws {
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO run_blobs (blob, run_id) VALUES (?, ?)")
+        for blob in blobs { try insert.execute(arguments: [blob, id]) }
+    }
+
+    public func removeRuns(_ ids: [String]) throws(CMLError) -> RemovalReport {
+        var logBytes: Int64 = 0
+        for id in ids {
+            var st = stat()
+            if stat(logPath(id), &st) == 0 { logBytes += Int64(st.st_size) }
+        }
+        // Unreferenced blobs are deleted inside the transaction that drops their last reference, while it
+        // holds the write lock, so no other writer can add a reference to one in between.
+        var blobCount = 0
+        var blobBytes: Int64 = 0
+        try write { db in
+            var candidates = Set<String>()
+            for id in ids {
+                candidates.formUnion(try String.fetchAll(db, sql: "SELECT blob FROM run_blobs WHERE run_id = ?", arguments: [id]))
+                try db.execute(sql: "DELETE FROM metric_points WHERE series IN (SELECT id FROM metric_series WHERE run_id = ?)", arguments: [id])
+                try db.execute(sql: "DELETE FROM runs WHERE id = ?", arguments: [id])
+            }
+            for blob in candidates.sorted()
+            where try Bool.fetchOne(db, sql: "SELECT 1 FROM run_blobs WHERE blob = ? LIMIT 1", arguments: [blob]) == nil {
+                var st = stat()
+                let path = blobs.path(of: blob)
+                if stat(path, &st) == 0, unlink(path) == 0 {
+                    blobCount += 1
+                    blobBytes += Int64(st.st_size)
+                    rmdir(FileSystem.directoryName(path))  // only when that was its folder's last blob
+                }
+            }
+        }
+        for id in ids { unlink(logPath(id)) }
+        return RemovalReport(runs: ids.count, blobs: blobCount, bytesFreed: blobBytes + logBytes)
+    }
+
+    public func projects() throws(CMLError) -> [ProjectSummary] {
+        try read { db in
+            var summaries: [String: ProjectSummary] = [:]
+            var order: [String] = []
+            for row in try Row.fetchAll(db, sql: """
+                SELECT project, cml_status(status, host, pid) AS observed, COUNT(*) AS runs, MAX(started_at) AS last
+                FROM runs GROUP BY project, observed ORDER BY last DESC
+                """) {
+                let name: String = row["project"]
+                if summaries[name] == nil {
+                    order.append(name)
+                    summaries[name] = ProjectSummary(name: name, runs: 0, byStatus: [:], lastStarted: row["last"])
+                }
+                summaries[name]!.runs += row["runs"] as Int
+                summaries[name]!.byStatus[row["observed"], default: 0] += row["runs"] as Int
+                summaries[name]!.lastStarted = max(summaries[name]!.lastStarted, row["last"])
+            }
+            return order.compactMap { summaries[$0] }.sorted { $0.lastStarted > $1.lastStarted }
+        }
     }
 
     private static func insertParams(_ db: Database, run id: String, _ params: [Param]) throws {
@@ -288,7 +357,15 @@ public final class SQLiteStore: Store {
     // MARK: Artifacts
 
     public func addArtifact(_ artifact: Artifact) throws(CMLError) {
+        // A directory references its manifest and every file the manifest names.
+        var referenced = [artifact.sha256]
+        if artifact.isDirectory {
+            var manifestBytes: [UInt8] = []
+            try readBlob(artifact.sha256) { chunk throws(CMLError) in manifestBytes += chunk }
+            referenced += try Manifest(decoding: manifestBytes).entries.compactMap(\.sha256)
+        }
         try write { db in
+            try Self.insertBlobReferences(db, run: artifact.run, referenced)
             try db.execute(sql: """
                 INSERT INTO artifacts (run_id, name, kind, step, sha256, size, files, is_directory, media_type, source, time)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

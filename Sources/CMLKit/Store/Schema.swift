@@ -84,6 +84,16 @@ enum Schema {
         );
         CREATE INDEX artifacts_by_run ON artifacts(run_id, name);
         CREATE INDEX artifacts_by_blob ON artifacts(sha256);
+        -- Which blobs each run references (its patch, its artifacts and their directories' files), so
+        -- that removing runs frees exactly the blobs nothing else references.
+        CREATE TABLE run_blobs (
+            blob TEXT NOT NULL,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            PRIMARY KEY (blob, run_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_blobs_by_run ON run_blobs(run_id);
+        INSERT OR IGNORE INTO run_blobs (blob, run_id)
+            SELECT json_extract(code, '$.patch_blob'), id FROM runs WHERE json_extract(code, '$.patch_blob') IS NOT NULL;
         -- `--where lr < 0.01` and `--sort -acc` first ask whether any run has the key.
         CREATE INDEX params_by_key ON params(key);
         CREATE INDEX metric_series_by_key ON metric_series(key);

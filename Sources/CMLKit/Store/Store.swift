@@ -22,6 +22,22 @@ public struct RunQuery: Sendable {
     }
 }
 
+/// What `removeRuns` removed and freed.
+public struct RemovalReport: Sendable, Equatable {
+    public var runs: Int
+    public var blobs: Int
+    /// Bytes of blobs and console logs deleted.
+    public var bytesFreed: Int64
+}
+
+public struct ProjectSummary: Sendable, Equatable {
+    public var name: String
+    public var runs: Int
+    /// Runs by stored status (`running` includes runs whose cml-run is gone).
+    public var byStatus: [String: Int]
+    public var lastStarted: Double
+}
+
 /// Everything the commands do with a store. The SQLite store implements it on a local directory; a later
 /// HTTP store implements it against `cml-serve`, so no command talks SQL or HTTP itself.
 public protocol Store: Sendable {
@@ -34,6 +50,13 @@ public protocol Store: Sendable {
     /// Adds or replaces parameters of a run (from its log channel or `cml-log`).
     func addParams(run id: String, _ params: [Param]) throws(CMLError)
     func addTags(run id: String, _ tags: [String]) throws(CMLError)
+    func removeTags(run id: String, _ tags: [String]) throws(CMLError)
+    /// Names a run; nil clears its name.
+    func rename(run id: String, to name: String?) throws(CMLError)
+    /// Removes runs with everything they recorded, and the blobs no remaining run references.
+    func removeRuns(_ ids: [String]) throws(CMLError) -> RemovalReport
+    /// Projects with their run counts, most recently used first.
+    func projects() throws(CMLError) -> [ProjectSummary]
     /// A writer that appends metric points to one run in batched transactions and keeps its summaries.
     func metricWriter(run id: String) throws(CMLError) -> any MetricWriter
     /// An appender for the run's console output.

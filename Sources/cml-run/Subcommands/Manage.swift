@@ -1,0 +1,149 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+struct TagCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tag",
+        abstract: "Add (+TAG) and remove (-TAG) tags of runs.",
+        discussion: """
+            Runs are ids or unique prefixes, or JSON lines with an "id" on stdin.
+
+            Examples:
+              cml-run tag 0192f3a4 +best -old
+              cml-run ls --where 'acc > 0.95' | cml-run tag +good
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    // Unrecognized: `-old` is a change, not an option.
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Run ids, then +TAG to add and -TAG to remove.", valueName: "id|+tag|-tag"))
+    var arguments: [String] = []
+
+    func run() throws {
+        let changes = arguments.filter { $0.hasPrefix("+") || $0.hasPrefix("-") }
+        let ids = arguments.filter { !($0.hasPrefix("+") || $0.hasPrefix("-")) }
+        guard !changes.isEmpty else { throw CMLError.usage("no tag to add or remove", hint: "e.g. cml-run tag ID +best -old") }
+        let add = changes.filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) }
+        let remove = changes.filter { $0.hasPrefix("-") }.map { String($0.dropFirst()) }
+        if let bad = (add + remove).first(where: { $0.isEmpty || $0.unicodeScalars.contains { $0.value < 0x20 } }) {
+            throw CMLError.usage("bad tag \(JSON.string(bad).serialized)", hint: "tags are non-empty text")
+        }
+        let store = try storeOption.open()
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        var out = BufferedOutput()
+        for id in resolved {
+            try store.removeTags(run: id, remove)
+            try store.addTags(run: id, add)
+            let run = try store.run(id: id)
+            out.withBuffer { JSON.object([("id", .string(id)), ("tags", .array(run.tags.map(JSON.string)))]).write(to: &$0); $0 += "\n" }
+        }
+        out.flush()
+    }
+}
+
+struct Rename: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Name a run (an empty name clears it).",
+        discussion: "Example:\n  cml-run rename 0192f3a4 baseline")
+
+    @OptionGroup var storeOption: StoreOption
+    @Argument(help: ArgumentHelp("The run (id or unique prefix).", valueName: "id")) var id: String
+    @Argument(help: "The new name.") var name: String
+
+    func run() throws {
+        let store = try storeOption.open()
+        let runID = try store.resolveRunID(id)
+        try store.rename(run: runID, to: name.isEmpty ? nil : name)
+        FileHandleOutput.standardOutput(JSON.object([("id", .string(runID)), ("name", name.isEmpty ? .null : .string(name))]).serialized + "\n")
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Remove runs with their output, metrics and artifacts, and free the blobs only they used.",
+        discussion: """
+            Runs are ids or unique prefixes, or JSON lines with an "id" on stdin. On a terminal it asks \
+            first, unless --yes. A run still running is refused unless --force. Prints what was removed \
+            and the bytes freed.
+
+            Examples:
+              cml-run rm 0192f3a4
+              cml-run ls --status failed | cml-run rm --yes
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+    @Flag(name: [.short, .long], help: "Do not ask.") var yes = false
+    @Flag(help: "Also remove runs that are still running.") var force = false
+    @Argument(help: ArgumentHelp("Run ids or unique prefixes.", valueName: "id")) var ids: [String] = []
+
+    func run() throws {
+        let store = try storeOption.open()
+        let resolved = Array(Set(try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store))).sorted()
+        let runs = try resolved.map { id throws(CMLError) in try store.run(id: id) }
+        if !force, let running = runs.first(where: { $0.observedStatus == .running }) {
+            throw CMLError("run \(RunID.short(running.id)) is still running", hint: "stop it first, or pass --force")
+        }
+        if !yes, !Self.confirm("remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
+            throw CMLError("nothing removed")
+        }
+        let report = try store.removeRuns(resolved)
+        FileHandleOutput.standardOutput(JSON.object([
+            ("removed", .array(resolved.map(JSON.string))), ("blobs_removed", .int(Int64(report.blobs))),
+            ("bytes_freed", .int(report.bytesFreed)),
+        ]).serialized + "\n")
+    }
+
+    /// Asks on the terminal (not stdin, which may carry the ids); with no terminal there is no one to ask.
+    static func confirm(_ question: String) -> Bool {
+        let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
+        guard tty >= 0 else { return true }
+        defer { close(tty) }
+        var prompt = "cml-run: \(question) [y/N] "
+        prompt.withUTF8 { _ = write(tty, $0.baseAddress, $0.count) }
+        var answer: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(tty, &byte, 1) == 1, byte != 0x0A { answer.append(byte) }
+        let text = String(decoding: answer, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+        return text == "y" || text == "yes"
+    }
+}
+
+struct Projects: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List projects with their run counts, most recently used first.",
+        discussion: "Example:\n  cml-run projects\n  cml-run projects | jq -r .project")
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
+    var format: String?
+
+    func run() throws {
+        let outputFormat = try resolveFormat(format)
+        let projects = try storeOption.open().projects()
+        let statuses = RunStatus.allCases.map(\.rawValue)
+        var out = BufferedOutput()
+        switch outputFormat {
+        case .jsonl, .json:
+            let objects: [JSON] = projects.map { project in
+                .object([("project", .string(project.name)), ("runs", .int(Int64(project.runs)))]
+                        + statuses.compactMap { status in project.byStatus[status].map { (status, .int(Int64($0))) } }
+                        + [("last_started", .string(Clock.rfc3339(project.lastStarted)))])
+            }
+            if outputFormat == .json { out.append(JSON.array(objects).serialized + "\n") }
+            else { for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } } }
+        case .table, .csv, .tsv:
+            let table = TextTable(headers: ["PROJECT", "RUNS"] + statuses.map { $0.uppercased() } + ["LAST STARTED"],
+                                  rows: projects.map { project in
+                                      [project.name, String(project.runs)] + statuses.map { String(project.byStatus[$0] ?? 0) }
+                                          + [String(Clock.rfc3339(project.lastStarted).prefix(19)).replacingOccurrences(of: "T", with: " ")]
+                                  })
+            out.append(table.render(outputFormat))
+        }
+        out.flush()
+    }
+}
