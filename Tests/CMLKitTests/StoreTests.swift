@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import GRDB
 import Testing
 
 @testable import CMLKit
@@ -132,18 +133,30 @@ struct StoreTests {
     }
 
     @Test func aStoreOfAnOlderSchemaIsUpgradedInPlace() throws {
-        let box = try TemporaryStore()
-        let id = try box.makeRun()
-        // Back to schema 1, as a store written before artifacts existed.
-        try box.store.write { db in
-            try db.execute(sql: "DROP TABLE artifacts; PRAGMA user_version = 1")
+        // A store as schema 1 wrote it, holding a run with a patch.
+        let box = try TemporaryStore(open: false)
+        let old = try DatabaseQueue(path: box.directory + "/cml.db")
+        let patch = String(repeating: "c", count: 64)
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: Schema.migrations[0])
+            try db.execute(sql: """
+                INSERT INTO runs (id, project, status, command, cwd, host, user, started_at, env, code)
+                VALUES ('0123', 'p', 'completed', '["true"]', '/', 'h', 'u', 1, '{}', '{"patch_blob": "\(patch)"}');
+                INSERT INTO params (run_id, key, value, number, source) VALUES ('0123', 'lr', '0.1', 0.1, 'argv');
+                PRAGMA user_version = 1;
+                """)
         }
-        let reopened = try SQLiteStore(directory: box.directory)
-        #expect(try reopened.run(id: id).params.first?.key == "lr")
-        let artifact = Artifact(run: id, name: "m", kind: "model", step: nil, sha256: String(repeating: "a", count: 64),
+        try old.close()
+        let store = try SQLiteStore(directory: box.directory)
+        #expect(try store.run(id: "0123").params.first?.key == "lr")
+        let references = try store.read { db in try String.fetchAll(db, sql: "SELECT blob FROM run_blobs WHERE run_id = '0123'") }
+        #expect(references == [patch])
+        let artifact = Artifact(run: "0123", name: "m", kind: "model", step: nil, sha256: String(repeating: "a", count: 64),
                                 size: 1, files: 1, isDirectory: false, mediaType: nil, source: nil, time: 1)
-        try reopened.addArtifact(artifact)
-        #expect(try reopened.artifacts(run: id) == [artifact])
+        try store.addArtifact(artifact)
+        #expect(try store.artifacts(run: "0123") == [artifact])
+        #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == Schema.migrations.count)
     }
 
     @Test func filesAreStoredStreamingUnderTheSameIdAsTheirBytes() throws {
