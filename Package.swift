@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "cml-run", targets: ["cml-run"]),
         .executable(name: "cml-log", targets: ["cml-log"]),
+        .executable(name: "cml-diff", targets: ["cml-diff"]),
         .library(name: "CMLKit", targets: ["CMLKit"]),
     ],
     dependencies: [
@@ -40,8 +41,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "cml-diff",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"]),
-        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -62,7 +62,7 @@ public struct GitCaptureError: Error, CustomStringConvertible {
 public enum GitCapture {
     /// libgit2 must be initialised once per process; a static let is initialised
     /// exactly once, thread-safely. We never call git_libgit2_shutdown.
-    private static let libgit2Ready: Int32 = git_libgit2_init()
+    static let libgit2Ready: Int32 = git_libgit2_init()
 
     /// Starts initialising libgit2 on its own thread when `directory` may be inside a repository, so that
     /// its cost (milliseconds: the TLS backend parses the CA bundle) overlaps whatever comes next.

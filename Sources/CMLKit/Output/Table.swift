@@ -54,6 +54,17 @@ public struct TextTable: Sendable {
     }
 }
 
+/// Up to 6 significant digits, for table cells.
+public func formatNumber(_ value: Double) -> String {
+    if value.isNaN { return "nan" }
+    if value.isInfinite { return value > 0 ? "inf" : "-inf" }
+    if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
+    var text = String(format: "%.6g", value)
+    if text.contains("e") { return text }
+    while text.contains(".") && (text.hasSuffix("0") || text.hasSuffix(".")) { text.removeLast() }
+    return text
+}
+
 /// Human durations for tables: `850ms`, `12.3s`, `4m05s`, `2h03m`.
 public func formatDuration(_ seconds: Double) -> String {
     if seconds < 1 { return "\(Int(seconds * 1000))ms" }

@@ -403,7 +403,7 @@ public final class SQLiteStore: Store {
 
 extension JSON {
     /// The number a parameter sorts and compares by, when it has one.
-    var number: Double? {
+    public var number: Double? {
         switch self {
         case .int(let i): return Double(i)
         case .double(let d): return d

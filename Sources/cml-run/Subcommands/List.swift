@@ -139,14 +139,3 @@ private func cell(_ term: RunTerm, of run: Run, format: OutputFormat) -> String 
         }
     }
 }
-
-/// Up to 6 significant digits, for table cells.
-func formatNumber(_ value: Double) -> String {
-    if value.isNaN { return "nan" }
-    if value.isInfinite { return value > 0 ? "inf" : "-inf" }
-    if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
-    var text = String(format: "%.6g", value)
-    if text.contains("e") { return text }
-    while text.contains(".") && (text.hasSuffix("0") || text.hasSuffix(".")) { text.removeLast() }
-    return text
-}

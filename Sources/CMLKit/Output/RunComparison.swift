@@ -1,0 +1,89 @@
+/// Runs side by side: one row per field, parameter, metric summary or environment variable, with each
+/// run's value, for `cml-diff` (and the web UI's compare view).
+public struct ComparisonRow: Sendable {
+    public enum Kind: String, Sendable { case field, param, metric, env }
+
+    public var kind: Kind
+    public var key: String
+    /// One value per run, in the runs' order; null where a run lacks the key.
+    public var values: [JSON]
+
+    /// Whether the runs disagree (a key some runs lack counts as a difference).
+    public var differs: Bool {
+        guard let first = values.first?.serialized else { return false }
+        return values.dropFirst().contains { $0.serialized != first }
+    }
+}
+
+public enum RunComparison {
+    /// Fields worth comparing; with `all`, also those that differ between any two runs by nature.
+    static func fields(all: Bool) -> [(String, (Run) -> JSON)] {
+        var fields: [(String, (Run) -> JSON)] = [
+            ("name", { $0.name.map(JSON.string) ?? .null }),
+            ("project", { .string($0.project) }),
+            ("status", { .string($0.observedStatus.rawValue) }),
+            ("exit_code", { $0.end?.exitCode.map { .int(Int64($0)) } ?? .null }),
+            ("command", { .string($0.command.joined(separator: " ")) }),
+            ("commit", { $0.code["commit"]?.stringValue.map { .string(String($0.prefix(12))) } ?? .null }),
+            ("dirty", { $0.code["dirty"] ?? .null }),
+            ("host", { .string($0.host) }),
+        ]
+        if all {
+            fields += [
+                ("started", { .string(Clock.rfc3339($0.startedAt)) }),
+                ("duration", { $0.duration.map(JSON.double) ?? .null }),
+            ]
+        }
+        return fields
+    }
+
+    /// Fields, then parameters, then metric summaries (`stats` of each), keys sorted within each group.
+    public static func rows(_ runs: [Run], stats: [RunTerm.MetricAggregate] = [.last], all: Bool = false) -> [ComparisonRow] {
+        var rows = fields(all: all).map { name, value in ComparisonRow(kind: .field, key: name, values: runs.map(value)) }
+        let paramKeys = Set(runs.flatMap { $0.params.map(\.key) }).sorted()
+        for key in paramKeys {
+            rows.append(ComparisonRow(kind: .param, key: key, values: runs.map { RunTerm.param(key).value(of: $0) }))
+        }
+        let metricKeys = Set(runs.flatMap { $0.metrics.map(\.key) }).sorted()
+        for key in metricKeys {
+            for stat in stats {
+                rows.append(ComparisonRow(kind: .metric, key: RunTerm.metric(key, stat).name,
+                                          values: runs.map { RunTerm.metric(key, stat).value(of: $0) }))
+            }
+        }
+        return all ? rows : rows.filter(\.differs)
+    }
+
+    /// The environment variables, one row each; `CML_RUN_ID`, which always differs, is left out.
+    public static func environmentRows(_ runs: [Run], all: Bool = false) -> [ComparisonRow] {
+        let tables = runs.map { run in
+            Dictionary(run.environment.filter { $0.0 != "CML_RUN_ID" }, uniquingKeysWith: { _, last in last })
+        }
+        let keys = Set(tables.flatMap(\.keys)).sorted()
+        let rows = keys.map { key in
+            ComparisonRow(kind: .env, key: key, values: tables.map { $0[key].map(JSON.string) ?? .null })
+        }
+        return all ? rows : rows.filter(\.differs)
+    }
+
+    /// A label per run naming what sets it apart: the parameters that differ (`lr=0.1 opt=adam`), else
+    /// its name, else its short id. Labels that would still be equal get the id added.
+    public static func labels(_ runs: [Run]) -> [String] {
+        let differing = rows(runs).filter { $0.kind == .param }
+        var labels = runs.indices.map { index -> String in
+            let parts = differing.compactMap { row -> String? in
+                let value = row.values[index]
+                if value == .null { return nil }
+                return "\(row.key)=\(value.stringValue ?? value.serialized)"
+            }
+            if !parts.isEmpty { return parts.joined(separator: " ") }
+            return runs[index].name ?? RunID.short(runs[index].id)
+        }
+        if Set(labels).count < labels.count {
+            labels = zip(labels, runs).map { label, run in
+                label == RunID.short(run.id) ? label : "\(RunID.short(run.id)) \(label)"
+            }
+        }
+        return labels
+    }
+}
