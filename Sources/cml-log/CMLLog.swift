@@ -19,8 +19,9 @@ struct CMLLog: ParsableCommand {
               cml-log param lr 0.01
               cml-log tag best
               printf '{"step": 3, "loss": 0.3, "acc": 0.9}\\n' | cml-log --run 01a21c9f
+              cml-log tensorboard ./runs --run 01a21c9f
             """,
-        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self],
+        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self, TensorBoard.self],
         defaultSubcommand: Lines.self
     )
 
@@ -127,5 +128,39 @@ struct Tag: ParsableCommand {
 
     func run() throws {
         try target.record(.object([("tag", .string(name))]))
+    }
+}
+
+struct TensorBoard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tensorboard",
+        abstract: "Import the scalars of TensorBoard event files under a directory.",
+        discussion: """
+            Reads every event file (name holding "tfevents") under DIR and records its scalars with \
+            their steps and wall times. It writes to the store itself, also inside a run (the run is \
+            then $CML_RUN_ID). Points the run already has with the same key, step and wall time are \
+            left out, so importing the same files again adds nothing.
+
+            Example:
+              cml-log tensorboard ./runs --run 01a21c9f
+            """)
+
+    @OptionGroup var target: Target
+    @Argument(help: ArgumentHelp("The directory holding the event files.", valueName: "dir")) var directory: String
+
+    func run() throws {
+        let store = try StoreLocation.open(target.store)
+        guard let run = target.run ?? getenv("CML_RUN_ID").map({ String(cString: $0) }) else {
+            throw CMLError.usage("no run to import into", hint: "run inside cml-run, or pass --run ID")
+        }
+        let id = try store.resolveRunID(run)
+        let (added, skipped) = try TensorBoardImporter.importAll(from: directory, into: id, store: store) { warning in
+            CMLLog.writeError("cml-log: warning: \(warning)\n")
+        }
+        // A count for a person watching; scripts check the metrics themselves.
+        if isatty(STDERR_FILENO) == 1 {
+            CMLLog.writeError("cml-log: imported \(added) points into run \(RunID.short(id))"
+                              + (skipped > 0 ? " (\(skipped) already recorded)\n" : "\n"))
+        }
     }
 }
