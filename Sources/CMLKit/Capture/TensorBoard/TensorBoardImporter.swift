@@ -3,14 +3,14 @@ import Glibc
 /// Finds TensorBoard event files (names holding "tfevents") under some directories and reads the scalar
 /// points written to them since the last pass. The search is bounded so that a run started in a huge
 /// data directory does not stall: hidden directories (.git, .venv), `node_modules` and `__pycache__` are
-/// skipped, symbolic links are not followed, and each directory is searched `maxDepth` levels deep and
-/// `maxEntries` entries far at most.
+/// skipped, symbolic links are not followed, and each directory is searched `maxDepth` levels deep (a
+/// file directly in it is 1 level down) and `maxEntries` entries far at most.
 public struct TensorBoardImporter {
     public static let maxDepth = 8
-    public static let maxEntries = 50_000
 
     /// The directories searched, absolute.
     public let directories: [String]
+    private let maxEntries: Int
     /// Files last modified before this time are left alone (a previous run's logs); nil imports all.
     private let modifiedSince: Double?
     private var readers: [FileIdentity: EventFileReader] = [:]
@@ -21,9 +21,10 @@ public struct TensorBoardImporter {
         var inode: UInt64
     }
 
-    public init(directories: [String], modifiedSince: Double? = nil) {
+    public init(directories: [String], modifiedSince: Double? = nil, maxEntries: Int = 50_000) {
         self.directories = directories
         self.modifiedSince = modifiedSince
+        self.maxEntries = maxEntries
     }
 
     /// The points written since the last call, file by file in path order.
@@ -31,7 +32,7 @@ public struct TensorBoardImporter {
         var found: [(path: String, identity: FileIdentity, size: Int64)] = []
         var seen: Set<FileIdentity> = []
         for directory in directories {
-            let complete = Self.findEventFiles(in: directory) { path, info in
+            let complete = Self.findEventFiles(in: directory, maxEntries: maxEntries) { path, info in
                 let identity = FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
                 guard seen.insert(identity).inserted else { return }
                 let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
@@ -40,7 +41,7 @@ public struct TensorBoardImporter {
                 found.append((path, identity, Int64(info.st_size)))
             }
             if !complete, warnedAboutLimit.insert(directory).inserted {
-                warn("stopped looking for TensorBoard event files in \(directory) after \(Self.maxEntries) entries "
+                warn("stopped looking for TensorBoard event files in \(directory) after \(maxEntries) entries "
                      + "(name their directory with --tb-dir)")
             }
         }
@@ -61,7 +62,7 @@ public struct TensorBoardImporter {
 
     /// Calls `body` with each event file under `directory` and its lstat; false when the search stopped
     /// at `maxEntries`. A directory that cannot be opened (gone, not permitted) is passed over.
-    static func findEventFiles(in directory: String, _ body: (String, stat) -> Void) -> Bool {
+    static func findEventFiles(in directory: String, maxEntries: Int, _ body: (String, stat) -> Void) -> Bool {
         var pending: [(path: String, depth: Int)] = [(directory, 0)]
         var entries = 0
         while let (path, depth) = pending.popLast() {
