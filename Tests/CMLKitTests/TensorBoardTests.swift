@@ -178,15 +178,19 @@ struct TensorBoardTests {
         #expect(found.contains(root + "/outside/events.out.tfevents.7"))
     }
 
-    @Test func theSearchStopsAtItsEntryLimitWithOneWarning() throws {
+    @Test func theSearchStopsAtItsEntryLimitWithOneWarningAfterLookingNearFirst() throws {
         let root = makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        for index in 0..<30 { try write([], to: root + "/file\(index)") }
+        try FileManager.default.createDirectory(atPath: root + "/data/a/b", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/runs/x", withIntermediateDirectories: true)
+        for index in 0..<30 { try write([], to: root + "/data/a/b/file\(index)") }
+        try FileManager.default.copyItem(atPath: mainFixture, toPath: root + "/runs/x/events.out.tfevents.1")
         var importer = TensorBoardImporter(directories: [root], maxEntries: 10)
         let warnings = Warnings()
-        _ = importer.importNew(warn: warnings.add)
-        _ = importer.importNew(warn: warnings.add)
-        #expect(warnings.all == ["stopped looking for TensorBoard event files in \(root) after 10 entries (name their directory with --tb-dir)"])
+        // Level by level: runs/x is listed before data/a/b spends the entries.
+        #expect(importer.importNew(warn: warnings.add) == expectedMainPoints)
+        #expect(importer.importNew(warn: warnings.add).isEmpty)
+        #expect(warnings.all == ["stopped looking for TensorBoard event files in \(root) after 10 entries (name their directory with --tb-dir, or turn this off with --no-tensorboard)"])
     }
 
     @Test func filesOlderThanTheRunAreLeftAlone() throws {

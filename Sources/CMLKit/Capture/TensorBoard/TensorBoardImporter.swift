@@ -42,7 +42,7 @@ public struct TensorBoardImporter {
             }
             if !complete, warnedAboutLimit.insert(directory).inserted {
                 warn("stopped looking for TensorBoard event files in \(directory) after \(maxEntries) entries "
-                     + "(name their directory with --tb-dir)")
+                     + "(name their directory with --tb-dir, or turn this off with --no-tensorboard)")
             }
         }
         var points: [MetricPoint] = []
@@ -61,20 +61,35 @@ public struct TensorBoardImporter {
     }
 
     /// Calls `body` with each event file under `directory` and its lstat; false when the search stopped
-    /// at `maxEntries`. A directory that cannot be opened (gone, not permitted) is passed over.
+    /// at `maxEntries`. A directory that cannot be opened (gone, not permitted) is passed over. Names are
+    /// looked at in place and made Strings only for directories and event files: every run searches its
+    /// working directory once at the end, so this is on the path of cml-run's overhead.
     static func findEventFiles(in directory: String, maxEntries: Int, _ body: (String, stat) -> Void) -> Bool {
+        // Breadth first, so that ./runs/… is found before the search spends its entries deep in data.
         var pending: [(path: String, depth: Int)] = [(directory, 0)]
+        var next = 0
         var entries = 0
-        while let (path, depth) = pending.popLast() {
+        while next < pending.count {
+            let (path, depth) = pending[next]
+            next += 1
             guard let stream = opendir(path) else { continue }
             defer { closedir(stream) }
             while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                if name == "." || name == ".." { continue }
+                var type = Int(entry.pointee.d_type)
+                let (selfOrParent, hidden, eventFile, name): (Bool, Bool, Bool, String?) = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    let name = raw.bindMemory(to: CChar.self).baseAddress!
+                    let dot: CChar = 0x2E
+                    let hidden = name[0] == dot
+                    let selfOrParent = hidden && (name[1] == 0 || name[1] == dot && name[2] == 0)
+                    let eventFile = strstr(name, "tfevents") != nil
+                    let wanted = (type == DT_DIR && !hidden) || type == DT_UNKNOWN || eventFile
+                    return (selfOrParent, hidden, eventFile, wanted ? String(cString: name) : nil)
+                }
+                if selfOrParent { continue }
                 entries += 1
                 guard entries <= maxEntries else { return false }
+                guard let name else { continue }
                 let child = path + "/" + name
-                var type = Int(entry.pointee.d_type)
                 var info = stat()
                 if type == DT_UNKNOWN {
                     // Some file systems do not fill in d_type.
@@ -82,10 +97,10 @@ public struct TensorBoardImporter {
                     type = (info.st_mode & S_IFMT) == S_IFDIR ? DT_DIR : (info.st_mode & S_IFMT) == S_IFREG ? DT_REG : DT_LNK
                 }
                 if type == DT_DIR {
-                    if name.hasPrefix(".") || name == "node_modules" || name == "__pycache__" { continue }
                     // Deeper trees are passed over without a word: they are common, and logs seldom lie there.
-                    if depth + 1 < maxDepth { pending.append((child, depth + 1)) }
-                } else if type == DT_REG, name.contains("tfevents"), lstat(child, &info) == 0 {
+                    if hidden || name == "node_modules" || name == "__pycache__" || depth + 1 >= maxDepth { continue }
+                    pending.append((child, depth + 1))
+                } else if type == DT_REG, eventFile, lstat(child, &info) == 0 {
                     body(child, info)
                 }
             }
