@@ -1,10 +1,10 @@
 /// A malformed protocol buffer message.
-struct ProtobufError: Error, Equatable {
+struct ProtobufError: Error {
     let reason: String
 }
 
 /// One field's value as the wire format carries it.
-enum WireValue: Equatable {
+enum WireValue {
     case varint(UInt64)
     case fixed64(UInt64)
     /// Where the bytes (a string, a nested message or a packed repeated field) lie in the buffer.

@@ -1,16 +1,10 @@
 /// What the importer takes from one TensorBoard `Event` record: its time, its step, and the values of
 /// its `Summary`. Field numbers are those of tensorboard/compat/proto/event.proto, summary.proto and
 /// tensor.proto; everything else (file_version, graphs, session logs) is skipped.
-struct TensorBoardEvent: Equatable {
+struct TensorBoardEvent {
     var wallTime: Double = 0
     var step: Int64 = 0
     var values: [SummaryValue] = []
-
-    init(wallTime: Double = 0, step: Int64 = 0, values: [SummaryValue] = []) {
-        self.wallTime = wallTime
-        self.step = step
-        self.values = values
-    }
 
     /// Decodes the Event message in `bytes[range]`.
     init(decoding bytes: [UInt8], range: Range<Int>) throws(ProtobufError) {
@@ -34,7 +28,7 @@ struct TensorBoardEvent: Equatable {
 
 /// One `Summary.Value`: its tag, the plugin its metadata names (TensorFlow 2 writes the metadata only
 /// with a tag's first value), and its number when it is a scalar.
-struct SummaryValue: Equatable {
+struct SummaryValue {
     enum Scalar: Equatable {
         /// `simple_value`: always a scalar, whatever the plugin.
         case simple(Double)
@@ -46,12 +40,6 @@ struct SummaryValue: Equatable {
     var plugin: String?
     /// nil for images, histograms, text, audio and tensors of more than one element or of other types.
     var scalar: Scalar?
-
-    init(tag: String, plugin: String? = nil, scalar: Scalar?) {
-        self.tag = tag
-        self.plugin = plugin
-        self.scalar = scalar
-    }
 
     init(decoding message: ProtobufReader) throws(ProtobufError) {
         var fields = message
