@@ -48,7 +48,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"]),
+        // The fixtures are read from the source tree (#filePath), not bundled.
+        .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"], exclude: ["Fixtures"]),
         .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff"]),
     ],
     swiftLanguageModes: [.v6]

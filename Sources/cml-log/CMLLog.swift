@@ -23,8 +23,10 @@ struct CMLLog: ParsableCommand {
               cml-log image ./samples/epoch3.png --step 3
               cml-log text "lr dropped at epoch 5"
               printf '{"step": 3, "loss": 0.3, "acc": 0.9}\\n' | cml-log --run 01a21c9f
+              cml-log tensorboard ./runs --run 01a21c9f
             """,
-        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self, ArtifactCommand.self, Image.self, Text.self],
+        subcommands: [Lines.self, Scalar.self, ParamCommand.self, Tag.self, ArtifactCommand.self, Image.self, Text.self,
+                      TensorBoard.self],
         defaultSubcommand: Lines.self
     )
 
@@ -217,4 +219,32 @@ struct Text: ParsableCommand {
 
 func warnLine(_ text: String) {
     CMLLog.writeError("cml-log: warning: \(text)\n")
+}
+
+struct TensorBoard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tensorboard",
+        abstract: "Import the scalars of TensorBoard event files under a directory.",
+        discussion: """
+            Reads every event file (name holding "tfevents") under DIR and records its scalars with \
+            their steps and wall times. It writes to the store itself, also inside a run (the run is \
+            then $CML_RUN_ID). Points the run already has with the same key, step and wall time are \
+            left out, so importing the same files again adds nothing.
+
+            Example:
+              cml-log tensorboard ./runs --run 01a21c9f
+            """)
+
+    @OptionGroup var target: Target
+    @Argument(help: ArgumentHelp("The directory holding the event files.", valueName: "dir")) var directory: String
+
+    func run() throws {
+        let (store, id) = try RunLogTarget.storeAndRun(run: target.run, store: target.store)
+        let (added, skipped) = try TensorBoardImporter.importAll(from: directory, into: id, store: store, warn: warnLine)
+        // A count for a person watching; scripts check the metrics themselves.
+        if isatty(STDERR_FILENO) == 1 {
+            CMLLog.writeError("cml-log: imported \(added) points into run \(RunID.short(id))"
+                              + (skipped > 0 ? " (\(skipped) already recorded)\n" : "\n"))
+        }
+    }
 }

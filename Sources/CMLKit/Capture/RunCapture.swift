@@ -16,10 +16,18 @@ public struct RunOptions: Sendable {
     public var monitorInterval: Double
     /// The user's metric patterns, besides the default rules.
     public var metricPatterns: [MetricPattern]
+    /// Whether scalars written to TensorBoard event files are imported (see `TensorBoardImporter`).
+    public var importTensorBoard: Bool
+    /// Where to look for event files besides the working directory (`--tb-dir`); relative paths are
+    /// taken from the working directory.
+    public var tensorBoardDirectories: [String]
+    /// Seconds between searches for new TensorBoard scalars while the command runs.
+    public var tensorBoardInterval: Double
 
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
                 maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
-                monitorInterval: Double = 10, metricPatterns: [MetricPattern] = []) {
+                monitorInterval: Double = 10, metricPatterns: [MetricPattern] = [], importTensorBoard: Bool = true,
+                tensorBoardDirectories: [String] = [], tensorBoardInterval: Double = 5) {
         self.name = name
         self.project = project
         self.tags = tags
@@ -29,6 +37,9 @@ public struct RunOptions: Sendable {
         self.parseMetrics = parseMetrics
         self.monitorInterval = monitorInterval
         self.metricPatterns = metricPatterns
+        self.importTensorBoard = importTensorBoard
+        self.tensorBoardDirectories = tensorBoardDirectories
+        self.tensorBoardInterval = tensorBoardInterval
     }
 }
 
@@ -124,11 +135,18 @@ public enum RunCapture {
         let pump = OutputPump(child: child, recorder: recorder)
         let sampler = options.monitorInterval > 0
             ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0) } : nil
+        let tensorBoard = options.importTensorBoard
+            ? TensorBoardWatcher(importer: TensorBoardImporter(directories: [cwd] + options.tensorBoardDirectories.map {
+                $0.hasPrefix("/") ? $0 : cwd + "/" + $0
+            }, modifiedSince: startedAt - 1), interval: options.tensorBoardInterval, deliver: { recorder.add($0) }, warn: warn)
+            : nil
         let exit = child.wait()
         sampler?.stop()
         channel.finish()
         pump.childExited()
         pump.waitUntilDrained()
+        // After the output has drained, so that what processes the command left behind wrote is read too.
+        tensorBoard?.stop()
         let logBytes = recorder.finish()
 
         let aborted = signals.receivedSignal != nil

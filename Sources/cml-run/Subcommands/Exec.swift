@@ -11,6 +11,10 @@ struct Exec: ParsableCommand {
             signal N killed it, 127 when it does not exist). SIGINT, SIGTERM and SIGHUP go to its whole \
             process group and the run ends `aborted`.
 
+            Scalars the command writes to TensorBoard event files (SummaryWriter of PyTorch or \
+            tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
+            with their steps and times, every --tb-interval seconds and once more at the end.
+
             Example:
               cml-run --name baseline --tag sweep --param seed=1 -- python train.py --lr 0.01
             """
@@ -44,6 +48,15 @@ struct Exec: ParsableCommand {
 
     @Option(help: ArgumentHelp("Seconds between samples of CPU, memory and GPU use (sys/… metrics); 0 turns them off.", valueName: "seconds"))
     var monitorInterval: Double = 10
+
+    @Option(name: .customLong("tb-dir"), help: ArgumentHelp("Also import TensorBoard scalars from event files under this directory (repeatable; relative to the working directory, which is always searched).", valueName: "dir"))
+    var tensorBoardDirectories: [String] = []
+
+    @Flag(name: .customLong("no-tensorboard"), help: "Do not import scalars from TensorBoard event files.")
+    var noTensorBoard = false
+
+    @Option(name: .customLong("tb-interval"), help: ArgumentHelp("Seconds between searches for new TensorBoard scalars while the command runs (one more follows its end).", valueName: "seconds"))
+    var tensorBoardInterval: Double = 5
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after --.", valueName: "command"))
     var command: [String] = []
@@ -84,11 +97,15 @@ struct Exec: ParsableCommand {
         }
         if let name, name.isEmpty { throw .usage("--name must not be empty") }
         guard monitorInterval >= 0, monitorInterval.isFinite else { throw .usage("--monitor-interval must be 0 or more seconds") }
+        guard tensorBoardInterval > 0, tensorBoardInterval.isFinite else { throw .usage("--tb-interval must be more than 0 seconds") }
+        if noTensorBoard && !tensorBoardDirectories.isEmpty { throw .usage("--tb-dir and --no-tensorboard contradict each other") }
         let project = self.project ?? Self.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
         return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
                           terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval,
-                          metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) })
+                          metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
+                          importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
+                          tensorBoardInterval: tensorBoardInterval)
     }
 }
 
