@@ -98,7 +98,8 @@ struct CMLDiff: ParsableCommand {
             throw CMLError.usage("give at least two runs to compare", hint: "e.g. cml-run ls --limit 2 | cml-diff")
         }
         let runs = try resolved.map { id throws(CMLError) in try store.run(id: id) }
-        var out = Output(color: terminal && getenv("NO_COLOR") == nil)
+        // NO_COLOR (no-color.org) counts only when set to something.
+        var out = Output(color: terminal && (getenv("NO_COLOR").map { $0.pointee == 0 } ?? true))
 
         if code || log {
             for (index, run) in runs.enumerated().dropFirst() {

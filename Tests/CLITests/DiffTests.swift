@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+/// `cml-diff`, fed ids or what `cml-run ls` prints.
+struct DiffTests {
+    /// Two runs of one script with different --lr, in a git repository with different uncommitted edits.
+    private func twoRuns(_ box: Sandbox) throws -> [String] {
+        let setup = "git init -q -b main && printf 'print(\"acc: 0.9\")\\n' > train.py && git add -A && git commit -qm init"
+        #expect(try shell(setup, cwd: box.work).status == 0)
+        for (lr, extra) in [("0.1", "print('loss: 0.5')"), ("0.01", "print('loss: 0.25')")] {
+            try box.write("train.py", "import sys\nprint('acc: 0.9')\n\(extra)\nprint('done')\n")
+            let result = try box.run("cml-run", ["--monitor-interval", "0", "--", "python3", "train.py", "--lr", lr, "--seed", "1"],
+                                     env: ["GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        return try box.runs().compactMap { $0["id"] as? String }.reversed()
+    }
+
+    @Test func onlyWhatDiffersUnlessAll() throws {
+        let box = try Sandbox()
+        let ids = try twoRuns(box)
+        let piped = try box.run("cml-diff", [], stdin: try box.run("cml-run", ["ls", "--sort", "lr"]).stdout)
+        #expect(piped.status == 0, "\(piped.stderr)")
+        let rows = piped.jsonLines
+        #expect(rows.map { $0["key"] as? String } == ["command", "lr", "loss"])
+        let lr = try #require(rows.first { $0["key"] as? String == "lr" })
+        #expect(lr["kind"] as? String == "param")
+        #expect((lr["values"] as? [String: Any])?[ids[0]] as? Double == 0.1)
+        #expect((lr["values"] as? [String: Any])?[ids[1]] as? Double == 0.01)
+
+        let all = try box.run("cml-diff", [ids[0], ids[1], "--all", "--stats", "last,max"]).jsonLines.compactMap { $0["key"] as? String }
+        #expect(all.contains("seed") && all.contains("acc") && all.contains("acc.max") && all.contains("status"))
+
+        let long = try box.run("cml-diff", [ids[0], ids[1], "--long"]).jsonLines
+        #expect(long.count == 6 && long.allSatisfy { $0["run"] is String && $0["key"] is String })
+        #expect(long.contains { $0["run"] as? String == ids[1] && $0["key"] as? String == "loss" && $0["value"] as? Double == 0.25 })
+        let tsv = try box.run("cml-diff", [ids[0], ids[1], "--long", "--format", "tsv"]).out
+        #expect(tsv.contains("\(ids[1])\tparam\tlr\t0.01\n"))
+    }
+
+    @Test func codeLogAndEnvironment() throws {
+        let box = try Sandbox()
+        let ids = try twoRuns(box)
+        let code = try box.run("cml-diff", [ids[0], ids[1], "--code"])
+        #expect(code.status == 0, "\(code.stderr)")
+        #expect(code.out.contains("uncommitted changes, as a diff of the two captured patches"))
+        #expect(code.out.contains("-+print('loss: 0.5')\n") && code.out.contains("++print('loss: 0.25')\n"), "\(code.out)")
+        #expect(!code.out.contains("\u{1B}["))  // no colour when piped
+
+        let log = try box.run("cml-diff", [ids[0], ids[1], "--log"]).out
+        #expect(log.contains("-loss: 0.5\n+loss: 0.25\n") && log.contains(" done\n"), "\(log)")
+
+        let env = try box.run("cml-diff", [ids[0], ids[1], "--env", "--all"]).jsonLines.compactMap { $0["key"] as? String }
+        #expect(env.contains("CML_STORE") && !env.contains("CML_RUN_ID"))
+        #expect(try box.run("cml-diff", [ids[0], ids[1], "--env"]).out.isEmpty)
+    }
+
+    @Test func aTerminalGetsAColouredTable() throws {
+        let box = try Sandbox()
+        let ids = try twoRuns(box)
+        let table = try shell("env -u NO_COLOR CML_STORE=\(box.store) script -qec '\(binDirectory)/cml-diff \(ids[0]) \(ids[1])' /dev/null", cwd: box.work)
+        #expect(table.out.contains("\u{1B}[1mKEY"), "\(table.out)")
+        #expect(table.out.contains("\u{1B}[33m0.01\u{1B}[0m"))  // differs from the first run
+        #expect(table.out.contains("0.1  "))
+    }
+
+    @Test func badInputNamesTheProblem() throws {
+        let box = try Sandbox()
+        let ids = try twoRuns(box)
+        let cases: [([String], Data?, String)] = [
+            ([ids[0]], nil, "give at least two runs to compare"),
+            ([ids[0], "ffff"], nil, "no run with id ffff"),
+            ([ids[0], "01"], nil, "run id prefix 01 is ambiguous (candidates: "),
+            ([], Data("\(ids[0])\nnot an id!\n".utf8), "stdin line 2 is neither a run id nor a JSON line"),
+            ([], Data("{\"name\": 1}\n".utf8), "stdin line 1 is not a JSON object with an \"id\" field"),
+            ([ids[0], ids[1], "--stats", "median"], nil, "unknown metric summary 'median'"),
+        ]
+        for (arguments, stdin, message) in cases {
+            let result = try box.run("cml-diff", arguments, stdin: stdin)
+            #expect(result.status != 0 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+    }
+}
