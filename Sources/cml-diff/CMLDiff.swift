@@ -20,6 +20,8 @@ struct CMLDiff: ParsableCommand {
               cml-diff 01a21c9f 01a21d02 --long | grep lr
               cml-diff 01a21c9f 01a21d02 --code
               cml-diff 01a21c9f 01a21d02 --log | less -R
+              cml-run ls --sort -acc --limit 5 | cml-diff --plot loss --smooth 20
+              cml-diff 01a21c9f 01a21d02 --plot acc --x elapsed --svg acc.svg
             """
     )
 
@@ -46,6 +48,21 @@ struct CMLDiff: ParsableCommand {
 
     @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
     var format: String?
+
+    @Option(help: ArgumentHelp("Plot this metric of every run, overlaid (repeatable: one chart each).", valueName: "key"))
+    var plot: [String] = []
+
+    @Option(name: .customLong("x"), help: ArgumentHelp("The x axis of plots: step, time (wall clock) or elapsed (since each run started).", valueName: "axis"))
+    var xAxis = "step"
+
+    @Option(help: ArgumentHelp("Smooth plots with a trailing mean of this many points.", valueName: "n"))
+    var smooth = 1
+
+    @Flag(help: "A logarithmic y axis for plots.")
+    var logY = false
+
+    @Option(help: ArgumentHelp("Write the plots as a standalone SVG file instead (one file per --plot key: FILE, or FILE-KEY.svg).", valueName: "file"))
+    var svg: String?
 
     @Argument(help: ArgumentHelp("Runs to compare (ids or unique prefixes).", valueName: "id"))
     var ids: [String] = []
@@ -94,12 +111,18 @@ struct CMLDiff: ParsableCommand {
         }
         let store = try StoreLocation.open(store)
         let resolved = try RunInput.ids(arguments: ids, stdinLines: Self.stdinLines, store: store)
-        guard resolved.count >= 2 || code || log else {
+        guard resolved.count >= 2 || code || log || !plot.isEmpty else {
             throw CMLError.usage("give at least two runs to compare", hint: "e.g. cml-run ls --limit 2 | cml-diff")
         }
         let runs = try resolved.map { id throws(CMLError) in try store.run(id: id) }
         // NO_COLOR (no-color.org) counts only when set to something.
         var out = Output(color: terminal && (getenv("NO_COLOR").map { $0.pointee == 0 } ?? true))
+
+        if !plot.isEmpty {
+            try drawPlots(runs, store: store, color: out.color, into: &out)
+            out.flush()
+            return
+        }
 
         if code || log {
             for (index, run) in runs.enumerated().dropFirst() {
@@ -201,6 +224,70 @@ struct CMLDiff: ParsableCommand {
         }
         let diff = try TextDiff.unified(logs[0], logs[1])
         if diff.isEmpty { out.text("the same output\n") } else { out.diff(diff) }
+    }
+
+    private func drawPlots(_ runs: [Run], store: any Store, color: Bool, into out: inout Output) throws(CMLError) {
+        let unit: ChartXUnit
+        switch xAxis {
+        case "step": unit = .number
+        case "time": unit = .unixTime
+        case "elapsed": unit = .elapsedSeconds
+        default: throw CMLError.usage("--x must be step, time or elapsed")
+        }
+        guard smooth >= 1 else { throw CMLError.usage("--smooth must be at least 1") }
+        let known = Set(runs.flatMap { $0.metrics.map(\.key) }).sorted()
+        if let missing = plot.first(where: { !known.contains($0) }) {
+            throw CMLError.usage("no run given has a metric '\(missing)'",
+                                 hint: known.isEmpty ? "they have no metrics" : "they have: \(known.joined(separator: ", "))")
+        }
+        let labels = RunComparison.labels(runs)
+        let size = Self.terminalSize()
+        for (number, key) in plot.enumerated() {
+            var series: [ChartSeries] = []
+            for (run, label) in zip(runs, labels) where run.metrics.contains(where: { $0.key == key }) {
+                var xs: [Double] = []
+                var ys: [Double] = []
+                try store.forEachMetric(run: run.id, key: key) { point in
+                    xs.append(switch unit {
+                    case .number: Double(point.step)
+                    case .unixTime: point.time
+                    case .elapsedSeconds: point.time - run.startedAt
+                    })
+                    ys.append(point.value)
+                }
+                series.append(ChartSeries(label: label, x: xs, y: ys))
+            }
+            let xLabel = switch unit {
+            case .number: "step"
+            case .unixTime: "time (UTC)"
+            case .elapsedSeconds: "time since start"
+            }
+            var options = ChartOptions(title: key, xLabel: xLabel, yLabel: nil, logY: logY, smooth: smooth, xUnit: unit)
+            if let svg {
+                let path = plot.count == 1 ? svg : Self.svgPath(svg, key: key)
+                try FileSystem.writeFile(path, Array(SVGChart.render(series, options: options).utf8))
+                out.text(path + "\n")
+            } else {
+                options.width = size.columns
+                options.height = max(12, min(size.rows - 2, 24))
+                if number > 0 { out.text("\n") }
+                out.text(TerminalChart.render(series, options: options, color: color))
+            }
+        }
+    }
+
+    /// `plots.svg` with key `val/loss` gives `plots-val_loss.svg`.
+    static func svgPath(_ path: String, key: String) -> String {
+        let safe = String(key.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
+        if path.hasSuffix(".svg") { return String(path.dropLast(4)) + "-" + safe + ".svg" }
+        return path + "-" + safe + ".svg"
+    }
+
+    /// The terminal's size, or 100 by 24 when stdout is not one.
+    static func terminalSize() -> (columns: Int, rows: Int) {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0, size.ws_row > 0 else { return (100, 24) }
+        return (Int(size.ws_col), Int(size.ws_row))
     }
 
     static func cell(_ value: JSON) -> String {

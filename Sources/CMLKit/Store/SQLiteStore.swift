@@ -323,11 +323,21 @@ public final class SQLiteStore: Store {
             for row in series {
                 let seriesID: Int64 = row["id"]
                 let seriesKey: String = row["key"]
-                let cursor = try Row.fetchCursor(db, sql: "SELECT step, value, time FROM metric_points WHERE series = ? ORDER BY seq",
-                                                 arguments: [seriesID])
-                while let point = try cursor.next() {
+                // Stepped directly: this loop runs once per point, up to millions per series.
+                let statement = try db.cachedStatement(sql: "SELECT step, value, time FROM metric_points WHERE series = ? ORDER BY seq")
+                try statement.setArguments([seriesID])
+                let raw = statement.sqliteStatement
+                defer { sqlite3_reset(raw) }
+                while true {
+                    let rc = sqlite3_step(raw)
+                    if rc == SQLITE_DONE { break }
+                    guard rc == SQLITE_ROW else {
+                        throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                    }
+                    let value = sqlite3_column_type(raw, 1) == SQLITE_NULL ? Double.nan : sqlite3_column_double(raw, 1)
                     do throws(CMLError) {
-                        try body(MetricPoint(key: seriesKey, step: point[0], value: point[1] ?? .nan, time: point[2]))
+                        try body(MetricPoint(key: seriesKey, step: sqlite3_column_int64(raw, 0), value: value,
+                                             time: sqlite3_column_double(raw, 2)))
                     } catch {
                         failure = error
                         return

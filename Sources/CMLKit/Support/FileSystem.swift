@@ -56,6 +56,24 @@ public enum FileSystem {
         }
     }
 
+    /// Writes `bytes` to `path` whole or not at all: a temporary file beside it, renamed into place.
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(CMLError) {
+        let temporary = "\(directoryName(absolutePath(path)))/.\(baseName(path)).cml-\(RunID.make())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw error("cannot write", path) }
+        do throws(CMLError) { try writeAll(fd, bytes, path: path) } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let failure = error("cannot write", path)
+            unlink(temporary)
+            throw failure
+        }
+    }
+
     /// `path` made absolute against the working directory (not resolving links).
     public static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
