@@ -248,11 +248,12 @@ struct CMLDiff: ParsableCommand {
                 var xs: [Double] = []
                 var ys: [Double] = []
                 try store.forEachMetric(run: run.id, key: key) { point in
-                    xs.append(switch unit {
+                    let x: Double = switch unit {
                     case .number: Double(point.step)
                     case .unixTime: point.time
                     case .elapsedSeconds: point.time - run.startedAt
-                    })
+                    }
+                    xs.append(x)
                     ys.append(point.value)
                 }
                 series.append(ChartSeries(label: label, x: xs, y: ys))

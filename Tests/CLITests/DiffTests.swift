@@ -80,4 +80,39 @@ struct DiffTests {
             #expect(result.status != 0 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
         }
     }
+
+    @Test func plotsOverlayTheRunsInTheTerminalAndAsSVG() throws {
+        let box = try Sandbox()
+        try box.write("train.py", """
+            import sys
+            lr = float(sys.argv[2])
+            for step in range(300):
+                print(f"step={step} loss={2 / (1 + lr * step):.5f}")
+            """)
+        for lr in ["0.1", "0.5"] {
+            #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "python3", "train.py", "--lr", lr]).status == 0)
+        }
+        let listing = try box.run("cml-run", ["ls", "--sort", "lr"]).stdout
+        let chart = try box.run("cml-diff", ["--plot", "loss", "--smooth", "5"], stdin: listing)
+        #expect(chart.status == 0, "\(chart.stderr)")
+        let lines = chart.out.split(separator: "\n")
+        #expect(lines.first?.trimmingCharacters(in: .whitespaces) == "loss")
+        #expect(lines.contains { $0.contains("A━━ lr=0.1") && $0.contains("B━━ lr=0.5") }, "\(chart.out)")
+        #expect(lines.last == "(smoothed: trailing mean of 5 points)")
+        #expect(chart.out.unicodeScalars.contains { (0x2801...0x28FF).contains($0.value) })  // Braille dots
+        #expect(lines.contains { $0.contains("step") })
+
+        let svg = box.root + "/loss.svg"
+        let written = try box.run("cml-diff", ["--plot", "loss", "--plot", "lr", "--svg", svg], stdin: listing)
+        #expect(written.status == 2 && written.stderr.contains("no run given has a metric 'lr' (they have: loss)"))
+        let single = try box.run("cml-diff", ["--plot", "loss", "--svg", svg, "--log-y", "--x", "elapsed"], stdin: listing)
+        #expect(single.status == 0 && single.out == svg + "\n", "\(single.stderr)")
+        let document = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(document.hasPrefix("<?xml") || document.hasPrefix("<svg"))
+        #expect(document.components(separatedBy: "class=\"series\"").count - 1 == 2)
+        #expect(document.contains("lr=0.1") && document.contains("time since start"))
+
+        let badAxis = try box.run("cml-diff", ["--plot", "loss", "--x", "epoch"], stdin: listing)
+        #expect(badAxis.status == 2 && badAxis.stderr.contains("--x must be step, time or elapsed"))
+    }
 }
