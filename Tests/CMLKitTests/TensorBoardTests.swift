@@ -86,6 +86,9 @@ struct TensorBoardTests {
         // A run directory named after a parameter, with no writer's file above it, keeps the tag.
         #expect(TensorBoardImporter.seriesKey(tag: "lr", file: root + "/runs/lr_0.1/events.out.tfevents.2") == "lr")
         #expect(TensorBoardImporter.seriesKey(tag: "loss", file: root + "/writer/events.out.tfevents.1") == "loss")
+        // Keras's TensorBoard callback: the same tag under train/ and validation/.
+        #expect(TensorBoardImporter.seriesKey(tag: "epoch_loss", file: root + "/logs/train/events.out.tfevents.3") == "train/epoch_loss")
+        #expect(TensorBoardImporter.seriesKey(tag: "epoch_loss", file: root + "/logs/validation/events.out.tfevents.4") == "validation/epoch_loss")
     }
 
     @Test func anIncompleteLastRecordIsReadOnceItIsComplete() throws {

@@ -123,8 +123,13 @@ public struct TensorBoardImporter {
         if name.hasPrefix(prefix), name.count > prefix.count, holdsEventFile(above) {
             return tag + "/" + name.dropFirst(prefix.count)
         }
+        // Keras's callback writes the same tags (`epoch_loss`) into `train/` and `validation/`, and
+        // PyTorch users name writers the same way: the split keeps the two series apart.
+        if Self.splitDirectories.contains(name.lowercased()) { return name + "/" + tag }
         return tag
     }
+
+    static let splitDirectories: Set<String> = ["train", "training", "val", "valid", "validation", "eval", "evaluation", "test"]
 
     private static func parent(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
