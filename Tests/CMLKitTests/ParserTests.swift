@@ -336,6 +336,23 @@ struct FrameworkOutputTests {
         #expect(points(["Epoch 1/1\n" + keras3(10, "0.9") + keras3(60, "0.4") + "\n"]) == ["accuracy@1=0.8", "loss@1=0.4"])
     }
 
+    @Test func realKerasOutputPipedAndOnATerminal() throws {
+        // Written by Keras 3 itself: Fixtures/keras/make_fixtures.sh.
+        let folder = FileSystem.directoryName("\(#filePath)") + "/Fixtures/keras/"
+        let piped = String(decoding: try FileSystem.readAll(folder + "fit-piped.txt"), as: UTF8.self)
+        let terminal = String(decoding: try FileSystem.readAll(folder + "fit-terminal.txt"), as: UTF8.self)
+        #expect(points([piped]) == [
+            "accuracy@1=0.5956", "loss@1=0.6777", "val_accuracy@1=0.64", "val_loss@1=0.618",
+            "accuracy@2=0.7763", "loss@2=0.5341", "val_accuracy@2=0.79", "val_loss@2=0.5037",
+            "accuracy@3=0.8656", "loss@3=0.4266", "val_accuracy@3=0.86", "val_loss@3=0.4088",
+        ])
+        #expect(points([terminal]) == [
+            "accuracy@1=0.5825", "loss@1=0.6891", "val_accuracy@1=0.6775", "val_loss@1=0.6156",
+            "accuracy@2=0.7606", "loss@2=0.5471", "val_accuracy@2=0.8175", "val_loss@2=0.496",
+            "accuracy@3=0.8681", "loss@3=0.4332", "val_accuracy@3=0.8725", "val_loss@3=0.3968",
+        ])
+    }
+
     @Test func huggingFaceTrainerDicts() {
         #expect(points(["{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 5e-05, 'epoch': 0.5}"]) ==
                 ["loss@0=0.6931", "grad_norm@0=1.23", "learning_rate@0=5e-05", "epoch@0=0.5"])
