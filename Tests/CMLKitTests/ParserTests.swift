@@ -285,6 +285,7 @@ struct FrameworkOutputTests {
                 for point in extractor.points(in: line, time: 0) { out.append("\(point.key)@\(point.step)=\(point.value)") }
             }
         }
+        for point in extractor.flush() { out.append("\(point.key)@\(point.step)=\(point.value)") }
         return out
     }
 
@@ -351,6 +352,29 @@ struct FrameworkOutputTests {
             "accuracy@2=0.7606", "loss@2=0.5471", "val_accuracy@2=0.8175", "val_loss@2=0.496",
             "accuracy@3=0.8681", "loss@3=0.4332", "val_accuracy@3=0.8725", "val_loss@3=0.3968",
         ])
+    }
+
+    @Test func realOutputOfScikitLearnXGBoostLightGBMAndTqdm() throws {
+        // Printed by the libraries themselves: Fixtures/frameworks/make_fixtures.py.
+        let folder = FileSystem.directoryName("\(#filePath)") + "/Fixtures/frameworks/"
+        func parsed(_ name: String) throws -> [String] {
+            points([String(decoding: try FileSystem.readAll(folder + name), as: UTF8.self)])
+        }
+        #expect(try parsed("sklearn.txt") == ["loss@1=1.07070508", "loss@2=1.02851369", "loss@3=0.98942146",
+                                              "loss@4=0.95327609", "loss@5=0.92026459"])
+        #expect(try parsed("xgboost.txt") == [
+            "train-mlogloss@0=0.78172", "eval-mlogloss@0=0.87004", "train-mlogloss@1=0.59064", "eval-mlogloss@1=0.73467",
+            "train-mlogloss@2=0.45671", "eval-mlogloss@2=0.66153", "train-mlogloss@3=0.3565", "eval-mlogloss@3=0.61084",
+            "train-mlogloss@4=0.2863", "eval-mlogloss@4=0.58902",
+        ])
+        #expect(try parsed("lightgbm.txt") == [
+            "valid_0/multi_logloss@1=0.99761", "valid_0/multi_logloss@2=0.916228", "valid_0/multi_logloss@3=0.852654",
+            "valid_0/multi_logloss@4=0.803207", "valid_0/multi_logloss@5=0.762276",
+        ])
+        // tqdm draws each count twice, the second time after set_postfix: the later values are the step's.
+        let tqdm = try parsed("tqdm.txt").filter { $0.hasPrefix("acc@") }
+        let expected = (0..<30).map { "acc@\($0)=\((Double($0) / 30 * 100).rounded() / 100)" } + ["acc@30=0.97"]
+        #expect(tqdm == expected)
     }
 
     @Test func huggingFaceTrainerDicts() {

@@ -325,6 +325,9 @@ public struct MetricLineParser: Sendable {
 /// order of precedence, integer values only) sets the step of its line and of the lines after it, and is
 /// not itself recorded. A key with no step on its line takes the current step, or, when it was already
 /// recorded at that step, its own previous step plus one (so `loss: …` printed repeatedly counts up).
+/// A step written on the line itself (a progress bar's counter, `[3]`, `(step 10)`) may be redrawn with
+/// new values (tqdm draws once more after `set_postfix`): such points are held until their key moves to
+/// another step or `flush()` is called, so the last value drawn for a step is the one recorded.
 public struct MetricExtractor: Sendable {
     static let stepKeys = ["step", "iteration", "iter", "epoch"]
 
@@ -332,6 +335,9 @@ public struct MetricExtractor: Sendable {
     private let patterns: [MetricPattern]
     private var currentStep: Int64?
     private var lastStep: [String: Int64] = [:]
+    /// Points at a step written on their line, not yet handed out, in the order they first came.
+    private var held: [MetricPoint] = []
+    private var heldIndex: [String: Int] = [:]
 
     /// `patterns` are the user's, applied to every line besides the default rules.
     public init(patterns: [MetricPattern] = []) {
@@ -356,6 +362,16 @@ public struct MetricExtractor: Sendable {
         // last one, whose counter has reached the target.
         if let progress = MetricLineParser.kerasProgress(line), progress.current < progress.target { return [] }
         return points(from: pairs, time: time)
+    }
+
+    /// Hands out the held points (see the type's comment): at the end of the output, and after each
+    /// batch while a run records, so no point waits longer than a batch.
+    public mutating func flush() -> [MetricPoint] {
+        defer {
+            held.removeAll(keepingCapacity: true)
+            heldIndex.removeAll(keepingCapacity: true)
+        }
+        return held
     }
 
     /// The precedence of a step key (0 is highest), compared without allocating: this runs per pair.
@@ -387,9 +403,23 @@ public struct MetricExtractor: Sendable {
             let step: Int64
             let previous = lastStep[pair.key]
             if let explicit = pair.step, stepKey == nil {
-                // A redraw of the same step (a progress bar's) is not a new point.
-                if previous == explicit { continue }
-                step = explicit
+                if let index = heldIndex[pair.key] {
+                    if held[index].step == explicit {
+                        // A redraw of the step: its newer value replaces the held one.
+                        held[index].value = pair.value
+                        held[index].time = time
+                        continue
+                    }
+                    out.append(held[index])
+                    held[index] = MetricPoint(key: pair.key, step: explicit, value: pair.value, time: time)
+                } else {
+                    // A redraw after its step was handed out (a flush came in between) is not a new point.
+                    if previous == explicit { continue }
+                    heldIndex[pair.key] = held.count
+                    held.append(MetricPoint(key: pair.key, step: explicit, value: pair.value, time: time))
+                }
+                lastStep[pair.key] = explicit
+                continue
             } else if stepKey != nil, let currentStep {
                 step = currentStep
             } else if let currentStep, previous.map({ $0 < currentStep }) ?? true {

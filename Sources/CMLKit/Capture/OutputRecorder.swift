@@ -158,6 +158,7 @@ public final class OutputRecorder: @unchecked Sendable {
                 splitters[slot].finish { line in unsavedPoints.append(contentsOf: extractor.points(in: line, time: now)) }
             }
         }
+        unsavedPoints.append(contentsOf: extractor.flush())
         guard !unsavedPoints.isEmpty else { return }
         do {
             try metrics.append(unsavedPoints)

@@ -40,6 +40,7 @@ struct Parse: ParsableCommand {
         splitter.finish { line in
             for point in extractor.points(in: line, time: time) { out.append(point) }
         }
+        for point in extractor.flush() { out.append(point) }
         FileHandleOutput.standardOutput(bytes: out.take())
     }
 }
