@@ -33,6 +33,8 @@ struct RunFilterTests {
             ("acc ! 1", "expected '!=' at character 5"),
             ("acc ~ 3", "~ matches text, not a number at character 7"),
             ("", "expected a key, found the end at character 1"),
+            (String(repeating: "(", count: 5000) + "a = 1" + String(repeating: ")", count: 5000), "nested more than 100 deep at character 101"),
+            (String(repeating: "not ", count: 5000) + "a = 1", "nested more than 100 deep at character 401"),
         ]
         for (text, message) in cases {
             do {

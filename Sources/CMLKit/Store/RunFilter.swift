@@ -93,12 +93,23 @@ private struct FilterParser {
         return left
     }
 
+    /// How deep `not` and parentheses may nest: the parser recurses, and a typed expression never needs more.
+    static let maximumDepth = 100
+    var depth = 0
+
     mutating func parseNot() throws(CMLError) -> RunFilter {
         if try peekKeyword("not") {
             _ = try next()
-            return .not(try parseNot())
+            return .not(try nested { (parser: inout FilterParser) throws(CMLError) in try parser.parseNot() })
         }
         return try parseComparison()
+    }
+
+    mutating func nested(_ body: (inout FilterParser) throws(CMLError) -> RunFilter) throws(CMLError) -> RunFilter {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { throw failure("nested more than \(Self.maximumDepth) deep") }
+        return try body(&self)
     }
 
     mutating func parseComparison() throws(CMLError) -> RunFilter {
@@ -106,7 +117,7 @@ private struct FilterParser {
         let keyStart = tokenStart
         switch token {
         case .open:
-            let inner = try parseOr()
+            let inner = try nested { (parser: inout FilterParser) throws(CMLError) in try parser.parseOr() }
             guard try next() == .close else { throw failure("expected ')'") }
             return inner
         case .word(let key) where !["and", "or", "not"].contains(key.lowercased()):
