@@ -200,6 +200,15 @@ struct CMLDiff: ParsableCommand {
             let same = old.serialized == new.serialized
             out.text("\(key): \(Self.cell(old))\(same ? "" : " → \(Self.cell(new))")\n", style: same ? .plain : .highlight)
         }
+        if let old = base.code["commit"]?.stringValue, let new = other.code["commit"]?.stringValue, old != new {
+            let root = base.code["root"]?.stringValue ?? other.code["root"]?.stringValue ?? ""
+            if let committed = GitCapture.commitDiff(root: root, from: old, to: new) {
+                out.text("committed changes from \(old.prefix(12)) to \(new.prefix(12)):\n")
+                out.diff(committed)
+            } else {
+                out.text("the commits are not both in \(root.isEmpty ? "a repository here" : root): fetch them to see what changed\n")
+            }
+        }
         let patches = try [base, other].map { run throws(CMLError) -> [UInt8] in
             guard let blob = run.code["patch_blob"]?.stringValue else { return [] }
             return try store.blob(blob)

@@ -55,6 +55,24 @@ struct DiffTests {
         #expect(try box.run("cml-diff", [ids[0], ids[1], "--env"]).out.isEmpty)
     }
 
+    @Test func codeShowsWhatWasCommittedBetweenTheRuns() throws {
+        let box = try Sandbox()
+        let setup = "git init -q -b main && printf 'lr = 0.1\\n' > config.py && git add -A && git commit -qm one"
+        #expect(try shell(setup, cwd: box.work).status == 0)
+        #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "true"]).status == 0)
+        #expect(try shell("printf 'lr = 0.2\\n' > config.py && git commit -qam two", cwd: box.work).status == 0)
+        #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "true"]).status == 0)
+        let ids: [String] = try box.runs().compactMap { $0["id"] as? String }.reversed()
+        let code = try box.run("cml-diff", [ids[0], ids[1], "--code"])
+        #expect(code.status == 0, "\(code.stderr)")
+        #expect(code.out.contains("committed changes from ") && code.out.contains("-lr = 0.1\n+lr = 0.2\n"), "\(code.out)")
+        #expect(code.out.contains("no uncommitted changes in either run"))
+        // The clone is gone: the commits cannot be compared here, and the output says so.
+        #expect(try shell("rm -rf .git", cwd: box.work).status == 0)
+        let gone = try box.run("cml-diff", [ids[0], ids[1], "--code"]).out
+        #expect(gone.contains("the commits are not both in"), "\(gone)")
+    }
+
     @Test func aTerminalGetsAColouredTable() throws {
         let box = try Sandbox()
         let ids = try twoRuns(box)
