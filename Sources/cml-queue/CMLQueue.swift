@@ -69,15 +69,21 @@ func printQueued(_ runs: [Run], format: OutputFormat) {
             let waiting = run.status == .queued ? queue.map { formatDuration(now - $0.enqueuedAt) } ?? "" : ""
             return [format == .table ? RunID.short(run.id) : run.id, queue?.queue ?? "", String(queue?.priority ?? 0),
                     run.observedStatus.rawValue, queue?.agent ?? "", String(queue?.history.count ?? 0), waiting,
-                    run.name ?? "", TextTable.truncate(run.command.joined(separator: " "), to: format == .table ? 50 : Int.max)]
+                    run.name ?? "", format == .table ? TextTable.truncate(oneLine(run.command.joined(separator: " ")), to: 50)
+                        : run.command.joined(separator: " ")]
         }), format: format)
 }
 
-/// Names that are not queues, with the existing ones in the hint.
-func checkQueuesExist(_ names: [String], store: any Store) throws(CMLError) {
+/// A table row is one line: a command's own line breaks (`python -c '…'`) become spaces.
+func oneLine(_ text: String) -> String {
+    text.split(whereSeparator: \.isNewline).joined(separator: " ")
+}
+
+/// An error naming the existing queues when `name` is not one.
+func checkQueueExists(_ name: String, store: any Store) throws(CMLError) {
     let existing = try store.queueNames()
-    guard let unknown = names.first(where: { !existing.contains($0) }) else { return }
-    throw CMLError("unknown queue '\(unknown)'", hint: existing.isEmpty ? "there are no queues yet" : "queues: \(existing.joined(separator: ", "))")
+    guard !existing.contains(name) else { return }
+    throw CMLError("unknown queue '\(name)'", hint: existing.isEmpty ? "there are no queues yet" : "queues: \(existing.joined(separator: ", "))")
 }
 
 struct Add: ParsableCommand {
@@ -190,7 +196,7 @@ struct List: ParsableCommand {
     func run() throws {
         let outputFormat = try Console.format(formatOption.format)
         let store = try storeOption.open()
-        if let queue { try checkQueuesExist([queue], store: store) }
+        if let queue { try checkQueueExists(queue, store: store) }
         printQueued(try store.queuedRuns(queue: queue), format: outputFormat)
     }
 }
