@@ -259,12 +259,12 @@ struct QueueEndToEndTests {
 struct QueueControlTests {
     @Test func aNewRunStartsOnAnIdleAgentWithinASecond() throws {
         let q = try QueueBox()
-        let agent = try q.agent("a")
+        // Heartbeats 5 s apart: only the store's doorbell can wake it sooner.
+        let agent = try q.agent("a", ["--heartbeat", "5", "--lease", "10"])
         #expect(try q.waitIdle(["a"]))
         // Not a repository: nothing to clone, so this is the queue's own latency.
         let queuedAt = Date().timeIntervalSince1970
-        let id = try q.add(["python3", "-c", "import time; print(time.time())"], options: [], )
-        _ = try q.queue(["ls"])
+        let id = try q.add(["python3", "-c", "import time; print(time.time())"])
         #expect(try q.wait(id, for: "completed"))
         let startedAt = try #require(Double(try q.log(id).trimmingCharacters(in: .whitespacesAndNewlines)))
         #expect(startedAt - queuedAt < 1.0, "started \(startedAt - queuedAt) s after it was queued")
