@@ -30,7 +30,8 @@ public struct CodeReproducer: Sendable {
         try withLock(cache + ".lock") { () throws(CMLError) in
             try updateCache(cache, repository: repository, commit: commit)
         }
-        let clone = try git(["clone", "--quiet", "--shared", "--no-checkout", "--", cache, directory])
+        // Without the template's sample hooks: copying them is a good part of a clone's time.
+        let clone = try git(["clone", "--quiet", "--template=", "--shared", "--no-checkout", "--", cache, directory])
         guard clone.status == 0 else { throw CMLError("cannot clone the cached \(repository): \(clone.firstLine)") }
         let checkout = try git(["-C", directory, "checkout", "--quiet", "--detach", commit])
         guard checkout.status == 0 else { throw CMLError("cannot check out commit \(commit.prefix(12)): \(checkout.firstLine)") }

@@ -119,7 +119,7 @@ struct Abort: ParsableCommand {
         abstract: "Stop runs: queued ones leave their queue, running ones are stopped and end aborted.",
         discussion: """
             A waiting run ends aborted without running. A run on an agent is stopped at the agent's next \
-            heartbeat (at once when the agent is on this machine): SIGTERM to its process group, SIGKILL \
+            heartbeat at the latest (the store wakes it at once): SIGTERM to its process group, SIGKILL \
             after the agent's --kill-grace. A run of cml-run on this machine gets SIGTERM through its \
             cml-run. Runs are ids or unique prefixes, or JSON lines with an "id" on stdin. Prints one \
             line per run: {"id", "abort": dequeued|requested|signalled, "agent"}.
