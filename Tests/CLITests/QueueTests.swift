@@ -349,6 +349,49 @@ struct QueueControlTests {
         #expect(badSet.status == 2 && badSet.stderr.contains("--set lr is not key=value"))
     }
 
+    @Test func abortKillsARunThatIgnoresSigtermAfterTheGrace() throws {
+        let q = try QueueBox()
+        let agent = try q.agent("a", ["--kill-grace", "0.5"])
+        let id = try q.add(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"])
+        #expect(try waitUntil { try q.log(id).contains("ready") })
+        #expect(try q.box.run("cml-run", ["abort", id]).status == 0)
+        #expect(try q.wait(id, for: "aborted", timeout: 5))
+        #expect(try q.show(id)["signal"] as? Int == Int(SIGKILL))
+        kill(agent.pid, SIGTERM)
+        _ = try agent.wait()
+    }
+
+    @Test func abortOfARunRecordedByCmlRunSignalsItsCmlRun() throws {
+        let box = try Sandbox()
+        let running = try box.start("cml-run", ["--", "sh", "-c", SignalTests.trapScript("TERM", SIGTERM)])
+        #expect(waitUntil { running.stdoutSoFar.contains("ready") })
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let result = try box.run("cml-run", ["abort", id])
+        #expect(result.jsonLines.first?["abort"] as? String == "signalled" && result.jsonLines.first?["pid"] as? Int == Int(running.pid))
+        #expect(try running.wait().out == "ready\ngot TERM\n")
+        #expect(try box.runs().first?["status"] as? String == "aborted")
+    }
+
+    @Test func aSpecCarriesTheRunsOptionsToTheAgent() throws {
+        let q = try QueueBox()
+        let spec = try q.box.run("cml-run", ["spec", "--name", "n", "--tag", "t", "--param", "seed=3", "--env", "FOO=bar",
+                                             "--monitor-interval", "0", "--metric-pattern", "(?<key>acc) is (?<value>[0-9.]+)",
+                                             "--", "sh", "-c", "echo $FOO; echo acc is 0.5; sleep 0.2"], cwd: q.repo)
+        #expect(spec.status == 0, "\(spec.stderr)")
+        let added = try q.queue(["add", "q", "--tag", "queued"], stdin: spec.out)
+        let id = try #require(added.jsonLines.first?["id"] as? String)
+        let agent = try q.agent("a", ["--once"])
+        #expect(try agent.wait().status == 0)
+        let run = try q.show(id)
+        #expect(run["status"] as? String == "completed" && run["name"] as? String == "n")
+        #expect(Set(run["tags"] as? [String] ?? []) == ["t", "queued"])
+        #expect((run["params"] as? [String: Any])?["seed"] as? Int == 3)
+        #expect((run["env"] as? [String: String])?["FOO"] == "bar")
+        #expect(try q.log(id) == "bar\nacc is 0.5\n")
+        let metrics = try #require(run["metrics"] as? [String: Any])
+        #expect(Array(metrics.keys) == ["acc"], "no sys/ metrics with --monitor-interval 0")
+    }
+
     @Test func twoAgentsCannotShareAName() throws {
         let q = try QueueBox()
         let a = try q.agent("same")
