@@ -122,7 +122,8 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     }
 
     public let configuration: AgentConfiguration
-    public let id = RunID.make()
+    /// This process's identity in the store (its leases are this id's).
+    let id = RunID.make()
     private let store: any Store
     private let log: AgentLog
     private let notifier: SystemdNotifier?

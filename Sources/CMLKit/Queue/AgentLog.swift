@@ -6,34 +6,31 @@ import Synchronization
 /// journal records itself; elsewhere a line reads `2026-11-27T10:21:40.123Z cml-agent[gpu0]: info: …`.
 public final class AgentLog: Sendable {
     public enum Level: Int32, Sendable {
-        case error = 3, warning = 4, info = 6, debug = 7
+        case error = 3, warning = 4, info = 6
 
         var word: String {
             switch self {
             case .error: "error"
             case .warning: "warning"
             case .info: "info"
-            case .debug: "debug"
             }
         }
     }
 
     private let toJournal: Bool
-    private let name: Mutex<String>
+    private let name: String
     private let writing = Mutex(())
 
     public init(name: String, environment: [String: String]) {
-        self.name = Mutex(name)
+        self.name = name
         toJournal = Self.stderrIsJournal(environment["JOURNAL_STREAM"])
     }
-
-    public func rename(_ new: String) { name.withLock { $0 = new } }
 
     public func callAsFunction(_ level: Level, _ message: String) {
         // One line per event: a multi-line message (git's) would read as several events.
         let flat = message.split(whereSeparator: \.isNewline).joined(separator: " ")
         let line = toJournal ? "<\(level.rawValue)>\(flat)\n"
-            : "\(Clock.rfc3339(Clock.now())) cml-agent[\(name.withLock { $0 })]: \(level.word): \(flat)\n"
+            : "\(Clock.rfc3339(Clock.now())) cml-agent[\(name)]: \(level.word): \(flat)\n"
         writing.withLock { _ in
             var text = line
             text.withUTF8 { bytes in

@@ -34,13 +34,14 @@ public final class SystemdNotifier: @unchecked Sendable {  // the socket is only
     deinit { close(socket) }
 
     /// Sends `state` (newline-separated assignments such as `READY=1\nSTATUS=idle`). Failures are ignored,
-    /// as sd_notify's are: the service manager may be gone.
+    /// as sd_notify's are: the service manager may be gone. Never blocks: a reader that fell behind loses
+    /// a message rather than stopping the agent's loop.
     public func notify(_ state: String) {
         var message = Array(state.utf8)
         var target = address
         _ = withUnsafePointer(to: &target) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                sendto(socket, &message, message.count, Int32(MSG_NOSIGNAL), socketAddress, addressLength)
+                sendto(socket, &message, message.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), socketAddress, addressLength)
             }
         }
     }
