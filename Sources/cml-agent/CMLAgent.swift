@@ -11,7 +11,7 @@ struct CMLAgent: ParsableCommand {
             The agent leases a run (by the order of --queue, then priority, then age), renews its leases \
             with a heartbeat every --heartbeat seconds, and starts new work within milliseconds of it \
             being queued (it watches the store instead of polling). A run whose agent stops renewing its \
-            lease (killed, machine gone) is lost and queued again, up to its --max-attempts, by any \
+            lease (killed, machine gone) is lost and queued again, up to the --max-attempts it was queued with, by any \
             other agent within --lease plus --heartbeat seconds. Code is cloned into a cache under \
             --workdir, checked out at the run's commit in a fresh directory, and the captured patch \
             applied; a run whose code cannot be reproduced fails with the reason.
@@ -20,6 +20,8 @@ struct CMLAgent: ParsableCommand {
             within --grace, then stops and requeues what still runs; a second signal ends the grace. \
             Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS through $NOTIFY_SOCKET; its \
             log goes to stderr, with syslog priorities when stderr is the journal.
+
+            The options are listed by cml-agent run --help.
 
             Examples:
               cml-agent --queue gpu --gpus 0,1

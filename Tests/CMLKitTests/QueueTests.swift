@@ -201,6 +201,21 @@ struct QueueStoreTests {
         #expect(throws: CMLError.self) { try store.requestAbort(run: id) }
     }
 
+    @Test func aLeaseOfARunTheAgentNoLongerRunsRunsOut() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        let ids = try store.enqueue([spec("a"), spec("b")], queue: "q", priority: 0, maxAttempts: 3).runs.map(\.id)
+        let agent = try agent(store, "a", lease: 0.3)
+        _ = try store.lease(agent: agent, queues: ["q"], seconds: 0.3)
+        _ = try store.lease(agent: agent, queues: ["q"], seconds: 0.3)
+        // Its end could not be recorded for the second: the agent goes on running only the first.
+        for _ in 0..<3 {
+            usleep(150_000)
+            _ = try store.heartbeat(agent: agent, state: .busy, holding: [ids[0]], leaseSeconds: 0.3)
+        }
+        #expect(try store.expiredLeases().map(\.runID) == [ids[1]])
+    }
+
     @Test func aDrainedRunGoesBackWithoutUsingAnAttempt() throws {
         let box = try TemporaryStore()
         let store = box.store!

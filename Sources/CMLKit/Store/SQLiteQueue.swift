@@ -268,8 +268,10 @@ extension SQLiteStore {
         try write { db in
             let now = Clock.now()
             try db.execute(sql: "UPDATE agents SET heartbeat_at = ?, state = ? WHERE id = ?", arguments: [now, state.rawValue, id])
-            try db.execute(sql: "UPDATE queue_entries SET lease_expires = ? WHERE agent = ? AND state = 'leased'",
-                           arguments: [now + leaseSeconds, id])
+            // Only what the agent still runs: a lease it holds for a run it no longer runs (its end could
+            // not be recorded) runs out, and the run is reclaimed like any other.
+            let renew = try db.cachedStatement(sql: "UPDATE queue_entries SET lease_expires = ? WHERE run_id = ? AND agent = ? AND state = 'leased'")
+            for runID in holding { try renew.execute(arguments: [now + leaseSeconds, runID, id]) }
             var reply = HeartbeatReply()
             var held = Set<String>()
             for row in try Row.fetchAll(db, sql: "SELECT run_id, abort_requested FROM queue_entries WHERE agent = ? AND state = 'leased'",

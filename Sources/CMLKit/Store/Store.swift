@@ -113,8 +113,8 @@ public protocol Store: Sendable {
     /// Leases the run to take next: from the first of `queues` that has one waiting, the highest
     /// priority, then the oldest. Nil when none waits.
     func lease(agent id: String, queues: [String], seconds: Double) throws(CMLError) -> QueueLease?
-    /// Renews the agent's leases for `seconds` and records its state; says which of the runs it holds
-    /// are to be aborted, and which of `holding` it no longer holds.
+    /// Renews the agent's leases of the runs it is `holding` for `seconds` and records its state; says
+    /// which of the runs it holds are to be aborted, and which of `holding` it no longer holds.
     func heartbeat(agent id: String, state: AgentRecord.State, holding: [String], leaseSeconds: Double) throws(CMLError) -> HeartbeatReply
     /// Leases whose time ran out.
     func expiredLeases() throws(CMLError) -> [ExpiredLease]
