@@ -27,9 +27,9 @@ final class QueueBox {
     }
 
     /// Starts an agent on `queue` (created if new) with sub-second heartbeats and a 2 s lease.
-    func agent(_ name: String, queue: String = "q", _ extra: [String] = [], env: [String: String] = [:]) throws -> RunningCommand {
+    func agent(_ name: String, queue: String = "q", _ extra: [String] = [], env: [String: String] = [:], workdir: String? = nil) throws -> RunningCommand {
         try box.start("cml-agent", ["--queue", queue, "--create", "--name", name, "--heartbeat", "0.2", "--lease", "2",
-                                    "--kill-grace", "2", "--workdir", box.root + "/agent-" + name] + extra, env: env)
+                                    "--kill-grace", "2", "--workdir", workdir ?? box.root + "/agent-" + name] + extra, env: env)
     }
 
     @discardableResult
@@ -147,6 +147,11 @@ struct QueueEndToEndTests {
         #expect(try q.agents().first { $0["name"] as? String == "a" }?["state"] as? String == "lost")
         kill(b.pid, SIGTERM)
         #expect(try b.wait().status == 0)
+        // The killed agent's run directory stays until an agent starts in its work directory.
+        let abandoned = q.box.root + "/agent-a/runs/\(id)-1"
+        #expect(FileManager.default.fileExists(atPath: abandoned))
+        #expect(try q.agent("a2", ["--once"], workdir: q.box.root + "/agent-a").wait().status == 0)
+        #expect(!FileManager.default.fileExists(atPath: abandoned))
     }
 
     @Test func abortStopsARunningRunAndDequeuesAWaitingOne() throws {

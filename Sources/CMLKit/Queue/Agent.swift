@@ -171,6 +171,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         log(.info, "agent \(configuration.name) started: queues \(configuration.queues.joined(separator: ", ")), \(configuration.slots) slot\(configuration.slots == 1 ? "" : "s")"
             + (configuration.gpus.isEmpty ? "" : ", GPUs \(configuration.gpus.joined(separator: ","))"))
         reclaimExpiredLeases()
+        removeAbandonedDirectories()
         notifier?.notify("READY=1\nSTATUS=idle")
 
         // Heartbeats come often enough for the lease and for systemd's watchdog.
@@ -278,6 +279,26 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
             if requeued > 0 { log(.info, "requeued \(requeued) lost run\(requeued == 1 ? "" : "s")") }
         } catch {
             log(.warning, "could not reclaim expired leases: \(error.message)")
+        }
+    }
+
+    /// Run directories (`runs/ID-ATTEMPT`, and `ID-ATTEMPT.patch`) that a killed agent left behind: any
+    /// whose attempt is not running now. Agents sharing the work directory keep theirs.
+    private func removeAbandonedDirectories() {
+        let runs = configuration.workDirectory + "/runs"
+        guard let handle = opendir(runs) else { return }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(handle)
+        for name in names {
+            // A directory, or the patch beside it while it is applied.
+            let parts = (name.hasSuffix(".patch") ? String(name.dropLast(6)) : name).split(separator: "-")
+            let run = parts.count == 2 ? try? store.run(id: String(parts[0])) : nil
+            let running = run.map { $0.status == .running && $0.queue?.history.count == Int(parts[1]) } ?? false
+            if !running { FileSystem.removeTree(runs + "/" + name) }
         }
     }
 
