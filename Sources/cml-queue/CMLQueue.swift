@@ -124,6 +124,8 @@ struct Add: ParsableCommand {
 
     func run() throws {
         let outputFormat = try Console.format(formatOption.format)
+        // Checked before the code state is captured, which stores its patch.
+        try QueueName.check(queue)
         guard maxAttempts >= 1 else { throw CMLError.usage("--max-attempts must be at least 1") }
         if let name, name.isEmpty { throw CMLError.usage("--name must not be empty") }
         if let project, project.isEmpty { throw CMLError.usage("--project must not be empty") }

@@ -1,3 +1,15 @@
+/// What a queue may be called: letters, digits and `_ - . : @`, at most 100 characters (a name goes into
+/// unit instance names and shell commands unquoted).
+public enum QueueName {
+    public static func check(_ name: String) throws(CMLError) {
+        guard !name.isEmpty, name.count <= 100,
+              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.:@".unicodeScalars.contains($0) })
+        else {
+            throw CMLError.usage("'\(name)' is not a queue name", hint: "letters, digits and _ - . : @")
+        }
+    }
+}
+
 /// What a run that went through a queue carries besides the run record: where it was queued, how many
 /// times an agent started it, and each attempt.
 public struct QueueEntryInfo: Sendable {

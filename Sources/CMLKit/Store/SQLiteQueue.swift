@@ -18,14 +18,6 @@ extension SQLiteStore {
 
     // MARK: Queues
 
-    static func checkQueueName(_ name: String) throws(CMLError) {
-        guard !name.isEmpty, name.count <= 100,
-              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.:@".unicodeScalars.contains($0) })
-        else {
-            throw CMLError.usage("'\(name)' is not a queue name", hint: "letters, digits and _ - . : @")
-        }
-    }
-
     /// Creates `name` unless it exists; true when it was created.
     private static func ensureQueue(_ db: Database, _ name: String) throws -> Bool {
         try db.execute(sql: "INSERT OR IGNORE INTO queues (name, created_at) VALUES (?, ?)", arguments: [name, Clock.now()])
@@ -33,7 +25,7 @@ extension SQLiteStore {
     }
 
     public func enqueue(_ specs: [RunSpec], queue: String, priority: Int, maxAttempts: Int) throws(CMLError) -> (runs: [Run], createdQueue: Bool) {
-        try Self.checkQueueName(queue)
+        try QueueName.check(queue)
         guard maxAttempts >= 1 else { throw CMLError.usage("--max-attempts must be at least 1") }
         for (index, spec) in specs.enumerated() {
             if let blob = spec.patchBlob, !hasBlob(blob) {
@@ -75,7 +67,7 @@ extension SQLiteStore {
     }
 
     public func createQueue(_ name: String) throws(CMLError) {
-        try Self.checkQueueName(name)
+        try QueueName.check(name)
         _ = try write { db in try Self.ensureQueue(db, name) }
     }
 
@@ -111,7 +103,7 @@ extension SQLiteStore {
     }
 
     public func moveQueued(_ ids: [String], to queue: String) throws(CMLError) -> Bool {
-        try Self.checkQueueName(queue)
+        try QueueName.check(queue)
         let created = try write { db -> Bool in
             try Self.requireWaiting(db, ids)
             let created = try Self.ensureQueue(db, queue)
