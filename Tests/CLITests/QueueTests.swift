@@ -354,6 +354,21 @@ struct QueueControlTests {
         #expect(badSet.status == 2 && badSet.stderr.contains("--set lr is not key=value"))
     }
 
+    @Test func aRestartedAgentTakesItsNameBackAtOnce() throws {
+        let q = try QueueBox()
+        // A long lease: only finding the predecessor dead frees the name.
+        let first = try q.agent("a", ["--heartbeat", "5", "--lease", "60"])
+        #expect(try q.waitIdle(["a"]))
+        kill(first.pid, SIGKILL)
+        _ = try first.wait()
+        let second = try q.agent("a", ["--heartbeat", "5", "--lease", "60"])
+        #expect(try waitUntil { try q.agents().contains { $0["name"] as? String == "a" && $0["pid"] as? Int == Int(second.pid) } })
+        #expect(try q.agents().first { $0["pid"] as? Int == Int(first.pid) }?["state"] as? String == "lost")
+        kill(second.pid, SIGTERM)
+        let stopped = try second.wait()
+        #expect(stopped.status == 0 && stopped.stderr.contains("agent a with pid \(first.pid) is gone"), "\(stopped.stderr)")
+    }
+
     @Test func abortKillsARunThatIgnoresSigtermAfterTheGrace() throws {
         let q = try QueueBox()
         let agent = try q.agent("a", ["--kill-grace", "0.5"])

@@ -1,3 +1,5 @@
+import Glibc
+
 /// What a queue may be called: letters, digits and `_ - . : @`, at most 100 characters (a name goes into
 /// unit instance names and shell commands unquoted).
 public enum QueueName {
@@ -84,7 +86,7 @@ public enum LeasedRunEnd: Sendable {
 public struct AgentRecord: Sendable {
     public enum State: String, Sendable, CaseIterable {
         case idle, busy, draining, stopped
-        /// Not stored: its heartbeat ran out without a `stopped`.
+        /// Its heartbeat ran out without a `stopped`, or it was found dead on its host.
         case lost
     }
 
@@ -122,6 +124,12 @@ public struct AgentRecord: Sendable {
     /// `lost` once a live state's heartbeat is older than its lease.
     public func observedState(now: Double) -> State {
         state != .stopped && now - heartbeatAt > leaseSeconds ? .lost : state
+    }
+
+    /// A live state's process is gone from this host (killed; its machine restarted).
+    public var isDeadOnThisHost: Bool {
+        guard state != .stopped && state != .lost, host == RunEnvironment.hostName, pid != getpid() else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
     }
 }
 

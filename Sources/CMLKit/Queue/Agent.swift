@@ -164,6 +164,12 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     /// Runs until drained, or with `once` until what it took has ended. Returns the exit status.
     public func run() throws(CMLError) -> Int32 {
         try FileSystem.makeDirectories(configuration.workDirectory + "/runs")
+        // A predecessor of the same name killed a moment ago (systemd restarts us after 5 s) would hold
+        // the name until its heartbeat runs out.
+        for other in try store.agents() where other.name == configuration.name && other.isDeadOnThisHost {
+            try store.retireAgent(id: other.id)
+            log(.info, "agent \(other.name) with pid \(other.pid) is gone; its runs are requeued when their leases run out")
+        }
         try store.registerAgent(AgentRecord(
             id: id, name: configuration.name, host: host, pid: getpid(), queues: configuration.queues,
             slots: configuration.slots, gpus: configuration.gpus, state: .idle, startedAt: Clock.now(),

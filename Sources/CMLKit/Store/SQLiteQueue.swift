@@ -170,7 +170,7 @@ extension SQLiteStore {
     public func registerAgent(_ agent: AgentRecord) throws(CMLError) {
         let now = Clock.now()
         try write { db in
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM agents WHERE name = ? AND state != 'stopped'", arguments: [agent.name]) {
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM agents WHERE name = ? AND state NOT IN ('stopped', 'lost')", arguments: [agent.name]) {
                 let other = Self.agent(row)
                 if other.observedState(now: now) != .lost {
                     throw CMLError("agent \(agent.name) is already running (pid \(other.pid) on \(other.host), last heartbeat \(Self.ago(now - other.heartbeatAt)))",
@@ -184,6 +184,10 @@ extension SQLiteStore {
                                  agent.slots, JSON.array(agent.gpus.map(JSON.string)).serialized, agent.state.rawValue,
                                  agent.startedAt, now, agent.leaseSeconds])
         }
+    }
+
+    public func retireAgent(id: String) throws(CMLError) {
+        try write { db in try db.execute(sql: "UPDATE agents SET state = 'lost' WHERE id = ?", arguments: [id]) }
     }
 
     static func ago(_ seconds: Double) -> String {

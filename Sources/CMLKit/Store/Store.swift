@@ -110,6 +110,9 @@ public protocol Store: Sendable {
 
     /// Records a starting agent; an error when a live agent already has its name.
     func registerAgent(_ agent: AgentRecord) throws(CMLError)
+    /// Records that an agent process is gone (found dead on its host), so that its name is free at once;
+    /// its leases run out as they would.
+    func retireAgent(id: String) throws(CMLError)
     /// Leases the run to take next: from the first of `queues` that has one waiting, the highest
     /// priority, then the oldest. Nil when none waits.
     func lease(agent id: String, queues: [String], seconds: Double) throws(CMLError) -> QueueLease?
