@@ -126,6 +126,8 @@ struct QueueEndToEndTests {
         let a = try q.agent("a")
         let id = try q.add(["sh", "-c", script])
         #expect(try waitUntil { try q.log(id).contains("started") })
+        let busy = try #require(try q.agents().first { $0["name"] as? String == "a" })
+        #expect(busy["state"] as? String == "busy" && busy["runs"] as? [String] == [id], "\(busy)")
         let b = try q.agent("b")
         #expect(try q.waitIdle(["b"]))
         kill(a.pid, SIGKILL)

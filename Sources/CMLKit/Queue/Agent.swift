@@ -185,6 +185,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         var nextHeartbeat = Clock.now() + tick
         var nextReclaim = Clock.now() + configuration.heartbeatInterval
         var took = false
+        var reported = 0  // runs held at the last heartbeat
         while true {
             let now = Clock.now()
             let (draining, deadline, active) = state.withLock { ($0.draining, $0.drainDeadline, $0.slots.compactMap { $0 }) }
@@ -192,9 +193,11 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
                 if active.isEmpty { break }
                 if draining && now >= deadline { requeueRunning(active) }
             }
-            if now >= nextHeartbeat || !active.isEmpty {
-                // Also on every wake-up while runs are held: an abort rings the doorbell.
+            if now >= nextHeartbeat || !active.isEmpty || active.count != reported {
+                // Also on every wake-up while runs are held (an abort rings the doorbell), and when runs
+                // started or ended, so that the agent's state in the store is current.
                 heartbeat(active)
+                reported = active.count
                 notifier?.notify("WATCHDOG=1")
                 if now >= nextHeartbeat { nextHeartbeat = now + tick }
             }
@@ -207,6 +210,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
                 let started = takeWork()
                 took = took || started > 0
                 if configuration.once && !took { break }  // nothing was waiting
+                if started > 0 { continue }
             }
             let kills = state.withLock { $0.slots.compactMap { $0?.control.killAt } }
             let wakeAt = ([nextHeartbeat, nextReclaim] + kills + (draining ? [deadline] : [])).min()!
