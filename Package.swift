@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "cml-run", targets: ["cml-run"]),
         .executable(name: "cml-log", targets: ["cml-log"]),
         .executable(name: "cml-diff", targets: ["cml-diff"]),
+        .executable(name: "cml-queue", targets: ["cml-queue"]),
+        .executable(name: "cml-agent", targets: ["cml-agent"]),
         .library(name: "CMLKit", targets: ["CMLKit"]),
     ],
     dependencies: [
@@ -48,9 +50,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "cml-queue",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "cml-agent",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // The fixtures are read from the source tree (#filePath), not bundled.
         .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff", "cml-queue", "cml-agent"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -24,9 +24,13 @@ struct CMLRun: ParsableCommand {
               cml-run get 0192f3a4 model.pt ./restored.pt
               cml-run tag 0192f3a4 +best -old
               cml-run ls --status failed | cml-run rm --yes
+              cml-run clone 0192f3a4 --set lr=0.1 | cml-queue add gpu
+              cml-run spec -- python train.py --lr 0.01 | cml-queue add gpu
+              cml-run abort 0192f3a4
             """,
         subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, ArtifactList.self, Get.self,
-                      TagCommand.self, Rename.self, Remove.self, Projects.self, Parse.self],
+                      TagCommand.self, Rename.self, Remove.self, Projects.self, Parse.self, Clone.self, Spec.self,
+                      Abort.self],
         defaultSubcommand: Exec.self
     )
 }

@@ -20,6 +20,8 @@ public struct ChildExit: Sendable {
 /// if run directly on a terminal. stdin is inherited. The child gets its own process group (or session,
 /// under a pseudo-terminal) so that signals reach all it starts; but with pipes and a terminal on stdin
 /// it stays in cml-run's group, the terminal's foreground job, or reading stdin would stop it (SIGTTIN).
+/// A detached child (an agent's) reads /dev/null and always has its own group: the agent's terminal and
+/// signals are not its own.
 public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
     /// Descriptors to read the child's output from: [(fd, stream)]. One (the pty master) or two (pipes).
@@ -35,9 +37,12 @@ public final class ChildProcess: @unchecked Sendable {
         case failed(String)
     }
 
-    /// Starts `argv` with `environment`. With `terminal`, the child gets a new session whose controlling
-    /// terminal is a fresh pseudo-terminal sized like ours; otherwise a new process group and two pipes.
-    public init(argv: [String], environment: [String], terminal: Bool) throws(SpawnError) {
+    /// Starts `argv` with `environment` in `workingDirectory` (ours when nil). With `terminal`, the child
+    /// gets a new session whose controlling terminal is a fresh pseudo-terminal sized like ours; otherwise
+    /// a new process group and two pipes. `inherited` descriptors (close-on-exec in this process, so that
+    /// no other child started meanwhile gets them) stay open in the child under the same numbers.
+    public init(argv: [String], environment: [String], terminal: Bool, workingDirectory: String? = nil,
+                detached: Bool = false, inherited: [Int32] = []) throws(SpawnError) {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -57,6 +62,10 @@ public final class ChildProcess: @unchecked Sendable {
         sigaddset(&defaults, SIGPIPE)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if let workingDirectory { _ = cml_spawn_add_chdir(&actions, workingDirectory) }
+        // dup2 onto itself clears close-on-exec in the child only (glibc 2.29 and later).
+        for fd in inherited { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
+        if detached { posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0) }
 
         var parentEnds: [(Int32, OutputStream)] = []
         var childEnds: [Int32] = []
@@ -89,7 +98,7 @@ public final class ChildProcess: @unchecked Sendable {
             parentEnds = [(master, .stdout)]
             childEnds = [slave]  // kept open until the child has it, so the master never sees a hang-up first
         } else {
-            if isatty(STDIN_FILENO) == 0 {
+            if detached || isatty(STDIN_FILENO) == 0 {
                 flags |= Int32(POSIX_SPAWN_SETPGROUP)
                 posix_spawnattr_setpgroup(&attributes, 0)
             }
@@ -123,7 +132,7 @@ public final class ChildProcess: @unchecked Sendable {
         pid = child
         outputs = parentEnds.map { (fd: $0.0, stream: $0.1) }
         usesTerminal = terminal
-        sharesGroup = !terminal && isatty(STDIN_FILENO) == 1
+        sharesGroup = !terminal && !detached && isatty(STDIN_FILENO) == 1
     }
 
     /// Sends `signal` to the child's whole process group, or to the child when it shares ours.

@@ -67,7 +67,7 @@ public struct ChannelInterpreter: Sendable {
 /// The descriptor a run's program inherits as `$CML_LOG_FD`, and the thread that reads it. No process is
 /// started per point: a write of one JSON line is all it costs the program.
 final class LogChannel: @unchecked Sendable {
-    /// The write end, inherited by the child under this number.
+    /// The write end, inherited by the child under this number (close-on-exec here: see `ChildProcess`).
     let childDescriptor: Int32
     private let readEnd: Int32
     private let done = NSCondition()
@@ -79,11 +79,6 @@ final class LogChannel: @unchecked Sendable {
         guard cml_pipe_cloexec(&ends) == 0 else { throw FileSystem.error("cannot create the log channel", "pipe") }
         readEnd = ends[0]
         childDescriptor = ends[1]
-    }
-
-    /// Lets the next spawned process inherit the write end.
-    func inheritable() {
-        _ = fcntl(childDescriptor, F_SETFD, 0)
     }
 
     /// After the spawn: only the child (and what it starts) holds the write end now.

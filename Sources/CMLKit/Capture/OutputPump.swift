@@ -4,8 +4,9 @@ import Glibc
 import Synchronization
 
 /// One thread per output descriptor of the child: each chunk is written through to our own stdout or
-/// stderr at once, then handed to the recorder. When our stdout is closed (`cml-run … | head`) the pump
-/// stops reading, so the child gets SIGPIPE as it would without cml-run.
+/// stderr at once (unless `passThrough` is off, as in an agent), then handed to the recorder. When our
+/// stdout is closed (`cml-run … | head`) the pump stops reading, so the child gets SIGPIPE as it would
+/// without cml-run.
 final class OutputPump: Sendable {
     private struct State {
         var exitedAt: Double?
@@ -18,7 +19,7 @@ final class OutputPump: Sendable {
     static let quietAfterExit = 0.5
     static let maxDrainAfterExit = 5.0
 
-    init(child: ChildProcess, recorder: OutputRecorder) {
+    init(child: ChildProcess, recorder: OutputRecorder, passThrough: Bool) {
         cml_keep_freed_memory()
         state = Mutex(State(exitedAt: nil, running: child.outputs.count))
         for output in child.outputs {
@@ -26,7 +27,7 @@ final class OutputPump: Sendable {
             if !child.usesTerminal { _ = cml_set_pipe_size(output.fd, 1 << 20) }
             let target = child.usesTerminal || output.stream == .stdout ? STDOUT_FILENO : STDERR_FILENO
             Thread.detachNewThread { [self] in
-                self.pump(from: output.fd, stream: output.stream, to: target, recorder: recorder)
+                self.pump(from: output.fd, stream: output.stream, to: passThrough ? target : nil, recorder: recorder)
             }
         }
     }
@@ -41,7 +42,7 @@ final class OutputPump: Sendable {
         drained.unlock()
     }
 
-    private func pump(from fd: Int32, stream: OutputStream, to target: Int32, recorder: OutputRecorder) {
+    private func pump(from fd: Int32, stream: OutputStream, to target: Int32?, recorder: OutputRecorder) {
         // Small enough to stay in cache from the read, through our stdout, to the log.
         let size = 1 << 18
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
@@ -72,7 +73,7 @@ final class OutputPump: Sendable {
             }
             if n == 0 { return }
             lastData = Clock.now()
-            let delivered = writeThrough(target, buffer, n)
+            let delivered = target.map { writeThrough($0, buffer, n) } ?? true
             recorder.receive(stream, Array(UnsafeRawBufferPointer(start: buffer, count: n)))
             // Our reader went away: stop reading so the child sees a broken pipe (or a hang-up), as it
             // would without cml-run.

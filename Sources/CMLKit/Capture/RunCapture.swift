@@ -43,6 +43,58 @@ public struct RunOptions: Sendable {
     }
 }
 
+/// Where a run is started from and recorded as. `cml-run` records a new run of a command started in its
+/// own directory and environment, its output passed through; an agent takes over a queued run it has
+/// leased, in the directory it reproduced the code in, with the spec's environment on top of its own.
+public struct RunLaunch: Sendable {
+    public enum Record: Sendable {
+        /// A new run; the code state is captured from the working directory.
+        case new
+        /// The queued run of this lease; its code state was recorded when it was queued.
+        case leased(QueueLease)
+    }
+
+    public var record: Record
+    /// Where the command starts; nil: our own working directory.
+    public var workingDirectory: String?
+    /// Set in the command's environment on top of ours (before cml's own variables).
+    public var environment: [(String, String)]
+    /// Whether the command's output also goes to our stdout and stderr.
+    public var passThrough: Bool
+    /// stdin from /dev/null and always a process group of its own (see `ChildProcess`).
+    public var detached: Bool
+
+    public init(record: Record = .new, workingDirectory: String? = nil, environment: [(String, String)] = [],
+                passThrough: Bool = true, detached: Bool = false) {
+        self.record = record
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+        self.passThrough = passThrough
+        self.detached = detached
+    }
+}
+
+/// Why a run's command was stopped from outside, which decides how the run ends whatever the command's
+/// exit status: a program that exits 0 on SIGTERM was still interrupted.
+public enum RunStop: Sendable, Equatable {
+    case aborted(reason: String?)
+    /// Put back on its queue (only for a leased run).
+    case requeue(reason: String)
+}
+
+/// Who may stop a run's command besides the command itself: cml-run's signal forwarder, or an agent.
+public protocol RunSupervisor: Sendable {
+    /// The command has started; stops go to it from now on (one asked for earlier is sent at once).
+    func supervise(_ child: ChildProcess)
+    /// Why the command was stopped, if it was.
+    var stop: RunStop? { get }
+}
+
+extension SignalForwarder: RunSupervisor {
+    public func supervise(_ child: ChildProcess) { forward(to: child) }
+    public var stop: RunStop? { receivedSignal.map { _ in .aborted(reason: nil) } }
+}
+
 /// Runs a command and records it completely: see the README's "What a run records".
 public enum RunCapture {
     /// Call first thing in main when the command will be a run, before parsing options: blocks the
@@ -55,17 +107,18 @@ public enum RunCapture {
     /// Runs `command`, passing its output through live, and returns the status cml-run should exit with
     /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist) and the store,
     /// which `openStore` opens while the code state is captured on another thread.
-    public static func run(_ command: [String], options: RunOptions, openStore: () throws(CMLError) -> any Store,
-                           signals: SignalForwarder,
+    public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
+                           openStore: () throws(CMLError) -> any Store, supervisor: any RunSupervisor,
                            warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, store: any Store) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
         let startedAt = Clock.now()
-        let id = RunID.make(at: startedAt)
-        let cwd = RunEnvironment.workingDirectory
+        let lease: QueueLease? = if case .leased(let lease) = launch.record { lease } else { nil }
+        let id = lease?.runID ?? RunID.make(at: startedAt)
+        let cwd = launch.workingDirectory ?? RunEnvironment.workingDirectory
 
-        let codeCapture = Background { captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, warn: warn) }
+        let codeCapture = lease == nil ? Background { captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, warn: warn) } : nil
         let store = try openStore()
-        let (code, patch) = codeCapture.value
+        let (code, patch) = codeCapture?.value ?? (.null, [])
 
         var childEnvironment = RunEnvironment.current().filter { !$0.0.hasPrefix("CML_RUN_") }
         func setDefault(_ name: String, _ value: String, override: Bool) {
@@ -75,8 +128,10 @@ public enum RunCapture {
                 childEnvironment.append((name, value))
             }
         }
+        for (name, value) in launch.environment { setDefault(name, value, override: true) }
         setDefault("PYTHONUNBUFFERED", "1", override: false)
         setDefault("CML_RUN_ID", id, override: true)
+        if let lease { setDefault("CML_RUN_ATTEMPT", String(lease.attempt), override: true) }
         setDefault("CML_STORE", store.location, override: true)
         let channel = try LogChannel()
         setDefault("CML_LOG_FD", String(channel.childDescriptor), override: true)
@@ -97,23 +152,39 @@ public enum RunCapture {
                          cwd: cwd, host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: getpid(),
                          startedAt: startedAt, environment: RunEnvironment.redact(childEnvironment), code: code,
                          tags: options.tags, params: params)
-        _ = try store.createRun(record, patch: patch)
+        /// Records how the run ended: for a leased run, only while its lease is still held.
+        func finish(_ end: LeasedRunEnd, logBytes: Int64) throws(CMLError) {
+            if let lease {
+                _ = try store.endLeasedRun(lease, end, logBytes: logBytes)
+            } else if case .finished(let end) = end {
+                try store.finishRun(id: id, end: end, logBytes: logBytes)
+            }
+        }
+        if let lease {
+            guard try store.startLeasedRun(record, lease: lease) else {
+                channel.closeChildEnd()
+                throw CMLError("run \(RunID.short(id)) was taken back from this agent before it started")
+            }
+        } else {
+            _ = try store.createRun(record, patch: patch)
+        }
         let log: RunLogWriter
         let metrics: any MetricWriter
         do {
             log = try store.logWriter(run: id)
             metrics = try store.metricWriter(run: id)
         } catch {
-            try? store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now(), error: error.message), logBytes: 0)
+            channel.closeChildEnd()
+            try? finish(.finished(RunEnd(status: .failed, endedAt: Clock.now(), error: error.message)), logBytes: 0)
             throw error
         }
 
         let terminal = options.terminal ?? (isatty(STDOUT_FILENO) == 1)
         let child: ChildProcess
-        channel.inheritable()
         do {
             child = try ChildProcess(argv: command, environment: childEnvironment.map { "\($0.0)=\($0.1)" },
-                                     terminal: terminal)
+                                     terminal: terminal, workingDirectory: launch.workingDirectory,
+                                     detached: launch.detached, inherited: [channel.childDescriptor])
         } catch {
             let (status, message): (Int32, String) = switch error {
             case .notFound(let name): (127, "command not found: \(name)")
@@ -121,18 +192,17 @@ public enum RunCapture {
             case .failed(let why): (126, why)
             }
             channel.closeChildEnd()
-            try store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now(), exitCode: status, error: message),
-                                logBytes: 0)
+            try finish(.finished(RunEnd(status: .failed, endedAt: Clock.now(), exitCode: status, error: message)), logBytes: 0)
             throw CMLError(message, exitCode: status)
         }
-        signals.forward(to: child)
+        supervisor.supervise(child)
         channel.closeChildEnd()
 
         let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics,
                                       patterns: options.metricPatterns, warn: warn)
         let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
         channel.start { lines, first in sink.handle(lines, firstNumber: first) }
-        let pump = OutputPump(child: child, recorder: recorder)
+        let pump = OutputPump(child: child, recorder: recorder, passThrough: launch.passThrough)
         let sampler = options.monitorInterval > 0
             ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0) } : nil
         let tensorBoard = options.importTensorBoard
@@ -149,12 +219,20 @@ public enum RunCapture {
         tensorBoard?.stop()
         let logBytes = recorder.finish()
 
-        let aborted = signals.receivedSignal != nil
-        let status: RunStatus = aborted ? .aborted : (exit.code == 0 ? .completed : .failed)
-        let end = RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
-                         cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS)
+        let end: LeasedRunEnd
+        switch supervisor.stop {
+        case .requeue(let reason)?:
+            end = lease != nil ? .requeued(reason: reason)
+                : .finished(RunEnd(status: .aborted, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal, error: reason))
+        case let stop:
+            var reason: String?
+            if case .aborted(let why)? = stop { reason = why }
+            let status: RunStatus = stop != nil ? .aborted : (exit.code == 0 ? .completed : .failed)
+            end = .finished(RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
+                                   cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS, error: reason))
+        }
         do {
-            try store.finishRun(id: id, end: end, logBytes: logBytes)
+            try finish(end, logBytes: logBytes)
         } catch {
             // The command ran: its status is still cml-run's, whatever happened to the record.
             warn("the end of run \(RunID.short(id)) was not recorded: \(error.message)")

@@ -102,11 +102,13 @@ public struct Run: Sendable {
     public var tags: [String]
     public var params: [Param]
     public var metrics: [MetricSummary]
+    /// Set for a run that went through a queue.
+    public var queue: QueueEntryInfo?
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
                 host: String, user: String, pid: Int32?, startedAt: Double, end: RunEnd? = nil,
                 environment: [(String, String)], code: JSON, logBytes: Int64 = 0,
-                tags: [String], params: [Param], metrics: [MetricSummary] = []) {
+                tags: [String], params: [Param], metrics: [MetricSummary] = [], queue: QueueEntryInfo? = nil) {
         self.id = id
         self.name = name
         self.project = project
@@ -124,5 +126,6 @@ public struct Run: Sendable {
         self.tags = tags
         self.params = params
         self.metrics = metrics
+        self.queue = queue
     }
 }

@@ -35,6 +35,15 @@ extension Run {
                 ]))
             })),
         ]
+        if let queue {
+            // Only runs that went through a queue have these.
+            members += [
+                ("queue", .string(queue.queue)),
+                ("priority", .int(Int64(queue.priority))),
+                ("agent", queue.agent.map(JSON.string) ?? .null),
+                ("attempt", .int(Int64(queue.history.count))),
+            ]
+        }
         if full {
             members += [
                 ("cwd", .string(cwd)),
@@ -50,6 +59,22 @@ extension Run {
                 ("code", code),
                 ("env", .object(environment.map { ($0.0, .string($0.1)) })),
             ]
+            if let queue {
+                members += [
+                    ("enqueued_at", .string(Clock.rfc3339(queue.enqueuedAt))),
+                    ("max_attempts", .int(Int64(queue.maxAttempts))),
+                    ("attempts_counted", .int(Int64(queue.attempts))),
+                    ("abort_requested", .bool(queue.abortRequested)),
+                    ("attempts", .array(queue.history.map { attempt in
+                        .object([
+                            ("attempt", .int(Int64(attempt.number))), ("agent", .string(attempt.agent)), ("host", .string(attempt.host)),
+                            ("started_at", .string(Clock.rfc3339(attempt.startedAt))),
+                            ("ended_at", attempt.endedAt.map { .string(Clock.rfc3339($0)) } ?? .null),
+                            ("outcome", attempt.outcome.map(JSON.string) ?? .null), ("reason", attempt.reason.map(JSON.string) ?? .null),
+                        ])
+                    })),
+                ]
+            }
         }
         return .object(members)
     }

@@ -111,34 +111,39 @@ public final class SQLiteStore: Store {
             }
         }
         let record = run
-        try write { db in
-            try db.execute(sql: """
-                INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: StatementArguments([
-                    record.id, record.name, record.project, record.status.rawValue,
-                    JSON.array(record.command.map { .string($0) }).serialized,
-                    record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt,
-                    JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
-                    record.code.serialized,
-                ] as [(any DatabaseValueConvertible)?]))
-            try Self.insertTags(db, run: record.id, record.tags)
-            try Self.insertParams(db, run: record.id, record.params)
-            if let blob = record.code["patch_blob"]?.stringValue { try Self.insertBlobReferences(db, run: record.id, [blob]) }
-        }
+        try write { db in try Self.insertRun(db, record) }
         return run
     }
 
+    /// Inserts a run with its tags, params and patch reference.
+    static func insertRun(_ db: Database, _ record: Run) throws {
+        try db.execute(sql: """
+            INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: StatementArguments([
+                record.id, record.name, record.project, record.status.rawValue,
+                JSON.array(record.command.map { .string($0) }).serialized,
+                record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt,
+                JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
+                record.code.serialized,
+            ] as [(any DatabaseValueConvertible)?]))
+        try insertTags(db, run: record.id, record.tags)
+        try insertParams(db, run: record.id, record.params)
+        if let blob = record.code["patch_blob"]?.stringValue { try insertBlobReferences(db, run: record.id, [blob]) }
+    }
+
     public func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError) {
-        try write { db in
-            try db.execute(sql: """
-                UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cpu_user = ?, cpu_system = ?,
-                    max_rss = ?, error = ?, log_bytes = ? WHERE id = ?
-                """, arguments: StatementArguments([
-                    end.status.rawValue, end.endedAt, end.exitCode.map { Int64($0) }, end.signal.map { Int64($0) },
-                    end.cpuUser, end.cpuSystem, end.maxRSS, end.error, logBytes, id,
-                ] as [(any DatabaseValueConvertible)?]))
-        }
+        try write { db in try Self.recordEnd(db, id: id, end: end, logBytes: logBytes) }
+    }
+
+    static func recordEnd(_ db: Database, id: String, end: RunEnd, logBytes: Int64) throws {
+        try db.execute(sql: """
+            UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cpu_user = ?, cpu_system = ?,
+                max_rss = ?, error = ?, log_bytes = ? WHERE id = ?
+            """, arguments: StatementArguments([
+                end.status.rawValue, end.endedAt, end.exitCode.map { Int64($0) }, end.signal.map { Int64($0) },
+                end.cpuUser, end.cpuSystem, end.maxRSS, end.error, logBytes, id,
+            ] as [(any DatabaseValueConvertible)?]))
     }
 
     public func addParams(run id: String, _ params: [Param]) throws(CMLError) {
@@ -217,7 +222,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    private static func insertParams(_ db: Database, run id: String, _ params: [Param]) throws {
+    static func insertParams(_ db: Database, run id: String, _ params: [Param]) throws {
         for param in params {
             try db.execute(sql: """
                 INSERT OR REPLACE INTO params (run_id, key, value, number, source) VALUES (?, ?, ?, ?, ?)
@@ -225,7 +230,7 @@ public final class SQLiteStore: Store {
         }
     }
 
-    private static func insertTags(_ db: Database, run id: String, _ tags: [String]) throws {
+    static func insertTags(_ db: Database, run id: String, _ tags: [String]) throws {
         for tag in Set(tags) {
             try db.execute(sql: "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?, ?)", arguments: [id, tag])
         }
@@ -288,6 +293,7 @@ public final class SQLiteStore: Store {
                     key: Self.text(raw, 1), count: sqlite3_column_int64(raw, 2), last: number(3), min: number(4),
                     max: number(5), lastStep: sqlite3_column_int64(raw, 6), lastTime: sqlite3_column_double(raw, 7)))
             }
+            let queueInfo = try Self.queueInfo(db, ids: ids, idList: idList)
             return rows.map { row in
                 let id: String = row["id"]
                 let status = RunStatus(rawValue: row["status"]) ?? .failed
@@ -310,7 +316,7 @@ public final class SQLiteStore: Store {
                            pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: row["started_at"], end: end,
                            environment: environment, code: (try? JSON.parse(row["code"] as String)) ?? .null,
                            logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
-                           metrics: metrics[id] ?? [])
+                           metrics: metrics[id] ?? [], queue: queueInfo[id])
             }
         }
     }

@@ -98,6 +98,59 @@ enum Schema {
         CREATE INDEX params_by_key ON params(key);
         CREATE INDEX metric_series_by_key ON metric_series(key);
         """,
+        // 3: queues, their entries (queued runs with the spec to reproduce them, and the lease of the agent
+        // running one), every start of a queued run, and the agents.
+        """
+        CREATE TABLE queues (
+            name TEXT PRIMARY KEY NOT NULL,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE queue_entries (
+            run_id TEXT PRIMARY KEY NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            queue TEXT NOT NULL REFERENCES queues(name),
+            priority INTEGER NOT NULL,
+            enqueued_at REAL NOT NULL,
+            spec TEXT NOT NULL,
+            -- waiting (agents may take it), leased (an agent runs it), done (it ended)
+            state TEXT NOT NULL,
+            -- starts so far, and those that count against max_attempts (a drained start does not)
+            started INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            -- the agent (agents.id) holding the lease, and until when
+            agent TEXT,
+            lease_expires REAL,
+            abort_requested INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE INDEX queue_entries_waiting ON queue_entries(queue, priority DESC, enqueued_at, run_id) WHERE state = 'waiting';
+        CREATE INDEX queue_entries_leased ON queue_entries(agent, lease_expires) WHERE state = 'leased';
+        CREATE TABLE run_attempts (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            agent TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            outcome TEXT,
+            reason TEXT,
+            PRIMARY KEY (run_id, attempt)
+        ) WITHOUT ROWID;
+        CREATE TABLE agents (
+            id TEXT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            queues TEXT NOT NULL,
+            slots INTEGER NOT NULL,
+            gpus TEXT NOT NULL,
+            state TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL,
+            lease_seconds REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX agents_by_name ON agents(name);
+        """,
     ]
 
     static func migrate(_ queue: DatabaseQueue) throws {

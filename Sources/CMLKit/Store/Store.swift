@@ -83,6 +83,57 @@ public protocol Store: Sendable {
     func addArtifact(_ artifact: Artifact) throws(CMLError)
     /// A run's artifacts in the order they were recorded.
     func artifacts(run id: String) throws(CMLError) -> [Artifact]
+    func hasBlob(_ id: String) -> Bool
+
+    // MARK: Queues (the README's design section explains leases, heartbeats and requeueing)
+
+    /// Queues one run per spec on `queue`, creating the queue when it is new; all of them or, on an
+    /// error, none. Returns the queued runs and whether the queue was created.
+    func enqueue(_ specs: [RunSpec], queue: String, priority: Int, maxAttempts: Int) throws(CMLError) -> (runs: [Run], createdQueue: Bool)
+    /// Queue names, sorted.
+    func queueNames() throws(CMLError) -> [String]
+    func createQueue(_ name: String) throws(CMLError)
+    /// Runs waiting or running on `queue` (all queues when nil): per queue, running first, then in the
+    /// order agents take them (priority, then age).
+    func queuedRuns(queue: String?) throws(CMLError) -> [Run]
+    /// Removes waiting runs with their records; refuses them all when one is not waiting.
+    func removeQueued(_ ids: [String]) throws(CMLError)
+    /// Moves waiting runs to `queue` (created when new); refuses them all when one is not waiting.
+    func moveQueued(_ ids: [String], to queue: String) throws(CMLError) -> Bool
+    func queueStats() throws(CMLError) -> [QueueStats]
+    /// The spec a queued run was made from; nil for a run that was not queued.
+    func spec(run id: String) throws(CMLError) -> RunSpec?
+    /// Stops a queued run: a waiting one ends `aborted` at once, a running one is flagged for its agent.
+    func requestAbort(run id: String) throws(CMLError) -> AbortOutcome
+
+    // MARK: Agents
+
+    /// Records a starting agent; an error when a live agent already has its name.
+    func registerAgent(_ agent: AgentRecord) throws(CMLError)
+    /// Records that an agent process is gone (found dead on its host), so that its name is free at once;
+    /// its leases run out as they would.
+    func retireAgent(id: String) throws(CMLError)
+    /// Leases the run to take next: from the first of `queues` that has one waiting, the highest
+    /// priority, then the oldest. Nil when none waits.
+    func lease(agent id: String, queues: [String], seconds: Double) throws(CMLError) -> QueueLease?
+    /// Renews the agent's leases of the runs it is `holding` for `seconds` and records its state; says
+    /// which of the runs it holds are to be aborted, and which of `holding` it no longer holds.
+    func heartbeat(agent id: String, state: AgentRecord.State, holding: [String], leaseSeconds: Double) throws(CMLError) -> HeartbeatReply
+    /// Leases whose time ran out.
+    func expiredLeases() throws(CMLError) -> [ExpiredLease]
+    /// Ends leases that ran out (those still expired): each run's attempt ends `lost`; the run is queued
+    /// again while attempts remain, else it ends `lost`. Returns how many were requeued.
+    func reclaim(_ leases: [ExpiredLease]) throws(CMLError) -> Int
+    /// Records the leased run as its command starts (environment, working directory, parameters); on a
+    /// later attempt the metrics of the one before are dropped. False when the lease is no longer held.
+    func startLeasedRun(_ run: Run, lease: QueueLease) throws(CMLError) -> Bool
+    /// Ends a leased run as it ended, or puts it back on its queue. False when the lease is no longer
+    /// held (another agent has the run now): nothing is recorded then.
+    func endLeasedRun(_ lease: QueueLease, _ end: LeasedRunEnd, logBytes: Int64) throws(CMLError) -> Bool
+    /// Agents, most recently started first.
+    func agents() throws(CMLError) -> [AgentRecord]
+    /// Wakes its waiter when the queues may have changed (a run queued, requeued, moved or aborted).
+    func queueWatcher() throws(CMLError) -> QueueWatcher
 }
 
 public protocol MetricWriter: AnyObject {

@@ -6,6 +6,8 @@
 int cml_pipe_cloexec(int fds[2]);
 /// fcntl(fd, F_SETPIPE_SZ, size); the new size or -1.
 int cml_set_pipe_size(int fd, int size);
+/// posix_spawn_file_actions_addchdir_np(3): the child starts in `path`.
+int cml_spawn_add_chdir(void *actions, const char *path);
 /// The POSIX_SPAWN_SETSID flag.
 int cml_spawn_setsid_flag(void);
 /// memrchr(3).

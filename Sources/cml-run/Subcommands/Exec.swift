@@ -22,47 +22,18 @@ struct Exec: ParsableCommand {
 
     @OptionGroup var storeOption: StoreOption
 
-    @Option(help: "A name for the run.")
-    var name: String?
-
-    @Option(help: ArgumentHelp("The project the run belongs to (default: $CML_PROJECT, else 'default')."))
-    var project: String?
-
-    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag for the run (repeatable).", valueName: "tag"))
-    var tags: [String] = []
-
-    @Option(name: .customLong("param"), help: ArgumentHelp("A parameter key=value (repeatable); overrides the command line's.", valueName: "key=value"))
-    var params: [String] = []
-
-    @Option(help: ArgumentHelp("Files that would make the code patch larger than this are left out, and named in the record (bytes, or with K, M, G).", valueName: "size"))
-    var maxPatchSize: String = "10M"
+    @OptionGroup var record: RecordOptions
 
     @Flag(inversion: .prefixedNo, help: "Run the command under a pseudo-terminal (default: when stdout is a terminal).")
     var tty: Bool?
-
-    @Flag(name: .customLong("no-metrics"), help: "Do not parse metrics from the output.")
-    var noMetrics = false
-
-    @Option(name: .customLong("metric-pattern"), help: ArgumentHelp("A regular expression with named groups key, value and optionally step, for metrics the default rules miss (repeatable).", valueName: "regex"))
-    var metricPatterns: [String] = []
-
-    @Option(help: ArgumentHelp("Seconds between samples of CPU, memory and GPU use (sys/… metrics); 0 turns them off.", valueName: "seconds"))
-    var monitorInterval: Double = 10
-
-    @Option(name: .customLong("tb-dir"), help: ArgumentHelp("Also import TensorBoard scalars from event files under this directory (repeatable; relative to the working directory, which is always searched).", valueName: "dir"))
-    var tensorBoardDirectories: [String] = []
-
-    @Flag(name: .customLong("no-tensorboard"), help: "Do not import scalars from TensorBoard event files.")
-    var noTensorBoard = false
-
-    @Option(name: .customLong("tb-interval"), help: ArgumentHelp("Seconds between searches for new TensorBoard scalars while the command runs (one more follows its end).", valueName: "seconds"))
-    var tensorBoardInterval: Double = 5
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after --.", valueName: "command"))
     var command: [String] = []
 
     func run() throws {
-        try Self.execute(command, options: try makeOptions(), store: storeOption.store)
+        var options = try record.runOptions()
+        options.terminal = tty
+        try Self.execute(command, options: options, store: storeOption.store)
     }
 
     /// Runs and records `command`, then exits with its status. `cml-run -- CMD` (no options) comes here
@@ -71,7 +42,7 @@ struct Exec: ParsableCommand {
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
         let (status, store) = try RunCapture.run(command, options: options, openStore: { () throws(CMLError) in try StoreLocation.open(location) },
-                                                 signals: signals) { warning in
+                                                 supervisor: signals) { warning in
             FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
         }
         // Exit here, with the store still open: closing the last connection would checkpoint the WAL
@@ -82,30 +53,6 @@ struct Exec: ParsableCommand {
     /// The project when `--project` is not given: `$CML_PROJECT`, else `default`.
     static var defaultProject: String {
         getenv("CML_PROJECT").map { String(cString: $0) } ?? "default"
-    }
-
-    private func makeOptions() throws(CMLError) -> RunOptions {
-        var parsed: [Param] = []
-        for text in params {
-            guard let param = ParamParser.parseAssignment(text) else {
-                throw .usage("--param \(text) is not key=value", hint: "e.g. --param lr=0.01")
-            }
-            parsed.append(param)
-        }
-        guard let limit = parseSize(maxPatchSize) else {
-            throw .usage("--max-patch-size \(maxPatchSize) is not a size", hint: "e.g. 10M, 512K, 1G or a number of bytes")
-        }
-        if let name, name.isEmpty { throw .usage("--name must not be empty") }
-        guard monitorInterval >= 0, monitorInterval.isFinite else { throw .usage("--monitor-interval must be 0 or more seconds") }
-        guard tensorBoardInterval > 0, tensorBoardInterval.isFinite else { throw .usage("--tb-interval must be more than 0 seconds") }
-        if noTensorBoard && !tensorBoardDirectories.isEmpty { throw .usage("--tb-dir and --no-tensorboard contradict each other") }
-        let project = self.project ?? Self.defaultProject
-        guard !project.isEmpty else { throw .usage("--project must not be empty") }
-        return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
-                          terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval,
-                          metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
-                          importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
-                          tensorBoardInterval: tensorBoardInterval)
     }
 }
 

@@ -1,0 +1,234 @@
+/// Everything an agent needs to reproduce a run: the code (repository, commit, the captured patch by
+/// blob id, the directory inside the repository the command starts in), the command with its
+/// parameters, environment overrides, and what the run is recorded as. `cml-run clone` and `cml-run spec`
+/// print it as a JSON line; `cml-queue add` reads it.
+public struct RunSpec: Sendable, Equatable {
+    /// A URL or a local path git can clone; nil when the command was not in a repository (it then starts
+    /// in an empty directory).
+    public var repository: String?
+    public var commit: String?
+    /// The sha256 of the patch (in the store's blobs) that turns a clean checkout of `commit` into the
+    /// work tree the command ran in; nil when the tree was clean.
+    public var patchBlob: String?
+    /// Where the command starts, relative to the repository root ("" for the root).
+    public var directory: String
+    public var command: [String]
+    /// Set in the command's environment on top of the agent's, in this order.
+    public var environment: [EnvironmentVariable]
+    /// Parameters recorded with `--param` (not on the command line).
+    public var params: [Param]
+    public var name: String?
+    public var project: String
+    public var tags: [String]
+    /// The run this one was cloned from.
+    public var clonedFrom: String?
+    public var capture: CaptureSettings
+
+    public init(repository: String?, commit: String?, patchBlob: String?, directory: String = "", command: [String],
+                environment: [EnvironmentVariable] = [], params: [Param] = [], name: String? = nil,
+                project: String = "default", tags: [String] = [], clonedFrom: String? = nil,
+                capture: CaptureSettings = CaptureSettings()) {
+        self.repository = repository
+        self.commit = commit
+        self.patchBlob = patchBlob
+        self.directory = directory
+        self.command = command
+        self.environment = environment
+        self.params = params
+        self.name = name
+        self.project = project
+        self.tags = tags
+        self.clonedFrom = clonedFrom
+        self.capture = capture
+    }
+}
+
+public struct EnvironmentVariable: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    /// `NAME=value`, as `--env` takes it; nil when it is not that.
+    public init?(assignment text: String) {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { return nil }
+        let name = String(text[..<eq])
+        guard Self.isName(name) else { return nil }
+        self.init(name: name, value: String(text[text.index(after: eq)...]))
+    }
+
+    /// Letters, digits and underscores, not starting with a digit: what a shell exports.
+    public static func isName(_ text: String) -> Bool {
+        guard let first = text.utf8.first, !(0x30...0x39).contains(first) else { return false }
+        return text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }
+    }
+}
+
+/// How `cml-run` records what the command prints: the options of `cml-run` that the agent applies too.
+public struct CaptureSettings: Sendable, Equatable {
+    public var parseMetrics = true
+    public var metricPatterns: [String] = []
+    public var monitorInterval = 10.0
+    public var importTensorBoard = true
+    public var tensorBoardDirectories: [String] = []
+    public var tensorBoardInterval = 5.0
+
+    public init() {}
+}
+
+extension RunSpec {
+    /// The spec as one JSON object (a line of `cml-run clone`).
+    public var json: JSON {
+        .object([
+            ("repository", repository.map(JSON.string) ?? .null),
+            ("commit", commit.map(JSON.string) ?? .null),
+            ("patch_blob", patchBlob.map(JSON.string) ?? .null),
+            ("directory", .string(directory)),
+            ("command", .array(command.map(JSON.string))),
+            ("env", .object(environment.map { ($0.name, .string($0.value)) })),
+            ("params", .object(params.map { ($0.key, $0.value) })),
+            ("name", name.map(JSON.string) ?? .null),
+            ("project", .string(project)),
+            ("tags", .array(tags.map(JSON.string))),
+            ("cloned_from", clonedFrom.map(JSON.string) ?? .null),
+            ("capture", .object([
+                ("metrics", .bool(capture.parseMetrics)),
+                ("metric_patterns", .array(capture.metricPatterns.map(JSON.string))),
+                ("monitor_interval", .double(capture.monitorInterval)),
+                ("tensorboard", .bool(capture.importTensorBoard)),
+                ("tb_dirs", .array(capture.tensorBoardDirectories.map(JSON.string))),
+                ("tb_interval", .double(capture.tensorBoardInterval)),
+            ])),
+        ])
+    }
+
+    /// Reads a spec, strictly: an unknown field, a value of the wrong kind or a path that leaves the
+    /// repository is an error naming it, so that a typo never queues a run that does something else.
+    public init(json: JSON) throws(CMLError) {
+        guard case .object(let members) = json else { throw CMLError("a run spec is a JSON object") }
+        if members.contains(where: { $0.0 == "id" }) {
+            throw CMLError("this is a run record, not a run spec", hint: "make a spec with cml-run clone ID")
+        }
+        let known: Set<String> = ["repository", "commit", "patch_blob", "directory", "command", "env", "params", "name",
+                                  "project", "tags", "cloned_from", "capture"]
+        if let unknown = members.first(where: { !known.contains($0.0) }) {
+            throw CMLError("unknown field \"\(unknown.0)\"", hint: "a spec has \(known.sorted().joined(separator: ", "))")
+        }
+        func field(_ key: String) -> JSON? {
+            guard let value = members.first(where: { $0.0 == key })?.1, value != .null else { return nil }
+            return value
+        }
+        func text(_ key: String) throws(CMLError) -> String? {
+            guard let value = field(key) else { return nil }
+            guard let string = value.stringValue else { throw CMLError("\"\(key)\" must be a string") }
+            return string
+        }
+        func strings(_ key: String, in value: JSON?) throws(CMLError) -> [String] {
+            guard let value else { return [] }
+            guard case .array(let items) = value else { throw CMLError("\"\(key)\" must be an array of strings") }
+            var out: [String] = []
+            for item in items {
+                guard let string = item.stringValue else { throw CMLError("\"\(key)\" must be an array of strings") }
+                out.append(string)
+            }
+            return out
+        }
+
+        command = try strings("command", in: field("command"))
+        guard !command.isEmpty, !command[0].isEmpty else { throw CMLError("\"command\" must name a program") }
+        repository = try text("repository")
+        if repository?.isEmpty == true { throw CMLError("\"repository\" must not be empty") }
+        commit = try text("commit")
+        if let commit, !Self.isHex(commit, lengths: [40, 64]) {
+            throw CMLError("\"commit\" must be a full commit id (40 hex digits), not '\(commit)'")
+        }
+        if repository != nil && commit == nil { throw CMLError("a spec with a \"repository\" needs its \"commit\"") }
+        if repository == nil && commit != nil { throw CMLError("a spec with a \"commit\" needs its \"repository\"") }
+        patchBlob = try text("patch_blob")
+        if let patchBlob {
+            guard Self.isHex(patchBlob, lengths: [64]) else { throw CMLError("\"patch_blob\" must be a sha256 (64 hex digits)") }
+            guard commit != nil else { throw CMLError("a \"patch_blob\" applies to a \"commit\", and the spec has none") }
+        }
+        directory = try text("directory") ?? ""
+        if directory.hasPrefix("/") || directory.split(separator: "/").contains("..") {
+            throw CMLError("\"directory\" must be a path inside the repository, not '\(directory)'")
+        }
+        environment = []
+        if let env = field("env") {
+            guard case .object(let variables) = env else { throw CMLError("\"env\" must be an object of strings") }
+            for (variable, value) in variables {
+                guard EnvironmentVariable.isName(variable) else { throw CMLError("\"env\": '\(variable)' is not a variable name") }
+                guard let string = value.stringValue else { throw CMLError("\"env\": the value of \(variable) must be a string") }
+                environment.append(EnvironmentVariable(name: variable, value: string))
+            }
+        }
+        params = []
+        if let given = field("params") {
+            guard case .object(let pairs) = given else { throw CMLError("\"params\" must be an object") }
+            for (key, value) in pairs {
+                guard ParamParser.isKey(key) else { throw CMLError("\"params\": '\(key)' is not a parameter name") }
+                params.append(Param(key: key, value: value, source: "option"))
+            }
+        }
+        name = try text("name")
+        project = try text("project") ?? "default"
+        if project.isEmpty { throw CMLError("\"project\" must not be empty") }
+        tags = try strings("tags", in: field("tags"))
+        clonedFrom = try text("cloned_from")
+        if let clonedFrom, !RunID.isPrefix(clonedFrom) { throw CMLError("\"cloned_from\" must be a run id") }
+        capture = CaptureSettings()
+        if let settings = field("capture") {
+            guard case .object(let entries) = settings else { throw CMLError("\"capture\" must be an object") }
+            for (key, value) in entries {
+                switch (key, value) {
+                case ("metrics", .bool(let b)): capture.parseMetrics = b
+                case ("metric_patterns", _): capture.metricPatterns = try strings("capture.metric_patterns", in: value)
+                case ("monitor_interval", _) where (value.number ?? -1) >= 0: capture.monitorInterval = value.number!
+                case ("tensorboard", .bool(let b)): capture.importTensorBoard = b
+                case ("tb_dirs", _): capture.tensorBoardDirectories = try strings("capture.tb_dirs", in: value)
+                case ("tb_interval", _) where (value.number ?? 0) > 0: capture.tensorBoardInterval = value.number!
+                default: throw CMLError("\"capture\": bad or unknown setting \"\(key)\"",
+                                        hint: "metrics, metric_patterns, monitor_interval, tensorboard, tb_dirs, tb_interval")
+                }
+            }
+            for pattern in capture.metricPatterns { _ = try MetricPattern(pattern) }
+        }
+    }
+
+    static func isHex(_ text: String, lengths: Set<Int>) -> Bool {
+        lengths.contains(text.utf8.count) && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// The record a queued run starts as: the command and its parameters, what the code will be, the
+    /// environment overrides; host and user are the submitter's until an agent takes it.
+    public func queuedRun(id: String, at time: Double) -> Run {
+        var params = ParamParser.parse(command)
+        for given in self.params {
+            params.removeAll { $0.key == given.key }
+            params.append(given)
+        }
+        var code: [(String, JSON)] = [("in_repository", .bool(repository != nil))]
+        if let repository {
+            code += [("remote_url", .string(repository)), ("commit", commit.map(JSON.string) ?? .null),
+                     ("dirty", .bool(patchBlob != nil))]
+            if let patchBlob { code.append(("patch_blob", .string(patchBlob))) }
+            if !directory.isEmpty { code.append(("directory", .string(directory))) }
+        }
+        return Run(id: id, name: name, project: project, status: .queued, command: command, cwd: directory,
+                   host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: nil, startedAt: time,
+                   environment: RunEnvironment.redact(environment.map { ($0.name, $0.value) }), code: .object(code),
+                   tags: tags, params: params)
+    }
+
+    /// The options the agent records the run with: the spec's, as `cml-run` would have had them.
+    public func runOptions() throws(CMLError) -> RunOptions {
+        RunOptions(name: name, project: project, tags: tags, params: params, terminal: false,
+                   parseMetrics: capture.parseMetrics, monitorInterval: capture.monitorInterval,
+                   metricPatterns: try capture.metricPatterns.map { (source) throws(CMLError) in try MetricPattern(source) },
+                   importTensorBoard: capture.importTensorBoard, tensorBoardDirectories: capture.tensorBoardDirectories,
+                   tensorBoardInterval: capture.tensorBoardInterval)
+    }
+}

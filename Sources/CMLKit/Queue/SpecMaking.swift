@@ -1,0 +1,78 @@
+/// Making specs: from a recorded run (`cml-run clone`) or from the current directory (`cml-run spec`,
+/// `cml-queue add -- CMD`).
+extension RunSpec {
+    /// The spec that runs `run` again with `settings` applied to its command line (see
+    /// `ParamParser.override`). A run that came from a queue starts from its own spec. Warnings say
+    /// what the spec cannot reproduce.
+    public static func clone(_ run: Run, queuedSpec: RunSpec?, settings: [(key: String, value: String)],
+                             warn: (String) -> Void) throws(CMLError) -> RunSpec {
+        var spec: RunSpec
+        if let queuedSpec {
+            spec = queuedSpec
+        } else {
+            let code = run.code
+            var repository: String?
+            var directory = ""
+            if code["in_repository"] == .bool(true), let commit = code["commit"]?.stringValue {
+                let root = code["root"]?.stringValue
+                let remote = code["remote_url"]?.stringValue
+                // A commit that is not pushed is only in the local repository.
+                repository = code["pushed"] == .bool(true) ? (remote ?? root) : (root ?? remote)
+                if let root, run.cwd.hasPrefix(root + "/") { directory = String(run.cwd.dropFirst(root.count + 1)) }
+                if let note = code["patch_note"]?.stringValue { warn("the captured code is incomplete: \(note)") }
+                spec = RunSpec(repository: repository, commit: commit, patchBlob: code["patch_blob"]?.stringValue,
+                               directory: directory, command: run.command)
+            } else {
+                if code["in_repository"] == .bool(true) {
+                    throw CMLError("run \(RunID.short(run.id)) ran in a repository without commits: its code cannot be reproduced")
+                }
+                warn("run \(RunID.short(run.id)) was not in a git repository: the clone starts in an empty directory")
+                spec = RunSpec(repository: nil, commit: nil, patchBlob: nil, command: run.command)
+            }
+            spec.params = run.params.filter { $0.source == "option" }
+        }
+        spec.name = run.name
+        spec.project = run.project
+        spec.tags = run.tags
+        spec.clonedFrom = run.id
+        try spec.apply(settings)
+        return spec
+    }
+
+    /// Sets parameters on the command line; a parameter recorded with `--param` under the same key is
+    /// dropped, since the command line now says it.
+    public mutating func apply(_ settings: [(key: String, value: String)]) throws(CMLError) {
+        for setting in settings where !ParamParser.isKey(setting.key) {
+            throw CMLError.usage("--set \(setting.key)=\(setting.value): '\(setting.key)' is not a parameter name")
+        }
+        command = ParamParser.override(command, with: settings)
+        params.removeAll { param in settings.contains { $0.key == param.key } }
+    }
+
+    /// The spec of running `command` in `directory` as it is now: the code state is captured as
+    /// `cml-run` captures it, and the patch stored in `store` so that agents can fetch it.
+    public static func capture(_ command: [String], directory: String, store: any Store, maxPatchBytes: Int,
+                               warn: (String) -> Void) throws(CMLError) -> RunSpec {
+        guard !command.isEmpty else { throw CMLError.usage("no command given after --") }
+        let state: CodeState
+        let patch: [UInt8]
+        do {
+            (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes)
+        } catch {
+            throw CMLError("the code state of \(directory) could not be captured: \(error.description)")
+        }
+        guard state.inRepository else {
+            warn("\(directory) is not in a git repository: the run will start in an empty directory")
+            return RunSpec(repository: nil, commit: nil, patchBlob: nil, command: command)
+        }
+        guard let commit = state.commit else {
+            throw CMLError("the repository at \(state.root ?? directory) has no commit yet", hint: "commit first")
+        }
+        guard let root = state.root else { throw CMLError("\(directory) is in a bare repository: no work tree to reproduce") }
+        if let note = state.patchNote { warn("the captured code is incomplete: \(note)") }
+        let repository = state.pushed == true ? (state.remoteURL ?? root) : root
+        let relative = directory == root ? "" : directory.hasPrefix(root + "/") ? String(directory.dropFirst(root.count + 1)) : ""
+        return RunSpec(repository: repository, commit: commit, patchBlob: patch.isEmpty ? nil : try store.putBlob(patch),
+                       directory: relative, command: command)
+    }
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import CMLKit
+
+/// Options both spec makers take.
+struct SpecEnvironment: ParsableArguments {
+    @Option(name: .customLong("env"), help: ArgumentHelp("Set this variable in the run's environment (repeatable).", valueName: "name=value"))
+    var variables: [String] = []
+
+    func parsed() throws(CMLError) -> [EnvironmentVariable] {
+        try variables.map { (text) throws(CMLError) in
+            guard let variable = EnvironmentVariable(assignment: text) else {
+                throw CMLError.usage("--env \(text) is not NAME=value", hint: "e.g. --env OMP_NUM_THREADS=4")
+            }
+            return variable
+        }
+    }
+}
+
+struct Clone: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a run spec that runs a recorded run again, with parameters changed.",
+        discussion: """
+            The spec (one JSON line per run) names the repository, the commit and the captured patch of \
+            uncommitted changes, the command, environment overrides, project, tags and the run it was \
+            cloned from; cml-queue add queues it for an agent. --set changes a parameter where the \
+            command line has it (--lr 0.01 becomes --lr 0.1, lr=0.01 becomes lr=0.1); a parameter not \
+            on the command line is appended the way the command writes its others, else as --key value. \
+            The repository is the remote when the commit was pushed, else the local repository. Runs \
+            are ids or unique prefixes, or JSON lines with an "id" on stdin.
+
+            Examples:
+              cml-run clone 0192f3a4 --set lr=0.1 | cml-queue add gpu
+              for lr in 0.1 0.03 0.01; do cml-run clone 0192f3a4 --set lr=$lr --name lr-$lr; done | cml-queue add gpu
+              cml-run clone 0192f3a4 --env OMP_NUM_THREADS=4 > spec.json
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Give a parameter this value (repeatable).", valueName: "key=value"))
+    var settings: [String] = []
+
+    @Option(help: "A name for the new run (default: the cloned run's).")
+    var name: String?
+
+    @OptionGroup var environment: SpecEnvironment
+
+    @Argument(help: ArgumentHelp("Runs to clone (ids or unique prefixes).", valueName: "id"))
+    var ids: [String] = []
+
+    func run() throws {
+        let parsedSettings = try settings.map { (text) throws(CMLError) -> (key: String, value: String) in
+            guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+                throw CMLError.usage("--set \(text) is not key=value", hint: "e.g. --set lr=0.1")
+            }
+            return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+        }
+        if let name, name.isEmpty { throw CMLError.usage("--name must not be empty") }
+        let variables = try environment.parsed()
+        let store = try storeOption.open()
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        var out = BufferedOutput()
+        for id in resolved {
+            let run = try store.run(id: id)
+            var spec = try RunSpec.clone(run, queuedSpec: try store.spec(run: id), settings: parsedSettings) { warning in
+                FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
+            }
+            if let name { spec.name = name }
+            for variable in variables {
+                spec.environment.removeAll { $0.name == variable.name }
+                spec.environment.append(variable)
+            }
+            out.withBuffer { spec.json.write(to: &$0); $0 += "\n" }
+        }
+        out.flush()
+    }
+}
+
+struct Spec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a run spec for a command in the current directory, without running it.",
+        discussion: """
+            The code state is captured as cml-run captures it (commit, and a patch of every uncommitted \
+            change, untracked and binary files included, stored in the store for the agent); the \
+            options are those of cml-run -- CMD, and go into the spec.
+
+            Examples:
+              cml-run spec --name baseline -- python train.py --lr 0.01 | cml-queue add gpu
+              cml-run spec --env CUDA_LAUNCH_BLOCKING=1 -- python train.py > spec.json
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @OptionGroup var record: RecordOptions
+
+    @OptionGroup var environment: SpecEnvironment
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command, after --.", valueName: "command"))
+    var command: [String] = []
+
+    func run() throws {
+        guard !command.isEmpty else { throw CMLError.usage("no command given after --", hint: "cml-run spec [options] -- CMD [ARGS…]") }
+        let options = try record.runOptions()
+        let variables = try environment.parsed()
+        let store = try storeOption.open()
+        var spec = try RunSpec.capture(command, directory: RunEnvironment.workingDirectory, store: store,
+                                       maxPatchBytes: options.maxPatchBytes) { warning in
+            FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
+        }
+        try record.apply(to: &spec)
+        spec.environment = variables
+        FileHandleOutput.standardOutput(spec.json.serialized + "\n")
+    }
+}
+
+struct Abort: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop runs: queued ones leave their queue, running ones are stopped and end aborted.",
+        discussion: """
+            A waiting run ends aborted without running. A run on an agent is stopped at the agent's next \
+            heartbeat at the latest (the store wakes it at once): SIGTERM to its process group, SIGKILL \
+            after the agent's --kill-grace. A run of cml-run on this machine gets SIGTERM through its \
+            cml-run. Runs are ids or unique prefixes, or JSON lines with an "id" on stdin. Prints one \
+            line per run: {"id", "abort": dequeued|requested|signalled, "agent"}.
+
+            Examples:
+              cml-run abort 0192f3a4
+              cml-queue ls gpu | cml-run abort
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Argument(help: ArgumentHelp("Runs to stop (ids or unique prefixes).", valueName: "id"))
+    var ids: [String] = []
+
+    func run() throws {
+        let store = try storeOption.open()
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        for id in resolved {
+            let outcome = try RunAbort.abort(id, store: store)
+            let fields: [(String, JSON)] = switch outcome {
+            case .dequeued: [("abort", .string("dequeued"))]
+            case .requested(let agent): [("abort", .string("requested")), ("agent", .string(agent))]
+            case .signalled(let pid): [("abort", .string("signalled")), ("pid", .int(Int64(pid)))]
+            }
+            FileHandleOutput.standardOutput(JSON.object([("id", .string(id))] + fields).serialized + "\n")
+        }
+    }
+}
