@@ -50,7 +50,8 @@ public struct MetricLineParser: Sendable {
             let separator = min(colon, equals)
             if separator >= n { break }
             var resume = separator + 1
-            if separator >= prefix.end, var (pair, end) = pair(at: separator, in: line, tightColon: prefix.bracketed) {
+            if separator >= prefix.end, let (parsed, end) = pair(at: separator, in: line, tightColon: prefix.bracketed) {
+                var pair = parsed
                 if pair.step == nil { pair.step = prefix.step }
                 found.append(pair)
                 resume = end
