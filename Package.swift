@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "cml-run", targets: ["cml-run"]),
         .executable(name: "cml-log", targets: ["cml-log"]),
         .executable(name: "cml-diff", targets: ["cml-diff"]),
+        .executable(name: "cml-data", targets: ["cml-data"]),
         .library(name: "CMLKit", targets: ["CMLKit"]),
     ],
     dependencies: [
@@ -23,7 +24,7 @@ let package = Package(
         .target(
             name: "CMLKit",
             dependencies: [
-                "CGit2", "CLibCrypto", "CSupport", "CZstd",
+                "CArchive", "CGit2", "CLibCrypto", "CSupport", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -48,9 +49,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "cml-data",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // The fixtures are read from the source tree (#filePath), not bundled.
         .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff", "cml-data"]),
     ],
     swiftLanguageModes: [.v6]
 )

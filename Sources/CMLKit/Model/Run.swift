@@ -102,6 +102,8 @@ public struct Run: Sendable {
     public var tags: [String]
     public var params: [Param]
     public var metrics: [MetricSummary]
+    /// Dataset versions it used (`cml-run --data`, `cml-data get|checkout` inside it).
+    public var datasets: [DatasetUse] = []
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
                 host: String, user: String, pid: Int32?, startedAt: Double, end: RunEnd? = nil,
