@@ -56,7 +56,7 @@ struct JobsOption: ParsableArguments {
 @main
 enum Main {
     static func main() {
-        let names = CMLData.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        let names = CMLData.configuration.subcommands.map { $0._commandName }
         let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
         do {
             var command = try CMLData.parseAsRoot(arguments)

@@ -62,7 +62,7 @@ enum Main {
         }
     }
 
-    static let subcommandNames = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+    static let subcommandNames = CMLRun.configuration.subcommands.map { $0._commandName }
 
     /// A command line that runs something: options, then `--` and a command, with no subcommand first.
     static func isRun(_ arguments: [String]) -> Bool {

@@ -39,34 +39,33 @@ public final class BlobBatch: @unchecked Sendable {
         return (blobs, bytes)
     }
 
-    /// Whether the caller should store `id`: false when the store holds it, or another worker of this
-    /// batch has claimed it already. A claim must end with `addPacked`, `addFile` or `release`.
-    public func claim(_ id: String) throws(CMLError) -> Bool {
-        guard let digest = BlobDigest(hex: id) else { throw CMLError("\(id) is not a blob id") }
+    /// Whether the caller should store content `digest` of `size` bytes: false when the store holds it,
+    /// or another worker of this batch has claimed it already. A claim must end with `addPacked`,
+    /// `addFile` or `release`.
+    public func claim(_ digest: BlobDigest, size: Int64) throws(CMLError) -> Bool {
         lock.lock()
         let fresh = claimed.insert(digest).inserted
         lock.unlock()
         guard fresh else { return false }
-        if try store.contains(id) {
-            release(id)
+        if try store.contains(digest, lookingForFiles: size >= Int64(BlobStore.packThreshold)) {
+            release(digest)
             return false
         }
         return true
     }
 
-    public func release(_ id: String) {
-        guard let digest = BlobDigest(hex: id) else { return }
+    public func release(_ digest: BlobDigest) {
         lock.lock()
         claimed.remove(digest)
         lock.unlock()
     }
 
     /// Appends a claimed small blob to `worker`'s pack.
-    public func addPacked(_ id: String, _ content: UnsafeRawBufferPointer, worker: Int) throws(CMLError) {
+    public func addPacked(_ digest: BlobDigest, _ content: UnsafeRawBufferPointer, worker: Int) throws(CMLError) {
         let slot = slots[worker]
         if slot.writer == nil { slot.writer = try PackWriter(directory: store.packs.directory) }
         let writer = slot.writer!
-        try writer.append(BlobDigest(hex: id)!, content)
+        try writer.append(digest, content)
         if writer.isFull {
             let index = try writer.finish()
             slot.writer = nil
@@ -88,9 +87,9 @@ public final class BlobBatch: @unchecked Sendable {
 
     /// Takes a claimed large blob, written completely to `temporary` (from `makeTemporaryFile`) and
     /// fsynced; it is renamed into place by `finish`.
-    public func addFile(_ id: String, temporary: String, size: Int64) {
+    public func addFile(_ digest: BlobDigest, temporary: String, size: Int64) {
         lock.lock()
-        looseFiles.append((temporary, id))
+        looseFiles.append((temporary, digest.hex))
         lock.unlock()
         count(Int(size))
     }
@@ -105,13 +104,16 @@ public final class BlobBatch: @unchecked Sendable {
     /// Stores `content` (a manifest, say) and returns its id.
     @discardableResult
     public func put(_ content: [UInt8], worker: Int = 0) throws(CMLError) -> String {
-        let id = SHA256Hasher.hex(content)
-        guard try claim(id) else { return id }
+        var hasher = SHA256Hasher()
+        hasher.update(content)
+        let digest = hasher.finalize()
+        let id = digest.hex
+        guard try claim(digest, size: Int64(content.count)) else { return id }
         do throws(CMLError) {
             if content.count < BlobStore.packThreshold {
                 var failure: CMLError?
                 content.withUnsafeBytes { raw in
-                    do throws(CMLError) { try addPacked(id, raw, worker: worker) } catch { failure = error }
+                    do throws(CMLError) { try addPacked(digest, raw, worker: worker) } catch { failure = error }
                 }
                 if let failure { throw failure }
             } else {
@@ -124,10 +126,10 @@ public final class BlobBatch: @unchecked Sendable {
                     unlink(path)
                     throw error
                 }
-                addFile(id, temporary: path, size: Int64(content.count))
+                addFile(digest, temporary: path, size: Int64(content.count))
             }
         } catch {
-            release(id)
+            release(digest)
             throw error
         }
         return id

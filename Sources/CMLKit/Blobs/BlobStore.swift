@@ -132,8 +132,16 @@ public struct BlobStore: Sendable {
 
     /// Whether the store holds `id`, in a pack known since the last `refreshPacks` or as a file.
     public func contains(_ id: String) throws(CMLError) -> Bool {
-        if let digest = BlobDigest(hex: id), try packs.find(digest) != nil { return true }
-        return access(path(of: id), F_OK) == 0
+        guard let digest = BlobDigest(hex: id) else { return false }
+        return try contains(digest)
+    }
+
+    /// `lookingForFiles: false` skips the look for a file of its own (a syscall): for small content,
+    /// which batches store in packs, a copy stored alone (an artifact) is rare, and storing it once more
+    /// costs little.
+    public func contains(_ digest: BlobDigest, lookingForFiles: Bool = true) throws(CMLError) -> Bool {
+        if try packs.find(digest) != nil { return true }
+        return lookingForFiles && access(path(of: digest.hex), F_OK) == 0
     }
 
     /// Rereads which packs exist (after another process may have added or rewritten some).

@@ -21,7 +21,7 @@ extension BlobBatch {
     /// copied into the store on another thread meanwhile (worth it when a core is free and the content is
     /// likely new), else copied after hashing, only when the store lacks it.
     public func ingest(path: String, expected: FileIdentity, worker: Int, buffer: UnsafeMutableRawBufferPointer,
-                       copyWhileHashing: Bool) throws(IngestFailure) -> String {
+                       copyWhileHashing: Bool) throws(IngestFailure) -> BlobDigest {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
             if errno == ENOENT || errno == ELOOP { throw .changed }
@@ -41,10 +41,12 @@ extension BlobBatch {
     }
 
     private func ingestSmall(_ fd: Int32, path: String, expected: FileIdentity, worker: Int,
-                             buffer: UnsafeMutableRawBufferPointer) throws(IngestFailure) -> String {
+                             buffer: UnsafeMutableRawBufferPointer) throws(IngestFailure) -> BlobDigest {
+        // Read up to the size the walk saw: a file that grew since shows in its identity afterwards.
+        let size = Int(expected.size)
         var total = 0
-        while total < buffer.count {
-            let n = read(fd, buffer.baseAddress! + total, buffer.count - total)
+        while total < size {
+            let n = read(fd, buffer.baseAddress! + total, size - total)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .unreadable("\(path): \(String(cString: strerror(errno)))")
@@ -52,26 +54,26 @@ extension BlobBatch {
             if n == 0 { break }
             total += n
         }
-        guard Int64(total) == expected.size, currentIdentity(fd) == expected else { throw .changed }
+        guard total == size, currentIdentity(fd) == expected else { throw .changed }
         let content = UnsafeRawBufferPointer(rebasing: buffer[0..<total])
         var hasher = SHA256Hasher()
         hasher.update(content)
-        let id = hasher.finalizeHex()
+        let digest = hasher.finalize()
         do throws(CMLError) {
-            if try claim(id) {
-                do throws(CMLError) { try addPacked(id, content, worker: worker) } catch {
-                    release(id)
+            if try claim(digest, size: expected.size) {
+                do throws(CMLError) { try addPacked(digest, content, worker: worker) } catch {
+                    release(digest)
                     throw error
                 }
             }
         } catch {
             throw .failed(error)
         }
-        return id
+        return digest
     }
 
     private func ingestLarge(_ fd: Int32, path: String, expected: FileIdentity, buffer: UnsafeMutableRawBufferPointer,
-                             copyWhileHashing: Bool) throws(IngestFailure) -> String {
+                             copyWhileHashing: Bool) throws(IngestFailure) -> BlobDigest {
         var temporary: (path: String, fd: Int32)?
         defer {
             if let temporary { close(temporary.fd) }
@@ -112,11 +114,11 @@ extension BlobBatch {
             dropTemporary()
             throw currentIdentity(fd) == expected ? .failed(copyFailure) : .changed
         }
-        let id = hasher.finalizeHex()
+        let digest = hasher.finalize()
         do throws(CMLError) {
-            guard try claim(id) else {
+            guard try claim(digest, size: expected.size) else {
                 dropTemporary()
-                return id
+                return digest
             }
         } catch {
             dropTemporary()
@@ -125,30 +127,30 @@ extension BlobBatch {
         if temporary == nil {
             // Hashed first, copied only now that the store is known to lack it.
             do throws(CMLError) { temporary = try makeTemporaryFile() } catch {
-                release(id)
+                release(digest)
                 throw .failed(error)
             }
             let failure = Self.copy(from: fd, path: path, size: expected.size, into: temporary!)
             // The copy holds the hashed bytes only if the file did not change in between.
             guard currentIdentity(fd) == expected else {
                 dropTemporary()
-                release(id)
+                release(digest)
                 throw .changed
             }
             if let failure {
                 dropTemporary()
-                release(id)
+                release(digest)
                 throw .failed(failure)
             }
         }
         guard fsync(temporary!.fd) == 0 else {
             let failure = FileSystem.error("cannot sync blob", temporary!.path)
             dropTemporary()
-            release(id)
+            release(digest)
             throw .failed(failure)
         }
-        addFile(id, temporary: temporary!.path, size: expected.size)
-        return id
+        addFile(digest, temporary: temporary!.path, size: expected.size)
+        return digest
     }
 
     private static func copy(from source: Int32, path: String, size: Int64, into target: (path: String, fd: Int32)) -> CMLError? {

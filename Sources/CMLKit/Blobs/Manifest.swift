@@ -52,15 +52,59 @@ public struct Manifest: Sendable, Equatable {
     public var entries: [ManifestEntry]
 
     public init(entries: [ManifestEntry]) {
-        self.entries = entries.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        self.entries = entries.sorted { Self.precedes($0.path, $1.path) }
+    }
+
+    /// Byte order of the UTF-8 paths (what `sort` in the C locale gives), compared with memcmp.
+    static func precedes(_ a: String, _ b: String) -> Bool {
+        let fast = a.utf8.withContiguousStorageIfAvailable { left in
+            b.utf8.withContiguousStorageIfAvailable { right -> Bool in
+                let common = min(left.count, right.count)
+                let order = common == 0 ? 0 : memcmp(left.baseAddress!, right.baseAddress!, common)
+                return order != 0 ? order < 0 : left.count < right.count
+            }
+        }
+        return (fast ?? nil) ?? a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
     public var totalSize: Int64 { entries.reduce(0) { $0 + $1.size } }
 
+    /// The JSON lines, byte for byte what `ManifestEntry.json` serialises (the manifest's id is their
+    /// hash), written directly: a snapshot of 600,000 files encodes 600,000 lines.
     public var encoded: [UInt8] {
-        var text = ""
-        for entry in entries { entry.json.write(to: &text); text += "\n" }
-        return Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(entries.count * 128)
+        func string(_ text: String) {
+            let plain = text.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C && $0 != 0x7F }
+            if plain {
+                out.append(0x22)
+                out.append(contentsOf: text.utf8)
+                out.append(0x22)
+            } else {
+                var escaped = ""
+                JSON.writeString(text, to: &escaped)
+                out.append(contentsOf: escaped.utf8)
+            }
+        }
+        for entry in entries {
+            out.append(contentsOf: #"{"path":"#.utf8)
+            string(entry.path)
+            out.append(contentsOf: #","size":"#.utf8)
+            out.append(contentsOf: String(entry.size).utf8)
+            out.append(contentsOf: #","mode":"0"#.utf8)
+            out.append(contentsOf: String(entry.mode, radix: 8).utf8)
+            out.append(0x22)
+            if let sha256 = entry.sha256 {
+                out.append(contentsOf: #","sha256":"#.utf8)
+                string(sha256)
+            }
+            if let linkTarget = entry.linkTarget {
+                out.append(contentsOf: #","link":"#.utf8)
+                string(linkTarget)
+            }
+            out.append(contentsOf: "}\n".utf8)
+        }
+        return out
     }
 
     public init(decoding bytes: [UInt8]) throws(CMLError) {

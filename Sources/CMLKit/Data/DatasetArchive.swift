@@ -297,6 +297,7 @@ private struct EntryReader {
     func store(expecting blob: String, size: Int64, name: String, into batch: BlobBatch,
                buffer: UnsafeMutableRawBufferPointer) throws(CMLError) {
         let mismatch = CMLError("the content of \(name) does not match its manifest (sha256 or size)")
+        let digest = BlobDigest(hex: blob)!
         if size < Int64(buffer.count) {
             let content = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)])
             try fill(content)
@@ -306,17 +307,17 @@ private struct EntryReader {
             }
             var hasher = SHA256Hasher()
             hasher.update(UnsafeRawBufferPointer(content))
-            guard hasher.finalizeHex() == blob else { throw mismatch }
-            if try batch.claim(blob) {
-                do throws(CMLError) { try batch.addPacked(blob, UnsafeRawBufferPointer(content), worker: 0) } catch {
-                    batch.release(blob)
+            guard hasher.finalize() == digest else { throw mismatch }
+            if try batch.claim(digest, size: size) {
+                do throws(CMLError) { try batch.addPacked(digest, UnsafeRawBufferPointer(content), worker: 0) } catch {
+                    batch.release(digest)
                     throw error
                 }
             }
             return
         }
         // Claimed before reading: only the first entry with new content writes it.
-        let keep = try batch.claim(blob)
+        let keep = try batch.claim(digest, size: size)
         var temporary: (path: String, fd: Int32)?
         defer { if let temporary { close(temporary.fd) } }
         var hasher = SHA256Hasher()
@@ -331,13 +332,13 @@ private struct EntryReader {
                 total += Int64(n)
                 if let temporary { try FileSystem.writeAll(temporary.fd, chunk, path: temporary.path) }
             }
-            guard total == size, hasher.finalizeHex() == blob else { throw mismatch }
+            guard total == size, hasher.finalize() == digest else { throw mismatch }
             guard let temporary else { return }
             guard fsync(temporary.fd) == 0 else { throw FileSystem.error("cannot sync blob", temporary.path) }
-            batch.addFile(blob, temporary: temporary.path, size: size)
+            batch.addFile(digest, temporary: temporary.path, size: size)
         } catch {
             if let temporary { unlink(temporary.path) }
-            if keep { batch.release(blob) }
+            if keep { batch.release(digest) }
             throw error
         }
     }

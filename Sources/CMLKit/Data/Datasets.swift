@@ -10,6 +10,13 @@ public enum Datasets {
         }
     }
 
+    /// `CML_DATA_MNIST_SMALL` for `mnist-small`: where `cml-run --data` tells the command a version lies.
+    public static func environmentVariable(for dataset: String) -> String {
+        "CML_DATA_" + String(dataset.uppercased().unicodeScalars.map { scalar in
+            (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9") ? Character(scalar) : "_"
+        })
+    }
+
     /// The run this process runs inside (`$CML_RUN_ID`), when it is a run of `store`.
     public static func currentRun(in store: any Store) -> String? {
         guard let id = getenv("CML_RUN_ID").map({ String(cString: $0) }), !id.isEmpty else { return nil }

@@ -63,12 +63,13 @@ public enum Snapshot {
         let batch = try store.blobBatch(workers: jobs)
 
         // Files the cache vouches for keep their hash, as long as the store still holds the content.
-        var digests = [String?](repeating: nil, count: walk.files.count)
+        var digests = [BlobDigest?](repeating: nil, count: walk.files.count)
         var hashedAt = [Int64](repeating: 0, count: walk.files.count)
         var toHash: [Int] = []
         for (index, file) in walk.files.enumerated() where file.linkTarget == nil {
-            if let known = cache.lookup(file.identity), try batch.store.contains(known.digest.hex) {
-                digests[index] = known.digest.hex
+            if let known = cache.lookup(file.identity),
+               try batch.store.contains(known.digest, lookingForFiles: file.identity.size >= Int64(BlobStore.packThreshold)) {
+                digests[index] = known.digest
                 hashedAt[index] = known.hashedAt
             } else {
                 toHash.append(index)
@@ -80,7 +81,7 @@ public enum Snapshot {
         var unreadable = walk.unreadable
         var hashedFiles = 0
         var hashedBytes: Int64 = 0
-        func hashed(_ index: Int, _ digest: String, at time: Int64) {
+        func hashed(_ index: Int, _ digest: BlobDigest, at time: Int64) {
             digests[index] = digest
             hashedAt[index] = time
             hashedFiles += 1
@@ -151,9 +152,10 @@ public enum Snapshot {
             if let target = file.linkTarget {
                 entries.append(ManifestEntry(path: file.path, size: 0, mode: file.mode, linkTarget: target))
             } else if let digest = digests[index] {
-                entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: digest))
-                cacheEntries.append(StatCache.Entry(identity: file.identity, hashedAt: hashedAt[index], digest: BlobDigest(hex: digest)!))
-                paths[digest] = file.path
+                let id = digest.hex
+                entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: id))
+                cacheEntries.append(StatCache.Entry(identity: file.identity, hashedAt: hashedAt[index], digest: digest))
+                paths[id] = file.path
             }
         }
         let manifest = Manifest(entries: entries)
@@ -186,7 +188,7 @@ public enum Snapshot {
                     }
                     guard let path = paths[id], let entry = walk.files.first(where: { $0.path == path }) else { continue }
                     let outcome = hashFiles([entry], root: root, batch: again, cache: StatCache(), jobs: 1, progress: nil)[0]
-                    guard case .success(id) = outcome.result else {
+                    guard case .success(let digest) = outcome.result, digest.hex == id else {
                         throw CMLError("\(root)/\(path) changed during the snapshot", hint: "nothing was recorded; snapshot again")
                     }
                 }
@@ -216,7 +218,7 @@ public enum Snapshot {
     }
 
     struct Outcome: Sendable {
-        var result: Result<String, IngestFailure>
+        var result: Result<BlobDigest, IngestFailure>
         /// When reading the file began (nanoseconds since the epoch): what the stat cache keeps.
         var startedAt: Int64
     }
@@ -233,7 +235,7 @@ public enum Snapshot {
             // Copying a large file while hashing it pays when a core would idle otherwise, and the content
             // is likely new (a moved file keeps its size and time: its content is likely stored).
             let copyWhileHashing = spareCores && !cache.likelyStored(file.identity)
-            let result: Result<String, IngestFailure>
+            let result: Result<BlobDigest, IngestFailure>
             do throws(IngestFailure) {
                 result = .success(try batch.ingest(path: root + "/" + file.path, expected: file.identity, worker: worker,
                                                    buffer: buffers[worker], copyWhileHashing: copyWhileHashing))
@@ -266,3 +268,4 @@ final class WorkerBuffers: @unchecked Sendable {
 
     subscript(worker: Int) -> UnsafeMutableRawBufferPointer { buffers[worker] }
 }
+

@@ -1,4 +1,5 @@
 import GRDB
+import GRDBSQLite
 import Glibc
 
 /// Dataset versions, their lineage and blob references, in the SQLite store.
@@ -47,8 +48,21 @@ extension SQLiteStore {
                 try db.execute(sql: "INSERT INTO dataset_parents (version_id, position, parent_id) VALUES (?, ?, ?)",
                                arguments: [version.id, position, parent])
             }
+            // In key order: each page of the index is then written once, not once per row. Bound directly:
+            // this runs once per file of the version.
             let reference = try db.cachedStatement(sql: "INSERT INTO version_blobs (blob, version_id) VALUES (?, ?)")
-            for blob in draft.blobs { try reference.execute(arguments: [blob, version.id]) }
+            let raw = reference.sqliteStatement
+            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+            sqlite3_bind_text(raw, 2, version.id, -1, transient)
+            for blob in draft.blobs.sorted() {
+                sqlite3_bind_text(raw, 1, blob, -1, transient)
+                let rc = sqlite3_step(raw)
+                sqlite3_reset(raw)
+                guard rc == SQLITE_DONE else {
+                    throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                }
+            }
+            sqlite3_clear_bindings(raw)
             return .created(version)
         }
     }
@@ -139,9 +153,18 @@ extension SQLiteStore {
         var report = BlobRemovalReport(versions: ids)
         try write { db in
             var candidates = Set<String>()
-            let referenced = try db.cachedStatement(sql: "SELECT blob FROM version_blobs WHERE version_id = ?")
+            let drop = try db.cachedStatement(sql: "DELETE FROM version_blobs WHERE blob = ? AND version_id = ?")
             for id in ids {
-                candidates.formUnion(try String.fetchAll(referenced, arguments: [id]))
+                guard let version = try Self.versions(db, whereSQL: "id = ?", arguments: [id]).first else { continue }
+                // The manifest names the version's blobs; when it cannot be read, find them the slow way.
+                if let manifest = try? Datasets.manifest(of: version, in: self) {
+                    let blobs = Set(manifest.entries.compactMap(\.sha256)).union([version.manifest])
+                    for blob in blobs { try drop.execute(arguments: [blob, id]) }
+                    candidates.formUnion(blobs)
+                } else {
+                    candidates.formUnion(try String.fetchAll(db, sql: "SELECT blob FROM version_blobs WHERE version_id = ?", arguments: [id]))
+                    try db.execute(sql: "DELETE FROM version_blobs WHERE version_id = ?", arguments: [id])
+                }
                 try db.execute(sql: "DELETE FROM dataset_versions WHERE id = ?", arguments: [id])
             }
             // Deleted while this transaction holds the write lock, so no writer can reference one meanwhile.

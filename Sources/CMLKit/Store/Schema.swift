@@ -130,12 +130,14 @@ enum Schema {
             PRIMARY KEY (version_id, position)
         ) WITHOUT ROWID;
         CREATE INDEX dataset_parents_by_parent ON dataset_parents(parent_id);
+        -- One row per distinct blob of each version: a snapshot of 20,000 files writes 20,000 rows, so
+        -- there is no second index by version; removing a version deletes its rows by key, reading which
+        -- blobs it has from its manifest.
         CREATE TABLE version_blobs (
             blob TEXT NOT NULL,
-            version_id TEXT NOT NULL REFERENCES dataset_versions(id) ON DELETE CASCADE,
+            version_id TEXT NOT NULL,
             PRIMARY KEY (blob, version_id)
         ) WITHOUT ROWID;
-        CREATE INDEX version_blobs_by_version ON version_blobs(version_id);
         -- The versions a run used; kept when a version is removed, so the run still says what it read.
         CREATE TABLE run_inputs (
             run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,

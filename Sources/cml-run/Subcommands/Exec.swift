@@ -15,8 +15,13 @@ struct Exec: ParsableCommand {
             tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
             with their steps and times, every --tb-interval seconds and once more at the end.
 
-            Example:
+            --data NAME@VER gives the command a read-only copy of a dataset version (cml-data get), \
+            its path in $CML_DATA_NAME (the name in capitals, other characters as _), and records that \
+            the run used it.
+
+            Examples:
               cml-run --name baseline --tag sweep --param seed=1 -- python train.py --lr 0.01
+              cml-run --data mnist@2 -- sh -c 'python train.py --data "$CML_DATA_MNIST"'
             """
     )
 
@@ -57,6 +62,9 @@ struct Exec: ParsableCommand {
 
     @Option(name: .customLong("tb-interval"), help: ArgumentHelp("Seconds between searches for new TensorBoard scalars while the command runs (one more follows its end).", valueName: "seconds"))
     var tensorBoardInterval: Double = 5
+
+    @Option(name: .customLong("data"), help: ArgumentHelp("A dataset version the command uses (repeatable): its read-only copy's path is in $CML_DATA_NAME.", valueName: "name@version"))
+    var datasets: [String] = []
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after --.", valueName: "command"))
     var command: [String] = []
@@ -101,11 +109,13 @@ struct Exec: ParsableCommand {
         if noTensorBoard && !tensorBoardDirectories.isEmpty { throw .usage("--tb-dir and --no-tensorboard contradict each other") }
         let project = self.project ?? Self.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
-        return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
-                          terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval,
-                          metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
-                          importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
-                          tensorBoardInterval: tensorBoardInterval)
+        var options = RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
+                                 terminal: tty, parseMetrics: !noMetrics, monitorInterval: monitorInterval,
+                                 metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
+                                 importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
+                                 tensorBoardInterval: tensorBoardInterval)
+        options.datasets = try datasets.map { (text) throws(CMLError) in try VersionReference(text) }
+        return options
     }
 }
 
