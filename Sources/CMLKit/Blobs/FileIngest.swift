@@ -156,7 +156,7 @@ extension BlobBatch {
     private static func copy(from source: Int32, path: String, size: Int64, into target: (path: String, fd: Int32)) -> CMLError? {
         do throws(CMLError) {
             try FileCopy.copy(from: source, offset: 0, length: size, whole: true, to: target.fd,
-                              sourcePath: path, destinationPath: target.path)
+                              sourcePath: path, destinationPath: target.path, writeBack: true)
             return nil
         } catch {
             return error

@@ -14,10 +14,11 @@ public enum FileCopy {
 
     /// Copies `length` bytes of `source` at `offset` to the start of `destination`, an empty file. A whole
     /// file (`offset` 0, `whole`) is cloned where the filesystem can share blocks. A source shorter than
-    /// `length` is an error.
+    /// `length` is an error. `writeBack` starts writing each chunk to disk as soon as it is copied, for a
+    /// destination that will be fsynced: the fsync then waits for the last chunk only.
     @discardableResult
     public static func copy(from source: Int32, offset: Int64, length: Int64, whole: Bool, to destination: Int32,
-                            sourcePath: String, destinationPath: String) throws(CMLError) -> Method {
+                            sourcePath: String, destinationPath: String, writeBack: Bool = false) throws(CMLError) -> Method {
         if whole, offset == 0, cml_clone_file(destination, source) == 0 {
             var st = stat()
             guard fstat(destination, &st) == 0, Int64(st.st_size) == length else {
@@ -28,8 +29,9 @@ public enum FileCopy {
         var sourceOffset = offset
         var copied: Int64 = 0
         while copied < length {
-            let n = cml_copy_file_range(source, &sourceOffset, destination, nil, Int(min(length - copied, 1 << 30)))
+            let n = cml_copy_file_range(source, &sourceOffset, destination, nil, Int(min(length - copied, 64 << 20)))
             if n > 0 {
+                if writeBack { _ = cml_start_writeback(destination, copied, n) }
                 copied += n
                 continue
             }
@@ -40,8 +42,11 @@ public enum FileCopy {
                                                      : FileSystem.error("cannot copy", sourcePath)
         }
         if copied == length { return .kernel }
+        var written: Int64 = 0
         try FileSystem.copyChunks(from: source, path: sourcePath, offset: offset, length: length) { chunk throws(CMLError) in
             try FileSystem.writeAll(destination, chunk, path: destinationPath)
+            if writeBack { _ = cml_start_writeback(destination, written, Int64(chunk.count)) }
+            written += Int64(chunk.count)
         }
         return .userspace
     }
