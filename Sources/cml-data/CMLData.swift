@@ -20,7 +20,7 @@ struct CMLData: ParsableCommand {
               cml-data checkout mnist@2 ./mnist-v2
               cml-run --data mnist@2 -- python train.py   # $CML_DATA_MNIST is its path
               cml-data log mnist
-              cml-data export mnist@2 mnist-v2.tar.zst && cml-data --store /other import mnist-v2.tar.zst
+              cml-data export mnist@2 v2.tar.zst && cml-data --store /other import v2.tar.zst
               cml-data rm mnist@1 && cml-data gc
             """,
         subcommands: [SnapshotCommand.self, List.self, Show.self, Diff.self, Log.self, Blame.self, Checkout.self, Get.self,
