@@ -215,6 +215,13 @@ struct DataTests {
         #expect(try shell("diff -r --no-dereference '\(box.work)/data' '\(copy)'", cwd: "/").status == 0)
         #expect(stat(copy + "/run.sh", &st) == 0 && st.st_mode & 0o7777 == 0o555)
         #expect(stat(copy + "/a", &st) == 0 && st.st_mode & 0o7777 == 0o555)
+
+        // An executable large file is copied, since a link would take the blob's mode (0444).
+        try writeBytes(box, "data/tool.bin", seed: 8, size: 2 << 20, mode: 0o755)
+        try record(box, ["snapshot", "data"])
+        let executable = try record(box, ["checkout", "data", box.root + "/tools", "--link"])
+        #expect(executable["hard_linked"] as? Int == 1)
+        #expect(stat(box.root + "/tools/tool.bin", &st) == 0 && st.st_nlink == 1 && st.st_mode & 0o7777 == 0o555)
     }
 
     @Test func archivesMoveVersionsAndImportOnlyWhatIsNew() throws {

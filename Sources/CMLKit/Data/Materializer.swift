@@ -7,7 +7,7 @@ import Glibc
 public enum Materializer {
     public struct Options: Sendable {
         /// Hard-link blobs stored as files of their own instead of copying them (read-only then); blobs
-        /// in packs are copied.
+        /// in packs, and files whose mode a link cannot give (executables), are copied.
         public var link: Bool
         /// Files without write permission, directories too (`cml-data get`'s shared copy).
         public var readOnly: Bool
@@ -103,7 +103,9 @@ public enum Materializer {
         guard location.size == size else {
             throw CMLError("blob \(blob) is damaged (\(location.size) bytes where the manifest says \(size))")
         }
-        if options.link && location.isWholeFile {
+        // A hard link shares the blob's inode and so its mode, read-only 0444: files meant to be
+        // executable, or with other unusual bits, are copied instead.
+        if options.link && location.isWholeFile && mode & 0o7777 & ~0o222 == 0o444 {
             try verify(blob, source: source, location: location, buffer: buffer)
             guard link(location.path, path) == 0 else { throw FileSystem.error("cannot link", path) }
             return nil
