@@ -302,3 +302,46 @@ struct StatCacheTests {
         #expect(settled.lookup(identity)?.digest == digest)
     }
 }
+
+struct FileCopyTests {
+    private func copy(from source: String, to destination: String, length: Int64) throws -> FileCopy.Method {
+        let input = open(source, O_RDONLY)
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        defer { close(input); close(output) }
+        return try FileCopy.copy(from: input, offset: 0, length: length, whole: true, to: output,
+                                 sourcePath: source, destinationPath: destination)
+    }
+
+    /// The filesystem's type name (`ext4`, `tmpfs`), as `stat -f` prints it.
+    private func filesystemType(_ path: String) throws -> String {
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/stat")
+        process.arguments = ["-f", "-c", "%T", path]
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    /// The store's filesystem here is ext4, which cannot share blocks: FICLONE fails and the kernel
+    /// copies (copy_file_range). Across filesystem types the kernel refuses too, and bytes go through us.
+    @Test func copiesCloneOrCopyInTheKernelAndFallBackAcrossFilesystems() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bytes = content(3, (3 << 20) + 5)
+        try writeFile(directory + "/source", bytes)
+        let sameFilesystem = try copy(from: directory + "/source", to: directory + "/copy", length: Int64(bytes.count))
+        #expect(sameFilesystem == .reflink || sameFilesystem == .kernel)
+        #expect(try FileSystem.readAll(directory + "/copy") == bytes)
+        #expect(throws: CMLError.self) { _ = try copy(from: directory + "/source", to: directory + "/long", length: Int64(bytes.count) + 1) }
+
+        let memory = "/dev/shm/cml-copy-\(getpid())"
+        guard FileManager.default.isWritableFile(atPath: "/dev/shm") else { return }
+        defer { unlink(memory) }
+        try writeFile(memory, bytes)
+        let across = try copy(from: memory, to: directory + "/across", length: Int64(bytes.count))
+        #expect(try FileSystem.readAll(directory + "/across") == bytes)
+        if try filesystemType(memory) != filesystemType(directory) { #expect(across == .userspace) }
+    }
+}
