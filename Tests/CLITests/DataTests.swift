@@ -113,6 +113,15 @@ struct DataTests {
         #expect(try data(box, ["diff", "data@2", "data@2"]).out.isEmpty)
     }
 
+    @Test func aStoreInsideTheDirectoryIsLeftOut() throws {
+        let box = try Sandbox()
+        try box.write("project/data.csv", "a,b\n")
+        let version = try record(box, ["--store", box.work + "/project/.cml", "snapshot", "project"])
+        #expect(version["files"] as? Int == 1)
+        let again = try data(box, ["--store", box.work + "/project/.cml", "snapshot", "project"])
+        #expect(again.status == 0 && again.stderr.contains("left out \(box.work)/project/.cml: it is the store"))
+    }
+
     @Test func versionsAreNamedByNumberIdPrefixAndLatestAndMistakesListWhatExists() throws {
         let box = try Sandbox()
         try box.write("d/x", "1")

@@ -143,6 +143,8 @@ final class PackSet: @unchecked Sendable {
     let directory: String
     private let lock = NSLock()
     private var indexes: [String: PackIndex] = [:]
+    /// `indexes` by name, kept for lookups (one per blob of a snapshot).
+    private var ordered: [PackIndex] = []
     private var loaded = false
 
     init(directory: String) {
@@ -175,6 +177,7 @@ final class PackSet: @unchecked Sendable {
         lock.lock()
         for name in known.subtracting(names) { indexes.removeValue(forKey: name) }
         indexes.merge(added) { old, _ in old }
+        ordered = indexes.values.sorted { $0.name < $1.name }
         loaded = true
         lock.unlock()
     }
@@ -187,7 +190,7 @@ final class PackSet: @unchecked Sendable {
         if !ready { try refresh() }
         lock.lock()
         defer { lock.unlock() }
-        return indexes.values.sorted { $0.name < $1.name }
+        return ordered
     }
 
     func find(_ digest: BlobDigest) throws(CMLError) -> (pack: String, entry: PackIndex.Entry)? {

@@ -17,8 +17,12 @@ struct DirectoryWalk {
     /// `path: reason` for each directory that cannot be listed (the snapshot cannot be complete).
     var unreadable: [String] = []
 
-    static func walk(_ root: String, warn: (String) -> Void) -> DirectoryWalk {
+    /// `excluding`: a directory left out wherever it appears (the store, when it lies inside `root`: it
+    /// changes while the snapshot writes to it).
+    static func walk(_ root: String, excluding: String? = nil, warn: (String) -> Void) -> DirectoryWalk {
         var result = DirectoryWalk()
+        var excluded = stat()
+        let hasExcluded = excluding.map { stat($0, &excluded) == 0 } ?? false
         var pending = [""]
         while let relative = pending.popLast() {
             let absolute = relative.isEmpty ? root : root + "/" + relative
@@ -46,6 +50,10 @@ struct DirectoryWalk {
                 let mode = UInt32(st.st_mode) & 0o7777
                 switch st.st_mode & S_IFMT {
                 case S_IFDIR:
+                    if hasExcluded && st.st_dev == excluded.st_dev && st.st_ino == excluded.st_ino {
+                        warn("left out \(root)/\(path): it is the store")
+                        continue
+                    }
                     pending.append(path)
                 case S_IFREG:
                     result.files.append(WalkedFile(path: path, identity: FileIdentity(st), mode: mode, linkTarget: nil))

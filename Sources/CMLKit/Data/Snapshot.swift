@@ -57,7 +57,7 @@ public enum Snapshot {
         let jobs = max(1, request.jobs ?? ParallelWork.availableCPUs)
         let startedAt = Clock.now()
 
-        var walk = DirectoryWalk.walk(root, warn: warn)
+        var walk = DirectoryWalk.walk(root, excluding: store.location, warn: warn)
         let cachePath = "\(store.cacheDirectory)/stat/\(name)"
         let cache = StatCache.load(cachePath)
         let batch = try store.blobBatch(workers: jobs)
