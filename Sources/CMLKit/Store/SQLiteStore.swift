@@ -307,11 +307,11 @@ public final class SQLiteStore: Store {
                                  cpuSystem: row["cpu_system"], maxRSS: row["max_rss"], error: row["error"])
                 }
                 var record = Run(id: id, name: row["name"], project: row["project"], status: status, command: command,
-                           cwd: row["cwd"], host: row["host"], user: row["user"],
-                           pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: row["started_at"], end: end,
-                           environment: environment, code: (try? JSON.parse(row["code"] as String)) ?? .null,
-                           logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
-                           metrics: metrics[id] ?? [])
+                                 cwd: row["cwd"], host: row["host"], user: row["user"],
+                                 pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: row["started_at"], end: end,
+                                 environment: environment, code: (try? JSON.parse(row["code"] as String)) ?? .null,
+                                 logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
+                                 metrics: metrics[id] ?? [])
                 record.datasets = datasets[id] ?? []
                 return record
             }
