@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "cml-run", targets: ["cml-run"]),
         .executable(name: "cml-log", targets: ["cml-log"]),
         .executable(name: "cml-diff", targets: ["cml-diff"]),
+        .executable(name: "cml-data", targets: ["cml-data"]),
         .executable(name: "cml-queue", targets: ["cml-queue"]),
         .executable(name: "cml-agent", targets: ["cml-agent"]),
         .library(name: "CMLKit", targets: ["CMLKit"]),
@@ -25,7 +26,7 @@ let package = Package(
         .target(
             name: "CMLKit",
             dependencies: [
-                "CGit2", "CLibCrypto", "CSupport", "CZstd",
+                "CArchive", "CGit2", "CLibCrypto", "CSupport", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -51,6 +52,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "cml-data",
+            dependencies: [
+                "CMLKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "cml-queue",
             dependencies: [
                 "CMLKit",
@@ -66,7 +74,7 @@ let package = Package(
         ),
         // The fixtures are read from the source tree (#filePath), not bundled.
         .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff", "cml-queue", "cml-agent"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff", "cml-data", "cml-queue", "cml-agent"]),
     ],
     swiftLanguageModes: [.v6]
 )

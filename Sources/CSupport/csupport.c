@@ -17,3 +17,24 @@ void cml_keep_freed_memory(void) {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
+
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+int cml_available_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int count = CPU_COUNT(&set);
+    return count > 0 ? count : 1;
+}
+long long cml_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length) {
+    loff_t in_off = in_offset ? *in_offset : 0, out_off = out_offset ? *out_offset : 0;
+    ssize_t n = copy_file_range(in, in_offset ? &in_off : NULL, out, out_offset ? &out_off : NULL, length, 0);
+    if (in_offset) *in_offset = in_off;
+    if (out_offset) *out_offset = out_off;
+    return n;
+}
+int cml_clone_file(int destination, int source) { return ioctl(destination, FICLONE, source); }
+int cml_start_writeback(int fd, long long offset, long long length) {
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+}

@@ -45,7 +45,7 @@ struct StoreOption: ParsableArguments {
 @main
 enum Main {
     static func main() {
-        let arguments = storeFirst(Array(CommandLine.arguments.dropFirst()))
+        let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: subcommandNames)
         if isRun(arguments) { RunCapture.prepare() }
         do {
             if arguments.first == "--" {
@@ -66,20 +66,7 @@ enum Main {
         }
     }
 
-    static let subcommandNames = CMLRun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
-
-    /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store may be named before the
-    /// subcommand, as users of `git -C DIR log` expect.
-    static func storeFirst(_ arguments: [String]) -> [String] {
-        var index = 0
-        while index < arguments.count {
-            if arguments[index] == "--store", index + 1 < arguments.count { index += 2 }
-            else if arguments[index].hasPrefix("--store=") { index += 1 }
-            else { break }
-        }
-        guard index > 0, index < arguments.count, subcommandNames.contains(arguments[index]) else { return arguments }
-        return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
-    }
+    static let subcommandNames = CMLRun.configuration.subcommands.map { $0._commandName }
 
     /// A command line that runs something: options, then `--` and a command, with no subcommand first.
     static func isRun(_ arguments: [String]) -> Bool {

@@ -414,6 +414,28 @@ struct QueueControlTests {
         #expect(Array(metrics.keys) == ["acc"], "no sys/ metrics with --monitor-interval 0")
     }
 
+    @Test func aClonedRunReadsTheSameDatasetVersionOnTheAgent() throws {
+        let q = try QueueBox()
+        try q.box.write("data/labels.csv", "1,2\n")
+        #expect(try q.box.run("cml-data", ["snapshot", q.box.work + "/data", "--name", "labels"]).status == 0)
+        try q.box.write("data/labels.csv", "3,4\n")
+        #expect(try q.box.run("cml-data", ["snapshot", q.box.work + "/data", "--name", "labels"]).status == 0)
+        let first = try q.box.run("cml-run", ["--monitor-interval", "0", "--data", "labels@1", "--",
+                                              "sh", "-c", "cat \"$CML_DATA_LABELS/labels.csv\""], cwd: q.repo)
+        #expect(first.status == 0 && first.out == "1,2\n", "\(first.stderr)")
+        let original = try #require(try q.box.runs().first?["id"] as? String)
+        let spec = try q.box.run("cml-run", ["clone", original])
+        #expect(spec.status == 0, "\(spec.stderr)")
+        let data = try #require(spec.jsonLines.first?["data"] as? [String])
+        #expect(data.count == 1 && data[0].hasPrefix("labels@"))
+        let id = try #require(try q.queue(["add", "q"], stdin: spec.out).jsonLines.first?["id"] as? String)
+        #expect(try q.agent("a", ["--once"]).wait().status == 0)
+        #expect(try q.log(id) == "1,2\n", "\(q.describe(id))")
+        #expect((try q.show(id)["datasets"] as? [Any])?.count == 1)
+        let bad = try q.queue(["add", "q"], stdin: "{\"command\": [\"true\"], \"data\": [\"labels@@\"]}\n")
+        #expect(bad.status != 0 && bad.stderr.contains("line 1"), "\(bad.stderr)")
+    }
+
     @Test func twoAgentsCannotShareAName() throws {
         let q = try QueueBox()
         let a = try q.agent("same")

@@ -88,39 +88,21 @@ public enum Artifacts {
         if destination != nil, FileSystem.isDirectory(target) {
             target += "/" + FileSystem.baseName(artifact.name)
         }
-        var existing = stat()
-        let exists = lstat(target, &existing) == 0
-        if exists && !force {
-            throw CMLError("\(target) already exists", hint: "name another destination, or pass --force to replace it")
-        }
-        let parent = FileSystem.directoryName(target)
-        let temporary = "\(parent)/.\(FileSystem.baseName(target)).cml-\(RunID.make())"
+        try Materializer.checkDestination(target, replace: force)
+        let temporary = Materializer.temporaryPath(for: target)
         do throws(CMLError) {
             if artifact.isDirectory {
                 var manifestBytes: [UInt8] = []
                 try store.readBlob(artifact.sha256) { chunk throws(CMLError) in manifestBytes += chunk }
-                try materialize(try Manifest(decoding: manifestBytes), from: store, into: temporary)
+                _ = try Materializer.write(try Manifest(decoding: manifestBytes), from: store, into: temporary,
+                                           options: Materializer.Options())
             } else {
-                try writeFile(blob: artifact.sha256, mode: 0o644, from: store, to: temporary)
+                _ = try Materializer.writeFile(artifact.sha256, size: artifact.size, mode: 0o644, to: temporary, from: store)
             }
+            try Materializer.place(temporary, at: target, replace: force)
         } catch {
             FileSystem.removeTree(temporary)
             throw error
-        }
-        if exists && (existing.st_mode & S_IFMT) == S_IFDIR {
-            // rename() cannot replace a non-empty directory: move the old one aside first.
-            let old = "\(parent)/.\(FileSystem.baseName(target)).cml-old-\(RunID.make())"
-            guard rename(target, old) == 0 else {
-                let failure = FileSystem.error("cannot replace", target)
-                FileSystem.removeTree(temporary)
-                throw failure
-            }
-            FileSystem.removeTree(old)
-        }
-        guard rename(temporary, target) == 0 else {
-            let failure = FileSystem.error("cannot write", target)
-            FileSystem.removeTree(temporary)
-            throw failure
         }
         return target
     }
@@ -132,27 +114,6 @@ public enum Artifacts {
             throw CMLError("\(artifact.name) is a directory and cannot be written to stdout", hint: "name a destination")
         }
         try store.readBlob(artifact.sha256, body)
-    }
-
-    private static func materialize(_ manifest: Manifest, from store: any Store, into directory: String) throws(CMLError) {
-        try FileSystem.makeDirectories(directory)
-        for entry in manifest.entries {
-            let path = directory + "/" + entry.path
-            try FileSystem.makeDirectories(FileSystem.directoryName(path))
-            if let target = entry.linkTarget {
-                guard symlink(target, path) == 0 else { throw FileSystem.error("cannot create the link", path) }
-            } else if let blob = entry.sha256 {
-                try writeFile(blob: blob, mode: entry.mode, from: store, to: path)
-            }
-        }
-    }
-
-    private static func writeFile(blob: String, mode: UInt32, from store: any Store, to path: String) throws(CMLError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystem.error("cannot write", path) }
-        defer { close(fd) }
-        try store.readBlob(blob) { chunk throws(CMLError) in try FileSystem.writeAll(fd, chunk, path: path) }
-        guard fchmod(fd, mode_t(mode)) == 0 else { throw FileSystem.error("cannot set the mode of", path) }
     }
 
     static func checkedName(_ name: String, what: String) throws(CMLError) -> String {

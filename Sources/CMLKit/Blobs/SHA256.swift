@@ -20,19 +20,18 @@ public struct SHA256Hasher: ~Copyable {
         bytes.withUnsafeBytes { update($0) }
     }
 
+    public consuming func finalize() -> BlobDigest {
+        var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var length: UInt32 = 0
+        return withUnsafeMutableBytes(of: &digest) { raw in
+            EVP_DigestFinal_ex(context, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
+            return BlobDigest(bytes: raw.baseAddress!)
+        }
+    }
+
     /// The digest as 64 lowercase hex digits.
     public consuming func finalizeHex() -> String {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &digest, &length)
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        finalize().hex
     }
 
     public static func hex(_ bytes: [UInt8]) -> String {

@@ -23,6 +23,9 @@ public struct RunOptions: Sendable {
     public var tensorBoardDirectories: [String]
     /// Seconds between searches for new TensorBoard scalars while the command runs.
     public var tensorBoardInterval: Double
+    /// Dataset versions the command uses: each is materialised (`cml-data get`), its path exported as
+    /// `CML_DATA_NAME`, and the run records that it used it.
+    public var datasets: [VersionReference] = []
 
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
                 maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
@@ -142,6 +145,18 @@ public enum RunCapture {
             setDefault("PYTHONPATH", existing.isEmpty ? module : module + ":" + existing, override: true)
         }
 
+        // Before the run is recorded: a version that does not exist leaves nothing behind.
+        var inputs: [DatasetVersion] = []
+        for reference in options.datasets {
+            let version = try store.resolveDatasetVersion(reference)
+            let variable = Datasets.environmentVariable(for: version.dataset)
+            if let other = inputs.first(where: { Datasets.environmentVariable(for: $0.dataset) == variable }) {
+                throw .usage("--data \(reference) and --data \(other.reference) would both set \(variable)")
+            }
+            setDefault(variable, try Datasets.cachedCopy(version, from: store), override: true)
+            inputs.append(version)
+        }
+
         var params = ParamParser.parse(command)
         for given in options.params {
             params.removeAll { $0.key == given.key }
@@ -171,6 +186,7 @@ public enum RunCapture {
         let log: RunLogWriter
         let metrics: any MetricWriter
         do {
+            if !inputs.isEmpty { try store.recordDatasetUse(run: id, inputs) }
             log = try store.logWriter(run: id)
             metrics = try store.metricWriter(run: id)
         } catch {

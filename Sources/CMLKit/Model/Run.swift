@@ -104,6 +104,8 @@ public struct Run: Sendable {
     public var metrics: [MetricSummary]
     /// Set for a run that went through a queue.
     public var queue: QueueEntryInfo?
+    /// Dataset versions it used (`cml-run --data`, `cml-data get|checkout` inside it).
+    public var datasets: [DatasetUse] = []
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
                 host: String, user: String, pid: Int32?, startedAt: Double, end: RunEnd? = nil,

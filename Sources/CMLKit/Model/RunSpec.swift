@@ -22,6 +22,8 @@ public struct RunSpec: Sendable, Equatable {
     public var tags: [String]
     /// The run this one was cloned from.
     public var clonedFrom: String?
+    /// Dataset versions the command uses (`NAME@VER`), materialised on the agent as `cml-run --data` does.
+    public var datasets: [String] = []
     public var capture: CaptureSettings
 
     public init(repository: String?, commit: String?, patchBlob: String?, directory: String = "", command: [String],
@@ -94,6 +96,7 @@ extension RunSpec {
             ("project", .string(project)),
             ("tags", .array(tags.map(JSON.string))),
             ("cloned_from", clonedFrom.map(JSON.string) ?? .null),
+            ("data", .array(datasets.map(JSON.string))),
             ("capture", .object([
                 ("metrics", .bool(capture.parseMetrics)),
                 ("metric_patterns", .array(capture.metricPatterns.map(JSON.string))),
@@ -113,7 +116,7 @@ extension RunSpec {
             throw CMLError("this is a run record, not a run spec", hint: "make a spec with cml-run clone ID")
         }
         let known: Set<String> = ["repository", "commit", "patch_blob", "directory", "command", "env", "params", "name",
-                                  "project", "tags", "cloned_from", "capture"]
+                                  "project", "tags", "cloned_from", "data", "capture"]
         if let unknown = members.first(where: { !known.contains($0.0) }) {
             throw CMLError("unknown field \"\(unknown.0)\"", hint: "a spec has \(known.sorted().joined(separator: ", "))")
         }
@@ -179,6 +182,8 @@ extension RunSpec {
         tags = try strings("tags", in: field("tags"))
         clonedFrom = try text("cloned_from")
         if let clonedFrom, !RunID.isPrefix(clonedFrom) { throw CMLError("\"cloned_from\" must be a run id") }
+        datasets = try strings("data", in: field("data"))
+        for reference in datasets { _ = try VersionReference(reference) }
         capture = CaptureSettings()
         if let settings = field("capture") {
             guard case .object(let entries) = settings else { throw CMLError("\"capture\" must be an object") }
@@ -225,10 +230,12 @@ extension RunSpec {
 
     /// The options the agent records the run with: the spec's, as `cml-run` would have had them.
     public func runOptions() throws(CMLError) -> RunOptions {
-        RunOptions(name: name, project: project, tags: tags, params: params, terminal: false,
-                   parseMetrics: capture.parseMetrics, monitorInterval: capture.monitorInterval,
-                   metricPatterns: try capture.metricPatterns.map { (source) throws(CMLError) in try MetricPattern(source) },
-                   importTensorBoard: capture.importTensorBoard, tensorBoardDirectories: capture.tensorBoardDirectories,
-                   tensorBoardInterval: capture.tensorBoardInterval)
+        var options = RunOptions(name: name, project: project, tags: tags, params: params, terminal: false,
+                                 parseMetrics: capture.parseMetrics, monitorInterval: capture.monitorInterval,
+                                 metricPatterns: try capture.metricPatterns.map { (source) throws(CMLError) in try MetricPattern(source) },
+                                 importTensorBoard: capture.importTensorBoard, tensorBoardDirectories: capture.tensorBoardDirectories,
+                                 tensorBoardInterval: capture.tensorBoardInterval)
+        options.datasets = try datasets.map { (reference) throws(CMLError) in try VersionReference(reference) }
+        return options
     }
 }

@@ -56,6 +56,7 @@ extension Run {
                 ("error", end?.error.map(JSON.string) ?? .null),
                 ("param_sources", .object(params.map { ($0.key, .string($0.source)) })),
                 ("log_bytes", .int(logBytes)),
+                ("datasets", .array(datasets.map(\.json))),
                 ("code", code),
                 ("env", .object(environment.map { ($0.0, .string($0.1)) })),
             ]

@@ -6,6 +6,15 @@ public enum OutputFormat: String, CaseIterable, Sendable {
 
     /// A table on a terminal, JSON lines everywhere else.
     public static func automatic(isTerminal: Bool) -> OutputFormat { isTerminal ? .table : .jsonl }
+
+    /// `--format`'s value; when not given, a table on a terminal and JSON lines elsewhere.
+    public static func resolve(_ text: String?) throws(CMLError) -> OutputFormat {
+        guard let text else { return .automatic(isTerminal: FileHandleOutput.stdoutIsTerminal) }
+        guard let format = OutputFormat(rawValue: text) else {
+            throw .usage("unknown format '\(text)'", hint: "one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return format
+    }
 }
 
 /// Renders rows of cells as an aligned table, CSV or TSV.

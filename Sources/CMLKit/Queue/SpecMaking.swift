@@ -30,6 +30,8 @@ extension RunSpec {
                 spec = RunSpec(repository: nil, commit: nil, patchBlob: nil, command: run.command)
             }
             spec.params = run.params.filter { $0.source == "option" }
+            // The exact versions it read, by id: a later version of the dataset is another input.
+            spec.datasets = run.datasets.map { "\($0.dataset)@\($0.id)" }
         }
         spec.name = run.name
         spec.project = run.project

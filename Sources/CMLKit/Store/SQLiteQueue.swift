@@ -5,7 +5,7 @@ import Glibc
 /// agents never take the same run; those that give agents new work ring the doorbell after they commit.
 extension SQLiteStore {
     public func hasBlob(_ id: String) -> Bool {
-        access(blobs.path(of: id), R_OK) == 0
+        (try? blobs.contains(id)) ?? false
     }
 
     public func queueWatcher() throws(CMLError) -> QueueWatcher {

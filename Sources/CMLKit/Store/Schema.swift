@@ -98,7 +98,59 @@ enum Schema {
         CREATE INDEX params_by_key ON params(key);
         CREATE INDEX metric_series_by_key ON metric_series(key);
         """,
-        // 3: queues, their entries (queued runs with the spec to reproduce them, and the lease of the agent
+        // 3: datasets, their versions and lineage, the blobs versions reference, the versions runs used.
+        """
+        -- A dataset's next version number: numbers are never reused, even after its versions are removed.
+        CREATE TABLE datasets (
+            name TEXT PRIMARY KEY NOT NULL,
+            next_number INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE dataset_versions (
+            id TEXT PRIMARY KEY NOT NULL,
+            dataset TEXT NOT NULL REFERENCES datasets(name),
+            number INTEGER NOT NULL,
+            message TEXT,
+            manifest TEXT NOT NULL,
+            files INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            new_blobs INTEGER NOT NULL,
+            new_bytes INTEGER NOT NULL,
+            source TEXT,
+            -- Not a foreign key: the lineage keeps naming a run after it is removed.
+            run_id TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (dataset, number)
+        );
+        CREATE INDEX dataset_versions_by_run ON dataset_versions(run_id);
+        -- Parents may be versions this store never held (an imported version's) or removed since.
+        CREATE TABLE dataset_parents (
+            version_id TEXT NOT NULL REFERENCES dataset_versions(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            parent_id TEXT NOT NULL,
+            PRIMARY KEY (version_id, position)
+        ) WITHOUT ROWID;
+        CREATE INDEX dataset_parents_by_parent ON dataset_parents(parent_id);
+        -- One row per distinct blob of each version: a snapshot of 20,000 files writes 20,000 rows, so
+        -- there is no second index by version; removing a version deletes its rows by key, reading which
+        -- blobs it has from its manifest.
+        CREATE TABLE version_blobs (
+            blob TEXT NOT NULL,
+            version_id TEXT NOT NULL,
+            PRIMARY KEY (blob, version_id)
+        ) WITHOUT ROWID;
+        -- The versions a run used; kept when a version is removed, so the run still says what it read.
+        CREATE TABLE run_inputs (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            version_id TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            PRIMARY KEY (run_id, version_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_inputs_by_version ON run_inputs(version_id);
+        -- The one definition of a referenced blob: removing runs and versions, and gc, free the others.
+        CREATE VIEW referenced_blobs AS SELECT blob FROM run_blobs UNION ALL SELECT blob FROM version_blobs;
+        """,
+        // 4: queues, their entries (queued runs with the spec to reproduce them, and the lease of the agent
         // running one), every start of a queued run, and the agents.
         """
         CREATE TABLE queues (

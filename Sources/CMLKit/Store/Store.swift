@@ -134,6 +134,36 @@ public protocol Store: Sendable {
     func agents() throws(CMLError) -> [AgentRecord]
     /// Wakes its waiter when the queues may have changed (a run queued, requeued, moved or aborted).
     func queueWatcher() throws(CMLError) -> QueueWatcher
+
+    // MARK: Blobs in bulk
+
+    /// A writer that stores many blobs from several threads with one sync (see `BlobBatch`).
+    func blobBatch(workers: Int) throws(CMLError) -> BlobBatch
+    /// Where a blob's bytes lie, for copying them without reading them through (`cml-data checkout`).
+    /// `refresh`: look again at what the store holds (a location found earlier had gone).
+    func blobLocation(_ id: String, refresh: Bool) throws(CMLError) -> BlobLocation
+
+    // MARK: Datasets
+
+    /// A directory on this machine for caches: `cml-data get` copies, the snapshot's stat cache.
+    var cacheDirectory: String { get }
+    /// Records a version and its blob references, once every blob it references is in the store (checked
+    /// under the write lock, which removals hold too); nothing is written when some are missing.
+    func createDatasetVersion(_ draft: DatasetVersionDraft) throws(CMLError) -> DatasetVersionCommit
+    /// Versions newest first, of one dataset when named.
+    func datasetVersions(dataset: String?) throws(CMLError) -> [DatasetVersion]
+    func datasetVersion(id: String) throws(CMLError) -> DatasetVersion?
+    /// The version a reference names; an error naming what exists otherwise.
+    func resolveDatasetVersion(_ reference: VersionReference) throws(CMLError) -> DatasetVersion
+    /// Removes versions, and the blobs nothing references any more (see `referenced_blobs`).
+    func removeDatasetVersions(_ ids: [String]) throws(CMLError) -> BlobRemovalReport
+    /// Deletes every blob nothing references, leftovers of interrupted writers (older than an hour),
+    /// and `cml-data get` copies of versions that are gone; with `dryRun`, only counts them.
+    func collectGarbage(dryRun: Bool) throws(CMLError) -> BlobRemovalReport
+    /// Records that a run used these versions.
+    func recordDatasetUse(run id: String, _ versions: [DatasetVersion]) throws(CMLError)
+    /// The runs that used a version, oldest first.
+    func runsUsing(version id: String) throws(CMLError) -> [String]
 }
 
 public protocol MetricWriter: AnyObject {

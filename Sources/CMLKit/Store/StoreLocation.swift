@@ -23,4 +23,17 @@ public enum StoreLocation {
         }
         return try SQLiteStore(directory: location, busyTimeout: busyTimeout)
     }
+
+    /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store may be named before the
+    /// subcommand, as users of `git -C DIR log` expect.
+    public static func optionAfterSubcommand(_ arguments: [String], subcommands: [String]) -> [String] {
+        var index = 0
+        while index < arguments.count {
+            if arguments[index] == "--store", index + 1 < arguments.count { index += 2 }
+            else if arguments[index].hasPrefix("--store=") { index += 1 }
+            else { break }
+        }
+        guard index > 0, index < arguments.count, subcommands.contains(arguments[index]) else { return arguments }
+        return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
+    }
 }

@@ -15,3 +15,12 @@ const void *cml_memrchr(const void *s, int c, size_t n);
 /// Keeps freed memory for reuse instead of returning it to the kernel: output chunks are allocated and
 /// freed at pipe speed, and fresh pages cost a fault each.
 void cml_keep_freed_memory(void);
+/// The CPUs this process may run on (sched_getaffinity, so `taskset` counts), at least 1.
+int cml_available_cpus(void);
+/// copy_file_range(2) (flags 0); a null offset means the descriptor's own position.
+long long cml_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length);
+/// ioctl(destination, FICLONE, source): shares source's blocks (btrfs, XFS); -1 with errno where unsupported.
+int cml_clone_file(int destination, int source);
+/// sync_file_range(SYNC_FILE_RANGE_WRITE): starts writing a range back to disk without waiting, so that a
+/// later fsync has less left to wait for.
+int cml_start_writeback(int fd, long long offset, long long length);

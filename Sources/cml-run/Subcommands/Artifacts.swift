@@ -21,7 +21,7 @@ struct ArtifactList: ParsableCommand {
     var id: String?
 
     func run() throws {
-        let outputFormat = try resolveFormat(format)
+        let outputFormat = try OutputFormat.resolve(format)
         let store = try storeOption.open()
         let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
         let artifacts = try store.artifacts(run: runID)

@@ -15,8 +15,13 @@ struct Exec: ParsableCommand {
             tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
             with their steps and times, every --tb-interval seconds and once more at the end.
 
-            Example:
+            --data NAME@VER gives the command a read-only copy of a dataset version (cml-data get), \
+            its path in $CML_DATA_NAME (the name in capitals, other characters as _), and records that \
+            the run used it.
+
+            Examples:
               cml-run --name baseline --tag sweep --param seed=1 -- python train.py --lr 0.01
+              cml-run --data mnist@2 -- sh -c 'python train.py --data "$CML_DATA_MNIST"'
             """
     )
 

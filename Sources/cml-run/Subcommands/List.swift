@@ -53,7 +53,7 @@ struct List: ParsableCommand {
     var format: String?
 
     func run() throws {
-        let outputFormat = try resolveFormat(format)
+        let outputFormat = try OutputFormat.resolve(format)
         var query = RunQuery(project: project, tags: tag, limit: limit)
         if let status {
             guard let parsed = RunStatus(rawValue: status) else {
@@ -84,14 +84,6 @@ struct List: ParsableCommand {
 
     static let tableFields: [RunTerm] = [.field(.id), .field(.name), .field(.project), .field(.status), .field(.started),
                                          .field(.duration), .field(.exitCode), .field(.command)]
-}
-
-func resolveFormat(_ text: String?) throws(CMLError) -> OutputFormat {
-    guard let text else { return .automatic(isTerminal: FileHandleOutput.stdoutIsTerminal) }
-    guard let format = OutputFormat(rawValue: text) else {
-        throw .usage("unknown format '\(text)'", hint: "one of \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return format
 }
 
 func printRuns(_ runs: [Run], format: OutputFormat, columns: [RunTerm]? = nil, extraColumns: [RunTerm] = []) {

@@ -87,7 +87,7 @@ struct Remove: ParsableCommand {
         if !force, let running = runs.first(where: { $0.observedStatus == .running }) {
             throw CMLError("run \(RunID.short(running.id)) is still running", hint: "stop it first, or pass --force")
         }
-        if !yes, !Self.confirm("remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
+        if !yes, !FileHandleOutput.confirm("cml-run: remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
             throw CMLError("nothing removed")
         }
         let report = try store.removeRuns(resolved)
@@ -95,20 +95,6 @@ struct Remove: ParsableCommand {
             ("removed", .array(resolved.map(JSON.string))), ("blobs_removed", .int(Int64(report.blobs))),
             ("bytes_freed", .int(report.bytesFreed)),
         ]).serialized + "\n")
-    }
-
-    /// Asks on the terminal (not stdin, which may carry the ids); with no terminal there is no one to ask.
-    static func confirm(_ question: String) -> Bool {
-        let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
-        guard tty >= 0 else { return true }
-        defer { close(tty) }
-        var prompt = "cml-run: \(question) [y/N] "
-        prompt.withUTF8 { _ = write(tty, $0.baseAddress, $0.count) }
-        var answer: [UInt8] = []
-        var byte: UInt8 = 0
-        while read(tty, &byte, 1) == 1, byte != 0x0A { answer.append(byte) }
-        let text = String(decoding: answer, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
-        return text == "y" || text == "yes"
     }
 }
 
@@ -123,7 +109,7 @@ struct Projects: ParsableCommand {
     var format: String?
 
     func run() throws {
-        let outputFormat = try resolveFormat(format)
+        let outputFormat = try OutputFormat.resolve(format)
         let projects = try storeOption.open().projects()
         let statuses = RunStatus.allCases.map(\.rawValue)
         var out = BufferedOutput()

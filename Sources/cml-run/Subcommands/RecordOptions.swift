@@ -37,6 +37,9 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .customLong("tb-interval"), help: ArgumentHelp("Seconds between searches for new TensorBoard scalars while the command runs (one more follows its end).", valueName: "seconds"))
     var tensorBoardInterval: Double = 5
 
+    @Option(name: .customLong("data"), help: ArgumentHelp("A dataset version the command uses (repeatable): its read-only copy's path is in $CML_DATA_NAME.", valueName: "name@version"))
+    var datasets: [String] = []
+
     func runOptions() throws(CMLError) -> RunOptions {
         var parsed: [Param] = []
         for text in params {
@@ -54,11 +57,13 @@ struct RecordOptions: ParsableArguments {
         if noTensorBoard && !tensorBoardDirectories.isEmpty { throw .usage("--tb-dir and --no-tensorboard contradict each other") }
         let project = self.project ?? Exec.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
-        return RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
-                          parseMetrics: !noMetrics, monitorInterval: monitorInterval,
-                          metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
-                          importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
-                          tensorBoardInterval: tensorBoardInterval)
+        var options = RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
+                                 parseMetrics: !noMetrics, monitorInterval: monitorInterval,
+                                 metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
+                                 importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
+                                 tensorBoardInterval: tensorBoardInterval)
+        options.datasets = try datasets.map { (text) throws(CMLError) in try VersionReference(text) }
+        return options
     }
 
     /// The same settings, for a spec.
@@ -74,5 +79,6 @@ struct RecordOptions: ParsableArguments {
         spec.capture.importTensorBoard = options.importTensorBoard
         spec.capture.tensorBoardDirectories = options.tensorBoardDirectories
         spec.capture.tensorBoardInterval = options.tensorBoardInterval
+        spec.datasets = options.datasets.map(\.description)
     }
 }

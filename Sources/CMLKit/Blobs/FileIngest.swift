@@ -1,0 +1,165 @@
+import Glibc
+
+/// Why a file could not be hashed and stored.
+public enum IngestFailure: Error, Sendable {
+    /// It cannot be opened or read (the message says why).
+    case unreadable(String)
+    /// It changed, vanished or was replaced between the directory walk and the end of its reading.
+    case changed
+    /// The store could not take it (a full disk, say).
+    case failed(CMLError)
+}
+
+extension BlobBatch {
+    /// Hashes the regular file at `path` and stores its content unless the store holds it already;
+    /// returns its sha256. `expected` is what the directory walk saw: a file that is not that one any
+    /// more, or changes while it is read (its size, times or identity move), fails with `.changed` and
+    /// stores nothing, so no content is ever recorded under a wrong hash.
+    ///
+    /// A small file is read once into `buffer` (at least `BlobStore.packThreshold + 1` bytes), hashed, and
+    /// appended to the worker's pack if new. A large one is hashed in chunks; with `copyWhileHashing` it is
+    /// copied into the store on another thread meanwhile (worth it when a core is free and the content is
+    /// likely new), else copied after hashing, only when the store lacks it.
+    public func ingest(path: String, expected: FileIdentity, worker: Int, buffer: UnsafeMutableRawBufferPointer,
+                       copyWhileHashing: Bool) throws(IngestFailure) -> BlobDigest {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ENOENT || errno == ELOOP { throw .changed }
+            throw .unreadable("\(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        guard currentIdentity(fd) == expected else { throw .changed }
+        if expected.size < Int64(BlobStore.packThreshold) {
+            return try ingestSmall(fd, path: path, expected: expected, worker: worker, buffer: buffer)
+        }
+        return try ingestLarge(fd, path: path, expected: expected, buffer: buffer, copyWhileHashing: copyWhileHashing)
+    }
+
+    private func currentIdentity(_ fd: Int32) -> FileIdentity? {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? FileIdentity(st) : nil
+    }
+
+    private func ingestSmall(_ fd: Int32, path: String, expected: FileIdentity, worker: Int,
+                             buffer: UnsafeMutableRawBufferPointer) throws(IngestFailure) -> BlobDigest {
+        // Read up to the size the walk saw: a file that grew since shows in its identity afterwards.
+        let size = Int(expected.size)
+        var total = 0
+        while total < size {
+            let n = read(fd, buffer.baseAddress! + total, size - total)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable("\(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            total += n
+        }
+        guard total == size, currentIdentity(fd) == expected else { throw .changed }
+        let content = UnsafeRawBufferPointer(rebasing: buffer[0..<total])
+        var hasher = SHA256Hasher()
+        hasher.update(content)
+        let digest = hasher.finalize()
+        do throws(CMLError) {
+            if try claim(digest, size: expected.size) {
+                do throws(CMLError) { try addPacked(digest, content, worker: worker) } catch {
+                    release(digest)
+                    throw error
+                }
+            }
+        } catch {
+            throw .failed(error)
+        }
+        return digest
+    }
+
+    private func ingestLarge(_ fd: Int32, path: String, expected: FileIdentity, buffer: UnsafeMutableRawBufferPointer,
+                             copyWhileHashing: Bool) throws(IngestFailure) -> BlobDigest {
+        var temporary: (path: String, fd: Int32)?
+        defer {
+            if let temporary { close(temporary.fd) }
+        }
+        func dropTemporary() {
+            if let temporary { unlink(temporary.path) }
+        }
+        var copying: Background<CMLError?>?
+        if copyWhileHashing {
+            do throws(CMLError) { temporary = try makeTemporaryFile() } catch { throw .failed(error) }
+            let (target, source, size) = (temporary!, fd, expected.size)
+            copying = Background { Self.copy(from: source, path: path, size: size, into: target) }
+        }
+        var hasher = SHA256Hasher()
+        var total: Int64 = 0
+        var readFailure: String?
+        while true {
+            let n = read(fd, buffer.baseAddress!, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                readFailure = "\(path): \(String(cString: strerror(errno)))"
+                break
+            }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            total += Int64(n)
+        }
+        let copyFailure = copying?.value
+        if let readFailure {
+            dropTemporary()
+            throw .unreadable(readFailure)
+        }
+        guard total == expected.size, currentIdentity(fd) == expected else {
+            dropTemporary()
+            throw .changed
+        }
+        if let copyFailure {
+            dropTemporary()
+            throw currentIdentity(fd) == expected ? .failed(copyFailure) : .changed
+        }
+        let digest = hasher.finalize()
+        do throws(CMLError) {
+            guard try claim(digest, size: expected.size) else {
+                dropTemporary()
+                return digest
+            }
+        } catch {
+            dropTemporary()
+            throw .failed(error)
+        }
+        if temporary == nil {
+            // Hashed first, copied only now that the store is known to lack it.
+            do throws(CMLError) { temporary = try makeTemporaryFile() } catch {
+                release(digest)
+                throw .failed(error)
+            }
+            let failure = Self.copy(from: fd, path: path, size: expected.size, into: temporary!)
+            // The copy holds the hashed bytes only if the file did not change in between.
+            guard currentIdentity(fd) == expected else {
+                dropTemporary()
+                release(digest)
+                throw .changed
+            }
+            if let failure {
+                dropTemporary()
+                release(digest)
+                throw .failed(failure)
+            }
+        }
+        guard fsync(temporary!.fd) == 0 else {
+            let failure = FileSystem.error("cannot sync blob", temporary!.path)
+            dropTemporary()
+            release(digest)
+            throw .failed(failure)
+        }
+        addFile(digest, temporary: temporary!.path, size: expected.size)
+        return digest
+    }
+
+    private static func copy(from source: Int32, path: String, size: Int64, into target: (path: String, fd: Int32)) -> CMLError? {
+        do throws(CMLError) {
+            try FileCopy.copy(from: source, offset: 0, length: size, whole: true, to: target.fd,
+                              sourcePath: path, destinationPath: target.path, writeBack: true)
+            return nil
+        } catch {
+            return error
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import GRDB
+import GRDBSQLite
+import Glibc
+
+/// Dataset versions, their lineage and blob references, in the SQLite store.
+extension SQLiteStore {
+    public var cacheDirectory: String { location + "/cache" }
+
+    /// Where `cml-data get` keeps its copy of a version.
+    var datasetCopies: String { cacheDirectory + "/datasets" }
+
+    public func blobBatch(workers: Int) throws(CMLError) -> BlobBatch {
+        try BlobBatch(store: blobs, workers: workers)
+    }
+
+    public func blobLocation(_ id: String, refresh: Bool) throws(CMLError) -> BlobLocation {
+        try blobs.location(of: id, refresh: refresh)
+    }
+
+    public func createDatasetVersion(_ draft: DatasetVersionDraft) throws(CMLError) -> DatasetVersionCommit {
+        try DatasetName.check(draft.dataset)
+        return try write { db in
+            // Under the write lock, which removals take too: what exists now stays until we commit.
+            try blobs.refreshPacks()
+            let missing = try draft.blobs.filter { id throws(CMLError) in try !blobs.contains(id) }
+            if !missing.isEmpty { return .missingBlobs(Set(missing)) }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM dataset_versions WHERE id = ?", arguments: [draft.id]) == true {
+                throw CMLError("the store holds version \(draft.id) already")
+            }
+            try db.execute(sql: "INSERT OR IGNORE INTO datasets (name, next_number) VALUES (?, 1)", arguments: [draft.dataset])
+            let number = try Int64.fetchOne(db, sql: "SELECT next_number FROM datasets WHERE name = ?", arguments: [draft.dataset])!
+            try db.execute(sql: "UPDATE datasets SET next_number = ? WHERE name = ?", arguments: [number + 1, draft.dataset])
+            let parents = try draft.parents ?? String.fetchAll(db, sql: """
+                SELECT id FROM dataset_versions WHERE dataset = ? ORDER BY number DESC LIMIT 1
+                """, arguments: [draft.dataset])
+            let version = DatasetVersion(id: draft.id, dataset: draft.dataset, number: number, parents: parents,
+                                         message: draft.message, manifest: draft.manifest, files: draft.files,
+                                         size: draft.size, newBlobs: draft.newBlobs, newBytes: draft.newBytes,
+                                         source: draft.source, run: draft.run, createdAt: draft.createdAt)
+            try db.execute(sql: """
+                INSERT INTO dataset_versions (id, dataset, number, message, manifest, files, size, new_blobs, new_bytes,
+                    source, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: StatementArguments([
+                    version.id, version.dataset, version.number, version.message, version.manifest, version.files,
+                    version.size, version.newBlobs, version.newBytes, version.source, version.run, version.createdAt,
+                ] as [(any DatabaseValueConvertible)?]))
+            for (position, parent) in parents.enumerated() {
+                try db.execute(sql: "INSERT INTO dataset_parents (version_id, position, parent_id) VALUES (?, ?, ?)",
+                               arguments: [version.id, position, parent])
+            }
+            // In key order: each page of the index is then written once, not once per row. Bound directly:
+            // this runs once per file of the version.
+            let reference = try db.cachedStatement(sql: "INSERT INTO version_blobs (blob, version_id) VALUES (?, ?)")
+            let raw = reference.sqliteStatement
+            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+            sqlite3_bind_text(raw, 2, version.id, -1, transient)
+            for blob in draft.blobs.sorted() {
+                sqlite3_bind_text(raw, 1, blob, -1, transient)
+                let rc = sqlite3_step(raw)
+                sqlite3_reset(raw)
+                guard rc == SQLITE_DONE else {
+                    throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                }
+            }
+            sqlite3_clear_bindings(raw)
+            return .created(version)
+        }
+    }
+
+    public func datasetVersions(dataset: String?) throws(CMLError) -> [DatasetVersion] {
+        try read { db in
+            try Self.versions(db, whereSQL: dataset == nil ? "1" : "dataset = ?", arguments: dataset.map { [$0] } ?? [])
+        }
+    }
+
+    public func datasetVersion(id: String) throws(CMLError) -> DatasetVersion? {
+        try read { db in try Self.versions(db, whereSQL: "id = ?", arguments: [id]).first }
+    }
+
+    static func versions(_ db: Database, whereSQL: String, arguments: StatementArguments) throws -> [DatasetVersion] {
+        let rows = try Row.fetchAll(db, sql: "SELECT * FROM dataset_versions WHERE \(whereSQL) ORDER BY created_at DESC, id DESC",
+                                    arguments: arguments)
+        var parents: [String: [String]] = [:]
+        let lookup = try db.cachedStatement(sql: "SELECT parent_id FROM dataset_parents WHERE version_id = ? ORDER BY position")
+        for row in rows {
+            let id: String = row["id"]
+            parents[id] = try String.fetchAll(lookup, arguments: [id])
+        }
+        return rows.map { row in
+            DatasetVersion(id: row["id"], dataset: row["dataset"], number: row["number"], parents: parents[row["id"]] ?? [],
+                           message: row["message"], manifest: row["manifest"], files: row["files"], size: row["size"],
+                           newBlobs: row["new_blobs"], newBytes: row["new_bytes"], source: row["source"],
+                           run: row["run_id"], createdAt: row["created_at"])
+        }
+    }
+
+    public func resolveDatasetVersion(_ reference: VersionReference) throws(CMLError) -> DatasetVersion {
+        let name = reference.name
+        return try read { db in
+            let numbers = try Int64.fetchAll(db, sql: "SELECT number FROM dataset_versions WHERE dataset = ? ORDER BY number",
+                                             arguments: [name])
+            if numbers.isEmpty {
+                // A bare id prefix: `cml-data show 019a3f…`.
+                if reference.selector == .latest, !reference.description.contains("@"), RunID.isPrefix(name),
+                   let version = try Self.versionByPrefix(db, name, dataset: nil) {
+                    return version
+                }
+                let names = try String.fetchAll(db, sql: "SELECT DISTINCT dataset FROM dataset_versions ORDER BY dataset")
+                throw CMLError("no dataset named \(name)",
+                               hint: names.isEmpty ? "the store has no datasets yet: cml-data snapshot DIR --name \(name)"
+                                                   : "datasets: \(Self.listed(names))")
+            }
+            let versionList = "its versions: \(Self.listed(numbers.map(String.init)))"
+            switch reference.selector {
+            case .latest:
+                return try Self.versions(db, whereSQL: "dataset = ? AND number = ?", arguments: [name, numbers.last!])[0]
+            case .number(let number):
+                guard let version = try Self.versions(db, whereSQL: "dataset = ? AND number = ?", arguments: [name, number]).first else {
+                    throw CMLError("dataset \(name) has no version \(number)", hint: versionList)
+                }
+                return version
+            case .idPrefix(let prefix):
+                guard let version = try Self.versionByPrefix(db, prefix, dataset: name) else {
+                    throw CMLError("dataset \(name) has no version with id \(prefix)", hint: versionList)
+                }
+                return version
+            }
+        }
+    }
+
+    private static func versionByPrefix(_ db: Database, _ prefix: String, dataset: String?) throws -> DatasetVersion? {
+        let upper = prefix + "g"  // 'g' sorts after every hex digit
+        var sql = "id >= ? AND id < ?"
+        var arguments: [String] = [prefix, upper]
+        if let dataset {
+            sql += " AND dataset = ?"
+            arguments.append(dataset)
+        }
+        let matches = try versions(db, whereSQL: sql, arguments: StatementArguments(arguments))
+        if matches.count > 1 {
+            let shown = matches.prefix(5).map { "\($0.reference) (\($0.id))" }.joined(separator: ", ")
+            throw CMLError("version id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)\(matches.count > 5 ? ", …" : "")")
+        }
+        return matches.first
+    }
+
+    /// Up to 20 items, then how many more.
+    private static func listed(_ items: [String]) -> String {
+        items.count <= 20 ? items.joined(separator: ", ") : items.prefix(20).joined(separator: ", ") + " and \(items.count - 20) more"
+    }
+
+    public func removeDatasetVersions(_ ids: [String]) throws(CMLError) -> BlobRemovalReport {
+        var report = BlobRemovalReport(versions: ids)
+        try write { db in
+            var candidates = Set<String>()
+            let drop = try db.cachedStatement(sql: "DELETE FROM version_blobs WHERE blob = ? AND version_id = ?")
+            for id in ids {
+                guard let version = try Self.versions(db, whereSQL: "id = ?", arguments: [id]).first else { continue }
+                // The manifest names the version's blobs; when it cannot be read, find them the slow way.
+                if let manifest = try? Datasets.manifest(of: version, in: self) {
+                    let blobs = Set(manifest.entries.compactMap(\.sha256)).union([version.manifest])
+                    for blob in blobs { try drop.execute(arguments: [blob, id]) }
+                    candidates.formUnion(blobs)
+                } else {
+                    candidates.formUnion(try String.fetchAll(db, sql: "SELECT blob FROM version_blobs WHERE version_id = ?", arguments: [id]))
+                    try db.execute(sql: "DELETE FROM version_blobs WHERE version_id = ?", arguments: [id])
+                }
+                try db.execute(sql: "DELETE FROM dataset_versions WHERE id = ?", arguments: [id])
+            }
+            // Deleted while this transaction holds the write lock, so no writer can reference one meanwhile.
+            (report.blobs, report.bytesFreed) = try blobs.remove(try Self.unreferenced(db, candidates))
+        }
+        for id in ids { report.bytesFreed += FileSystem.removeTreeCounting(datasetCopies + "/" + id) }
+        return report
+    }
+
+    public func collectGarbage(dryRun: Bool) throws(CMLError) -> BlobRemovalReport {
+        var report = BlobRemovalReport()
+        try write { db in
+            let referenced = Set(try String.fetchAll(db, sql: "SELECT DISTINCT blob FROM referenced_blobs"))
+            let (files, packs) = try blobs.inventory()
+            var dead = Set(files.keys).subtracting(referenced)
+            // A blob kept twice (a file and a pack, or two packs written at once) keeps its first copy.
+            var kept = Set(files.keys).intersection(referenced)
+            for pack in packs {
+                let entries = pack.entries
+                var live: [PackIndex.Entry] = []
+                var freed: Int64 = 0
+                for entry in entries {
+                    let id = entry.digest.hex
+                    if referenced.contains(id), kept.insert(id).inserted {
+                        live.append(entry)
+                    } else {
+                        if !referenced.contains(id) { dead.insert(id) }
+                        freed += entry.size
+                    }
+                }
+                guard live.count < entries.count else { continue }
+                report.bytesFreed += dryRun ? freed : try blobs.rewrite(pack, keeping: live)
+            }
+            report.blobs = dead.count
+            for id in dead where files[id] != nil {
+                report.bytesFreed += files[id]!
+                if !dryRun {
+                    unlink(blobs.path(of: id))
+                    rmdir(FileSystem.directoryName(blobs.path(of: id)))
+                }
+            }
+            if !dryRun { report.bytesFreed += blobs.removeAbandoned(olderThan: 3600).bytes }
+            let versions = Set(try String.fetchAll(db, sql: "SELECT id FROM dataset_versions"))
+            for copy in FileSystem.entryNames(datasetCopies) ?? [] where !versions.contains(copy) && RunID.isPrefix(copy) {
+                report.bytesFreed += dryRun ? FileSystem.treeSize(datasetCopies + "/" + copy)
+                                            : FileSystem.removeTreeCounting(datasetCopies + "/" + copy)
+            }
+        }
+        return report
+    }
+
+    public func recordDatasetUse(run id: String, _ versions: [DatasetVersion]) throws(CMLError) {
+        try write { db in
+            for version in versions {
+                try db.execute(sql: "INSERT OR IGNORE INTO run_inputs (run_id, version_id, dataset, number) VALUES (?, ?, ?, ?)",
+                               arguments: [id, version.id, version.dataset, version.number])
+            }
+        }
+    }
+
+    public func runsUsing(version id: String) throws(CMLError) -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT run_id FROM run_inputs WHERE version_id = ? ORDER BY run_id", arguments: [id]) }
+    }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+/// `cml-data`: versioned, deduplicated datasets with lineage.
+struct CMLData: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cml-data",
+        abstract: "Version directories as datasets: deduplicated, verified, with lineage.",
+        discussion: """
+            A version records every file of a directory (path, size, mode, sha256; symbolic links as \
+            links) in the store (--store, else $CML_STORE, else ~/.cml); each distinct content is stored \
+            once. Versions are named NAME (the latest), NAME@3 (its number), NAME@latest, NAME@ID (an \
+            id prefix), or a bare id prefix. Lists are JSON lines when piped, tables on a terminal.
+
+            Examples:
+              cml-data snapshot ./data --name mnist -m "raw download"
+              cml-data ls mnist
+              cml-data diff mnist@1 mnist@2
+              cml-data checkout mnist@2 ./mnist-v2
+              cml-run --data mnist@2 -- python train.py   # $CML_DATA_MNIST is its path
+              cml-data log mnist
+              cml-data export mnist@2 v2.tar.zst && cml-data --store /other import v2.tar.zst
+              cml-data rm mnist@1 && cml-data gc
+            """,
+        subcommands: [SnapshotCommand.self, List.self, Show.self, Diff.self, Log.self, Blame.self, Checkout.self, Get.self,
+                      Export.self, Import.self, Verify.self, Remove.self, CollectGarbage.self]
+    )
+}
+
+struct StoreOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
+    var store: String?
+
+    func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
+}
+
+struct FormatOption: ParsableArguments {
+    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
+    var format: String?
+
+    func resolve() throws(CMLError) -> OutputFormat { try OutputFormat.resolve(format) }
+}
+
+struct JobsOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Threads to hash and copy with (default: one per available CPU).", valueName: "n"))
+    var jobs: Int?
+
+    func resolve() throws(CMLError) -> Int {
+        guard let jobs else { return ParallelWork.availableCPUs }
+        guard jobs >= 1 else { throw CMLError.usage("--jobs must be 1 or more") }
+        return jobs
+    }
+}
+
+@main
+enum Main {
+    static func main() {
+        let names = CMLData.configuration.subcommands.map { $0._commandName }
+        let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
+        do {
+            var command = try CMLData.parseAsRoot(arguments)
+            try command.run()
+        } catch let error as CMLError {
+            fail(error)
+        } catch let exit as ExitCode {
+            Glibc.exit(exit.rawValue)
+        } catch {
+            if CMLData.exitCode(for: error) == .validationFailure {
+                FileHandleOutput.standardError("cml-data: error: \(CMLData.message(for: error))\n")
+                Glibc.exit(2)
+            }
+            CMLData.exit(withError: error)
+        }
+    }
+
+    static func fail(_ error: CMLError) -> Never {
+        FileHandleOutput.standardError("cml-data: error: \(error)\n")
+        Glibc.exit(error.exitCode)
+    }
+}
+
+func warn(_ message: String) {
+    FileHandleOutput.standardError("cml-data: warning: \(message)\n")
+}
+
+/// Prints records as JSON lines (or one JSON array), or as a table.
+func printRecords(_ objects: [JSON], format: OutputFormat, table: () -> TextTable) {
+    var out = BufferedOutput()
+    switch format {
+    case .jsonl: for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } }
+    case .json: out.append(JSON.array(objects).serialized + "\n")
+    case .table, .csv, .tsv: out.append(table().render(format))
+    }
+    out.flush()
+}
+
+func printLine(_ object: JSON) {
+    FileHandleOutput.standardOutput(object.serialized + "\n")
+}
+
+/// `2026-11-27 10:21` for tables.
+func shortTime(_ seconds: Double) -> String {
+    String(Clock.rfc3339(seconds).prefix(16)).replacingOccurrences(of: "T", with: " ")
+}

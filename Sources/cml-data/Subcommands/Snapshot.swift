@@ -1,0 +1,74 @@
+import ArgumentParser
+import CMLKit
+import Glibc
+
+struct SnapshotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Record a directory as a new version of a dataset, and print the version as JSON.",
+        discussion: """
+            Every regular file is hashed (sha256) on all cores, except files unchanged since the last \
+            snapshot of the dataset (same device, inode, size, modification and change time); content \
+            the store lacks is stored, once however many files hold it, so renaming or moving files \
+            stores nothing. Symbolic links are recorded as links; modes are kept; sockets, pipes and \
+            devices are skipped with a warning. A file that changes while it is read is read again, \
+            twice at most, then the snapshot is refused. Unreadable files refuse the snapshot unless \
+            --skip-unreadable. Inside cml-run the version records the run that made it.
+
+            The new version's parent is the dataset's latest version unless --parent is given (repeat \
+            it for a merge; --parent none starts a new line).
+
+            Examples:
+              cml-data snapshot ./data --name mnist -m "raw download"
+              cml-data snapshot ./cleaned --name mnist-clean --parent mnist@1
+              cml-run -- sh -c 'python prepare.py && cml-data snapshot out --name features'
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+
+    @Argument(help: ArgumentHelp("The directory to record.", valueName: "dir"))
+    var directory: String
+
+    @Option(help: ArgumentHelp("The dataset (default: the directory's name).", valueName: "name"))
+    var name: String?
+
+    @Option(name: .customLong("parent"), help: ArgumentHelp("A parent version (repeatable; default: the dataset's latest; 'none' for no parent).", valueName: "version"))
+    var parents: [String] = []
+
+    @Option(name: [.customShort("m"), .long], help: "What this version is.")
+    var message: String?
+
+    @Flag(help: "Leave out files that cannot be read (each named in a warning) instead of refusing.")
+    var skipUnreadable = false
+
+    @OptionGroup var jobs: JobsOption
+
+    func run() throws {
+        let store = try storeOption.open()
+        var parentReferences: [VersionReference]?
+        if parents == ["none"] {
+            parentReferences = []
+        } else if !parents.isEmpty {
+            parentReferences = try parents.map { text throws(CMLError) in try VersionReference(text) }
+        }
+        let request = SnapshotRequest(directory: directory, name: name, parents: parentReferences, message: message,
+                                      skipUnreadable: skipUnreadable, jobs: try jobs.resolve(),
+                                      run: Datasets.currentRun(in: store))
+        let started = Clock.now()
+        let report = try Snapshot.take(request, store: store, warn: warn)
+        guard case .object(var members) = report.version.json else { return }
+        members.append(("hashed_files", .int(Int64(report.hashedFiles))))
+        members.append(("hashed_bytes", .int(report.hashedBytes)))
+        members.append(("unchanged_files", .int(Int64(report.unchangedFiles))))
+        members.append(("skipped", .array(report.skipped.map(JSON.string))))
+        members.append(("seconds", .double(((Clock.now() - started) * 1000).rounded() / 1000)))
+        printLine(.object(members))
+        if isatty(STDERR_FILENO) == 1 {
+            let version = report.version
+            FileHandleOutput.standardError("cml-data: \(version.reference): \(formatCount(version.files)) files, "
+                + "\(formatBytes(version.size)); hashed \(formatCount(Int64(report.hashedFiles))), "
+                + "stored \(formatBytes(version.newBytes)) new\n")
+        }
+    }
+}

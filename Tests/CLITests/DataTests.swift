@@ -1,0 +1,487 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `cml-data` end to end: real directories, a real store, real archives written by libarchive and read
+/// back, and hostile inputs crafted with Python's tarfile.
+struct DataTests {
+    /// Writes distinct bytes (`seed`) of `size` to `path` under the work directory.
+    private func writeBytes(_ box: Sandbox, _ path: String, seed: Int, size: Int, mode: Int = 0o644) throws {
+        let full = path.hasPrefix("/") ? path : box.work + "/" + path
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data((0..<size).map { UInt8(truncatingIfNeeded: ($0 &+ seed &* 7919) &* 2654435761 >> 11) }).write(to: URL(fileURLWithPath: full))
+        chmod(full, mode_t(mode))
+    }
+
+    /// A small tree with nested folders, modes, a link, an empty file, two files of equal content and a
+    /// 2 MiB one (stored as a file of its own, not in a pack).
+    private func makeTree(_ box: Sandbox, _ name: String = "data") throws {
+        try box.write("\(name)/readme.txt", "hello\n")
+        try box.write("\(name)/run.sh", "#!/bin/sh\necho hi\n", mode: 0o755)
+        try box.write("\(name)/private/key", "k\n", mode: 0o600)
+        try box.write("\(name)/empty", "")
+        try box.write("\(name)/a/b/c/deep.txt", "deep\n")
+        try box.write("\(name)/copy1.txt", "same\n")
+        try box.write("\(name)/copy2.txt", "same\n")
+        try writeBytes(box, "\(name)/big.bin", seed: 1, size: 2 << 20)
+        symlink("readme.txt", box.work + "/\(name)/latest")
+        // Old enough for the stat cache to trust on the next snapshot.
+        usleep(200_000)
+    }
+
+    private func data(_ box: Sandbox, _ args: [String], env: [String: String] = [:], stdin: Data? = nil) throws -> CommandResult {
+        try box.run("cml-data", args, env: env, stdin: stdin)
+    }
+
+    /// `cml-data …` that must succeed; its first JSON line.
+    @discardableResult
+    private func record(_ box: Sandbox, _ args: [String], env: [String: String] = [:]) throws -> [String: Any] {
+        let result = try data(box, args, env: env)
+        #expect(result.status == 0, "cml-data \(args.joined(separator: " ")): \(result.stderr)")
+        return try #require(result.jsonLines.first, "cml-data \(args.joined(separator: " ")) printed \(result.out)")
+    }
+
+    /// Every file under the store's objects, with its size: what "the store is as it was" compares.
+    private func objects(_ box: Sandbox) -> [String] {
+        let root = box.store + "/objects"
+        return (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).compactMap { path in
+            var st = stat()
+            guard stat(root + "/" + path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+            return "\(path) \(st.st_size)"
+        }.sorted()
+    }
+
+    private func sameTree(_ a: String, _ b: String) throws -> CommandResult {
+        try shell("diff -r --no-dereference '\(a)' '\(b)' && [ \"$(cd '\(a)' && find . -printf '%p %m %y\\n' | sort)\" = "
+                  + "\"$(cd '\(b)' && find . -printf '%p %m %y\\n' | sort)\" ]", cwd: "/")
+    }
+
+    @Test func aSnapshotComesBackByteForByteWithModesAndLinks() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        let version = try record(box, ["snapshot", "data", "-m", "first"])
+        #expect(version["dataset"] as? String == "data" && version["version"] as? Int == 1)
+        #expect(version["files"] as? Int == 9 && version["hashed_files"] as? Int == 8)
+        #expect(version["size"] as? Int == (2 << 20) + 6 + 18 + 2 + 5 + 5 + 5)
+        // copy1 and copy2 share one blob: 7 contents plus the manifest.
+        #expect(version["new_blobs"] as? Int == 8 && version["message"] as? String == "first")
+
+        let shown = try data(box, ["show", "data@1"])
+        #expect(shown.status == 0)
+        let entries = Dictionary(uniqueKeysWithValues: shown.jsonLines.map { ($0["path"] as! String, $0) })
+        #expect(entries.count == 9)
+        #expect(entries["run.sh"]?["mode"] as? String == "0755" && entries["private/key"]?["mode"] as? String == "0600")
+        #expect(entries["latest"]?["link"] as? String == "readme.txt" && entries["latest"]?["sha256"] == nil)
+        #expect(entries["copy1.txt"]?["sha256"] as? String == entries["copy2.txt"]?["sha256"] as? String)
+
+        let checkedOut = try record(box, ["checkout", "data@1", box.root + "/out"])
+        #expect(checkedOut["files"] as? Int == 9)
+        let compared = try sameTree(box.work + "/data", box.root + "/out")
+        #expect(compared.status == 0, "\(compared.out)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.root + "/out/latest") == "readme.txt")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix(".out") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func aChangedFileIsTheOnlyOneReadAndRenamesStoreNothing() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        let first = try record(box, ["snapshot", "data"])
+        let before = objects(box)
+        // Reorganised: a folder renamed and a file moved. Nothing new is stored but the manifest.
+        #expect(rename(box.work + "/data/a", box.work + "/data/renamed") == 0)
+        #expect(rename(box.work + "/data/big.bin", box.work + "/data/renamed/big.bin") == 0)
+        // A file changed less than a tenth of a second before it is hashed is hashed again next time.
+        usleep(200_000)
+        let moved = try record(box, ["snapshot", "data", "-m", "reorganised"])
+        #expect(moved["new_blobs"] as? Int == 1 && moved["parents"] as? [String] == [first["id"] as! String])
+        #expect(moved["hashed_files"] as? Int == 1 && moved["unchanged_files"] as? Int == 7,
+                "only the moved big.bin is read again (a rename changes its ctime; renaming a folder does not)")
+        #expect(objects(box).count == before.count + 2, "one pack and its index, holding the new manifest")
+
+        try box.write("data/readme.txt", "hello again\n")
+        let changed = try record(box, ["snapshot", "data"])
+        #expect(changed["hashed_files"] as? Int == 1 && changed["new_blobs"] as? Int == 2)
+
+        let diff = try data(box, ["diff", "data@1", "data"])
+        #expect(diff.status == 0, "\(diff.stderr)")
+        let changes = diff.jsonLines.map { "\($0["change"]!) \($0["from"].map { "\($0) -> " } ?? "")\($0["path"]!)" }
+        #expect(changes == ["modified readme.txt", "renamed a/b/c/deep.txt -> renamed/b/c/deep.txt",
+                            "renamed big.bin -> renamed/big.bin"])
+        let modified = try #require(diff.jsonLines.first)
+        #expect(modified["old_size"] as? Int == 6 && modified["size"] as? Int == 12)
+        #expect(try data(box, ["diff", "data@2", "data@2"]).out.isEmpty)
+    }
+
+    @Test func aStoreInsideTheDirectoryIsLeftOut() throws {
+        let box = try Sandbox()
+        try box.write("project/data.csv", "a,b\n")
+        let version = try record(box, ["--store", box.work + "/project/.cml", "snapshot", "project"])
+        #expect(version["files"] as? Int == 1)
+        let again = try data(box, ["--store", box.work + "/project/.cml", "snapshot", "project"])
+        #expect(again.status == 0 && again.stderr.contains("left out \(box.work)/project/.cml: it is the store"))
+    }
+
+    @Test func versionsAreNamedByNumberIdPrefixAndLatestAndMistakesListWhatExists() throws {
+        let box = try Sandbox()
+        try box.write("d/x", "1")
+        let one = try record(box, ["snapshot", "d", "--name", "set"])
+        try box.write("d/x", "2")
+        let two = try record(box, ["snapshot", "d", "--name", "set"])
+        let id = two["id"] as! String
+        for reference in ["set", "set@latest", "set@2", "set@\(id.prefix(12))", String(id.prefix(14))] {
+            let resolved = try record(box, ["log", reference])
+            #expect(resolved["id"] as? String == id, "\(reference)")
+        }
+        #expect(try record(box, ["log", "set@1"])["id"] as? String == one["id"] as? String)
+
+        let noVersion = try data(box, ["show", "set@7"])
+        #expect(noVersion.status == 1 && noVersion.stderr == "cml-data: error: dataset set has no version 7 (its versions: 1, 2)\n")
+        let noDataset = try data(box, ["checkout", "sett", box.root + "/x"])
+        #expect(noDataset.status == 1 && noDataset.stderr.contains("no dataset named sett (datasets: set)"))
+        #expect(access(box.root + "/x", F_OK) != 0)
+        let badReference = try data(box, ["show", "set@x!"])
+        #expect(badReference.status == 2 && badReference.stderr.hasPrefix("cml-data: error: "))
+        let listed = try data(box, ["ls", "set"]).jsonLines
+        #expect(listed.map { $0["version"] as? Int } == [2, 1])
+    }
+
+    @Test func lineageFollowsParentsRunsAndContentAcrossRenames() throws {
+        let box = try Sandbox()
+        let path = binDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")
+        try box.write("raw/labels.csv", "a,1\n")
+        try box.write("raw/images/1.png", "png")
+        let raw = try record(box, ["snapshot", "raw", "-m", "download"])
+
+        // A run uses raw@1 (a read-only copy in $CML_DATA_RAW) and records what it made.
+        let script = """
+            test -f "$CML_DATA_RAW/labels.csv" && \
+            mkdir -p clean && cp "$CML_DATA_RAW/labels.csv" clean/labels.csv && echo fixed > clean/extra.txt && \
+            cml-data snapshot clean -m cleaned --parent raw@1
+            """
+        let made = try box.run("cml-run", ["--monitor-interval", "0", "--data", "raw@1", "--", "sh", "-c", script], env: ["PATH": path])
+        #expect(made.status == 0, "\(made.stderr)")
+        let runID = try #require(try box.runs().first?["id"] as? String)
+        let clean = try #require(made.jsonLines.first)
+        #expect(clean["run"] as? String == runID && clean["parents"] as? [String] == [raw["id"] as! String])
+        let shownRun = try box.show(runID)
+        #expect((shownRun["datasets"] as? [[String: Any]])?.first?["id"] as? String == raw["id"] as? String)
+        let env = shownRun["env"] as? [String: String]
+        #expect(env?["CML_DATA_RAW"] == box.store + "/cache/datasets/" + (raw["id"] as! String))
+
+        try box.write("clean/moved/labels.csv", "a,1\n")
+        #expect(unlink(box.work + "/clean/labels.csv") == 0)
+        try box.write("more/x", "x")
+        let other = try record(box, ["snapshot", "more"])
+        let merged = try record(box, ["snapshot", "clean", "--parent", "clean", "--parent", "more@1", "-m", "merge"])
+        #expect(merged["parents"] as? [String] == [clean["id"] as! String, other["id"] as! String])
+
+        let log = try data(box, ["log", "clean"])
+        #expect(log.status == 0)
+        #expect(log.jsonLines.map { $0["message"] as? String } == ["merge", nil, "cleaned", "download"])
+        let rawLine = try #require(log.jsonLines.last)
+        #expect(rawLine["used_by"] as? [String] == [runID])
+
+        // The labels came with raw@1, under the same path, and moved since.
+        let blame = try record(box, ["blame", "clean", "moved/labels.csv"])
+        #expect(blame["version_id"] as? String == raw["id"] as? String && blame["introduced_as"] as? String == "labels.csv")
+        let blameExtra = try record(box, ["blame", "clean@1", "extra.txt"])
+        #expect(blameExtra["version"] as? Int == 1 && blameExtra["dataset"] as? String == "clean" && blameExtra["run"] as? String == runID)
+        let noFile = try data(box, ["blame", "clean", "labels.csv"])
+        #expect(noFile.status == 1 && noFile.stderr.contains("did you mean moved/labels.csv?"))
+
+        // Parents removed are shown as missing, not lost.
+        #expect(try data(box, ["rm", "--yes", "raw@1"]).status == 0)
+        let afterRemoval = try data(box, ["log", "clean@1"]).jsonLines
+        #expect(afterRemoval.last?["missing"] as? Bool == true && afterRemoval.last?["id"] as? String == raw["id"] as? String)
+        let badData = try box.run("cml-run", ["--data", "nothing@1", "--", "true"])
+        #expect(badData.status == 1 && badData.stderr.contains("no dataset named nothing"))
+        #expect(try box.runs().count == 1, "a run with a version that does not exist is not recorded")
+    }
+
+    @Test func checkoutRefusesAFullDirectoryAndLinksWhenAsked() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        try record(box, ["snapshot", "data"])
+        try box.write(box.root + "/full/keep.txt", "mine")
+        let refused = try data(box, ["checkout", "data", box.root + "/full"])
+        #expect(refused.status == 1 && refused.stderr.contains("already exists and is not empty"))
+        #expect(try String(contentsOfFile: box.root + "/full/keep.txt", encoding: .utf8) == "mine")
+        try FileManager.default.createDirectory(atPath: box.root + "/empty", withIntermediateDirectories: false)
+        try record(box, ["checkout", "data", box.root + "/empty"])
+        #expect(try sameTree(box.work + "/data", box.root + "/empty").status == 0)
+
+        let linked = try record(box, ["checkout", "data", box.root + "/full", "--force", "--link"])
+        #expect(linked["hard_linked"] as? Int == 1 && access(box.root + "/full/keep.txt", F_OK) != 0)
+        var st = stat()
+        #expect(stat(box.root + "/full/big.bin", &st) == 0 && st.st_nlink == 2 && st.st_mode & 0o222 == 0)
+        #expect(stat(box.root + "/full/run.sh", &st) == 0 && st.st_mode & 0o7777 == 0o555)
+
+        let first = try data(box, ["get", "data"])
+        let second = try data(box, ["get", "data@1"])
+        #expect(first.status == 0 && first.out == second.out && first.out.hasPrefix(box.store + "/cache/datasets/"))
+        let copy = String(first.out.dropLast())
+        #expect(try shell("diff -r --no-dereference '\(box.work)/data' '\(copy)'", cwd: "/").status == 0)
+        #expect(stat(copy + "/run.sh", &st) == 0 && st.st_mode & 0o7777 == 0o555)
+        #expect(stat(copy + "/a", &st) == 0 && st.st_mode & 0o7777 == 0o555)
+
+        // An executable large file is copied, since a link would take the blob's mode (0444).
+        try writeBytes(box, "data/tool.bin", seed: 8, size: 2 << 20, mode: 0o755)
+        try record(box, ["snapshot", "data"])
+        let executable = try record(box, ["checkout", "data", box.root + "/tools", "--link"])
+        #expect(executable["hard_linked"] as? Int == 1)
+        #expect(stat(box.root + "/tools/tool.bin", &st) == 0 && st.st_nlink == 1 && st.st_mode & 0o7777 == 0o555)
+    }
+
+    @Test func archivesMoveVersionsAndImportOnlyWhatIsNew() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        let version = try record(box, ["snapshot", "data", "-m", "to share"])
+        let other = box.root + "/other"
+        for name in ["v.tar", "v.tar.gz", "v.tar.zst"] {
+            let exported = try record(box, ["export", "data@1", box.root + "/" + name])
+            #expect((exported["bytes"] as? Int ?? 0) > 0)
+            // GNU tar reads it back (recognising the compression by its content).
+            let listing = try shell("tar -tf \(box.root)/\(name) | head -3", cwd: "/")
+            #expect(listing.out == "cml-dataset.json\nmanifest.jsonl\ndata/a/b/c/deep.txt\n", "\(listing.out) \(listing.stderr)")
+            let imported = try record(box, ["--store", other + name, "import", box.root + "/" + name])
+            #expect(imported["id"] as? String == version["id"] as? String && imported["already_present"] as? Bool == false)
+            #expect(imported["message"] as? String == "to share" && imported["new_blobs"] as? Int == 8)
+            try record(box, ["--store", other + name, "checkout", "data", box.root + "/from-" + name])
+            #expect(try sameTree(box.work + "/data", box.root + "/from-" + name).status == 0)
+        }
+        // Importing again stores nothing; a store holding most of the content stores only the rest.
+        let again = try record(box, ["--store", other + "v.tar", "import", box.root + "/v.tar"])
+        #expect(again["already_present"] as? Bool == true)
+        try box.write("data/new.txt", "new\n")
+        let second = try record(box, ["snapshot", "data"])
+        try record(box, ["export", "data@2", box.root + "/v2.tar.zst"])
+        let partial = try record(box, ["--store", other + "v.tar", "import", box.root + "/v2.tar.zst", "--name", "shared"])
+        #expect(partial["id"] as? String == second["id"] as? String && partial["dataset"] as? String == "shared")
+        #expect(partial["new_blobs"] as? Int == 2, "new.txt and the manifest")
+        #expect(partial["parents"] as? [String] == [version["id"] as! String])
+        let piped = try shell("'\(binDirectory)/cml-data' --store '\(box.store)' export data@1 - | '\(binDirectory)/cml-data' --store '\(box.root)/piped' import -", cwd: "/")
+        #expect(piped.status == 0, "\(piped.stderr)")
+    }
+
+    /// Writes an archive with Python's tarfile: `entries` is Python code adding members to `tar` (helpers
+    /// `add(name, bytes, mode=0o644)` and `link(name, target)`), after a record and manifest built from
+    /// `manifest` (a list of dicts) unless `header` replaces them.
+    private func craft(_ box: Sandbox, _ name: String, manifest: String, entries: String, header: String? = nil) throws {
+        try box.write(box.root + "/craft.py", """
+            import hashlib, io, json, sys, tarfile
+            tar = tarfile.open(sys.argv[1], "w")
+            def add(name, data, mode=0o644, kind=tarfile.REGTYPE):
+                info = tarfile.TarInfo(name); info.size = len(data); info.mode = mode; info.type = kind
+                tar.addfile(info, io.BytesIO(data))
+            def link(name, target, kind=tarfile.SYMTYPE):
+                info = tarfile.TarInfo(name); info.type = kind; info.linkname = target; info.mode = 0o777
+                tar.addfile(info)
+            def sha(data): return hashlib.sha256(data).hexdigest()
+            files = \(manifest)
+            lines = "".join(json.dumps(f, separators=(",", ":")) + "\\n" for f in files).encode()
+            record = {"id": "0" * 31 + "1", "dataset": "evil", "version": 1, "parents": [], "message": None,
+                      "files": len(files), "size": sum(f["size"] for f in files), "manifest": sha(lines),
+                      "created_at": "2026-11-27T10:00:00.000Z", "run": None}
+            \(header ?? "add('cml-dataset.json', json.dumps(record).encode()); add('manifest.jsonl', lines)")
+            \(entries)
+            tar.close()
+            """)
+        let made = try shell("python3 \(box.root)/craft.py \(box.root)/\(name)", cwd: "/")
+        #expect(made.status == 0, "\(made.stderr)")
+    }
+
+    @Test func hostileArchivesAreRefusedBeforeAnythingIsStored() throws {
+        let box = try Sandbox()
+        try box.write("d/ok", "fine")
+        try record(box, ["snapshot", "d"])
+        let before = objects(box)
+        let good = #"[{"path": "a.txt", "size": 5, "mode": "0644", "sha256": sha(b"hello")}]"#
+        let cases: [(String, String, String, String?)] = [
+            ("dotdot.tar", good, "add('data/a.txt', b'hello'); add('data/../../etc/cron', b'x')", "unsafe path"),
+            ("absolute.tar", good, "add('data/a.txt', b'hello'); add('/etc/evil', b'x')", "unsafe path"),
+            ("lie.tar", good, "add('data/a.txt', b'HELLO')", "does not match its manifest"),
+            ("short.tar", good, "", "lacks 1 file of its manifest: a.txt"),
+            ("extra.tar", good, "add('data/a.txt', b'hello'); add('data/b.txt', b'more')", "not in its manifest"),
+            ("hardlink.tar", good, "add('data/a.txt', b'hello'); link('data/h', 'data/a.txt', tarfile.LNKTYPE)", "hard link"),
+            ("escape.tar", #"[{"path": "l", "size": 0, "mode": "0777", "link": "../../etc/passwd"}]"#,
+             "link('data/l', '../../etc/passwd')", "points outside the dataset"),
+            ("unsafe-manifest.tar", #"[{"path": "../x", "size": 1, "mode": "0644", "sha256": sha(b"x")}]"#,
+             "add('data/x', b'x')", "unsafe path"),
+            ("not-ours.tar", good, "", "not a cml-data archive"),
+            ("bad-record.tar", good, "add('data/a.txt', b'hello')", "does not match the version record"),
+        ]
+        for (name, manifest, entries, expected) in cases {
+            let header: String? = switch name {
+            case "not-ours.tar": "add('README', b'hi')"
+            case "bad-record.tar": "add('cml-dataset.json', json.dumps(dict(record, manifest=sha(b'other'))).encode()); add('manifest.jsonl', lines)"
+            default: nil
+            }
+            try craft(box, name, manifest: manifest, entries: entries, header: header)
+            let result = try data(box, ["import", box.root + "/" + name])
+            #expect(result.status == 1, "\(name) was accepted")
+            #expect(result.stderr.hasPrefix("cml-data: error: cannot import \(box.root)/\(name): "), "\(name): \(result.stderr)")
+            #expect(result.stderr.contains(expected!), "\(name): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1)
+            #expect(objects(box) == before, "\(name) left something in the store")
+        }
+        #expect(try data(box, ["ls"]).jsonLines.count == 1)
+        // The crafted good one is accepted, so the refusals above are the checks' doing.
+        try craft(box, "good.tar", manifest: good, entries: "add('data/a.txt', b'hello')")
+        #expect(try record(box, ["import", box.root + "/good.tar"])["dataset"] as? String == "evil")
+    }
+
+    @Test func verifyNamesDamagedAndMissingBlobs() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        try writeBytes(box, "data/other.bin", seed: 9, size: 3 << 20)
+        try record(box, ["snapshot", "data"])
+        let clean = try data(box, ["verify", "data"])
+        #expect(clean.status == 0 && clean.jsonLines.last?["damaged"] as? Int == 0 && clean.jsonLines.last?["blobs_checked"] as? Int == 9)
+        let entries = try data(box, ["show", "data"]).jsonLines
+        func blobPath(_ name: String) throws -> (String, String) {
+            let id = try #require(entries.first { $0["path"] as? String == name }?["sha256"] as? String)
+            return (id, box.store + "/objects/" + id.prefix(2) + "/" + id.dropFirst(2))
+        }
+        // Both large files are blobs of their own: damage three bytes of one, remove the other.
+        let (big, bigPath) = try blobPath("big.bin")
+        let (other, otherPath) = try blobPath("other.bin")
+        chmod(bigPath, 0o644)
+        let handle = try #require(FileHandle(forUpdatingAtPath: bigPath))
+        try handle.seek(toOffset: 1000)
+        try handle.write(contentsOf: Data([0, 1, 2]))
+        try handle.close()
+        #expect(unlink(otherPath) == 0)
+        let result = try data(box, ["verify", "data"])
+        #expect(result.status == 1 && result.stderr == "cml-data: error: data@1 has 1 damaged and 1 missing blobs (a copy elsewhere can be imported again: cml-data import)\n")
+        let problems = Dictionary(uniqueKeysWithValues: result.jsonLines.dropLast().map { ($0["sha256"] as! String, $0) })
+        #expect(problems.count == 2)
+        #expect(problems[big]?["problem"] as? String == "damaged" && problems[big]?["paths"] as? [String] == ["big.bin"])
+        #expect(problems[other]?["problem"] as? String == "missing" && problems[other]?["paths"] as? [String] == ["other.bin"])
+        #expect(result.jsonLines.last?["damaged"] as? Int == 1 && result.jsonLines.last?["missing"] as? Int == 1)
+        let checkout = try data(box, ["checkout", "data", box.root + "/out"])
+        #expect(checkout.status == 1 && checkout.stderr.contains("nothing was left behind"))
+        #expect(access(box.root + "/out", F_OK) != 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix(".out") }.isEmpty)
+    }
+
+    @Test func removingAVersionFreesOnlyWhatNothingElseReferences() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        try record(box, ["snapshot", "data"])
+        try box.write("data/readme.txt", "changed\n")
+        #expect(unlink(box.work + "/data/big.bin") == 0)
+        try writeBytes(box, "data/big2.bin", seed: 2, size: 3 << 20)
+        try record(box, ["snapshot", "data"])
+        #expect(try data(box, ["get", "data@1"]).status == 0)
+        // A run keeps big2.bin as an artifact.
+        #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "true"]).status == 0)
+        let run = try #require(try box.runs().first?["id"] as? String)
+        #expect(try box.run("cml-log", ["artifact", "data/big2.bin", "--run", run]).status == 0)
+
+        let removed = try record(box, ["rm", "--yes", "data@1"])
+        // readme.txt's old content, big.bin, the manifest; and the cached copy of data@1.
+        #expect(removed["blobs_removed"] as? Int == 3)
+        #expect((removed["bytes_freed"] as? Int ?? 0) >= 2 * (2 << 20))
+        #expect(!FileManager.default.fileExists(atPath: box.store + "/cache/datasets/" + (try data(box, ["ls"]).jsonLines[0]["parents"] as! [String])[0]))
+        #expect(try data(box, ["verify", "data"]).status == 0)
+        #expect(try record(box, ["gc"])["blobs_removed"] as? Int == 0)
+
+        // The run's artifact outlives the version; the version's blobs outlive the run.
+        #expect(try data(box, ["rm", "--yes", "data"]).status == 0)
+        #expect(try box.run("cml-run", ["get", run, "big2.bin", box.root + "/restored.bin"]).status == 0)
+        try record(box, ["snapshot", "data"])
+        #expect(try box.run("cml-run", ["rm", "--yes", run]).status == 0)
+        #expect(try data(box, ["verify", "data"]).status == 0)
+        #expect(try data(box, ["rm", "--yes", "data"]).status == 0)
+        let collected = try record(box, ["gc"])
+        #expect(collected["blobs_removed"] as? Int == 0, "rm freed everything already")
+        #expect(objects(box).isEmpty)
+    }
+
+    @Test func badDirectoriesAndUnreadableFilesAreRefusedByName() throws {
+        let box = try Sandbox()
+        let missing = try data(box, ["snapshot", "nowhere"])
+        #expect(missing.status == 1 && missing.stderr == "cml-data: error: nowhere does not exist\n")
+        try box.write("file.txt", "x")
+        let file = try data(box, ["snapshot", "file.txt"])
+        #expect(file.status == 1 && file.stderr.contains("file.txt is not a directory"))
+
+        try box.write("d/ok.txt", "ok")
+        try box.write("d/secret.txt", "s", mode: 0o000)
+        #expect(mkfifo(box.work + "/d/pipe", 0o644) == 0)
+        // The suite runs as root, who reads anything: drop the capabilities that let root ignore
+        // permissions, for cml-data only.
+        let dropped = ["--bounding-set", "-dac_override,-dac_read_search", binDirectory + "/cml-data"]
+        let refused = try box.run("/usr/bin/setpriv", dropped + ["snapshot", "d"])
+        #expect(refused.status == 1, "\(refused.stderr)")
+        #expect(refused.stderr.contains("cannot read \(box.work)/d/secret.txt: Permission denied"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("--skip-unreadable"))
+        #expect(refused.stderr.contains("warning: skipped \(box.work)/d/pipe"))
+        #expect(try data(box, ["ls"]).jsonLines.isEmpty)
+        let skipped = try box.run("/usr/bin/setpriv", dropped + ["snapshot", "d", "--skip-unreadable"])
+        #expect(skipped.status == 0, "\(skipped.stderr)")
+        let version = try #require(skipped.jsonLines.first)
+        #expect(version["files"] as? Int == 1 && (version["skipped"] as? [String])?.count == 1)
+        #expect(skipped.stderr.contains("left out \(box.work)/d/secret.txt"))
+    }
+
+    @Test func aFileWrittenWhileItIsHashedIsNeverRecorded() throws {
+        let box = try Sandbox()
+        try writeBytes(box, "d/growing.log", seed: 3, size: 8 << 20)
+        try box.write("d/other", "x")
+        let writer = try box.start("/bin/sh", ["-c", "while :; do echo more >> d/growing.log; done"])
+        defer { kill(writer.pid, SIGKILL); _ = try? writer.wait() }
+        usleep(100_000)
+        let result = try data(box, ["snapshot", "d"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("growing.log changed or disappeared while the snapshot read it"), "\(result.stderr)")
+        #expect(try data(box, ["ls"]).jsonLines.isEmpty)
+    }
+
+    @Test(.enabled(if: canMountTmpfs, "needs root and mount(2): a small tmpfs stands in for a full disk"))
+    func aFullDiskStopsCheckoutAndLeavesNothingBehind() throws {
+        let box = try Sandbox()
+        try writeBytes(box, "d/a.bin", seed: 4, size: 3 << 20)
+        try writeBytes(box, "d/b.bin", seed: 5, size: 100_000)
+        try record(box, ["snapshot", "d"])
+        let disk = box.root + "/small"
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: false)
+        #expect(try shell("mount -t tmpfs -o size=1m cml-test '\(disk)'", cwd: "/").status == 0)
+        defer { _ = try? shell("umount '\(disk)'", cwd: "/") }
+        let result = try data(box, ["checkout", "d", disk + "/out"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("cannot check out d@1 into \(disk)/out") && result.stderr.contains("No space left on device"),
+                "\(result.stderr)")
+        #expect(result.stderr.contains("nothing was left behind"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: disk).isEmpty)
+    }
+
+    @Test func concurrentSnapshotsAndGarbageCollectionLoseNothing() throws {
+        let box = try Sandbox()
+        for index in 0..<4 {
+            for file in 0..<30 { try writeBytes(box, "d\(index)/f\(file)", seed: file + (index % 2) * 7, size: 5000) }
+        }
+        var running: [RunningCommand] = []
+        for index in 0..<4 { running.append(try box.start("cml-data", ["snapshot", "d\(index)", "--name", "set"])) }
+        for _ in 0..<3 { running.append(try box.start("cml-data", ["gc"])) }
+        for command in running {
+            let result = try command.wait()
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let versions = try data(box, ["ls", "set"]).jsonLines
+        #expect(versions.count == 4 && Set(versions.compactMap { $0["version"] as? Int }) == [1, 2, 3, 4])
+        for number in 1...4 { #expect(try data(box, ["verify", "set@\(number)"]).status == 0) }
+    }
+}
+
+/// Whether this process may mount a tmpfs (root in a namespace that allows it).
+private let canMountTmpfs: Bool = {
+    guard getuid() == 0 else { return false }
+    var template = Array("/tmp/cml-mount-XXXXXX".utf8CString)
+    let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    defer { rmdir(directory) }
+    guard mount("cml-probe", directory, "tmpfs", 0, "size=64k") == 0 else { return false }
+    umount(directory)
+    return true
+}()
