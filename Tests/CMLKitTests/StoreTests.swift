@@ -152,11 +152,23 @@ struct StoreTests {
         #expect(try store.run(id: "0123").params.first?.key == "lr")
         let references = try store.read { db in try String.fetchAll(db, sql: "SELECT blob FROM run_blobs WHERE run_id = '0123'") }
         #expect(references == [patch])
-        let artifact = Artifact(run: "0123", name: "m", kind: "model", step: nil, sha256: String(repeating: "a", count: 64),
+        let artifact = Artifact(run: "0123", name: "m", kind: "model", step: nil, sha256: try store.putBlob([1]),
                                 size: 1, files: 1, isDirectory: false, mediaType: nil, source: nil, time: 1)
         try store.addArtifact(artifact)
         #expect(try store.artifacts(run: "0123") == [artifact])
         #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == Schema.migrations.count)
+    }
+
+    @Test func anArtifactWhoseBlobWentMeanwhileIsNotRecorded() throws {
+        let box = try TemporaryStore()
+        let id = try box.makeRun()
+        let blob = try box.store.putBlob(Array("weights".utf8))
+        // What a concurrent gc does to a blob nothing references yet.
+        #expect(unlink(box.store.blobs.path(of: blob)) == 0)
+        let artifact = Artifact(run: id, name: "model.pt", kind: "model", step: nil, sha256: blob, size: 7, files: 1,
+                                isDirectory: false, mediaType: nil, source: nil, time: 1)
+        #expect(throws: CMLError.self) { try box.store.addArtifact(artifact) }
+        #expect(try box.store.artifacts(run: id).isEmpty)
     }
 
     @Test func filesAreStoredStreamingUnderTheSameIdAsTheirBytes() throws {

@@ -36,7 +36,8 @@ public struct BlobStore: Sendable {
     public func put(_ bytes: [UInt8]) throws(CMLError) -> String {
         let id = SHA256Hasher.hex(bytes)
         let final = path(of: id)
-        if access(final, F_OK) == 0 { return id }
+        // Already stored, as a file of its own or in a pack (a dataset's small file).
+        if try contains(id) { return id }
         let folder = "\(directory)/\(id.prefix(2))"
         try FileSystem.makeDirectories(folder)
         let temporary = "\(folder)/.tmp-\(getpid())-\(RunID.make())"
@@ -97,10 +98,11 @@ public struct BlobStore: Sendable {
         return (id, size)
     }
 
-    /// Renames a finished temporary file into place as blob `id` (dropping it when the blob exists).
+    /// Renames a finished temporary file into place as blob `id` (dropping it when the blob exists, as a
+    /// file of its own or in a pack).
     func publish(temporary: String, as id: String) throws(CMLError) {
         let final = path(of: id)
-        if access(final, F_OK) == 0 {
+        if try contains(id) {
             unlink(temporary)
             return
         }

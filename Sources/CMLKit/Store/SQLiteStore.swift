@@ -114,7 +114,12 @@ public final class SQLiteStore: Store {
             }
         }
         let record = run
-        try write { db in try Self.insertRun(db, record) }
+        try write { db in
+            // Under the write lock, which removals hold too: a `gc` that deleted the patch since it was
+            // stored (it was not referenced yet) cannot run now, and the patch is stored again.
+            if let blob = record.code["patch_blob"]?.stringValue, try !blobs.contains(blob) { _ = try blobs.put(patch) }
+            try Self.insertRun(db, record)
+        }
         return run
     }
 
@@ -417,6 +422,13 @@ public final class SQLiteStore: Store {
             referenced += try Manifest(decoding: manifestBytes).entries.compactMap(\.sha256)
         }
         try write { db in
+            // Checked under the write lock, which removals hold too: a `gc` could have deleted a blob
+            // between its storing and this reference to it.
+            try blobs.refreshPacks()
+            if let missing = try referenced.first(where: { try !blobs.contains($0) }) {
+                throw CMLError("blob \(missing) of \(artifact.name) was removed while it was being stored (a cml-data gc ran)",
+                               hint: "store it again")
+            }
             try Self.insertBlobReferences(db, run: artifact.run, referenced)
             try db.execute(sql: """
                 INSERT INTO artifacts (run_id, name, kind, step, sha256, size, files, is_directory, media_type, source, time)
