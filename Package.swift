@@ -26,10 +26,13 @@ let package = Package(
         .target(
             name: "CMLKit",
             dependencies: [
-                "CArchive", "CGit2", "CLibCrypto", "CSupport", "CZstd",
+                "CGit2", "CLibCrypto", "CSupport", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // Archives apart from CMLKit: linking libarchive (and the ICU and compression libraries it
+        // pulls in) into cml-run would cost every run about 2 ms of dynamic loading.
+        .target(name: "CMLArchive", dependencies: ["CMLKit", "CArchive"]),
         .executableTarget(
             name: "cml-run",
             dependencies: [
@@ -54,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "cml-data",
             dependencies: [
-                "CMLKit",
+                "CMLKit", "CMLArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

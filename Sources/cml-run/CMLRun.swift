@@ -71,6 +71,7 @@ enum Main {
     /// A command line that runs something: options, then `--` and a command, with no subcommand first.
     static func isRun(_ arguments: [String]) -> Bool {
         guard let first = arguments.first, let terminator = arguments.firstIndex(of: "--") else { return false }
+        if terminator == 0 { return true }
         let options = arguments[..<terminator]
         return (!subcommandNames.contains(first) || first == "exec") && !options.contains("--help") && !options.contains("-h")
     }

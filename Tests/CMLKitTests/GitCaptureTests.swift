@@ -812,5 +812,12 @@ struct GitCaptureTests {
             #expect(json.contains("\"\(key)\""))
         }
         #expect(try JSONDecoder().decode(CodeState.self, from: data) == state)
+        // The record's `code` is built directly, and must read as the encoder writes it.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        for candidate in [state, CodeState(inRepository: false), CodeState(inRepository: true, commit: "c", patchBlob: "p")] {
+            var bytes = [UInt8](try encoder.encode(candidate))
+            #expect(try JSON.parse(bytes: &bytes) == candidate.json)
+        }
     }
 }

@@ -294,7 +294,7 @@ public struct BlobStore: Sendable {
         return (count, bytes)
     }
 
-    static func isBlobID(_ text: String) -> Bool {
+    public static func isBlobID(_ text: String) -> Bool {
         text.utf8.count == 64 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 }

@@ -26,6 +26,24 @@ public struct CodeState: Codable, Sendable, Equatable {
     /// size of the patch GitCapture returned
     public var patchBytes: Int
 
+    /// The record's `code` field: what JSONEncoder with sorted keys writes, built directly (Foundation's
+    /// encoder costs cml-run a millisecond of protocol-conformance lookups at every start).
+    public var json: JSON {
+        var members: [(String, JSON)] = []
+        if let branch { members.append(("branch", .string(branch))) }
+        if let commit { members.append(("commit", .string(commit))) }
+        members.append(("dirty", .bool(dirty)))
+        members.append(("in_repository", .bool(inRepository)))
+        members.append(("omitted_files", .array(omittedFiles.map(JSON.string))))
+        if let patchBlob { members.append(("patch_blob", .string(patchBlob))) }
+        members.append(("patch_bytes", .int(Int64(patchBytes))))
+        if let patchNote { members.append(("patch_note", .string(patchNote))) }
+        if let pushed { members.append(("pushed", .bool(pushed))) }
+        if let remoteURL { members.append(("remote_url", .string(remoteURL))) }
+        if let root { members.append(("root", .string(root))) }
+        return .object(members)
+    }
+
     enum CodingKeys: String, CodingKey {
         case inRepository = "in_repository", root, remoteURL = "remote_url", branch, commit, pushed, dirty
         case patchNote = "patch_note", omittedFiles = "omitted_files", patchBlob = "patch_blob"

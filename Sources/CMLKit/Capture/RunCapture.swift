@@ -260,11 +260,7 @@ public enum RunCapture {
     static func captureCode(directory: String, maxPatchBytes: Int, warn: (String) -> Void) -> (JSON, [UInt8]) {
         do {
             let (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            let data = (try? encoder.encode(state)) ?? Data("{}".utf8)
-            var bytes = [UInt8](data)
-            return ((try? JSON.parse(bytes: &bytes)) ?? .object([]), patch)
+            return (state.json, patch)
         } catch {
             warn("the code state was not captured: \(error.description)")
             return (.object([("in_repository", .null), ("error", .string(error.description))]), [])

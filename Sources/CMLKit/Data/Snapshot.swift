@@ -248,7 +248,7 @@ public enum Snapshot {
     }
 
     /// Up to five paths, then how many more.
-    static func listed(_ items: [String]) -> String {
+    public static func listed(_ items: [String]) -> String {
         let shown = items.prefix(5).joined(separator: ", ")
         return items.count > 5 ? "\(items.count) files: \(shown) and \(items.count - 5) more" : shown
     }

@@ -26,14 +26,16 @@ public enum StoreLocation {
 
     /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store may be named before the
     /// subcommand, as users of `git -C DIR log` expect.
-    public static func optionAfterSubcommand(_ arguments: [String], subcommands: [String]) -> [String] {
+    /// `subcommands` is asked for only when the store comes first: computing the names costs about a
+    /// millisecond of reflection, which `cml-run -- CMD` must not pay.
+    public static func optionAfterSubcommand(_ arguments: [String], subcommands: @autoclosure () -> [String]) -> [String] {
         var index = 0
         while index < arguments.count {
             if arguments[index] == "--store", index + 1 < arguments.count { index += 2 }
             else if arguments[index].hasPrefix("--store=") { index += 1 }
             else { break }
         }
-        guard index > 0, index < arguments.count, subcommands.contains(arguments[index]) else { return arguments }
+        guard index > 0, index < arguments.count, subcommands().contains(arguments[index]) else { return arguments }
         return [arguments[index]] + arguments[..<index] + arguments[(index + 1)...]
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLArchive
 import CMLKit
 
 struct Export: ParsableCommand {

@@ -1,4 +1,5 @@
 import CArchive
+import CMLKit
 import Glibc
 
 /// Moving a version between stores as a tar archive (libarchive): `cml-dataset.json` (the version
