@@ -7,7 +7,10 @@
      (to /dev/null: a bare pipe; and to a file: a pipe that also stores every byte, as cml-run does);
   3. lines per second of the metric parser (`cml-run parse`) on a million lines of training output.
 
-Usage: python3 bench/cml-run.py [--bin .build/release/cml-run] [--pairs 30] [--gib 1]
+With --against OTHER (another build of cml-run, say an older commit's), the overhead rows also time
+OTHER, interleaved with the rest, each binary with its own store.
+
+Usage: python3 bench/cml-run.py [--bin .build/release/cml-run] [--against OTHER] [--pairs 30] [--gib 1]
 """
 import argparse
 import ctypes
@@ -26,6 +29,7 @@ parser.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..
 parser.add_argument("--pairs", type=int, default=30)
 parser.add_argument("--gib", type=float, default=1.0)
 parser.add_argument("--repeat", type=int, default=3)
+parser.add_argument("--against", help="another cml-run binary to time in the overhead rows, interleaved")
 args = parser.parse_args()
 cml = os.path.abspath(args.bin)
 scratch = tempfile.mkdtemp(prefix="cml-bench-")
@@ -38,15 +42,25 @@ def timed(command, **kwargs):
     return time.perf_counter() - start
 
 
+other_env = dict(os.environ, CML_STORE=os.path.join(scratch, "other-store"))
+
+
 def overhead(where):
     subprocess.run([cml, "--", "true"], check=True, env=env, cwd=where)  # the store exists before timing
-    bare, wrapped = [], []
+    if args.against:
+        subprocess.run([args.against, "--", "true"], check=True, env=other_env, cwd=where, stderr=subprocess.DEVNULL)
+    bare, wrapped, other = [], [], []
     for _ in range(args.pairs):
         bare.append(timed(["true"], cwd=where))
         # stderr: in the big directory each run warns that the TensorBoard search stopped at its limit.
         wrapped.append(timed([cml, "--", "true"], cwd=where, stderr=subprocess.DEVNULL))
+        if args.against:
+            start = time.perf_counter()
+            subprocess.run([args.against, "--", "true"], check=True, env=other_env, cwd=where, stderr=subprocess.DEVNULL)
+            other.append(time.perf_counter() - start)
     b, w = statistics.median(bare), statistics.median(wrapped)
-    return b * 1e3, w * 1e3, (w - b) * 1e3
+    o = statistics.median(other) - b if other else None
+    return b * 1e3, w * 1e3, (w - b) * 1e3, (o * 1e3 if o is not None else None)
 
 
 print(f"cml-run: {cml}")
@@ -69,9 +83,10 @@ for label, where, edit, target in places:
     if edit:
         with open(os.path.join(where, edit), "a") as changed:
             changed.write("an uncommitted line\n")
-    b, w, added = overhead(where)
+    b, w, added, other = overhead(where)
     print(f"overhead {label}: true {b:.2f} ms, cml-run -- true {w:.2f} ms, added {added:.2f} ms "
-          f"(median of {args.pairs} pairs; {target})")
+          f"(median of {args.pairs} pairs; {target})"
+          + (f"; {args.against} adds {other:.2f} ms" if other is not None else ""))
 
 # What libgit2's own initialisation costs (inside a repository cml-run cannot avoid it), in this process.
 libgit2 = ctypes.CDLL(ctypes.util.find_library("git2"))
