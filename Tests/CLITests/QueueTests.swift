@@ -412,6 +412,10 @@ struct QueueControlTests {
         #expect(try q.log(id) == "bar\nacc is 0.5\n")
         let metrics = try #require(run["metrics"] as? [String: Any])
         #expect(Array(metrics.keys) == ["acc"], "no sys/ metrics with --monitor-interval 0")
+        // Queue fields filter and show like any other.
+        let listed = try q.box.run("cml-run", ["ls", "--where", "agent = a and queue = q and attempts = 1",
+                                               "--columns", "id,queue,agent,attempts"])
+        #expect(listed.out == "{\"id\":\"\(id)\",\"queue\":\"q\",\"agent\":\"a\",\"attempts\":1}\n", "\(listed.stderr)")
     }
 
     @Test func aClonedRunReadsTheSameDatasetVersionOnTheAgent() throws {

@@ -159,6 +159,14 @@ struct StoreTests {
         #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == Schema.migrations.count)
     }
 
+    @Test func relativePathsAreRecordedWithoutDotsOrDoubleSlashes() {
+        let cwd = RunEnvironment.workingDirectory == "/" ? "" : RunEnvironment.workingDirectory
+        #expect(FileSystem.absolutePath("./data/") == cwd + "/data")
+        #expect(FileSystem.absolutePath("a//./b") == cwd + "/a/b")
+        #expect(FileSystem.absolutePath(".") == RunEnvironment.workingDirectory)
+        #expect(FileSystem.absolutePath("/abs/./kept") == "/abs/./kept")
+    }
+
     @Test func anArtifactWhoseBlobWentMeanwhileIsNotRecorded() throws {
         let box = try TemporaryStore()
         let id = try box.makeRun()

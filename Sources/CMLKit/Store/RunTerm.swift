@@ -11,6 +11,8 @@ public enum RunTerm: Hashable, Sendable {
     public enum RunField: String, CaseIterable, Sendable {
         case id, name, project, status, command, host, user, cwd, started, ended, duration
         case exitCode = "exit_code"
+        /// For runs that went through a queue: the queue, the agent of the last start, the starts counted.
+        case queue, agent, attempts
     }
 
     /// Which number of a metric's summary: `acc` is `acc.last`.
@@ -117,6 +119,9 @@ public enum RunTerm: Hashable, Sendable {
             case .ended: return run.end.map { .string(Clock.rfc3339($0.endedAt)) } ?? .null
             case .duration: return run.duration.map(JSON.double) ?? .null
             case .exitCode: return run.end?.exitCode.map { .int(Int64($0)) } ?? .null
+            case .queue: return run.queue.map { .string($0.queue) } ?? .null
+            case .agent: return run.queue?.agent.map(JSON.string) ?? .null
+            case .attempts: return run.queue.map { .int(Int64($0.attempts)) } ?? .null
             }
         case .param(let key):
             return run.params.first { $0.key == key }?.value ?? .null

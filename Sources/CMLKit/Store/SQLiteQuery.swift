@@ -74,6 +74,9 @@ extension SQLiteStore {
             case .ended: "runs.ended_at"
             case .duration: "(COALESCE(runs.ended_at, (julianday('now') - 2440587.5) * 86400.0) - runs.started_at)"
             case .exitCode: "runs.exit_code"
+            case .queue: "(SELECT q.queue FROM queue_entries q WHERE q.run_id = runs.id)"
+            case .agent: "(SELECT a.agent FROM run_attempts a WHERE a.run_id = runs.id ORDER BY a.attempt DESC LIMIT 1)"
+            case .attempts: "(SELECT q.attempts FROM queue_entries q WHERE q.run_id = runs.id)"
             }
             return (column, [])
         case .param(let key):

@@ -79,7 +79,9 @@ public enum FileSystem {
         if path.hasPrefix("/") { return path }
         var cwd = RunEnvironment.workingDirectory
         if cwd.hasSuffix("/") { cwd.removeLast() }
-        return path == "." ? cwd : cwd + "/" + path
+        // `./data` and `data/` are recorded as `CWD/data`; `..` is left for the file system to follow.
+        let parts = path.split(separator: "/").filter { $0 != "." }
+        return parts.isEmpty ? cwd : cwd + "/" + parts.joined(separator: "/")
     }
 
     /// The last part of a path, ignoring trailing slashes (`a/b/` gives `b`).
