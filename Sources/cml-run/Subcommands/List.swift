@@ -7,7 +7,7 @@ struct List: ParsableCommand {
         commandName: "ls",
         abstract: "List runs, newest first: JSON lines when piped, a table on a terminal.",
         discussion: """
-            --where compares fields (status, name, project, duration, exit_code, started, …), parameters \
+            --where compares fields (status, name, project, duration, exit_code, started, agent, …), parameters \
             and metric summaries (acc is acc.last; also acc.min, acc.max, acc.count, acc.step) with = != < \
             <= > >= and ~ (glob), joined by and, or, not and parentheses. A key that is both a parameter \
             and a metric is written params.KEY or metrics.KEY. --sort -KEY sorts descending; runs without \
