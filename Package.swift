@@ -33,45 +33,50 @@ let package = Package(
         // Archives apart from CMLKit: linking libarchive (and the ICU and compression libraries it
         // pulls in) into cml-run would cost every run about 2 ms of dynamic loading.
         .target(name: "CMLArchive", dependencies: ["CMLKit", "CArchive"]),
+        // What the executables share about the command line: --store, --format, errors as one line.
+        .target(
+            name: "CMLCommandLine",
+            dependencies: ["CMLKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "cml-run",
             dependencies: [
-                "CMLKit",
+                "CMLKit", "CMLCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "cml-log",
             dependencies: [
-                "CMLKit",
+                "CMLKit", "CMLCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "cml-diff",
             dependencies: [
-                "CMLKit",
+                "CMLKit", "CMLCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "cml-data",
             dependencies: [
-                "CMLKit", "CMLArchive",
+                "CMLKit", "CMLArchive", "CMLCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "cml-queue",
             dependencies: [
-                "CMLKit",
+                "CMLKit", "CMLCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "cml-agent",
             dependencies: [
-                "CMLKit",
+                "CMLKit", "CMLCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -40,33 +41,8 @@ enum Main {
         let arguments = Array(CommandLine.arguments.dropFirst())
         // The agent handles these signals itself (it drains); block them before any thread exists.
         if arguments.first != "ls" && !arguments.contains("--help") && !arguments.contains("-h") { ShutdownSignals.block() }
-        do {
-            var command = try CMLAgent.parseAsRoot(arguments)
-            try command.run()
-        } catch let error as CMLError {
-            fail(error)
-        } catch let exit as ExitCode {
-            Glibc.exit(exit.rawValue)
-        } catch {
-            if CMLAgent.exitCode(for: error) == .validationFailure {
-                Console.error("cml-agent: error: \(CMLAgent.message(for: error))\n")
-                Glibc.exit(2)
-            }
-            CMLAgent.exit(withError: error)
-        }
+        CMLAgent.runAsTool(arguments)
     }
-
-    static func fail(_ error: CMLError) -> Never {
-        Console.error("cml-agent: error: \(error)\n")
-        Glibc.exit(error.exitCode)
-    }
-}
-
-struct StoreOption: ParsableArguments {
-    @Option(help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
-    var store: String?
-
-    func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
 }
 
 struct Work: ParsableCommand {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -28,20 +29,6 @@ struct CMLData: ParsableCommand {
     )
 }
 
-struct StoreOption: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
-    var store: String?
-
-    func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
-}
-
-struct FormatOption: ParsableArguments {
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
-
-    func resolve() throws(CMLError) -> OutputFormat { try OutputFormat.resolve(format) }
-}
-
 struct JobsOption: ParsableArguments {
     @Option(help: ArgumentHelp("Threads to hash and copy with (default: one per available CPU).", valueName: "n"))
     var jobs: Int?
@@ -58,25 +45,7 @@ enum Main {
     static func main() {
         let names = CMLData.configuration.subcommands.map { $0._commandName }
         let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
-        do {
-            var command = try CMLData.parseAsRoot(arguments)
-            try command.run()
-        } catch let error as CMLError {
-            fail(error)
-        } catch let exit as ExitCode {
-            Glibc.exit(exit.rawValue)
-        } catch {
-            if CMLData.exitCode(for: error) == .validationFailure {
-                FileHandleOutput.standardError("cml-data: error: \(CMLData.message(for: error))\n")
-                Glibc.exit(2)
-            }
-            CMLData.exit(withError: error)
-        }
-    }
-
-    static func fail(_ error: CMLError) -> Never {
-        FileHandleOutput.standardError("cml-data: error: \(error)\n")
-        Glibc.exit(error.exitCode)
+        CMLData.runAsTool(arguments)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -68,28 +69,7 @@ struct CMLDiff: ParsableCommand {
     var ids: [String] = []
 
     static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as CMLError {
-            fail(error)
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                writeError("cml-diff: error: \(message(for: error))\n")
-                Glibc.exit(2)
-            }
-            exit(withError: error)
-        }
-    }
-
-    static func fail(_ error: CMLError) -> Never {
-        writeError("cml-diff: error: \(error)\n")
-        Glibc.exit(error.exitCode)
-    }
-
-    static func writeError(_ text: String) {
-        var text = text
-        text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        runAsTool()
     }
 
     func run() throws {

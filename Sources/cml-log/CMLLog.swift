@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -31,28 +32,7 @@ struct CMLLog: ParsableCommand {
     )
 
     static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as CMLError {
-            fail(error)
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                writeError("cml-log: error: \(message(for: error))\n")
-                Glibc.exit(2)
-            }
-            exit(withError: error)
-        }
-    }
-
-    static func fail(_ error: CMLError) -> Never {
-        writeError("cml-log: error: \(error)\n")
-        Glibc.exit(error.exitCode)
-    }
-
-    static func writeError(_ text: String) {
-        var text = text
-        text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        runAsTool()
     }
 }
 
@@ -218,7 +198,7 @@ struct Text: ParsableCommand {
 }
 
 func warnLine(_ text: String) {
-    CMLLog.writeError("cml-log: warning: \(text)\n")
+    FileHandleOutput.standardError("cml-log: warning: \(text)\n")
 }
 
 struct TensorBoard: ParsableCommand {
@@ -243,7 +223,7 @@ struct TensorBoard: ParsableCommand {
         let (added, skipped) = try TensorBoardImporter.importAll(from: directory, into: id, store: store, warn: warnLine)
         // A count for a person watching; scripts check the metrics themselves.
         if isatty(STDERR_FILENO) == 1 {
-            CMLLog.writeError("cml-log: imported \(added) points into run \(RunID.short(id))"
+            FileHandleOutput.standardError("cml-log: imported \(added) points into run \(RunID.short(id))"
                               + (skipped > 0 ? " (\(skipped) already recorded)\n" : "\n"))
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -27,36 +28,8 @@ struct CMLQueue: ParsableCommand {
     )
 
     static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as CMLError {
-            fail(error)
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                Console.error("cml-queue: error: \(message(for: error))\n")
-                Glibc.exit(2)
-            }
-            exit(withError: error)
-        }
+        runAsTool()
     }
-
-    static func fail(_ error: CMLError) -> Never {
-        Console.error("cml-queue: error: \(error)\n")
-        Glibc.exit(error.exitCode)
-    }
-}
-
-struct StoreOption: ParsableArguments {
-    @Option(help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
-    var store: String?
-
-    func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
-}
-
-struct FormatOption: ParsableArguments {
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
 }
 
 /// Queued runs as runs (JSON) or a table of their place in the queue.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -35,35 +36,19 @@ struct CMLRun: ParsableCommand {
     )
 }
 
-struct StoreOption: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
-    var store: String?
-
-    func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
-}
-
 @main
 enum Main {
     static func main() {
         let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: subcommandNames)
         if isRun(arguments) { RunCapture.prepare() }
-        do {
-            if arguments.first == "--" {
+        if arguments.first == "--" {
+            do throws(CMLError) {
                 try Exec.execute(Array(arguments.dropFirst()), options: RunOptions(project: Exec.defaultProject), store: nil)
+            } catch {
+                CMLRun.failTool(error)
             }
-            var command = try CMLRun.parseAsRoot(arguments)
-            try command.run()
-        } catch let error as CMLError {
-            fail(error)
-        } catch let exit as ExitCode {
-            Glibc.exit(exit.rawValue)
-        } catch {
-            if CMLRun.exitCode(for: error) == .validationFailure {
-                FileHandleOutput.standardError("cml-run: error: \(CMLRun.message(for: error))\n" + CMLRun.usageString(for: error))
-                Glibc.exit(2)
-            }
-            CMLRun.exit(withError: error)
         }
+        CMLRun.runAsTool(arguments)
     }
 
     static let subcommandNames = CMLRun.configuration.subcommands.map { $0._commandName }
@@ -76,16 +61,4 @@ enum Main {
         return (!subcommandNames.contains(first) || first == "exec") && !options.contains("--help") && !options.contains("-h")
     }
 
-    static func fail(_ error: CMLError) -> Never {
-        FileHandleOutput.standardError("cml-run: error: \(error)\n")
-        Glibc.exit(error.exitCode)
-    }
-}
-
-extension CMLRun {
-    static func usageString(for error: any Error) -> String {
-        let full = fullMessage(for: error)
-        guard let range = full.range(of: "Usage:") else { return "" }
-        return String(full[range.lowerBound...]) + "\n"
-    }
 }

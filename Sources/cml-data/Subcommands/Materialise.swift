@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
