@@ -43,7 +43,7 @@ struct JobsOption: ParsableArguments {
 @main
 enum Main {
     static func main() {
-        let names = CMLData.configuration.subcommands.map { $0._commandName }
+        let names = CMLData.configuration.subcommands.compactMap { $0.configuration.commandName }
         let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
         CMLData.runAsTool(arguments)
     }

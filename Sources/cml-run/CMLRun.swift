@@ -51,7 +51,7 @@ enum Main {
         CMLRun.runAsTool(arguments)
     }
 
-    static let subcommandNames = CMLRun.configuration.subcommands.map { $0._commandName }
+    static let subcommandNames = CMLRun.configuration.subcommands.compactMap { $0.configuration.commandName }
 
     /// A command line that runs something: options, then `--` and a command, with no subcommand first.
     static func isRun(_ arguments: [String]) -> Bool {

@@ -93,4 +93,24 @@ struct ManageTests {
         let table = try box.run("cml-run", ["projects", "--format", "tsv"]).out
         #expect(table.hasPrefix("PROJECT\tRUNS\tQUEUED\tRUNNING\tCOMPLETED\tFAILED"))
     }
+
+    @Test func theStoreMayBeNamedBeforeAnySubcommand() throws {
+        let box = try Sandbox()
+        for tool in ["cml-run", "cml-data"] {
+            let help = try box.run(tool, ["--help"]).out
+            let section = try #require(help.components(separatedBy: "SUBCOMMANDS:").last)
+            // Subcommand names start their line, indented by two spaces.
+            let names = section.split(separator: "\n").compactMap { line -> String? in
+                guard line.hasPrefix("  "), !line.hasPrefix("   ") else { return nil }
+                return line.split(separator: " ").first.map(String.init)
+            }
+            #expect(names.count >= 10, "\(tool): \(names)")
+            for name in names {
+                // Misread, `--store` would go to the default subcommand, which would print its own help.
+                let result = try box.run(tool, ["--store", box.store, name, "--help"])
+                let expected = try box.run(tool, [name, "--help"])
+                #expect(result.status == 0 && result.out == expected.out, "\(tool) --store DIR \(name): \(result.stderr)")
+            }
+        }
+    }
 }

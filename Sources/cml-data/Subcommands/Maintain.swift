@@ -5,6 +5,7 @@ import CMLKit
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "export",
         abstract: "Write a version to a tar archive (.tar, .tar.gz, .tar.zst, .tar.xz; - for stdout).",
         discussion: """
             The archive holds cml-dataset.json (the version record), manifest.jsonl, then data/PATH for \
@@ -34,6 +35,7 @@ struct Export: ParsableCommand {
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "import",
         abstract: "Read a version from an archive written by export, storing only content the store lacks.",
         discussion: """
             The version keeps its id, parents, message, run and time, and gets the next number of its \
@@ -62,6 +64,7 @@ struct Import: ParsableCommand {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "verify",
         abstract: "Read back every blob of a version and check its hash.",
         discussion: """
             Prints one JSON line per missing or damaged blob (sha256, problem, detail, and the paths that \

@@ -5,6 +5,7 @@ import Glibc
 
 struct Checkout: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "checkout",
         abstract: "Write a version's files into a directory, checking every hash as it goes.",
         discussion: """
             The files are cloned where the filesystem can share blocks (btrfs, XFS), else copied inside \
@@ -44,6 +45,7 @@ struct Checkout: ParsableCommand {
 
 struct Get: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "get",
         abstract: "Print the path of a read-only copy of a version, made on first use and shared after.",
         discussion: """
             The copy lives in the store's cache (STORE/cache/datasets/ID); later calls print the same \

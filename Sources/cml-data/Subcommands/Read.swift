@@ -37,6 +37,7 @@ struct List: ParsableCommand {
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "show",
         abstract: "Print a version's manifest: path, size, mode, and sha256 or link, one file per line.",
         discussion: """
             Examples:
@@ -69,6 +70,7 @@ struct Show: ParsableCommand {
 
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "diff",
         abstract: "What changed between two versions: added, removed, modified and renamed files.",
         discussion: """
             A file gone from one path and present at another with the same content is renamed. Piped, one \
@@ -116,6 +118,7 @@ struct Diff: ParsableCommand {
 
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "log",
         abstract: "A version's lineage: it and all its ancestors, with the runs that made and used each.",
         discussion: """
             Newest first, following every parent; each record is a version (as ls prints it) with \
@@ -153,6 +156,7 @@ struct Log: ParsableCommand {
 
 struct Blame: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "blame",
         abstract: "Which version, and which run, introduced the content a file has in a version.",
         discussion: """
             Follows the file's content back through the parents that hold it (across renames) to the \

@@ -19,6 +19,7 @@ struct SpecEnvironment: ParsableArguments {
 
 struct Clone: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "clone",
         abstract: "Print a run spec that runs a recorded run again, with parameters changed.",
         discussion: """
             The spec (one JSON line per run) names the repository, the commit and the captured patch of \
@@ -79,6 +80,7 @@ struct Clone: ParsableCommand {
 
 struct Spec: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "spec",
         abstract: "Print a run spec for a command in the current directory, without running it.",
         discussion: """
             The code state is captured as cml-run captures it (commit, and a patch of every uncommitted \
@@ -117,6 +119,7 @@ struct Spec: ParsableCommand {
 
 struct Abort: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "abort",
         abstract: "Stop runs: queued ones leave their queue, running ones are stopped and end aborted.",
         discussion: """
             A waiting run ends aborted without running. A run on an agent is stopped at the agent's next \

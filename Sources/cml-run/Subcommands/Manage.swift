@@ -46,6 +46,7 @@ struct TagCommand: ParsableCommand {
 
 struct Rename: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "rename",
         abstract: "Name a run (an empty name clears it).",
         discussion: "Example:\n  cml-run rename 0192f3a4 baseline")
 
@@ -101,6 +102,7 @@ struct Remove: ParsableCommand {
 
 struct Projects: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "projects",
         abstract: "List projects with their run counts, most recently used first.",
         discussion: "Example:\n  cml-run projects\n  cml-run projects | jq -r .project")
 
