@@ -22,6 +22,17 @@ public struct FormatOption: ParsableArguments {
     public func resolve() throws(CMLError) -> OutputFormat { try OutputFormat.resolve(format) }
 }
 
+/// Prints records as JSON lines (or one JSON array), or as a table, CSV or TSV.
+public func printRecords(_ objects: [JSON], format: OutputFormat, table: () -> TextTable) {
+    var out = BufferedOutput()
+    switch format {
+    case .jsonl: for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } }
+    case .json: out.append(JSON.array(objects).serialized + "\n")
+    case .table, .csv, .tsv: out.append(table().render(format))
+    }
+    out.flush()
+}
+
 extension ParsableCommand {
     /// Parses `arguments` and runs the command, then exits: every failure becomes one line on stderr,
     /// `TOOL: error: …`, and exit status 1, or 2 for a usage error (with the usage after it).

@@ -53,17 +53,6 @@ func warn(_ message: String) {
     FileHandleOutput.standardError("cml-data: warning: \(message)\n")
 }
 
-/// Prints records as JSON lines (or one JSON array), or as a table.
-func printRecords(_ objects: [JSON], format: OutputFormat, table: () -> TextTable) {
-    var out = BufferedOutput()
-    switch format {
-    case .jsonl: for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } }
-    case .json: out.append(JSON.array(objects).serialized + "\n")
-    case .table, .csv, .tsv: out.append(table().render(format))
-    }
-    out.flush()
-}
-
 func printLine(_ object: JSON) {
     FileHandleOutput.standardOutput(object.serialized + "\n")
 }

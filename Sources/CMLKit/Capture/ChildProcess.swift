@@ -50,18 +50,7 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
 
-        // The child starts with no signal blocked, as from a shell: cml-run blocks the ones it forwards,
-        // and a launcher (a test runner, a service manager) may have blocked more; either way the child
-        // must be able to receive what cml-run forwards.
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        // cml-run ignores SIGPIPE to see EPIPE on its own writes; the child must get the default back.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        var flags = Self.startWithCleanSignals(&attributes)
         if let workingDirectory { _ = cml_spawn_add_chdir(&actions, workingDirectory) }
         // dup2 onto itself clears close-on-exec in the child only (glibc 2.29 and later).
         for fd in inherited { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
@@ -159,5 +148,22 @@ public final class ChildProcess: @unchecked Sendable {
         return ChildExit(code: low == 0 ? (status >> 8) & 0xFF : nil, signal: low == 0 ? nil : low,
                          cpuUser: cpu(usage.ru_utime), cpuSystem: cpu(usage.ru_stime),
                          maxRSS: Int64(usage.ru_maxrss) * 1024)
+    }
+}
+
+extension ChildProcess {
+    /// Has a spawned program start as from a shell: with no signal blocked (cml-run blocks the ones it
+    /// forwards, and a launcher, such as a test runner or a service manager, may have blocked more) and
+    /// SIGPIPE at its default (cml-run ignores it to see EPIPE on its own writes). Returns the spawn flags
+    /// this needs.
+    static func startWithCleanSignals(_ attributes: inout posix_spawnattr_t) -> Int32 {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        return Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
     }
 }

@@ -32,62 +32,43 @@ struct ProcessStat: Equatable {
 /// found there are simply no GPU points.
 final class ResourceSampler: @unchecked Sendable {
     private let root: Int32
-    private let interval: Double
     private let deliver: @Sendable ([MetricPoint]) -> Void
-    private let stopped = NSCondition()
-    private var stopping = false
-    private var finished = false
     private let gpuQuery: String?
+    private var ticker: Ticker?
+    /// Used by the ticker's thread only.
+    private var previous: (time: Double, ticks: [Int32: Int64])?
+    private var sample: Int64 = 0
     private static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     private static let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
 
     init(root: Int32, interval: Double, deliver: @escaping @Sendable ([MetricPoint]) -> Void) {
         self.root = root
-        self.interval = interval
         self.deliver = deliver
         gpuQuery = Self.findOnPath("nvidia-smi")
-        Thread.detachNewThread { [self] in self.loop() }
+        ticker = Ticker(interval: interval, finalTick: false) { [self] _ in self.takeSample() }
     }
 
     /// Stops sampling and waits for the sampler thread.
     func stop() {
-        stopped.lock()
-        stopping = true
-        stopped.broadcast()
-        while !finished { stopped.wait() }
-        stopped.unlock()
+        ticker?.stop()
     }
 
-    private func loop() {
-        var previous: (time: Double, ticks: [Int32: Int64])?
-        var sample: Int64 = 0
-        while true {
-            stopped.lock()
-            if !stopping { _ = stopped.wait(until: Date(timeIntervalSinceNow: interval)) }
-            let stop = stopping
-            stopped.unlock()
-            if stop { break }
-
-            let now = Clock.now()
-            let tree = Self.processTree(root: root)
-            let ticks = Dictionary(tree.map { ($0.pid, $0.cpuTicks) }, uniquingKeysWith: { $1 })
-            var points = [MetricPoint(key: "sys/rss_bytes", step: sample,
-                                      value: Double(tree.reduce(0) { $0 + $1.rssPages } * Self.pageSize), time: now)]
-            if let previous {
-                // Ticks of processes seen both times; a process that started since counts from zero.
-                let used = ticks.reduce(Int64(0)) { $0 + max(0, $1.value - (previous.ticks[$1.key] ?? 0)) }
-                let percent = Double(used) / Self.ticksPerSecond / (now - previous.time) * 100
-                points.append(MetricPoint(key: "sys/cpu_percent", step: sample, value: percent, time: now))
-            }
-            points += gpuPoints(step: sample, time: now)
-            deliver(points)
-            previous = (now, ticks)
-            sample += 1
+    private func takeSample() {
+        let now = Clock.now()
+        let tree = Self.processTree(root: root)
+        let ticks = Dictionary(tree.map { ($0.pid, $0.cpuTicks) }, uniquingKeysWith: { $1 })
+        var points = [MetricPoint(key: "sys/rss_bytes", step: sample,
+                                  value: Double(tree.reduce(0) { $0 + $1.rssPages } * Self.pageSize), time: now)]
+        if let previous {
+            // Ticks of processes seen both times; a process that started since counts from zero.
+            let used = ticks.reduce(Int64(0)) { $0 + max(0, $1.value - (previous.ticks[$1.key] ?? 0)) }
+            let percent = Double(used) / Self.ticksPerSecond / (now - previous.time) * 100
+            points.append(MetricPoint(key: "sys/cpu_percent", step: sample, value: percent, time: now))
         }
-        stopped.lock()
-        finished = true
-        stopped.broadcast()
-        stopped.unlock()
+        points += gpuPoints(step: sample, time: now)
+        deliver(points)
+        previous = (now, ticks)
+        sample += 1
     }
 
     /// The process `root` and its descendants, from one pass over /proc.

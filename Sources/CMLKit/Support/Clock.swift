@@ -23,6 +23,11 @@ public enum Clock {
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 
+    /// `2026-11-27 10:21:40` (UTC), for table cells.
+    public static func tableTime(_ seconds: Double) -> String {
+        String(rfc3339(seconds).prefix(19)).replacingOccurrences(of: "T", with: " ")
+    }
+
     /// Reads `2026-11-20`, `2026-11-20 08:30`, `2026-11-20T08:30:15.5` (local time) or the same ending
     /// in `Z` (UTC), as `rfc3339` writes it. Nil for anything else.
     public static func parseTime(_ text: String) -> Double? {

@@ -26,25 +26,17 @@ struct ArtifactList: ParsableCommand {
         let store = try storeOption.open()
         let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
         let artifacts = try store.artifacts(run: runID)
-        var out = BufferedOutput()
-        switch outputFormat {
-        case .jsonl:
-            for artifact in artifacts { out.withBuffer { artifact.json.write(to: &$0); $0 += "\n" } }
-        case .json:
-            out.append(JSON.array(artifacts.map(\.json)).serialized + "\n")
-        case .table, .csv, .tsv:
-            let table = TextTable(
+        printRecords(artifacts.map(\.json), format: outputFormat) {
+            TextTable(
                 headers: ["NAME", "KIND", "STEP", "TYPE", "SIZE", "SHA256", "RECORDED"],
                 rows: artifacts.map { artifact in
                     [artifact.name, artifact.kind, artifact.step.map(String.init) ?? "",
                      artifact.isDirectory ? "directory (\(artifact.files) files)" : artifact.mediaType ?? "file",
                      outputFormat == .table ? formatBytes(artifact.size) : String(artifact.size),
                      outputFormat == .table ? String(artifact.sha256.prefix(12)) : artifact.sha256,
-                     String(Clock.rfc3339(artifact.time).prefix(19)).replacingOccurrences(of: "T", with: " ")]
+                     Clock.tableTime(artifact.time)]
                 })
-            out.append(table.render(outputFormat))
         }
-        out.flush()
     }
 }
 
@@ -93,14 +85,4 @@ struct Get: ParsableCommand {
         let written = try Artifacts.fetch(artifact, from: store, to: destination, force: force)
         FileHandleOutput.standardOutput(written + "\n")
     }
-}
-
-/// `1.5 MB` and the like, for tables.
-func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
-    if unit == 0 { return "\(bytes) B" }
-    return (value < 10 ? String(Double(Int(value * 10)) / 10) : String(Int(value))) + " " + units[unit]
 }

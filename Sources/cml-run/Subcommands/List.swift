@@ -116,7 +116,7 @@ private func cell(_ term: RunTerm, of run: Run, format: OutputFormat) -> String 
     let terminal = format == .table
     switch term {
     case .field(.id): return terminal ? RunID.short(run.id) : run.id
-    case .field(.started): return String(Clock.rfc3339(run.startedAt).prefix(19)).replacingOccurrences(of: "T", with: " ")
+    case .field(.started): return Clock.tableTime(run.startedAt)
     case .field(.duration): return run.duration.map { terminal ? formatDuration($0) : String($0) } ?? ""
     case .field(.exitCode): return run.end?.exitCode.map(String.init) ?? run.end?.signal.map { "sig\($0)" } ?? ""
     case .field(.command):

@@ -115,24 +115,17 @@ struct Projects: ParsableCommand {
         let outputFormat = try OutputFormat.resolve(format)
         let projects = try storeOption.open().projects()
         let statuses = RunStatus.allCases.map(\.rawValue)
-        var out = BufferedOutput()
-        switch outputFormat {
-        case .jsonl, .json:
-            let objects: [JSON] = projects.map { project in
-                .object([("project", .string(project.name)), ("runs", .int(Int64(project.runs)))]
-                        + statuses.compactMap { status in project.byStatus[status].map { (status, .int(Int64($0))) } }
-                        + [("last_started", .string(Clock.rfc3339(project.lastStarted)))])
-            }
-            if outputFormat == .json { out.append(JSON.array(objects).serialized + "\n") }
-            else { for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } } }
-        case .table, .csv, .tsv:
-            let table = TextTable(headers: ["PROJECT", "RUNS"] + statuses.map { $0.uppercased() } + ["LAST STARTED"],
-                                  rows: projects.map { project in
-                                      [project.name, String(project.runs)] + statuses.map { String(project.byStatus[$0] ?? 0) }
-                                          + [String(Clock.rfc3339(project.lastStarted).prefix(19)).replacingOccurrences(of: "T", with: " ")]
-                                  })
-            out.append(table.render(outputFormat))
+        let objects: [JSON] = projects.map { project in
+            .object([("project", .string(project.name)), ("runs", .int(Int64(project.runs)))]
+                    + statuses.compactMap { status in project.byStatus[status].map { (status, .int(Int64($0))) } }
+                    + [("last_started", .string(Clock.rfc3339(project.lastStarted)))])
         }
-        out.flush()
+        printRecords(objects, format: outputFormat) {
+            TextTable(headers: ["PROJECT", "RUNS"] + statuses.map { $0.uppercased() } + ["LAST STARTED"],
+                      rows: projects.map { project in
+                          [project.name, String(project.runs)] + statuses.map { String(project.byStatus[$0] ?? 0) }
+                              + [Clock.tableTime(project.lastStarted)]
+                      })
+        }
     }
 }
