@@ -125,6 +125,9 @@ ids = [json.loads(line)["id"] for line in hundred.splitlines()]
 diff = best_of(lambda: cml("cml-diff", stdin=hundred))
 show = best_of(lambda: cml("cml-run", "show", *ids))
 
+listing = best_of(lambda: cml("cml-run", "ls", "--format", "jsonl"))
+projects = best_of(lambda: cml("cml-run", "projects", "--format", "jsonl"))
+
 long_run = "ffffffffffffffff0000000000000000"
 plot = best_of(lambda: cml("cml-diff", long_run, "--plot", "loss"))
 stream = best_of(lambda: cml("cml-run", "metrics", long_run, "--key", "loss"))
@@ -134,6 +137,8 @@ print(f"store: {args.runs:,} runs, {PARAMS} params and {METRICS} metrics each, {
 print(f"ls --where '{where}' --sort -acc ({matches:,} runs printed): {ls_all[0] * 1000:.0f} ms (median {ls_all[1] * 1000:.0f}); "
       f"SQL floor {floor[0] * 1000:.0f} ms; target < 300 ms")
 print(f"  the same with --limit 10: {ls_top[0] * 1000:.0f} ms (median {ls_top[1] * 1000:.0f})")
+print(f"cml-run ls of all {args.runs:,} runs as JSON lines: {listing[0] * 1000:.0f} ms (median {listing[1] * 1000:.0f}); "
+      f"cml-run projects: {projects[0] * 1000:.0f} ms")
 print(f"cml-diff of 100 runs: {diff[0] * 1000:.0f} ms (median {diff[1] * 1000:.0f}); cml-run show of the same 100: "
       f"{show[0] * 1000:.0f} ms; target < 500 ms")
 print(f"cml-diff --plot loss, 1,000,000 points: {plot[0] * 1000:.0f} ms (median {plot[1] * 1000:.0f}); "
