@@ -42,4 +42,26 @@ struct CodeStateTests {
         #expect(code["in_repository"] as? Bool == false)
         #expect(try box.run("cml-run", ["show", "--patch", id]).stdout.isEmpty)
     }
+
+    @Test func aStoreInsideTheWorkTreeIsNotPartOfTheCode() throws {
+        let box = try Sandbox()
+        #expect(try shell("git init -q -b main && printf 'x\\n' > train.py && git add -A && git commit -qm init", cwd: box.work).status == 0)
+        let store = box.work + "/.cml"
+        for _ in 0..<3 {
+            let result = try box.run("cml-run", ["--store", store, "--monitor-interval", "0", "--", "true"])
+            #expect(result.status == 0 && result.stderr.isEmpty, "\(result.stderr)")
+        }
+        let records = try box.run("cml-run", ["ls", "--store", store]).jsonLines
+        for record in records {
+            let shown = try box.run("cml-run", ["show", "--store", store, try #require(record["id"] as? String)]).jsonLines.first
+            let code = try #require(shown?["code"] as? [String: Any])
+            #expect(code["dirty"] as? Bool == false && code["patch_blob"] == nil, "\(code)")
+        }
+        // Outside the store, an untracked file still counts.
+        try box.write("notes.txt", "kept\n")
+        #expect(try box.run("cml-run", ["--store", store, "--monitor-interval", "0", "--", "true"]).status == 0)
+        let latest = try #require(try box.run("cml-run", ["ls", "--store", store, "--limit", "1"]).jsonLines.first?["id"] as? String)
+        let patch = try box.run("cml-run", ["show", "--store", store, "--patch", latest]).out
+        #expect(patch.contains("notes.txt") && !patch.contains(".cml/"), "\(patch)")
+    }
 }

@@ -89,9 +89,11 @@ public enum GitCapture {
         Thread.detachNewThread { _ = libgit2Ready }
     }
 
-    /// Discovers the repository containing `directory` (walking up, like git), and returns its state and the patch.
+    /// Discovers the repository containing `directory` (walking up, like git), and returns its state and the
+    /// patch. Nothing under `excluding` (the store, when it lies in the work tree) goes into the patch: its
+    /// database changes while it is read, and it is no part of the code.
     public static func capture(
-        directory: String, maxPatchBytes: Int = 10 << 20
+        directory: String, maxPatchBytes: Int = 10 << 20, excluding: String? = nil
     ) throws(GitCaptureError) -> (state: CodeState, patch: [UInt8]) {
         // Initialising libgit2 costs milliseconds (its TLS backend reads the CA bundle): skip it where no
         // repository can be found.
@@ -158,7 +160,11 @@ public enum GitCapture {
             state.root = root
         }
 
-        let result = try buildPatch(repo, head: headOID, maxPatchBytes: maxPatchBytes)
+        var excludedPrefix: String?
+        if let excluding, let root = state.root, excluding.hasPrefix(root + "/") {
+            excludedPrefix = String(excluding.dropFirst(root.count + 1)) + "/"
+        }
+        let result = try buildPatch(repo, head: headOID, maxPatchBytes: maxPatchBytes, excludedPrefix: excludedPrefix)
         state.omittedFiles = result.omitted
         state.patchBytes = result.patch.count
         state.dirty = !result.patch.isEmpty || !result.omitted.isEmpty || !result.submodules.isEmpty
@@ -223,7 +229,7 @@ public enum GitCapture {
     }
 
     private static func buildPatch(
-        _ repo: OpaquePointer, head: git_oid?, maxPatchBytes: Int
+        _ repo: OpaquePointer, head: git_oid?, maxPatchBytes: Int, excludedPrefix: String?
     ) throws(GitCaptureError) -> PatchResult {
         // HEAD's tree (nil for an unborn branch: diff against the empty tree).
         var tree: OpaquePointer?
@@ -263,6 +269,7 @@ public enum GitCapture {
             let oldPath = delta.old_file.path.map { String(cString: $0) }
             let newPath = delta.new_file.path.map { String(cString: $0) }
             let path = (delta.status == GIT_DELTA_DELETED ? oldPath : newPath) ?? oldPath ?? "?"
+            if let excludedPrefix, (path + "/").hasPrefix(excludedPrefix) { continue }
 
             switch delta.status {
             case GIT_DELTA_UNMODIFIED, GIT_DELTA_IGNORED:

@@ -110,7 +110,10 @@ public enum RunCapture {
     /// Runs `command`, passing its output through live, and returns the status cml-run should exit with
     /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist) and the store,
     /// which `openStore` opens while the code state is captured on another thread.
+    /// `storeDirectory` is where `openStore` opens the store, left out of the code state when it lies in
+    /// the work tree.
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
+                           storeDirectory: String? = nil,
                            openStore: () throws(CMLError) -> any Store, supervisor: any RunSupervisor,
                            warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, store: any Store) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
@@ -119,7 +122,9 @@ public enum RunCapture {
         let id = lease?.runID ?? RunID.make(at: startedAt)
         let cwd = launch.workingDirectory ?? RunEnvironment.workingDirectory
 
-        let codeCapture = lease == nil ? Background { captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, warn: warn) } : nil
+        let codeCapture = lease == nil ? Background {
+            captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, excluding: storeDirectory, warn: warn)
+        } : nil
         let store = try openStore()
         let (code, patch) = codeCapture?.value ?? (.null, [])
 
@@ -257,9 +262,9 @@ public enum RunCapture {
     }
 
     /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal.
-    static func captureCode(directory: String, maxPatchBytes: Int, warn: (String) -> Void) -> (JSON, [UInt8]) {
+    static func captureCode(directory: String, maxPatchBytes: Int, excluding: String?, warn: (String) -> Void) -> (JSON, [UInt8]) {
         do {
-            let (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes)
+            let (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes, excluding: excluding)
             return (state.json, patch)
         } catch {
             warn("the code state was not captured: \(error.description)")

@@ -59,7 +59,7 @@ extension RunSpec {
         let state: CodeState
         let patch: [UInt8]
         do {
-            (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes)
+            (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes, excluding: store.location)
         } catch {
             throw CMLError("the code state of \(directory) could not be captured: \(error.description)")
         }

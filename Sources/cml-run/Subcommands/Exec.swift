@@ -47,7 +47,7 @@ struct Exec: ParsableCommand {
     static func execute(_ command: [String], options: RunOptions, store location: String?) throws(CMLError) -> Never {
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
-        let (status, store) = try RunCapture.run(command, options: options, openStore: { () throws(CMLError) in try StoreLocation.open(location) },
+        let (status, store) = try RunCapture.run(command, options: options, storeDirectory: StoreLocation.resolve(location), openStore: { () throws(CMLError) in try StoreLocation.open(location) },
                                                  supervisor: signals) { warning in
             FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
         }
