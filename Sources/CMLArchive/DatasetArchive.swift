@@ -7,7 +7,7 @@ import Glibc
 ///
 /// Importing trusts nothing in the archive: every entry's path is checked (no absolute path, no `..`),
 /// links must stay inside the dataset, the manifest must hash to the record's manifest id, and every
-/// entry must match its manifest line (type, size, mode, sha256 or link target), with nothing missing
+/// entry must match its manifest line (type, size, mode, sha256, crc32c or link target), with nothing missing
 /// and nothing extra. Content is written to temporary files and packs only, made visible when all of
 /// it checked out; a refused archive leaves the store as it was.
 public enum DatasetArchive {
@@ -186,7 +186,7 @@ public enum DatasetArchive {
                 continue
             }
             guard item.type == S_IFREG, item.size == wanted.size, let blob = wanted.sha256 else { throw mismatch }
-            try reader.store(expecting: blob, size: wanted.size, name: item.path, into: batch, buffer: buffer)
+            try reader.store(expecting: blob, crc32c: wanted.crc32c, size: wanted.size, name: item.path, into: batch, buffer: buffer)
         }
         let absent = manifest.entries.filter { !seen.contains($0.path) }.map(\.path)
         if !absent.isEmpty {
@@ -294,11 +294,14 @@ private struct EntryReader {
     }
 
     /// Streams the current entry's content: hashed, and stored in `batch` when the store lacks it. Content
-    /// that does not hash to `blob` is refused.
-    func store(expecting blob: String, size: Int64, name: String, into batch: BlobBatch,
+    /// that does not hash to `blob`, or whose CRC-32C is not the manifest's (checkout trusts it), is refused.
+    func store(expecting blob: String, crc32c: UInt32?, size: Int64, name: String, into batch: BlobBatch,
                buffer: UnsafeMutableRawBufferPointer) throws(CMLError) {
-        let mismatch = CMLError("the content of \(name) does not match its manifest (sha256 or size)")
+        let mismatch = CMLError("the content of \(name) does not match its manifest (sha256, crc32c or size)")
         let digest = BlobDigest(hex: blob)!
+        func matches(_ actual: ContentDigest) -> Bool {
+            actual.sha256 == digest && (crc32c == nil || actual.crc32c == crc32c)
+        }
         if size < Int64(buffer.count) {
             let content = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)])
             try fill(content)
@@ -306,9 +309,9 @@ private struct EntryReader {
             guard try withUnsafeMutableBytes(of: &probe, { (raw) throws(CMLError) in try readData(into: raw) }) == 0 else {
                 throw mismatch
             }
-            var hasher = SHA256Hasher()
+            var hasher = ContentHasher()
             hasher.update(UnsafeRawBufferPointer(content))
-            guard hasher.finalize() == digest else { throw mismatch }
+            guard matches(hasher.finalize()) else { throw mismatch }
             if try batch.claim(digest, size: size) {
                 do throws(CMLError) { try batch.addPacked(digest, UnsafeRawBufferPointer(content), worker: 0) } catch {
                     batch.release(digest)
@@ -321,7 +324,7 @@ private struct EntryReader {
         let keep = try batch.claim(digest, size: size)
         var temporary: (path: String, fd: Int32)?
         defer { if let temporary { close(temporary.fd) } }
-        var hasher = SHA256Hasher()
+        var hasher = ContentHasher()
         var total: Int64 = 0
         do throws(CMLError) {
             if keep { temporary = try batch.makeTemporaryFile() }
@@ -333,7 +336,7 @@ private struct EntryReader {
                 total += Int64(n)
                 if let temporary { try FileSystem.writeAll(temporary.fd, chunk, path: temporary.path) }
             }
-            guard total == size, hasher.finalize() == digest else { throw mismatch }
+            guard total == size, matches(hasher.finalize()) else { throw mismatch }
             guard let temporary else { return }
             guard fsync(temporary.fd) == 0 else { throw FileSystem.error("cannot sync blob", temporary.path) }
             batch.addFile(digest, temporary: temporary.path, size: size)

@@ -278,6 +278,12 @@ struct DataTests {
                 info = tarfile.TarInfo(name); info.type = kind; info.linkname = target; info.mode = 0o777
                 tar.addfile(info)
             def sha(data): return hashlib.sha256(data).hexdigest()
+            def crc32c(data):
+                crc = 0xFFFFFFFF
+                for byte in data:
+                    crc ^= byte
+                    for _ in range(8): crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+                return crc ^ 0xFFFFFFFF
             files = \(manifest)
             lines = "".join(json.dumps(f, separators=(",", ":")) + "\\n" for f in files).encode()
             record = {"id": "0" * 31 + "1", "dataset": "evil", "version": 1, "parents": [], "message": None,
@@ -301,6 +307,8 @@ struct DataTests {
             ("dotdot.tar", good, "add('data/a.txt', b'hello'); add('data/../../etc/cron', b'x')", "unsafe path"),
             ("absolute.tar", good, "add('data/a.txt', b'hello'); add('/etc/evil', b'x')", "unsafe path"),
             ("lie.tar", good, "add('data/a.txt', b'HELLO')", "does not match its manifest"),
+            ("crc-lie.tar", #"[{"path": "a.txt", "size": 5, "mode": "0644", "sha256": sha(b"hello"), "crc32c": "%08x" % (crc32c(b"hello") ^ 1)}]"#,
+             "add('data/a.txt', b'hello')", "does not match its manifest (sha256, crc32c or size)"),
             ("short.tar", good, "", "lacks 1 file of its manifest: a.txt"),
             ("extra.tar", good, "add('data/a.txt', b'hello'); add('data/b.txt', b'more')", "not in its manifest"),
             ("hardlink.tar", good, "add('data/a.txt', b'hello'); link('data/h', 'data/a.txt', tarfile.LNKTYPE)", "hard link"),
@@ -329,6 +337,13 @@ struct DataTests {
         // The crafted good one is accepted, so the refusals above are the checks' doing.
         try craft(box, "good.tar", manifest: good, entries: "add('data/a.txt', b'hello')")
         #expect(try record(box, ["import", box.root + "/good.tar"])["dataset"] as? String == "evil")
+        // So is one whose manifest keeps the CRC-32C that Python, bit by bit, computes: cml-data's agrees.
+        let checked = #"[{"path": "b.txt", "size": 5, "mode": "0644", "sha256": sha(b"world"), "crc32c": "%08x" % crc32c(b"world")}]"#
+        try craft(box, "checked.tar", manifest: checked, entries: "add('data/b.txt', b'world')",
+                  header: "record['id'] = '0' * 31 + '2'; add('cml-dataset.json', json.dumps(record).encode()); add('manifest.jsonl', lines)")
+        #expect(try record(box, ["import", box.root + "/checked.tar", "--name", "checked"])["dataset"] as? String == "checked")
+        try record(box, ["checkout", "checked", box.root + "/checked"])
+        #expect(try String(contentsOfFile: box.root + "/checked/b.txt", encoding: .utf8) == "world")
     }
 
     @Test func verifyNamesDamagedAndMissingBlobs() throws {
@@ -351,6 +366,11 @@ struct DataTests {
         try handle.seek(toOffset: 1000)
         try handle.write(contentsOf: Data([0, 1, 2]))
         try handle.close()
+        // Checkout checks each file by the CRC-32C its manifest keeps, and finds the damage.
+        #expect(entries.allSatisfy { $0["link"] != nil || ($0["crc32c"] as? String)?.utf8.count == 8 })
+        let damagedCheckout = try data(box, ["checkout", "data", box.root + "/out"])
+        #expect(damagedCheckout.status == 1 && damagedCheckout.stderr.contains("blob \(big) is damaged (its CRC-32C is "),
+                "\(damagedCheckout.stderr)")
         #expect(unlink(otherPath) == 0)
         let result = try data(box, ["verify", "data"])
         #expect(result.status == 1 && result.stderr == "cml-data: error: data@1 has 1 damaged and 1 missing blobs (a copy elsewhere can be imported again: cml-data import)\n")
@@ -363,6 +383,36 @@ struct DataTests {
         #expect(checkout.status == 1 && checkout.stderr.contains("nothing was left behind"))
         #expect(access(box.root + "/out", F_OK) != 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix(".out") }.isEmpty)
+    }
+
+    /// One large file and spare threads: the copy is split into ranges, each copied and read back for its
+    /// CRC-32C, the CRCs joined. Three threads give ranges of 2, 2 and 1 MiB and 12,345 bytes.
+    @Test func aLargeFileIsCopiedInPartsAndCheckedWhole() throws {
+        let box = try Sandbox()
+        let size = (5 << 20) + 12_345
+        try writeBytes(box, "one/weights.bin", seed: 11, size: size, mode: 0o640)
+        try record(box, ["snapshot", "one"])
+        let entry = try #require(try data(box, ["show", "one"]).jsonLines.first)
+        try record(box, ["checkout", "one", box.root + "/copy", "--jobs", "3"])
+        #expect(try shell("cmp '\(box.work)/one/weights.bin' '\(box.root)/copy/weights.bin'", cwd: "/").status == 0)
+        var st = stat()
+        #expect(stat(box.root + "/copy/weights.bin", &st) == 0 && st.st_mode & 0o7777 == 0o640 && st.st_size == size)
+
+        // One byte changed in the second range: the joined CRC differs, and nothing is left behind.
+        let id = try #require(entry["sha256"] as? String)
+        let blob = box.store + "/objects/" + id.prefix(2) + "/" + id.dropFirst(2)
+        chmod(blob, 0o644)
+        let handle = try #require(FileHandle(forUpdatingAtPath: blob))
+        try handle.seek(toOffset: 3 << 20)
+        let original = try #require(try handle.read(upToCount: 1)).first!
+        try handle.seek(toOffset: 3 << 20)
+        try handle.write(contentsOf: Data([original ^ 0x10]))
+        try handle.close()
+        let damaged = try data(box, ["checkout", "one", box.root + "/again", "--jobs", "3"])
+        #expect(damaged.status == 1 && damaged.stderr.contains("blob \(id) is damaged (its CRC-32C is "), "\(damaged.stderr)")
+        #expect(damaged.stderr.contains("its manifest says \(entry["crc32c"] as? String ?? "?")"))
+        #expect(access(box.root + "/again", F_OK) != 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix(".again") }.isEmpty)
     }
 
     @Test func removingAVersionFreesOnlyWhatNothingElseReferences() throws {

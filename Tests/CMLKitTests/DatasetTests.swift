@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import GRDB
+import CSupport
 import Testing
 
 @testable import CMLKit
@@ -126,6 +127,7 @@ struct ManifestRulesTests {
         let manifest = Manifest(entries: [
             file("plain.txt"), file("quote\"and\\slash"), file("new\nline\u{7F}"), file("é/ü 中.bin"),
             link("tab\tlink", "../target \"x\""),
+            ManifestEntry(path: "checked.bin", size: 1, mode: 0o644, sha256: String(repeating: "b", count: 64), crc32c: 0x0012_ABCD),
         ])
         let expected = manifest.entries.map { $0.json.serialized + "\n" }.joined()
         #expect(String(decoding: manifest.encoded, as: UTF8.self) == expected)
@@ -133,6 +135,16 @@ struct ManifestRulesTests {
         // Sorted by bytes, as `sort` in the C locale: "a-b" < "a.b" < "a/b" < "aa" < "é".
         let sorted = Manifest(entries: ["é", "aa", "a/b", "a.b", "a-b"].map(file)).entries.map(\.path)
         #expect(sorted == ["a-b", "a.b", "a/b", "aa", "é"])
+        #expect(String(decoding: Manifest(entries: manifest.entries.filter { $0.crc32c != nil }).encoded, as: UTF8.self).contains(#""crc32c":"0012abcd""#))
+    }
+
+    @Test func aCRCMustBeEightHexDigitsOnAFile() {
+        let sha = String(repeating: "a", count: 64)
+        for line in [#"{"path":"a","size":1,"mode":"0644","sha256":"\#(sha)","crc32c":"12345"}"#,
+                     #"{"path":"a","size":1,"mode":"0644","sha256":"\#(sha)","crc32c":305419896}"#,
+                     #"{"path":"a","size":0,"mode":"0777","link":"b","crc32c":"00000000"}"#] {
+            #expect(throws: CMLError.self, "\(line)") { try Manifest(decoding: Array((line + "\n").utf8)) }
+        }
     }
 
     @Test func linksLeadingOutOfTheDirectoryAreFound() {
@@ -274,12 +286,61 @@ struct SnapshotStoreTests {
     }
 }
 
+struct CRC32CTests {
+    /// One bit at a time, straight from the definition: the reference both implementations must match.
+    private func reference(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    /// The hardware path interleaves three streams of 4 KiB and joins them: lengths around every
+    /// boundary of that, and odd offsets, must give the reference's answer; so must the table fallback.
+    @Test func hardwareAndTableMatchTheDefinitionAtEveryBoundary() {
+        let data = content(3, 100_003)
+        var lengths = Array(0...40) + [4095, 4096, 4097, 12_287, 12_288, 12_289, 24_576, 24_583, 36_871, 100_000]
+        lengths += (1...6).map { $0 * 12_288 + 7 }
+        for length in lengths {
+            for offset in [0, 1, 3] where offset + length <= data.count {
+                let slice = Array(data[offset..<(offset + length)])
+                let expected = reference(slice)
+                let (hardware, table) = slice.withUnsafeBytes { raw in
+                    (cml_crc32c(0, raw.baseAddress, raw.count), cml_crc32c_software(0, raw.baseAddress, raw.count))
+                }
+                #expect(hardware == expected, "length \(length) at offset \(offset)")
+                #expect(table == expected, "length \(length) at offset \(offset)")
+            }
+        }
+        #expect(CRC32C.checksum(ArraySlice("123456789".utf8)) == 0xE306_9283)
+    }
+
+    @Test func aChecksumContinuesOrJoinsAcrossChunksAndReadsBackFromHex() {
+        let data = content(5, 50_000)
+        let whole = CRC32C.checksum(data[...])
+        for split in [1, 4096, 12_288, 30_001] {
+            let first = CRC32C.checksum(data[..<split])
+            let continued = data[split...].withUnsafeBytes { CRC32C.update(first, $0) }
+            #expect(continued == whole)
+        }
+        for split in [0, 1, 4096, 12_289, 49_999, 50_000] {
+            let joined = CRC32C.combine(CRC32C.checksum(data[..<split]), CRC32C.checksum(data[split...]),
+                                        secondLength: Int64(data.count - split))
+            #expect(joined == whole, "joined at \(split)")
+        }
+        #expect(CRC32C.hex(0x0000_00AB) == "000000ab" && CRC32C.parseHex("000000ab") == 0xAB)
+        #expect(CRC32C.parseHex("ABCDEF01") == nil && CRC32C.parseHex("abc") == nil && CRC32C.parseHex("0000000g") == nil)
+    }
+}
+
 struct StatCacheTests {
     @Test func entriesRoundTripAndADamagedCacheIsIgnored() throws {
         let directory = makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let identity = FileIdentity(device: 1, inode: 2, size: 3, modified: 1_000_000_000, changed: 1_000_000_000)
-        let digest = BlobDigest(hex: SHA256Hasher.hex([1]))!
+        let digest = ContentDigest(sha256: BlobDigest(hex: SHA256Hasher.hex([1]))!, crc32c: 0xDEAD_BEEF)
         let path = directory + "/cache"
         StatCache.save([StatCache.Entry(identity: identity, hashedAt: 5_000_000_000, digest: digest)], to: path)
         #expect(StatCache.load(path).lookup(identity)?.digest == digest)
@@ -294,7 +355,7 @@ struct StatCacheTests {
 
     @Test func aFileChangedJustBeforeItWasHashedIsNotTrusted() {
         let identity = FileIdentity(device: 1, inode: 2, size: 3, modified: 1_000_000_000, changed: 1_000_000_000)
-        let digest = BlobDigest(hex: SHA256Hasher.hex([1]))!
+        let digest = ContentDigest(sha256: BlobDigest(hex: SHA256Hasher.hex([1]))!, crc32c: 1)
         // Hashed 10 ms after its last change: a write in the same clock tick would not have moved its times.
         let racy = StatCache([StatCache.Entry(identity: identity, hashedAt: 1_010_000_000, digest: digest)])
         #expect(racy.lookup(identity) == nil)
@@ -310,6 +371,18 @@ struct FileCopyTests {
         defer { close(input); close(output) }
         return try FileCopy.copy(from: input, offset: 0, length: length, whole: true, to: output,
                                  sourcePath: source, destinationPath: destination)
+    }
+
+    /// Copies the file in three ranges, last one first, each to its own offset of the destination.
+    private func copyInRanges(from source: String, to destination: String, length: Int64) throws -> [FileCopy.Method] {
+        let input = open(source, O_RDONLY)
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        defer { close(input); close(output) }
+        let third = length / 3
+        return try [(2 * third, length - 2 * third), (third, third), (0, third)].map { start, count in
+            try FileCopy.copy(from: input, offset: start, length: count, whole: false, to: output, at: start,
+                              sourcePath: source, destinationPath: destination)
+        }
     }
 
     /// The filesystem's type name (`ext4`, `tmpfs`), as `stat -f` prints it.
@@ -335,6 +408,8 @@ struct FileCopyTests {
         #expect(sameFilesystem == .reflink || sameFilesystem == .kernel)
         #expect(try FileSystem.readAll(directory + "/copy") == bytes)
         #expect(throws: CMLError.self) { _ = try copy(from: directory + "/source", to: directory + "/long", length: Int64(bytes.count) + 1) }
+        #expect(try copyInRanges(from: directory + "/source", to: directory + "/ranges", length: Int64(bytes.count)) == [.kernel, .kernel, .kernel])
+        #expect(try FileSystem.readAll(directory + "/ranges") == bytes)
 
         let memory = "/dev/shm/cml-copy-\(getpid())"
         guard FileManager.default.isWritableFile(atPath: "/dev/shm") else { return }
@@ -342,6 +417,10 @@ struct FileCopyTests {
         try writeFile(memory, bytes)
         let across = try copy(from: memory, to: directory + "/across", length: Int64(bytes.count))
         #expect(try FileSystem.readAll(directory + "/across") == bytes)
-        if try filesystemType(memory) != filesystemType(directory) { #expect(across == .userspace) }
+        let rangesAcross = try copyInRanges(from: memory, to: directory + "/ranges-across", length: Int64(bytes.count))
+        #expect(try FileSystem.readAll(directory + "/ranges-across") == bytes)
+        if try filesystemType(memory) != filesystemType(directory) {
+            #expect(across == .userspace && rangesAcross == [.userspace, .userspace, .userspace])
+        }
     }
 }

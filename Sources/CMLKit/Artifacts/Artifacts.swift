@@ -22,7 +22,7 @@ public enum Artifacts {
             if image && mediaType == nil {
                 throw CMLError("\(path) is not an image (PNG, JPEG, GIF, WebP or SVG)")
             }
-            let (id, size) = try store.putBlob(file: absolute)
+            let (id, size, _) = try store.putBlob(file: absolute)
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: id, size: size, files: 1,
                                     isDirectory: false, mediaType: mediaType, source: absolute, time: time)
             try store.addArtifact(artifact)
@@ -36,8 +36,8 @@ public enum Artifacts {
                 if let target = file.linkTarget {
                     entries.append(ManifestEntry(path: file.path, size: 0, mode: file.mode, linkTarget: target))
                 } else {
-                    let (id, size) = try store.putBlob(file: file.absolutePath)
-                    entries.append(ManifestEntry(path: file.path, size: size, mode: file.mode, sha256: id))
+                    let (id, size, crc32c) = try store.putBlob(file: file.absolutePath)
+                    entries.append(ManifestEntry(path: file.path, size: size, mode: file.mode, sha256: id, crc32c: crc32c))
                 }
             }
             let manifest = Manifest(entries: entries)

@@ -12,7 +12,7 @@ public enum IngestFailure: Error, Sendable {
 
 extension BlobBatch {
     /// Hashes the regular file at `path` and stores its content unless the store holds it already;
-    /// returns its sha256. `expected` is what the directory walk saw: a file that is not that one any
+    /// returns its sha256 and CRC-32C. `expected` is what the directory walk saw: a file that is not that one any
     /// more, or changes while it is read (its size, times or identity move), fails with `.changed` and
     /// stores nothing, so no content is ever recorded under a wrong hash.
     ///
@@ -21,7 +21,7 @@ extension BlobBatch {
     /// copied into the store on another thread meanwhile (worth it when a core is free and the content is
     /// likely new), else copied after hashing, only when the store lacks it.
     public func ingest(path: String, expected: FileIdentity, worker: Int, buffer: UnsafeMutableRawBufferPointer,
-                       copyWhileHashing: Bool) throws(IngestFailure) -> BlobDigest {
+                       copyWhileHashing: Bool) throws(IngestFailure) -> ContentDigest {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
             if errno == ENOENT || errno == ELOOP { throw .changed }
@@ -41,7 +41,7 @@ extension BlobBatch {
     }
 
     private func ingestSmall(_ fd: Int32, path: String, expected: FileIdentity, worker: Int,
-                             buffer: UnsafeMutableRawBufferPointer) throws(IngestFailure) -> BlobDigest {
+                             buffer: UnsafeMutableRawBufferPointer) throws(IngestFailure) -> ContentDigest {
         // Read up to the size the walk saw: a file that grew since shows in its identity afterwards.
         let size = Int(expected.size)
         var total = 0
@@ -56,13 +56,13 @@ extension BlobBatch {
         }
         guard total == size, currentIdentity(fd) == expected else { throw .changed }
         let content = UnsafeRawBufferPointer(rebasing: buffer[0..<total])
-        var hasher = SHA256Hasher()
+        var hasher = ContentHasher()
         hasher.update(content)
         let digest = hasher.finalize()
         do throws(CMLError) {
-            if try claim(digest, size: expected.size) {
-                do throws(CMLError) { try addPacked(digest, content, worker: worker) } catch {
-                    release(digest)
+            if try claim(digest.sha256, size: expected.size) {
+                do throws(CMLError) { try addPacked(digest.sha256, content, worker: worker) } catch {
+                    release(digest.sha256)
                     throw error
                 }
             }
@@ -73,7 +73,7 @@ extension BlobBatch {
     }
 
     private func ingestLarge(_ fd: Int32, path: String, expected: FileIdentity, buffer: UnsafeMutableRawBufferPointer,
-                             copyWhileHashing: Bool) throws(IngestFailure) -> BlobDigest {
+                             copyWhileHashing: Bool) throws(IngestFailure) -> ContentDigest {
         var temporary: (path: String, fd: Int32)?
         defer {
             if let temporary { close(temporary.fd) }
@@ -87,7 +87,7 @@ extension BlobBatch {
             let (target, source, size) = (temporary!, fd, expected.size)
             copying = Background { Self.copy(from: source, path: path, size: size, into: target) }
         }
-        var hasher = SHA256Hasher()
+        var hasher = ContentHasher()
         var total: Int64 = 0
         var readFailure: String?
         while true {
@@ -116,7 +116,7 @@ extension BlobBatch {
         }
         let digest = hasher.finalize()
         do throws(CMLError) {
-            guard try claim(digest, size: expected.size) else {
+            guard try claim(digest.sha256, size: expected.size) else {
                 dropTemporary()
                 return digest
             }
@@ -127,29 +127,29 @@ extension BlobBatch {
         if temporary == nil {
             // Hashed first, copied only now that the store is known to lack it.
             do throws(CMLError) { temporary = try makeTemporaryFile() } catch {
-                release(digest)
+                release(digest.sha256)
                 throw .failed(error)
             }
             let failure = Self.copy(from: fd, path: path, size: expected.size, into: temporary!)
             // The copy holds the hashed bytes only if the file did not change in between.
             guard currentIdentity(fd) == expected else {
                 dropTemporary()
-                release(digest)
+                release(digest.sha256)
                 throw .changed
             }
             if let failure {
                 dropTemporary()
-                release(digest)
+                release(digest.sha256)
                 throw .failed(failure)
             }
         }
         guard fsync(temporary!.fd) == 0 else {
             let failure = FileSystem.error("cannot sync blob", temporary!.path)
             dropTemporary()
-            release(digest)
+            release(digest.sha256)
             throw .failed(failure)
         }
-        addFile(digest, temporary: temporary!.path, size: expected.size)
+        addFile(digest.sha256, temporary: temporary!.path, size: expected.size)
         return digest
     }
 

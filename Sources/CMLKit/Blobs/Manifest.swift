@@ -1,7 +1,8 @@
 import Glibc
 
 /// One file of a stored directory: a regular file (its content is blob `sha256`) or a symbolic link
-/// (kept as a link, never followed).
+/// (kept as a link, never followed). A file's CRC-32C, computed in the same read as its sha256, is kept
+/// too (manifests written before it was added lack it): checkout verifies with it.
 public struct ManifestEntry: Sendable, Equatable {
     /// Relative to the directory, `/`-separated, never absolute, never holding `.` or `..`.
     public var path: String
@@ -9,13 +10,15 @@ public struct ManifestEntry: Sendable, Equatable {
     /// Permission bits (`0o644`).
     public var mode: UInt32
     public var sha256: String?
+    public var crc32c: UInt32?
     public var linkTarget: String?
 
-    public init(path: String, size: Int64, mode: UInt32, sha256: String? = nil, linkTarget: String? = nil) {
+    public init(path: String, size: Int64, mode: UInt32, sha256: String? = nil, crc32c: UInt32? = nil, linkTarget: String? = nil) {
         self.path = path
         self.size = size
         self.mode = mode
         self.sha256 = sha256
+        self.crc32c = crc32c
         self.linkTarget = linkTarget
     }
 
@@ -23,6 +26,7 @@ public struct ManifestEntry: Sendable, Equatable {
         var members: [(String, JSON)] = [("path", .string(path)), ("size", .int(size)),
                                          ("mode", .string("0" + String(mode, radix: 8)))]
         if let sha256 { members.append(("sha256", .string(sha256))) }
+        if let crc32c { members.append(("crc32c", .string(CRC32C.hex(crc32c)))) }
         if let linkTarget { members.append(("link", .string(linkTarget))) }
         return .object(members)
     }
@@ -37,6 +41,12 @@ public struct ManifestEntry: Sendable, Equatable {
         self.mode = mode
         sha256 = json["sha256"]?.stringValue
         linkTarget = json["link"]?.stringValue
+        if let text = json["crc32c"] {
+            guard sha256 != nil, let crc32c = text.stringValue.flatMap(CRC32C.parseHex) else {
+                throw CMLError("the manifest entry \(path) has an invalid crc32c (8 hex digits, for a file)")
+            }
+            self.crc32c = crc32c
+        }
         if case .int(let size)? = json["size"], size >= 0 { self.size = size } else {
             throw CMLError("the manifest entry \(path) has no valid size")
         }
@@ -97,6 +107,10 @@ public struct Manifest: Sendable, Equatable {
             if let sha256 = entry.sha256 {
                 out.append(contentsOf: #","sha256":"#.utf8)
                 string(sha256)
+            }
+            if let crc32c = entry.crc32c {
+                out.append(contentsOf: #","crc32c":"#.utf8)
+                string(CRC32C.hex(crc32c))
             }
             if let linkTarget = entry.linkTarget {
                 out.append(contentsOf: #","link":"#.utf8)

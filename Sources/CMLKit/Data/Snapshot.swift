@@ -63,12 +63,12 @@ public enum Snapshot {
         let batch = try store.blobBatch(workers: jobs)
 
         // Files the cache vouches for keep their hash, as long as the store still holds the content.
-        var digests = [BlobDigest?](repeating: nil, count: walk.files.count)
+        var digests = [ContentDigest?](repeating: nil, count: walk.files.count)
         var hashedAt = [Int64](repeating: 0, count: walk.files.count)
         var toHash: [Int] = []
         for (index, file) in walk.files.enumerated() where file.linkTarget == nil {
             if let known = cache.lookup(file.identity),
-               try batch.store.contains(known.digest, lookingForFiles: file.identity.size >= Int64(BlobStore.packThreshold)) {
+               try batch.store.contains(known.digest.sha256, lookingForFiles: file.identity.size >= Int64(BlobStore.packThreshold)) {
                 digests[index] = known.digest
                 hashedAt[index] = known.hashedAt
             } else {
@@ -81,7 +81,7 @@ public enum Snapshot {
         var unreadable = walk.unreadable
         var hashedFiles = 0
         var hashedBytes: Int64 = 0
-        func hashed(_ index: Int, _ digest: BlobDigest, at time: Int64) {
+        func hashed(_ index: Int, _ digest: ContentDigest, at time: Int64) {
             digests[index] = digest
             hashedAt[index] = time
             hashedFiles += 1
@@ -152,8 +152,9 @@ public enum Snapshot {
             if let target = file.linkTarget {
                 entries.append(ManifestEntry(path: file.path, size: 0, mode: file.mode, linkTarget: target))
             } else if let digest = digests[index] {
-                let id = digest.hex
-                entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: id))
+                let id = digest.sha256.hex
+                entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: id,
+                                             crc32c: digest.crc32c))
                 cacheEntries.append(StatCache.Entry(identity: file.identity, hashedAt: hashedAt[index], digest: digest))
                 paths[id] = file.path
             }
@@ -188,7 +189,7 @@ public enum Snapshot {
                     }
                     guard let path = paths[id], let entry = walk.files.first(where: { $0.path == path }) else { continue }
                     let outcome = hashFiles([entry], root: root, batch: again, cache: StatCache(), jobs: 1, progress: nil)[0]
-                    guard case .success(let digest) = outcome.result, digest.hex == id else {
+                    guard case .success(let digest) = outcome.result, digest.sha256.hex == id else {
                         throw CMLError("\(root)/\(path) changed during the snapshot", hint: "nothing was recorded; snapshot again")
                     }
                 }
@@ -218,7 +219,7 @@ public enum Snapshot {
     }
 
     struct Outcome: Sendable {
-        var result: Result<BlobDigest, IngestFailure>
+        var result: Result<ContentDigest, IngestFailure>
         /// When reading the file began (nanoseconds since the epoch): what the stat cache keeps.
         var startedAt: Int64
     }
@@ -235,7 +236,7 @@ public enum Snapshot {
             // Copying a large file while hashing it pays when a core would idle otherwise, and the content
             // is likely new (a moved file keeps its size and time: its content is likely stored).
             let copyWhileHashing = spareCores && !cache.likelyStored(file.identity)
-            let result: Result<BlobDigest, IngestFailure>
+            let result: Result<ContentDigest, IngestFailure>
             do throws(IngestFailure) {
                 result = .success(try batch.ingest(path: root + "/" + file.path, expected: file.identity, worker: worker,
                                                    buffer: buffers[worker], copyWhileHashing: copyWhileHashing))

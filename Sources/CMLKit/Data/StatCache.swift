@@ -1,7 +1,7 @@
 import Glibc
 
 /// What the last snapshot of a dataset learnt: for each regular file, identified by device, inode, size,
-/// modification and status-change times, its sha256. A file whose identity is unchanged is not read
+/// modification and status-change times, its sha256 and CRC-32C. A file whose identity is unchanged is not read
 /// again. Kept per dataset in `cache/stat/NAME` of the store (a cache: losing it costs only hashing).
 ///
 /// A file changed twice within one tick of the filesystem's clock keeps its times, so an entry is trusted
@@ -12,7 +12,7 @@ struct StatCache {
         var identity: FileIdentity
         /// Nanoseconds since the epoch when hashing the file began.
         var hashedAt: Int64
-        var digest: BlobDigest
+        var digest: ContentDigest
     }
 
     private struct Key: Hashable {
@@ -20,8 +20,8 @@ struct StatCache {
         var inode: UInt64
     }
 
-    private static let magic = Array("CMLSTAT1".utf8)
-    private static let recordSize = 80
+    private static let magic = Array("CMLSTAT2".utf8)
+    private static let recordSize = 84
     /// Longer than a tick of any local filesystem's clock (a jiffy, 10 ms at most).
     static let margin: Int64 = 100_000_000
 
@@ -41,7 +41,7 @@ struct StatCache {
         sizesAndTimes.insert([entry.identity.size, entry.identity.modified])
     }
 
-    /// The sha256 of the file with this identity, when known and trustworthy.
+    /// The digests of the file with this identity, when known and trustworthy.
     func lookup(_ identity: FileIdentity) -> Entry? {
         guard let entry = entries[Key(device: identity.device, inode: identity.inode)], entry.identity == identity,
               identity.modified < entry.hashedAt - Self.margin, identity.changed < entry.hashedAt - Self.margin else {
@@ -71,7 +71,9 @@ struct StatCache {
                 func value(_ at: Int) -> Int64 { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: base + at, as: Int64.self)) }
                 cache.insert(Entry(identity: FileIdentity(device: UInt64(bitPattern: value(0)), inode: UInt64(bitPattern: value(8)),
                                                           size: value(16), modified: value(24), changed: value(32)),
-                                   hashedAt: value(40), digest: BlobDigest(bytes: raw.baseAddress! + base + 48)))
+                                   hashedAt: value(40),
+                                   digest: ContentDigest(sha256: BlobDigest(bytes: raw.baseAddress! + base + 48),
+                                                         crc32c: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base + 80, as: UInt32.self)))))
             }
             return cache
         }
@@ -90,7 +92,8 @@ struct StatCache {
             append(entry.identity.modified)
             append(entry.identity.changed)
             append(entry.hashedAt)
-            entry.digest.append(to: &out)
+            entry.digest.sha256.append(to: &out)
+            withUnsafeBytes(of: entry.digest.crc32c.littleEndian) { out.append(contentsOf: $0) }
         }
         var hasher = SHA256Hasher()
         hasher.update(out)

@@ -12,14 +12,17 @@ public enum FileCopy {
         case userspace
     }
 
-    /// Copies `length` bytes of `source` at `offset` to the start of `destination`, an empty file. A whole
-    /// file (`offset` 0, `whole`) is cloned where the filesystem can share blocks. A source shorter than
-    /// `length` is an error. `writeBack` starts writing each chunk to disk as soon as it is copied, for a
-    /// destination that will be fsynced: the fsync then waits for the last chunk only.
+    /// Copies `length` bytes of `source` at `offset` to the start of `destination`, an empty file, or to
+    /// `destinationOffset` in it when given (a range of a larger copy). A whole file (`offset` 0, `whole`)
+    /// is cloned where the filesystem can share blocks. A source shorter than `length` is an error.
+    /// `writeBack` starts writing each chunk to disk as soon as it is copied, for a destination that will
+    /// be fsynced: the fsync then waits for the last chunk only.
     @discardableResult
     public static func copy(from source: Int32, offset: Int64, length: Int64, whole: Bool, to destination: Int32,
-                            sourcePath: String, destinationPath: String, writeBack: Bool = false) throws(CMLError) -> Method {
-        if whole, offset == 0, cml_clone_file(destination, source) == 0 {
+                            at destinationOffset: Int64? = nil, sourcePath: String, destinationPath: String,
+                            writeBack: Bool = false) throws(CMLError) -> Method {
+        let start = destinationOffset ?? 0
+        if whole, offset == 0, destinationOffset == nil, cml_clone_file(destination, source) == 0 {
             var st = stat()
             guard fstat(destination, &st) == 0, Int64(st.st_size) == length else {
                 throw CMLError("\(sourcePath) is not \(length) bytes long any more")
@@ -27,11 +30,14 @@ public enum FileCopy {
             return .reflink
         }
         var sourceOffset = offset
+        var targetOffset = start
         var copied: Int64 = 0
         while copied < length {
-            let n = cml_copy_file_range(source, &sourceOffset, destination, nil, Int(min(length - copied, 64 << 20)))
+            let chunk = Int(min(length - copied, 64 << 20))
+            let n = destinationOffset == nil ? cml_copy_file_range(source, &sourceOffset, destination, nil, chunk)
+                                             : cml_copy_file_range(source, &sourceOffset, destination, &targetOffset, chunk)
             if n > 0 {
-                if writeBack { _ = cml_start_writeback(destination, copied, n) }
+                if writeBack { _ = cml_start_writeback(destination, start + copied, n) }
                 copied += n
                 continue
             }
@@ -44,8 +50,8 @@ public enum FileCopy {
         if copied == length { return .kernel }
         var written: Int64 = 0
         try FileSystem.copyChunks(from: source, path: sourcePath, offset: offset, length: length) { chunk throws(CMLError) in
-            try FileSystem.writeAll(destination, chunk, path: destinationPath)
-            if writeBack { _ = cml_start_writeback(destination, written, Int64(chunk.count)) }
+            try FileSystem.writeAll(destination, chunk, at: destinationOffset.map { $0 + written }, path: destinationPath)
+            if writeBack { _ = cml_start_writeback(destination, start + written, Int64(chunk.count)) }
             written += Int64(chunk.count)
         }
         return .userspace

@@ -19,10 +19,13 @@ public enum FileSystem {
         if mkdir(path, 0o755) != 0 && errno != EEXIST { throw error("cannot create directory", path) }
     }
 
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(CMLError) {
+    /// Writes all of `bytes` at the descriptor's position, or at `position` when given (pwrite).
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int64? = nil,
+                                path: String) throws(CMLError) {
         var offset = 0
         while offset < bytes.count {
-            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            let n = position.map { pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t($0) + off_t(offset)) }
+                ?? write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw error("cannot write", path)

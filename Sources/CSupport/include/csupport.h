@@ -21,6 +21,17 @@ int cml_available_cpus(void);
 long long cml_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length);
 /// ioctl(destination, FICLONE, source): shares source's blocks (btrfs, XFS); -1 with errno where unsupported.
 int cml_clone_file(int destination, int source);
+/// fallocate(fd, 0, 0, length): gives an empty file its blocks and size at once; -1 with errno
+/// (EOPNOTSUPP where the filesystem cannot).
+int cml_allocate(int fd, long long length);
 /// sync_file_range(SYNC_FILE_RANGE_WRITE): starts writing a range back to disk without waiting, so that a
 /// later fsync has less left to wait for.
 int cml_start_writeback(int fd, long long offset, long long length);
+#include <stdint.h>
+/// CRC-32C of `length` bytes, continuing from `crc` (0 to start; a previous result to go on): the CPU's
+/// crc32 instruction where there is one.
+uint32_t cml_crc32c(uint32_t crc, const void *data, size_t length);
+/// The CRC-32C of A followed by B, from the CRC-32C of each and the length of B.
+uint32_t cml_crc32c_combine(uint32_t first, uint32_t second, uint64_t second_length);
+/// The same one table lookup per byte, whatever the CPU (what cml_crc32c falls back to).
+uint32_t cml_crc32c_software(uint32_t crc, const void *data, size_t length);

@@ -6,8 +6,10 @@ import Glibc
 struct Checkout: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkout",
-        abstract: "Write a version's files into a directory, checking every hash as it goes.",
+        abstract: "Write a version's files into a directory, checking every file as it goes.",
         discussion: """
+            Each file is checked by the CRC-32C its manifest keeps (sha256 for versions older than it; \
+            `cml-data verify` checks every sha256). \
             The files are cloned where the filesystem can share blocks (btrfs, XFS), else copied inside \
             the kernel; with --link, blobs stored as files of their own (1 MiB and more) are hard-linked \
             and everything is made read-only (editing a linked file would damage the store). DIR must \

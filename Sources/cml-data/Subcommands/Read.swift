@@ -38,7 +38,7 @@ struct List: ParsableCommand {
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Print a version's manifest: path, size, mode, and sha256 or link, one file per line.",
+        abstract: "Print a version's manifest: path, size, mode, and sha256 and crc32c or link, one file per line.",
         discussion: """
             Examples:
               cml-data show mnist@2

@@ -8,7 +8,7 @@ struct SnapshotCommand: ParsableCommand {
         commandName: "snapshot",
         abstract: "Record a directory as a new version of a dataset, and print the version as JSON.",
         discussion: """
-            Every regular file is hashed (sha256) on all cores, except files unchanged since the last \
+            Every regular file is hashed (sha256, and CRC-32C for checkout to check) on all cores, except files unchanged since the last \
             snapshot of the dataset (same device, inode, size, modification and change time); content \
             the store lacks is stored, once however many files hold it, so renaming or moving files \
             stores nothing. Symbolic links are recorded as links; modes are kept; sockets, pipes and \
