@@ -172,6 +172,13 @@ struct ManifestRulesTests {
         #expect(changes.map { "\($0.kind.rawValue) \($0.from.map { $0 + "->" } ?? "")\($0.path)" }
             == ["modified b", "removed c", "added d", "renamed a->z/a"])
         #expect(ManifestDiff.changes(from: Manifest(entries: [a]), to: Manifest(entries: [a])).isEmpty)
+        // A version from before manifests kept CRCs against one after: the same files, nothing changed.
+        var aChecked = a
+        aChecked.crc32c = 0x1234_5678
+        #expect(ManifestDiff.changes(from: Manifest(entries: [a]), to: Manifest(entries: [aChecked])).isEmpty)
+        var aExecutable = aChecked
+        aExecutable.mode = 0o755
+        #expect(ManifestDiff.changes(from: Manifest(entries: [a]), to: Manifest(entries: [aExecutable])).map(\.kind) == [.modified])
     }
 
     @Test func versionReferencesReadNumbersIdsAndLatest() throws {

@@ -46,7 +46,8 @@ public enum ManifestDiff {
                 added.append(entry)
                 continue
             }
-            if before != entry {
+            // The CRC is left out: a version older than it lacks it, and the sha256 says the same.
+            if contentKey(before) != contentKey(entry) || before.mode != entry.mode {
                 changes.append(ManifestChange(kind: .modified, path: entry.path, old: before, new: entry))
             }
         }
