@@ -123,6 +123,10 @@ final class RunningCommand {
 
     var stdoutSoFar: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
 
+    var stderrSoFar: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
+
+    var hasExited: Bool { !process.isRunning }
+
     func wait() throws -> CommandResult {
         process.waitUntilExit()
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus

@@ -156,6 +156,29 @@ struct QueueEndToEndTests {
         #expect(!FileManager.default.fileExists(atPath: abandoned))
     }
 
+    /// With no other agent to take it up yet, a run whose agent died looks `lost`; following its log goes
+    /// on into the attempt an agent starts later.
+    @Test func followingTheLogOfARunWhoseAgentDiedGoesOnIntoItsNextAttempt() throws {
+        let q = try QueueBox()
+        let a = try q.agent("a")
+        // The first attempt outlives its agent by 2 s: Foundation's wait for the killed agent lasts as long.
+        let id = try q.add(["sh", "-c", "echo started; if [ \"$CML_RUN_ATTEMPT\" = 1 ]; then sleep 2; fi; echo finished"])
+        #expect(try waitUntil { try q.log(id).contains("started") })
+        let follow = try q.box.start("cml-run", ["log", "--follow", id])
+        kill(a.pid, SIGKILL)
+        _ = try a.wait()
+        #expect(try q.status(id) == "lost")
+        #expect(try waitUntil { follow.stderrSoFar.contains("is gone; following it into its next attempt") }, "\(follow.stderrSoFar)")
+        usleep(500_000)
+        #expect(!follow.hasExited, "following stopped while the run only looked lost")
+        let b = try q.agent("b")
+        #expect(try q.wait(id, for: "completed"), "\(q.describe(id))")
+        let followed = try follow.wait()
+        #expect(followed.status == 0 && followed.out.hasSuffix("started\nfinished\n"), "\(followed.out)")
+        kill(b.pid, SIGTERM)
+        #expect(try b.wait().status == 0)
+    }
+
     @Test func abortStopsARunningRunAndDequeuesAWaitingOne() throws {
         let q = try QueueBox()
         let a = try q.agent("a")

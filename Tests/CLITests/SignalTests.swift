@@ -85,13 +85,17 @@ struct JobControlTests {
 
     @Test func stopAndContinueReachTheChild() throws {
         let box = try Sandbox()
-        let running = try box.start("cml-run", ["--", "sh", "-c", "echo $$; for i in 1 2 3 4 5 6; do sleep 0.2; done; echo finished"])
+        // The child waits for a file the test writes once it has seen it stopped and continued: a fixed
+        // sleep could end before a stop reaches it on a busy machine.
+        let go = box.root + "/go"
+        let running = try box.start("cml-run", ["--", "sh", "-c", "echo $$; while [ ! -e '\(go)' ]; do sleep 0.05; done; echo finished"])
         #expect(waitUntil { !running.stdoutSoFar.isEmpty })
         let childPID = try #require(Int32(running.stdoutSoFar.split(separator: "\n")[0]))
         kill(running.pid, SIGTSTP)
         #expect(waitUntil { self.state(of: childPID) == "T" && self.state(of: running.pid) == "T" })
         kill(running.pid, SIGCONT)
         #expect(waitUntil { self.state(of: childPID) != "T" })
+        FileManager.default.createFile(atPath: go, contents: nil)
         let result = try running.wait()
         #expect(result.status == 0)
         #expect(result.out.hasSuffix("finished\n"))

@@ -9,6 +9,12 @@ extension Run {
         return status
     }
 
+    /// Observed `lost` (its agent is gone) while its queue still holds it: once the lease runs out an agent
+    /// starts it again, or records it lost for good when it has no attempts left.
+    public var awaitsRequeue: Bool {
+        status == .running && queue != nil && observedStatus == .lost
+    }
+
     public var duration: Double? {
         end.map { $0.endedAt - startedAt }
     }

@@ -18,7 +18,7 @@ struct Log: ParsableCommand {
 
     @OptionGroup var storeOption: StoreOption
 
-    @Flag(name: [.short, .long], help: "Keep printing new output until the run ends.")
+    @Flag(name: [.short, .long], help: "Keep printing new output until the run ends (a queued run whose agent died: until its next attempt ends).")
     var follow = false
 
     @Flag(help: "Print the stored bytes as they are, carriage returns included.")
@@ -44,6 +44,7 @@ struct Log: ParsableCommand {
         let reader = try store.logReader(run: runID)
         var renderer = ConsoleRenderer()
         var finished = false
+        var toldOfRequeue = false
         while true {
             var wrote = false
             while let record = reader.next() {
@@ -53,7 +54,14 @@ struct Log: ParsableCommand {
             }
             if !follow || finished { break }
             // One more pass after the run has ended picks up its last records.
-            if !wrote { finished = try store.run(id: runID).observedStatus.isFinished }
+            if !wrote {
+                let run = try store.run(id: runID)
+                finished = run.observedStatus.isFinished && !run.awaitsRequeue
+                if run.awaitsRequeue && !toldOfRequeue {
+                    toldOfRequeue = true
+                    FileHandleOutput.standardError("cml-run: the agent running \(RunID.short(runID)) is gone; following it into its next attempt once its lease runs out\n")
+                }
+            }
             if !finished { usleep(200_000) }
         }
         if !raw { FileHandleOutput.standardOutput(bytes: renderer.finish()) }
