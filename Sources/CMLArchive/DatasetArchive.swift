@@ -7,8 +7,8 @@ import Glibc
 ///
 /// Importing trusts nothing in the archive: every entry's path is checked (no absolute path, no `..`),
 /// links must stay inside the dataset, the manifest must hash to the record's manifest id, and every
-/// entry must match its manifest line (type, size, mode, sha256, crc32c or link target), with nothing missing
-/// and nothing extra. Content is written to temporary files and packs only, made visible when all of
+/// entry must match its manifest line (type, size, mode, sha256, crc32c or link target), with nothing
+/// missing and nothing extra. Content is written to temporary files and packs only, made visible when all of
 /// it checked out; a refused archive leaves the store as it was.
 public enum DatasetArchive {
     static let recordName = "cml-dataset.json"

@@ -60,7 +60,8 @@ public struct BlobStore: Sendable {
     }
 
     /// Stores the regular file at `source`, streaming (memory stays flat however large it is), hashing as
-    /// it copies; returns its sha256 (its id), size and CRC-32C. A file that changes while it is read is refused, never stored under a wrong hash.
+    /// it copies; returns its sha256 (its id), size and CRC-32C. A file that changes while it is read is
+    /// refused, never stored under a wrong hash.
     public func putFile(_ source: String) throws(CMLError) -> (id: String, size: Int64, crc32c: UInt32) {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw FileSystem.error("cannot read", source) }

@@ -12,9 +12,9 @@ public enum IngestFailure: Error, Sendable {
 
 extension BlobBatch {
     /// Hashes the regular file at `path` and stores its content unless the store holds it already;
-    /// returns its sha256 and CRC-32C. `expected` is what the directory walk saw: a file that is not that one any
-    /// more, or changes while it is read (its size, times or identity move), fails with `.changed` and
-    /// stores nothing, so no content is ever recorded under a wrong hash.
+    /// returns its sha256 and CRC-32C. `expected` is what the directory walk saw: a file that is not that
+    /// one any more, or changes while it is read (its size, times or identity move), fails with `.changed`
+    /// and stores nothing, so no content is ever recorded under a wrong hash.
     ///
     /// A small file is read once into `buffer` (at least `BlobStore.packThreshold + 1` bytes), hashed, and
     /// appended to the worker's pack if new. A large one is hashed in chunks; with `copyWhileHashing` it is

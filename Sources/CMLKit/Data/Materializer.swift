@@ -182,9 +182,9 @@ public enum Materializer {
     /// A large blob, spare cores, and a CRC to check it by. Cloned where the filesystem shares blocks (then
     /// read for its CRC). Else the file gets its size and blocks first, which finds a full disk before
     /// anything is written and lets ext4 take writes to different ranges of one file at once (without
-    /// it, two threads copying into one file take as long as one); then each of `parts` threads copies its range in
-    /// the kernel and reads the written range back for its CRC, and the ranges' CRCs are joined. Nil when
-    /// the filesystem cannot allocate ahead: the caller copies on one thread instead.
+    /// it, two threads copying into one file take as long as one); then each of `parts` threads copies its
+    /// range in the kernel and reads the written range back for its CRC, and the ranges' CRCs are joined.
+    /// Nil when the filesystem cannot allocate ahead: the caller copies on one thread instead.
     private static func copyInParts(_ expected: Expected, wanted: UInt32, source: Int32, location: BlobLocation, to output: Int32,
                                     path: String, parts: Int, buffer: UnsafeMutableRawBufferPointer) throws(CMLError) -> FileCopy.Method? {
         if cml_clone_file(output, source) == 0 {
