@@ -22,27 +22,18 @@ public enum Artifacts {
             if image && mediaType == nil {
                 throw CMLError("\(path) is not an image (PNG, JPEG, GIF, WebP or SVG)")
             }
-            let (id, size, _) = try store.putBlob(file: absolute)
+            let (id, size) = try store.putBlob(file: absolute)
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: id, size: size, files: 1,
                                     isDirectory: false, mediaType: mediaType, source: absolute, time: time)
             try store.addArtifact(artifact)
             return artifact
         case S_IFDIR:
             if image { throw CMLError("\(path) is a directory, not an image") }
-            let scanned = try Manifest.scan(absolute, warn: warn)
-            var entries: [ManifestEntry] = []
-            entries.reserveCapacity(scanned.count)
-            for file in scanned {
-                if let target = file.linkTarget {
-                    entries.append(ManifestEntry(path: file.path, size: 0, mode: file.mode, linkTarget: target))
-                } else {
-                    let (id, size, crc32c) = try store.putBlob(file: file.absolutePath)
-                    entries.append(ManifestEntry(path: file.path, size: size, mode: file.mode, sha256: id, crc32c: crc32c))
-                }
-            }
-            let manifest = Manifest(entries: entries)
-            let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: try store.putBlob(manifest.encoded),
-                                    size: manifest.totalSize, files: Int64(entries.count), isDirectory: true,
+            let tree = try DirectoryIngest.store(absolute, into: store, jobs: ParallelWork.availableCPUs, cache: StatCache(),
+                                                 reader: "cml-log", skipUnreadable: false, skipOption: nil,
+                                                 progressLabel: "cml-log: storing", warn: warn)
+            let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: tree.manifestID,
+                                    size: tree.manifest.totalSize, files: Int64(tree.manifest.entries.count), isDirectory: true,
                                     mediaType: nil, source: absolute, time: time)
             try store.addArtifact(artifact)
             return artifact

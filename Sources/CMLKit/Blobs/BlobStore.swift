@@ -60,9 +60,8 @@ public struct BlobStore: Sendable {
     }
 
     /// Stores the regular file at `source`, streaming (memory stays flat however large it is), hashing as
-    /// it copies; returns its sha256 (its id), size and CRC-32C. A file that changes while it is read is
-    /// refused, never stored under a wrong hash.
-    public func putFile(_ source: String) throws(CMLError) -> (id: String, size: Int64, crc32c: UInt32) {
+    /// it copies. A file that changes while it is read is refused, never stored under a wrong hash.
+    public func putFile(_ source: String) throws(CMLError) -> (id: String, size: Int64) {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw FileSystem.error("cannot read", source) }
         defer { close(input) }
@@ -74,7 +73,7 @@ public struct BlobStore: Sendable {
         let temporary = "\(directory)/.tmp-\(getpid())-\(RunID.make())"
         let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         guard output >= 0 else { throw FileSystem.error("cannot write blob", temporary) }
-        var hasher = ContentHasher()
+        var hasher = SHA256Hasher()
         var size: Int64 = 0
         do throws(CMLError) {
             try FileSystem.copyChunks(from: input, path: source) { chunk throws(CMLError) in
@@ -94,10 +93,9 @@ public struct BlobStore: Sendable {
             throw error
         }
         close(output)
-        let digest = hasher.finalize()
-        let id = digest.sha256.hex
+        let id = hasher.finalizeHex()
         try publish(temporary: temporary, as: id)
-        return (id, size, digest.crc32c)
+        return (id, size)
     }
 
     /// Renames a finished temporary file into place as blob `id` (dropping it when the blob exists, as a

@@ -399,7 +399,7 @@ public final class SQLiteStore: Store {
         try blobs.get(id)
     }
 
-    public func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64, crc32c: UInt32) {
+    public func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64) {
         try blobs.putFile(path)
     }
 

@@ -76,7 +76,7 @@ public protocol Store: Sendable {
     func blob(_ id: String) throws(CMLError) -> [UInt8]
 
     /// Stores a regular file's content (streamed) and returns its sha256 and size.
-    func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64, crc32c: UInt32)
+    func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64)
     func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String
     /// Streams a blob's bytes, verifying its hash (an error after the last chunk when it does not match).
     func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError)
