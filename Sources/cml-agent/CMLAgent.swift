@@ -27,7 +27,7 @@ struct CMLAgent: ParsableCommand {
             Examples:
               cml-agent --queue gpu --gpus 0,1
               cml-agent --queue urgent --queue default --slots 4 --name cpu-box
-              cml-agent --queue nightly --create --once
+              cml-agent --queue nightly --create --until-empty
               cml-agent ls
             """,
         subcommands: [Work.self, AgentList.self],
@@ -71,6 +71,9 @@ struct Work: ParsableCommand {
     @Flag(help: "Take what fills the slots once, run it, and exit.")
     var once = false
 
+    @Flag(help: "Keep taking runs as slots free up; exit once nothing waits on the queues and nothing runs.")
+    var untilEmpty = false
+
     @Option(name: .customLong("workdir"), help: ArgumentHelp("Where the clone cache and the runs' directories go (default: $XDG_CACHE_HOME/cml/agent, else ~/.cache/cml/agent).", valueName: "dir"))
     var workDirectory: String?
 
@@ -109,6 +112,7 @@ struct Work: ParsableCommand {
     }
 
     private func makeConfiguration() throws(CMLError) -> AgentConfiguration {
+        if once && untilEmpty { throw .usage("--once and --until-empty cannot be given together") }
         let queues = self.queues.isEmpty ? ["default"] : self.queues
         if let duplicate = queues.first(where: { queue in queues.filter { $0 == queue }.count > 1 }) {
             throw .usage("--queue \(duplicate) is given twice")
@@ -131,7 +135,7 @@ struct Work: ParsableCommand {
         let agentName = name ?? RunEnvironment.hostName
         guard !agentName.isEmpty, !agentName.contains(where: { $0.isNewline }) else { throw .usage("--name must be a non-empty line") }
         let cache = getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? FileSystem.homeDirectory + "/.cache"
-        return AgentConfiguration(name: agentName, queues: queues, slots: slotCount, gpus: gpuList, once: once,
+        return AgentConfiguration(name: agentName, queues: queues, slots: slotCount, gpus: gpuList, once: once, untilEmpty: untilEmpty,
                                   workDirectory: FileSystem.absolutePath(workDirectory ?? cache + "/cml/agent"),
                                   heartbeatInterval: heartbeat, leaseSeconds: lease, drainGrace: grace, killGrace: killGrace)
     }

@@ -287,6 +287,22 @@ struct QueueEndToEndTests {
 }
 
 struct QueueControlTests {
+    /// A nightly cron job's agent: it runs what waits, and what is queued while it works, then exits.
+    @Test func untilEmptyRunsEverythingWaitingThenExits() throws {
+        let q = try QueueBox()
+        let first = try q.add(["sh", "-c", "sleep 1; echo first"])
+        let second = try q.add(["sh", "-c", "echo second"])
+        let agent = try q.agent("a", ["--until-empty"])
+        #expect(try waitUntil { try q.status(first) == "running" })
+        let third = try q.add(["sh", "-c", "echo third"])  // queued while the only slot is busy
+        #expect(try agent.wait().status == 0)
+        for id in [first, second, third] { #expect(try q.status(id) == "completed", "\(q.describe(id))") }
+        // Nothing waiting: it exits at once; --once with it is refused.
+        #expect(try q.agent("b", ["--until-empty"]).wait().status == 0)
+        let both = try q.agent("c", ["--until-empty", "--once"]).wait()
+        #expect(both.status == 2 && both.stderr.contains("--once and --until-empty cannot be given together"), "\(both.stderr)")
+    }
+
     @Test func aNewRunStartsOnAnIdleAgentWithinASecond() throws {
         let q = try QueueBox()
         // Heartbeats 5 s apart: only the store's doorbell can wake it sooner.

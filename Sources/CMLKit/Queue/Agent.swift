@@ -12,6 +12,9 @@ public struct AgentConfiguration: Sendable {
     public var gpus: [String]
     /// Take what fills the slots once, run it, and exit.
     public var once: Bool
+    /// Keep taking runs as slots free up, and exit once nothing waits on its queues and nothing runs
+    /// (a nightly cron job's agent).
+    public var untilEmpty: Bool
     /// Holds `repos/` (the clone cache) and `runs/` (one fresh directory per run, removed after it).
     public var workDirectory: String
     public var heartbeatInterval: Double
@@ -22,13 +25,14 @@ public struct AgentConfiguration: Sendable {
     public var killGrace: Double
 
     public init(name: String, queues: [String], slots: Int = 1, gpus: [String] = [], once: Bool = false,
-                workDirectory: String, heartbeatInterval: Double = 5, leaseSeconds: Double = 30,
+                untilEmpty: Bool = false, workDirectory: String, heartbeatInterval: Double = 5, leaseSeconds: Double = 30,
                 drainGrace: Double = 60, killGrace: Double = 10) {
         self.name = name
         self.queues = queues
         self.slots = slots
         self.gpus = gpus
         self.once = once
+        self.untilEmpty = untilEmpty
         self.workDirectory = workDirectory
         self.heartbeatInterval = heartbeatInterval
         self.leaseSeconds = leaseSeconds
@@ -210,6 +214,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
                 let started = takeWork()
                 took = took || started > 0
                 if configuration.once && !took { break }  // nothing was waiting
+                if configuration.untilEmpty && started == 0 && active.isEmpty { break }  // nothing waits or runs
                 if started > 0 { continue }
             }
             let kills = state.withLock { $0.slots.compactMap { $0?.control.killAt } }
