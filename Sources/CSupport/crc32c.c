@@ -60,37 +60,49 @@ uint32_t cml_crc32c_software(uint32_t crc, const void *data, size_t length) {
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 
-// Each of the three streams takes this many bytes per round.
-#define STREAM_BYTES 4096
+// Three streams of `stream` bytes each, as long as `length` holds them: `first` carries the register in,
+// the two others start from 0 and are joined to it (the shift constant moves a register past one stream).
+__attribute__((target("sse4.2")))
+static uint64_t three_streams(uint64_t first, const unsigned char **bytes, size_t *length, size_t stream,
+                              uint32_t *cached_shift) {
+    if (*length < 3 * stream) return first;
+    uint32_t shift = __atomic_load_n(cached_shift, __ATOMIC_RELAXED);
+    if (shift == 0) {  // never 0 once computed: the polynomial does not divide x^n
+        shift = power_of_x(8 * (uint64_t)stream);
+        __atomic_store_n(cached_shift, shift, __ATOMIC_RELAXED);
+    }
+    const unsigned char *at = *bytes;
+    size_t left = *length;
+    while (left >= 3 * stream) {
+        uint64_t second = 0, third = 0;
+        for (size_t offset = 0; offset < stream; offset += 8) {
+            uint64_t a, b, c;
+            memcpy(&a, at + offset, 8);
+            memcpy(&b, at + stream + offset, 8);
+            memcpy(&c, at + 2 * stream + offset, 8);
+            first = _mm_crc32_u64(first, a);
+            second = _mm_crc32_u64(second, b);
+            third = _mm_crc32_u64(third, c);
+        }
+        // Linearity: crc(r, A B) = crc(r, A) * x^(8|B|) xor crc(0, B).
+        first = multiply_modulo((uint32_t)first, shift) ^ (uint32_t)second;
+        first = multiply_modulo((uint32_t)first, shift) ^ (uint32_t)third;
+        at += 3 * stream;
+        left -= 3 * stream;
+    }
+    *bytes = at;
+    *length = left;
+    return first;
+}
 
 __attribute__((target("sse4.2")))
 static uint32_t update_hardware(uint32_t crc, const unsigned char *bytes, size_t length) {
-    static uint32_t shift_by_stream;  // x^(8 * STREAM_BYTES): a register moved past one stream's bytes
+    // Long streams while the data lasts, then short ones (joining costs about as much as 1 KiB of
+    // crc32 instructions, so shorter streams would not pay), then one stream for the rest.
+    static uint32_t shift_long, shift_short;
     uint64_t first = crc;
-    if (length >= 3 * STREAM_BYTES) {
-        uint32_t shift = __atomic_load_n(&shift_by_stream, __ATOMIC_RELAXED);
-        if (shift == 0) {  // never 0 once computed: the polynomial does not divide x^n
-            shift = power_of_x(8 * (uint64_t)STREAM_BYTES);
-            __atomic_store_n(&shift_by_stream, shift, __ATOMIC_RELAXED);
-        }
-        while (length >= 3 * STREAM_BYTES) {
-            uint64_t second = 0, third = 0;
-            for (size_t at = 0; at < STREAM_BYTES; at += 8) {
-                uint64_t a, b, c;
-                memcpy(&a, bytes + at, 8);
-                memcpy(&b, bytes + STREAM_BYTES + at, 8);
-                memcpy(&c, bytes + 2 * STREAM_BYTES + at, 8);
-                first = _mm_crc32_u64(first, a);
-                second = _mm_crc32_u64(second, b);
-                third = _mm_crc32_u64(third, c);
-            }
-            // Linearity: crc(r, A B) = crc(r, A) * x^(8|B|) xor crc(0, B).
-            first = multiply_modulo((uint32_t)first, shift) ^ (uint32_t)second;
-            first = multiply_modulo((uint32_t)first, shift) ^ (uint32_t)third;
-            bytes += 3 * STREAM_BYTES;
-            length -= 3 * STREAM_BYTES;
-        }
-    }
+    first = three_streams(first, &bytes, &length, 4096, &shift_long);
+    first = three_streams(first, &bytes, &length, 1024, &shift_short);
     for (; length >= 8; bytes += 8, length -= 8) {
         uint64_t word;
         memcpy(&word, bytes, 8);

@@ -304,11 +304,12 @@ struct CRC32CTests {
         return ~crc
     }
 
-    /// The hardware path interleaves three streams of 4 KiB and joins them: lengths around every
-    /// boundary of that, and odd offsets, must give the reference's answer; so must the table fallback.
+    /// The hardware path interleaves three streams of 4 KiB, then of 1 KiB, and joins them: lengths around
+    /// every boundary of that, and odd offsets, must give the reference's answer; so must the table fallback.
     @Test func hardwareAndTableMatchTheDefinitionAtEveryBoundary() {
         let data = content(3, 100_003)
-        var lengths = Array(0...40) + [4095, 4096, 4097, 12_287, 12_288, 12_289, 24_576, 24_583, 36_871, 100_000]
+        var lengths = Array(0...40) + [3071, 3072, 3073, 6151, 9215, 9216, 12_287, 12_288, 12_289, 15_360, 15_367]
+        lengths += [4095, 4096, 4097, 24_576, 24_583, 36_871, 100_000]
         lengths += (1...6).map { $0 * 12_288 + 7 }
         for length in lengths {
             for offset in [0, 1, 3] where offset + length <= data.count {
