@@ -187,6 +187,8 @@ public enum Materializer {
     /// Nil when the filesystem cannot allocate ahead: the caller copies on one thread instead.
     private static func copyInParts(_ expected: Expected, wanted: UInt32, source: Int32, location: BlobLocation, to output: Int32,
                                     path: String, parts: Int, buffer: UnsafeMutableRawBufferPointer) throws(CMLError) -> FileCopy.Method? {
+        // An empty blob can be a file of its own (stored whole by an older build): nothing to split.
+        guard location.size > 0 else { return nil }
         if cml_clone_file(output, source) == 0 {
             try verify(expected, source: source, location: location, buffer: buffer)
             return .reflink
