@@ -73,6 +73,19 @@ struct ArtifactTests {
         #expect(try artifactRows(box, id).count == 3)
     }
 
+    /// Each hashing thread that stores a small file writes a pack: a few small files take one thread, so
+    /// an artifact logged every epoch adds one pack, not one per core.
+    @Test func aFewSmallFilesGoIntoOnePack() throws {
+        let box = try Sandbox()
+        let id = try runID(box)
+        // 31 files of 100 KB: long enough to hash that, given a thread per core, each core would take some.
+        for index in 0..<31 { try box.write("few/f\(index).txt", String(repeating: "\(index) ", count: 100_000 / 3)) }
+        #expect(try box.run("cml-log", ["artifact", "few", "--run", id]).status == 0)
+        let packs = try FileManager.default.contentsOfDirectory(atPath: box.store + "/objects/packs").filter { $0.hasSuffix(".pack") }
+        #expect(packs.count == 1, "\(packs)")
+        #expect(blobCount(box) == 32, "31 files and the manifest")
+    }
+
     @Test func imagesAndNotesKeepEveryStepAndGetPicksOne() throws {
         let box = try Sandbox()
         let id = try runID(box)

@@ -59,8 +59,13 @@ struct DirectoryIngest {
         }
         let progress = Progress.onTerminal(progressLabel, files: toHash.count,
                                            bytes: toHash.reduce(0) { $0 + walk.files[$1].identity.size })
+        // Each thread that stores a small file writes a pack of its own, so a few small files get one
+        // thread, not one per core: a directory artifact logged every epoch would otherwise leave a pack
+        // per core each time. Large files (never packed) get a thread each.
+        let large = toHash.count { walk.files[$0].identity.size >= Int64(BlobStore.packThreshold) }
+        let threads = min(jobs, max(1, large + (toHash.count - large) / smallFilesPerThread))
         let outcomes = hashFiles(toHash.map { walk.files[$0] }, root: root, batch: batch, cache: cache, jobs: jobs,
-                                 progress: progress)
+                                 threads: threads, progress: progress)
         progress?.finish()
         var retry: [Int] = []
         for (position, outcome) in outcomes.enumerated() {
@@ -81,7 +86,8 @@ struct DirectoryIngest {
                 guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { break }
                 walk.files[index].identity = FileIdentity(st)
                 walk.files[index].mode = UInt32(st.st_mode) & 0o7777
-                let outcome = hashFiles([walk.files[index]], root: root, batch: batch, cache: cache, jobs: 1, progress: nil)[0]
+                let outcome = hashFiles([walk.files[index]], root: root, batch: batch, cache: cache, jobs: 1, threads: 1,
+                                        progress: nil)[0]
                 if case .success(let digest) = outcome.result {
                     hashed(index, digest, at: outcome.startedAt)
                     failure = nil
@@ -151,7 +157,7 @@ struct DirectoryIngest {
                 continue
             }
             guard let file = sources[id] else { continue }
-            let outcome = Self.hashFiles([file], root: root, batch: again, cache: StatCache(), jobs: 1, progress: nil)[0]
+            let outcome = Self.hashFiles([file], root: root, batch: again, cache: StatCache(), jobs: 1, threads: 1, progress: nil)[0]
             guard case .success(let digest) = outcome.result, digest.sha256.hex == id else {
                 throw CMLError("\(root)/\(file.path) changed while it was stored", hint: "nothing was recorded; try again")
             }
@@ -166,11 +172,15 @@ struct DirectoryIngest {
         var startedAt: Int64
     }
 
+    /// Small files worth a hashing thread (and a pack) of their own.
+    static let smallFilesPerThread = 32
+
+    /// On `threads` threads; `jobs` is the cores there are, some of which may copy large files meanwhile.
     private static func hashFiles(_ files: [WalkedFile], root: String, batch: BlobBatch, cache: StatCache, jobs: Int,
-                                  progress: Progress?) -> [Outcome] {
-        let buffers = WorkerBuffers(count: jobs, size: BlobStore.packThreshold + 1)
+                                  threads: Int, progress: Progress?) -> [Outcome] {
+        let buffers = WorkerBuffers(count: threads, size: BlobStore.packThreshold + 1)
         let spareCores = jobs > 1 && files.count < jobs * 2
-        return ParallelWork.map(count: files.count, workers: jobs) { worker, item in
+        return ParallelWork.map(count: files.count, workers: threads) { worker, item in
             let file = files[item]
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)
