@@ -22,7 +22,11 @@ with much of the memory in the page cache, as later in this script, runs still l
 at random, and a median can then be 3 times the best for either side. The best of the runs is the cost
 without the host's faults; both are printed, each with its ratio.
 
-Usage: python3 bench/cml-data.py [--bin .build/release/cml-data] [--repeat 5] [--scratch DIR]
+With --against OLD_BIN, another build's first snapshots of (a) and (c) are timed interleaved with these:
+how this build compares with that one in the same minutes, whatever the VM's pace then.
+
+Usage: python3 bench/cml-data.py [--bin .build/release/cml-data] [--repeat 5] [--scratch DIR] [--samples]
+                                 [--against OLD_BIN]
 """
 import argparse
 import os
@@ -38,6 +42,8 @@ parser.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..
 parser.add_argument("--repeat", type=int, default=5)
 parser.add_argument("--scratch", default=None, help="where to write the data (default: a temporary directory)")
 parser.add_argument("--samples", action="store_true", help="print every timed run, not only the medians")
+parser.add_argument("--against", default=None, metavar="OLD_BIN",
+                    help="another build's cml-data: its first snapshots of (a) and (c), on every CPU, are timed in the same runs")
 args = parser.parse_args()
 cml = os.path.abspath(args.bin)
 scratch = tempfile.mkdtemp(prefix="cml-bench-data-", dir=args.scratch)
@@ -114,11 +120,16 @@ one_core = ["taskset", "-c", "0"]
 # (a) first snapshot, and (c) first snapshot: every CPU, one core, and the openssl floor.
 results = {}
 for label, folder, files in (("a", small_dir, small_files), ("c", large_dir, files_under(large_dir))):
-    results[label] = median_pairs([
+    pairs = [
         ("openssl", lambda files=files: timed(["openssl", "dgst", "-sha256"] + files)),
         ("all", lambda folder=folder, label=label: timed([cml, "snapshot", folder, "--name", label], store_env("s" + label), fresh("s" + label))),
         ("one", lambda folder=folder, label=label: timed(one_core + [cml, "snapshot", folder, "--name", label], store_env("s" + label), fresh("s" + label))),
-    ])
+    ]
+    if args.against:
+        other = os.path.abspath(args.against)
+        pairs.append(("against", lambda folder=folder, label=label: timed([other, "snapshot", folder, "--name", label],
+                                                                          store_env("o" + label), fresh("o" + label))))
+    results[label] = median_pairs(pairs)
 
 # Checkout of (a) and (c) against cp -r, each into a new directory. The small files' copies are kept to
 # the end: ext4 skips inodes freed in the last 30 s when it allocates new ones, so creating 20,000 files
@@ -180,6 +191,8 @@ for label, name in (("a", "(a) 20,000 files, 200 MB, first snapshot"), ("c", "(c
     row(name, r["all"], r["openssl"], "<= 1.5 x openssl")
     ratios = f"{r['one'][0] / r['all'][0]:.2f} / {r['one'][1] / r['all'][1]:.2f}"
     print(f"{'    the same on one core':<38} {r['one'][0]:>8.3f} / {r['one'][1]:.3f} {'':>17} {ratios:>11}  one core / all > 1")
+    if args.against:
+        row("    --against's build, every CPU", r["against"], r["all"], "(its time / this build's)")
 print(f"{'(b) after changing 10 files':<38} {statistics.median(changed):>8.3f} / {min(changed):.3f} {'':>17} {'':>11}  < 0.3 s")
 for label, name in (("a", "checkout (a)"), ("c", "checkout (c)")):
     r = results["checkout " + label]
