@@ -129,11 +129,12 @@ one_core = ["taskset", "-c", "0"]
 def write_durably(size):
     """Writes `size` bytes to one new file and fsyncs it: what storing a snapshot's content costs the disk."""
     path = os.path.join(scratch, "durable")
-    chunk = os.urandom(1 << 20)
+    # Distinct bytes, made once: the same chunk written over and over could be deduplicated below us.
+    chunks = [os.urandom(1 << 20) for _ in range(size >> 20)]
     def run():
         start = time.perf_counter()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        for _ in range(size >> 20):
+        for chunk in chunks:
             os.write(fd, chunk)
         os.fsync(fd)
         os.close(fd)
