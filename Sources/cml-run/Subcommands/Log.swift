@@ -56,8 +56,9 @@ struct Log: ParsableCommand {
             // One more pass after the run has ended picks up its last records.
             if !wrote {
                 let run = try store.run(id: runID)
-                finished = run.observedStatus.isFinished && !run.awaitsRequeue
-                if run.awaitsRequeue && !toldOfRequeue {
+                let awaitsRequeue = run.awaitsRequeue
+                finished = !awaitsRequeue && run.observedStatus.isFinished
+                if awaitsRequeue && !toldOfRequeue {
                     toldOfRequeue = true
                     FileHandleOutput.standardError("cml-run: the agent running \(RunID.short(runID)) is gone; following it into its next attempt once its lease runs out\n")
                 }
