@@ -199,7 +199,7 @@ public enum DatasetArchive {
             id: record.id, dataset: dataset, parents: record.parents, message: record.message, manifest: record.manifest,
             files: record.files, size: record.size, newBlobs: Int64(stored.blobs), newBytes: stored.bytes,
             source: path == "-" ? nil : FileSystem.absolutePath(path), run: record.run, createdAt: record.createdAt,
-            blobs: Set(manifest.entries.compactMap(\.sha256)).union([record.manifest]))
+            blobs: (manifest.entries.compactMap(\.sha256) + [record.manifest]).compactMap(BlobDigest.init(hex:)))
         switch try store.createDatasetVersion(draft) {
         case .created(let version): return Imported(version: version, alreadyPresent: false)
         case .missingBlobs:

@@ -32,6 +32,10 @@ struct BlobPackTests {
         #expect(digests.map(\.hex) == ids)
         #expect(digests.sorted().map(\.hex) == ids.sorted())
         #expect(BlobDigest(hex: "xyz") == nil && BlobDigest(hex: String(repeating: "A", count: 64)) == nil)
+        #expect(BlobDigest(hex: String(repeating: "0", count: 63) + "g") == nil && BlobDigest(hex: String(repeating: "0", count: 63)) == nil)
+        for edge in ["0", "f", "9", "a"].map({ String(repeating: $0, count: 64) }) + [String(repeating: "0123456789abcdef", count: 4)] {
+            #expect(BlobDigest(hex: edge)?.hex == edge)
+        }
     }
 
     @Test func aBatchStoresSmallBlobsInPacksVisibleOnlyWhenFinished() throws {
@@ -128,6 +132,9 @@ struct ManifestRulesTests {
             file("plain.txt"), file("quote\"and\\slash"), file("new\nline\u{7F}"), file("é/ü 中.bin"),
             link("tab\tlink", "../target \"x\""),
             ManifestEntry(path: "checked.bin", size: 1, mode: 0o644, sha256: String(repeating: "b", count: 64), crc32c: 0x0012_ABCD),
+            ManifestEntry(path: "huge", size: Int64.max, mode: 0o7777, sha256: String(repeating: "c", count: 64), crc32c: 0xFFFF_FFFF),
+            ManifestEntry(path: "empty", size: 0, mode: 0, sha256: String(repeating: "d", count: 64), crc32c: 0),
+            ManifestEntry(path: "ten", size: 10, mode: 0o4755, sha256: String(repeating: "e", count: 64), crc32c: 0x10),
         ])
         let expected = manifest.entries.map { $0.json.serialized + "\n" }.joined()
         #expect(String(decoding: manifest.encoded, as: UTF8.self) == expected)
@@ -193,6 +200,42 @@ struct ManifestRulesTests {
     }
 }
 
+struct DirectoryWalkTests {
+    /// Listing on one thread and looking at files on several must find what a plain recursive walk finds:
+    /// directories larger than one thread's share, nested ones, links (dangling too), an empty directory;
+    /// special files and the store left out with a warning.
+    @Test func everyFileAndLinkIsFoundWithItsIdentityOnAnyNumberOfThreads() throws {
+        let box = try TemporaryStore(open: false)
+        let root = box.directory + "/tree"
+        var expected: [String: String?] = [:]
+        for index in 0..<600 { expected["big/f\(index)"] = .some(nil) }
+        for path in ["big/sub/deeper/a", "big/sub/deeper/b", "big/sub/c", "small/x", "store-like/kept"] { expected[path] = .some(nil) }
+        for path in expected.keys { try writeFile("\(root)/\(path)", content(path.count, 10)) }
+        try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        #expect(symlink("small/x", root + "/link") == 0 && symlink("../nowhere", root + "/big/dangling") == 0)
+        expected["link"] = "small/x"
+        expected["big/dangling"] = "../nowhere"
+        #expect(mkfifo(root + "/small/pipe", 0o644) == 0)
+        try FileManager.default.createDirectory(atPath: root + "/big/the-store/objects", withIntermediateDirectories: true)
+        try writeFile(root + "/big/the-store/objects/blob", [1])
+
+        for jobs in [1, 3] {
+            var warnings: [String] = []
+            let walk = DirectoryWalk.walk(root, excluding: root + "/big/the-store", jobs: jobs) { warnings.append($0) }
+            #expect(walk.unreadable.isEmpty)
+            #expect(Dictionary(uniqueKeysWithValues: walk.files.map { ($0.path, $0.linkTarget) }) == expected)
+            #expect(walk.files.count == expected.count)
+            for file in walk.files {
+                var st = stat()
+                #expect(lstat(root + "/" + file.path, &st) == 0 && FileIdentity(st) == file.identity
+                        && UInt32(st.st_mode) & 0o7777 == file.mode, "\(file.path)")
+            }
+            #expect(warnings.sorted() == ["left out \(root)/big/the-store: it is the store",
+                                          "skipped \(root)/small/pipe: not a regular file, directory or symbolic link"])
+        }
+    }
+}
+
 struct SnapshotStoreTests {
     /// A directory of files old enough for the stat cache to trust (see `StatCache.margin`).
     private func makeTree(_ root: String, files: Int) throws {
@@ -233,7 +276,7 @@ struct SnapshotStoreTests {
         let missing = String(repeating: "e", count: 64)
         let draft = DatasetVersionDraft(id: RunID.make(), dataset: "d", parents: nil, message: nil, manifest: missing, files: 0,
                                         size: 0, newBlobs: 0, newBytes: 0, source: nil, run: nil, createdAt: Clock.now(),
-                                        blobs: [missing])
+                                        blobs: [BlobDigest(hex: missing)!])
         guard case .missingBlobs(let blobs) = try box.store.createDatasetVersion(draft) else {
             Issue.record("recorded a version whose blob the store lacks")
             return
@@ -339,6 +382,7 @@ struct CRC32CTests {
             #expect(joined == whole, "joined at \(split)")
         }
         #expect(CRC32C.hex(0x0000_00AB) == "000000ab" && CRC32C.parseHex("000000ab") == 0xAB)
+        #expect(CRC32C.hex(0) == "00000000" && CRC32C.hex(0xFFFF_FFFF) == "ffffffff" && CRC32C.hex(0x1234_5678) == "12345678")
         #expect(CRC32C.parseHex("ABCDEF01") == nil && CRC32C.parseHex("abc") == nil && CRC32C.parseHex("0000000g") == nil)
     }
 }

@@ -7,16 +7,30 @@ public struct BlobDigest: Hashable, Comparable, Sendable {
     var words: (UInt64, UInt64, UInt64, UInt64)
 
     public init?(hex: String) {
-        guard BlobStore.isBlobID(hex) else { return nil }
-        var words: [UInt64] = []
-        var utf8 = Array(hex.utf8)[...]
-        for _ in 0..<4 {
-            var word: UInt64 = 0
-            for digit in utf8.prefix(16) { word = word << 4 | UInt64(digit <= 0x39 ? digit - 0x30 : digit - 0x61 + 10) }
-            words.append(word)
-            utf8 = utf8.dropFirst(16)
+        var text = hex
+        let parsed = text.withUTF8 { utf8 -> (UInt64, UInt64, UInt64, UInt64)? in
+            guard utf8.count == 64 else { return nil }
+            var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+            for position in 0..<64 {
+                let digit = utf8[position]
+                let value: UInt8
+                switch digit {
+                case 0x30...0x39: value = digit - 0x30
+                case 0x61...0x66: value = digit - 0x61 + 10
+                default: return nil
+                }
+                let shift = UInt64(60 - (position % 16) * 4)
+                switch position / 16 {
+                case 0: words.0 |= UInt64(value) << shift
+                case 1: words.1 |= UInt64(value) << shift
+                case 2: words.2 |= UInt64(value) << shift
+                default: words.3 |= UInt64(value) << shift
+                }
+            }
+            return words
         }
-        self.words = (words[0], words[1], words[2], words[3])
+        guard let parsed else { return nil }
+        words = parsed
     }
 
     /// The digest in 32 bytes at `raw`.
@@ -32,13 +46,18 @@ public struct BlobDigest: Hashable, Comparable, Sendable {
     }
 
     public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for word in [words.0, words.1, words.2, words.3] {
-            for shift in stride(from: 60, through: 0, by: -4) { out.append(digits[Int((word >> UInt64(shift)) & 0xF)]) }
+        String(unsafeUninitializedCapacity: 64) { out in
+            writeHex(to: out.baseAddress!)
+            return 64
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The 64 lowercase hex digits, written at `out`.
+    func writeHex(to out: UnsafeMutablePointer<UInt8>) {
+        HexDigits.write(words.0, digits: 16, to: out)
+        HexDigits.write(words.1, digits: 16, to: out + 16)
+        HexDigits.write(words.2, digits: 16, to: out + 32)
+        HexDigits.write(words.3, digits: 16, to: out + 48)
     }
 
     public static func == (a: BlobDigest, b: BlobDigest) -> Bool { a.words == b.words }

@@ -26,8 +26,10 @@ public enum CRC32C {
 
     /// 8 lowercase hex digits, as manifests write it.
     public static func hex(_ crc: UInt32) -> String {
-        let digits = String(crc, radix: 16)
-        return String(repeating: "0", count: 8 - digits.count) + digits
+        String(unsafeUninitializedCapacity: 8) { out in
+            HexDigits.write(UInt64(crc), digits: 8, to: out.baseAddress!)
+            return 8
+        }
     }
 
     public static func parseHex(_ text: String) -> UInt32? {

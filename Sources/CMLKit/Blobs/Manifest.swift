@@ -83,42 +83,69 @@ public struct Manifest: Sendable, Equatable {
     /// hash), written directly: a snapshot of 600,000 files encodes 600,000 lines.
     public var encoded: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(entries.count * 128)
+        out.reserveCapacity(entries.count * 160)
+        for entry in entries {
+            Self.encode(entry, to: &out)
+        }
+        return out
+    }
+
+    private static func encode(_ entry: ManifestEntry, to out: inout [UInt8]) {
         func string(_ text: String) {
-            let plain = text.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C && $0 != 0x7F }
-            if plain {
+            var text = text
+            let plain = text.withUTF8 { utf8 in
                 out.append(0x22)
-                out.append(contentsOf: text.utf8)
+                for byte in utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7F { return false }
+                out.append(contentsOf: utf8)
                 out.append(0x22)
-            } else {
+                return true
+            }
+            if !plain {
+                out.removeLast()
                 var escaped = ""
                 JSON.writeString(text, to: &escaped)
                 out.append(contentsOf: escaped.utf8)
             }
         }
-        for entry in entries {
-            out.append(contentsOf: #"{"path":"#.utf8)
-            string(entry.path)
-            out.append(contentsOf: #","size":"#.utf8)
-            out.append(contentsOf: String(entry.size).utf8)
-            out.append(contentsOf: #","mode":"0"#.utf8)
-            out.append(contentsOf: String(entry.mode, radix: 8).utf8)
-            out.append(0x22)
-            if let sha256 = entry.sha256 {
-                out.append(contentsOf: #","sha256":"#.utf8)
-                string(sha256)
+        func number(_ value: UInt64, radix: UInt64) {
+            var digits: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                var rest = value
+                var start = buffer.count
+                repeat {
+                    start -= 1
+                    buffer[start] = 0x30 + UInt8(rest % radix)
+                    rest /= radix
+                } while rest > 0
+                out.append(contentsOf: buffer[start...])
             }
-            if let crc32c = entry.crc32c {
-                out.append(contentsOf: #","crc32c":"#.utf8)
-                string(CRC32C.hex(crc32c))
-            }
-            if let linkTarget = entry.linkTarget {
-                out.append(contentsOf: #","link":"#.utf8)
-                string(linkTarget)
-            }
-            out.append(contentsOf: "}\n".utf8)
         }
-        return out
+        out.append(contentsOf: #"{"path":"#.utf8)
+        string(entry.path)
+        out.append(contentsOf: #","size":"#.utf8)
+        if entry.size < 0 { out.append(0x2D) }
+        number(entry.size.magnitude, radix: 10)
+        out.append(contentsOf: #","mode":"0"#.utf8)
+        number(UInt64(entry.mode), radix: 8)
+        out.append(0x22)
+        if let sha256 = entry.sha256 {
+            out.append(contentsOf: #","sha256":"#.utf8)
+            string(sha256)
+        }
+        if let crc32c = entry.crc32c {
+            out.append(contentsOf: #","crc32c":""#.utf8)
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: 8))
+            out.withUnsafeMutableBufferPointer { HexDigits.write(UInt64(crc32c), digits: 8, to: $0.baseAddress! + start) }
+            out.append(0x22)
+        }
+        if let linkTarget = entry.linkTarget {
+            out.append(contentsOf: #","link":"#.utf8)
+            string(linkTarget)
+        }
+        out.append(contentsOf: "}\n".utf8)
     }
 
     public init(decoding bytes: [UInt8]) throws(CMLError) {

@@ -21,15 +21,17 @@ struct DirectoryIngest {
     let cacheEntries: [StatCache.Entry]
     /// Unreadable files left out (`skipUnreadable`).
     let skipped: [String]
-    /// blob → the file holding it, to store it again if a concurrent gc removes it (`storeAgain`).
-    private let sources: [String: WalkedFile]
+    /// Every blob the manifest references, and the manifest itself; unordered, with repeats.
+    let blobs: [BlobDigest]
+    /// The files stored, to store one again if a concurrent gc removes its blob (`storeAgain`).
+    private let files: [WalkedFile]
 
     /// `reader` names what reads, in the error for a file that keeps changing ("the snapshot");
     /// `skipOption` is the option that would leave unreadable files out, for the error naming them.
     static func store(_ root: String, into store: any Store, jobs: Int, cache: StatCache, reader: String,
                       skipUnreadable: Bool, skipOption: String?, progressLabel: String,
                       warn: (String) -> Void) throws(CMLError) -> DirectoryIngest {
-        var walk = DirectoryWalk.walk(root, excluding: store.location, warn: warn)
+        var walk = DirectoryWalk.walk(root, excluding: store.location, jobs: jobs, warn: warn)
         let batch = try store.blobBatch(workers: jobs)
 
         // Files the cache vouches for keep their hash, as long as the store still holds the content.
@@ -123,16 +125,20 @@ struct DirectoryIngest {
         var entries: [ManifestEntry] = []
         entries.reserveCapacity(walk.files.count)
         var cacheEntries: [StatCache.Entry] = []
-        var sources: [String: WalkedFile] = [:]
+        cacheEntries.reserveCapacity(walk.files.count)
+        var blobs: [BlobDigest] = []
+        blobs.reserveCapacity(walk.files.count + 1)
+        var files: [WalkedFile] = []
+        files.reserveCapacity(walk.files.count)
         for (index, file) in walk.files.enumerated() {
             if let target = file.linkTarget {
                 entries.append(ManifestEntry(path: file.path, size: 0, mode: file.mode, linkTarget: target))
             } else if let digest = digests[index] {
-                let id = digest.sha256.hex
-                entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: id,
+                entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: digest.sha256.hex,
                                              crc32c: digest.crc32c))
                 cacheEntries.append(StatCache.Entry(identity: file.identity, hashedAt: hashedAt[index], digest: digest))
-                sources[id] = file
+                blobs.append(digest.sha256)
+                files.append(file)
             }
         }
         let manifest = Manifest(entries: entries)
@@ -142,15 +148,20 @@ struct DirectoryIngest {
         let manifestBytes = manifest.encoded
         let manifestID = try batch.put(manifestBytes)
         try batch.finish()
+        blobs.append(BlobDigest(hex: manifestID)!)
         return DirectoryIngest(root: root, manifest: manifest, manifestBytes: manifestBytes, manifestID: manifestID,
                                stored: batch.stored, hashedFiles: hashedFiles, hashedBytes: hashedBytes,
-                               cacheEntries: cacheEntries, skipped: skipped, sources: sources)
+                               cacheEntries: cacheEntries, skipped: skipped, blobs: blobs, files: files)
     }
 
     /// Stores again the blobs of `missing` (removed by a concurrent `cml-data gc` or `rm` after this found
     /// them in the store), from the files that held them; what that stored.
     func storeAgain(_ missing: Set<String>, into store: any Store) throws(CMLError) -> (blobs: Int, bytes: Int64) {
         let again = try store.blobBatch(workers: 1)
+        var sources: [String: WalkedFile] = [:]
+        for (file, cached) in zip(files, cacheEntries) where missing.contains(cached.digest.sha256.hex) {
+            sources[cached.digest.sha256.hex] = file
+        }
         for id in missing.sorted() {
             if id == manifestID {
                 try again.put(manifestBytes)

@@ -66,7 +66,7 @@ public enum Snapshot {
             id: RunID.make(at: startedAt), dataset: name, parents: parents, message: request.message, manifest: tree.manifestID,
             files: Int64(tree.manifest.entries.count), size: tree.manifest.totalSize, newBlobs: Int64(tree.stored.blobs),
             newBytes: tree.stored.bytes, source: root, run: request.run, createdAt: startedAt,
-            blobs: Set(tree.manifest.entries.compactMap(\.sha256)).union([tree.manifestID]))
+            blobs: tree.blobs)
         for _ in 0..<3 {
             switch try store.createDatasetVersion(draft) {
             case .created(let version):

@@ -68,12 +68,13 @@ public struct DatasetVersionDraft: Sendable {
     public var source: String?
     public var run: String?
     public var createdAt: Double
-    /// Every blob the version references: its manifest and the content of its files.
-    public var blobs: Set<String>
+    /// Every blob the version references: its manifest and the content of its files (in any order,
+    /// repeats allowed).
+    public var blobs: [BlobDigest]
 
     public init(id: String, dataset: String, parents: [String]?, message: String?, manifest: String, files: Int64,
                 size: Int64, newBlobs: Int64, newBytes: Int64, source: String?, run: String?, createdAt: Double,
-                blobs: Set<String>) {
+                blobs: [BlobDigest]) {
         self.id = id
         self.dataset = dataset
         self.parents = parents

@@ -19,11 +19,13 @@ extension SQLiteStore {
 
     public func createDatasetVersion(_ draft: DatasetVersionDraft) throws(CMLError) -> DatasetVersionCommit {
         try DatasetName.check(draft.dataset)
+        // In key order, the order the rows are inserted in below.
+        let referenced = Set(draft.blobs).sorted()
         return try write { db in
             // Under the write lock, which removals take too: what exists now stays until we commit.
             try blobs.refreshPacks()
-            let missing = try draft.blobs.filter { id throws(CMLError) in try !blobs.contains(id) }
-            if !missing.isEmpty { return .missingBlobs(Set(missing)) }
+            let missing = try referenced.filter { digest throws(CMLError) in try !blobs.contains(digest) }
+            if !missing.isEmpty { return .missingBlobs(Set(missing.map(\.hex))) }
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM dataset_versions WHERE id = ?", arguments: [draft.id]) == true {
                 throw CMLError("the store holds version \(draft.id) already")
             }
@@ -54,8 +56,10 @@ extension SQLiteStore {
             let raw = reference.sqliteStatement
             let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
             sqlite3_bind_text(raw, 2, version.id, -1, transient)
-            for blob in draft.blobs.sorted() {
-                sqlite3_bind_text(raw, 1, blob, -1, transient)
+            var hex = [UInt8](repeating: 0, count: 64)
+            for blob in referenced {
+                hex.withUnsafeMutableBufferPointer { blob.writeHex(to: $0.baseAddress!) }
+                sqlite3_bind_text(raw, 1, hex, 64, transient)
                 let rc = sqlite3_step(raw)
                 sqlite3_reset(raw)
                 guard rc == SQLITE_DONE else {
