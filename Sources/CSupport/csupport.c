@@ -39,3 +39,4 @@ int cml_start_writeback(int fd, long long offset, long long length) {
     return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
 }
 int cml_allocate(int fd, long long length) { return fallocate(fd, 0, 0, length); }
+int cml_direct_flag(void) { return O_DIRECT; }

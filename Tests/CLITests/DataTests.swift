@@ -511,6 +511,21 @@ struct DataTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: disk).isEmpty)
     }
 
+    @Test(.enabled(if: canMountTmpfs, "needs root and mount(2): a small tmpfs stands in for a full disk"))
+    func aFullDiskStopsASnapshotAndRecordsNothing() throws {
+        let box = try Sandbox()
+        for index in 0..<300 { try writeBytes(box, "d/f\(index)", seed: index, size: 10_000) }
+        let disk = box.root + "/small"
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: false)
+        #expect(try shell("mount -t tmpfs -o size=2m cml-test '\(disk)'", cwd: "/").status == 0)
+        defer { _ = try? shell("umount '\(disk)'", cwd: "/") }
+        let result = try data(box, ["snapshot", "d", "--store", disk + "/store"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("No space left on device"), "\(result.stderr)")
+        #expect(try data(box, ["ls", "--store", disk + "/store"]).jsonLines.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: disk + "/store/objects/packs").isEmpty)
+    }
+
     @Test func concurrentSnapshotsAndGarbageCollectionLoseNothing() throws {
         let box = try Sandbox()
         for index in 0..<4 {

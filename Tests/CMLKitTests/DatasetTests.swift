@@ -416,6 +416,35 @@ struct StatCacheTests {
     }
 }
 
+struct DirectFileWriterTests {
+    /// Whole and partial blocks, whole and partial buffers, chunks larger than a buffer: the file holds
+    /// exactly what was appended, past the page cache or through it.
+    @Test(arguments: [true, false])
+    func theFileHoldsExactlyWhatWasAppended(direct: Bool) throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let capacity = 4 * DirectFileWriter.blockSize
+        let chunkings: [[Int]] = [[], [0], [1], [4095], [4096], [4097], [capacity - 1], [capacity], [capacity + 1],
+                                  [3, 5000, 1, capacity * 3 + 17, 4096, 0, 123], Array(repeating: 1000, count: 50)]
+        for (number, chunks) in chunkings.enumerated() {
+            let path = "\(directory)/file\(number)"
+            let writer = try DirectFileWriter(creating: path, mode: 0o444, capacity: capacity, direct: direct)
+            var expected: [UInt8] = []
+            for (index, count) in chunks.enumerated() {
+                let chunk = content(number * 100 + index, count)
+                try chunk.withUnsafeBytes { raw in try writer.append(raw) }
+                expected += chunk
+                #expect(writer.size == Int64(expected.count))
+            }
+            try writer.finish()
+            #expect(try FileSystem.readAll(path) == expected, "chunks \(chunks)")
+            var st = stat()
+            #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o444)
+        }
+        #expect(throws: CMLError.self) { _ = try DirectFileWriter(creating: directory + "/file0", mode: 0o444, capacity: capacity) }
+    }
+}
+
 struct FileCopyTests {
     private func copy(from source: String, to destination: String, length: Int64) throws -> FileCopy.Method {
         let input = open(source, O_RDONLY)

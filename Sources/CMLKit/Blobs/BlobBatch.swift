@@ -141,8 +141,10 @@ public final class BlobBatch: @unchecked Sendable {
         do throws(CMLError) {
             for slot in slots {
                 guard let writer = slot.writer else { continue }
+                // Left in its slot until finished, so that a failure (a full disk) discards it too.
+                let index = try writer.finish()
                 slot.writer = nil
-                finishedPacks.append((writer.temporaryPath, try writer.finish()))
+                finishedPacks.append((writer.temporaryPath, index))
             }
             var folders: Set<String> = []
             for (pack, index) in finishedPacks {
@@ -170,7 +172,10 @@ public final class BlobBatch: @unchecked Sendable {
     public func discard() {
         done = true
         for slot in slots {
-            if let writer = slot.writer { unlink(writer.temporaryPath) }
+            if let writer = slot.writer {
+                unlink(writer.temporaryPath)
+                unlink(writer.indexPath)
+            }
             slot.writer = nil
         }
         for (pack, index) in finishedPacks {

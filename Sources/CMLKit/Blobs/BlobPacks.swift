@@ -220,62 +220,40 @@ final class PackSet: @unchecked Sendable {
     }
 }
 
-/// Writes one pack: blobs appended through a buffer, the index kept in memory until `close`.
+/// Writes one pack: blobs appended through a `DirectFileWriter` (past the page cache, in the background),
+/// the index kept in memory until `finish`.
 final class PackWriter {
     /// A pack is closed once it holds this much, so that rewriting one to drop a deleted blob stays cheap.
     static let maximumSize: Int64 = 64 << 20
     private static let bufferSize = 4 << 20
 
-    let temporaryPath: String
-    private let fd: Int32
-    private var buffer: UnsafeMutableRawPointer
-    private var buffered = 0
-    private(set) var size: Int64 = 0
-    private var flushed: Int64 = 0
+    private let file: DirectFileWriter
     private(set) var entries: [PackIndex.Entry] = []
+
+    var temporaryPath: String { file.path }
 
     init(directory: String) throws(CMLError) {
         try FileSystem.makeDirectories(directory)
-        temporaryPath = "\(directory)/.tmp-\(getpid())-\(RunID.make()).pack"
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        guard fd >= 0 else { throw FileSystem.error("cannot write a pack", temporaryPath) }
-        buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
+        file = try DirectFileWriter(creating: "\(directory)/.tmp-\(getpid())-\(RunID.make()).pack", mode: 0o444,
+                                    capacity: Self.bufferSize)
     }
 
-    deinit {
-        buffer.deallocate()
-        close(fd)
-    }
+    var size: Int64 { file.size }
 
     var isFull: Bool { size >= Self.maximumSize }
 
     func append(_ digest: BlobDigest, _ bytes: UnsafeRawBufferPointer) throws(CMLError) {
         entries.append(PackIndex.Entry(digest: digest, offset: size, size: Int64(bytes.count)))
-        size += Int64(bytes.count)
-        if buffered + bytes.count > Self.bufferSize { try flush() }
-        if bytes.count > Self.bufferSize {
-            try FileSystem.writeAll(fd, bytes, path: temporaryPath)
-            flushed += Int64(bytes.count)
-        } else if let base = bytes.baseAddress {
-            (buffer + buffered).copyMemory(from: base, byteCount: bytes.count)
-            buffered += bytes.count
-        }
+        try file.append(bytes)
     }
 
-    private func flush() throws(CMLError) {
-        guard buffered > 0 else { return }
-        try FileSystem.writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: buffered), path: temporaryPath)
-        // Start writing back now, so that the fsync at the end has little left to wait for.
-        _ = cml_start_writeback(fd, flushed, Int64(buffered))
-        flushed += Int64(buffered)
-        buffered = 0
-    }
+    /// Where `finish` writes the index.
+    var indexPath: String { String(temporaryPath.dropLast(5)) + ".idx" }
 
-    /// Flushes and fsyncs the pack, and writes its index (fsynced) beside it; returns the index's path.
+    /// Writes the rest of the pack and fsyncs it, and writes its index (fsynced) beside it; returns the
+    /// index's path.
     func finish() throws(CMLError) -> String {
-        try flush()
-        guard fsync(fd) == 0 else { throw FileSystem.error("cannot sync the pack", temporaryPath) }
-        let indexPath = String(temporaryPath.dropLast(5)) + ".idx"
+        try file.finish()
         try FileSystem.writeFile(indexPath, PackIndex.encode(entries), mode: 0o444, sync: true)
         return indexPath
     }

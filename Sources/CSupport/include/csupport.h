@@ -27,6 +27,8 @@ int cml_allocate(int fd, long long length);
 /// sync_file_range(SYNC_FILE_RANGE_WRITE): starts writing a range back to disk without waiting, so that a
 /// later fsync has less left to wait for.
 int cml_start_writeback(int fd, long long offset, long long length);
+/// O_DIRECT, which Swift's Glibc module does not export: reads and writes that bypass the page cache.
+int cml_direct_flag(void);
 #include <stdint.h>
 /// CRC-32C of `length` bytes, continuing from `crc` (0 to start; a previous result to go on): the CPU's
 /// crc32 instruction where there is one.
