@@ -21,10 +21,12 @@ struct DirectoryIngest {
     let cacheEntries: [StatCache.Entry]
     /// Unreadable files left out (`skipUnreadable`).
     let skipped: [String]
-    /// Every blob the manifest references, and the manifest itself; unordered, with repeats.
-    let blobs: [BlobDigest]
-    /// The files stored, to store one again if a concurrent gc removes its blob (`storeAgain`).
+    /// The regular files stored, in the order of `cacheEntries` (which holds their digests), to store
+    /// one again if a concurrent gc removes its blob (`storeAgain`).
     private let files: [WalkedFile]
+
+    /// Every blob the manifest references, and the manifest itself; unordered, with repeats.
+    var blobs: [BlobDigest] { cacheEntries.map(\.digest.sha256) + [BlobDigest(hex: manifestID)!] }
 
     /// `reader` names what reads, in the error for a file that keeps changing ("the snapshot");
     /// `skipOption` is the option that would leave unreadable files out, for the error naming them.
@@ -126,8 +128,6 @@ struct DirectoryIngest {
         entries.reserveCapacity(walk.files.count)
         var cacheEntries: [StatCache.Entry] = []
         cacheEntries.reserveCapacity(walk.files.count)
-        var blobs: [BlobDigest] = []
-        blobs.reserveCapacity(walk.files.count + 1)
         var files: [WalkedFile] = []
         files.reserveCapacity(walk.files.count)
         for (index, file) in walk.files.enumerated() {
@@ -137,7 +137,6 @@ struct DirectoryIngest {
                 entries.append(ManifestEntry(path: file.path, size: file.identity.size, mode: file.mode, sha256: digest.sha256.hex,
                                              crc32c: digest.crc32c))
                 cacheEntries.append(StatCache.Entry(identity: file.identity, hashedAt: hashedAt[index], digest: digest))
-                blobs.append(digest.sha256)
                 files.append(file)
             }
         }
@@ -148,10 +147,9 @@ struct DirectoryIngest {
         let manifestBytes = manifest.encoded
         let manifestID = try batch.put(manifestBytes)
         try batch.finish()
-        blobs.append(BlobDigest(hex: manifestID)!)
         return DirectoryIngest(root: root, manifest: manifest, manifestBytes: manifestBytes, manifestID: manifestID,
                                stored: batch.stored, hashedFiles: hashedFiles, hashedBytes: hashedBytes,
-                               cacheEntries: cacheEntries, skipped: skipped, blobs: blobs, files: files)
+                               cacheEntries: cacheEntries, skipped: skipped, files: files)
     }
 
     /// Stores again the blobs of `missing` (removed by a concurrent `cml-data gc` or `rm` after this found
