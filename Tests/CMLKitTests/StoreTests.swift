@@ -159,6 +159,38 @@ struct StoreTests {
         #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == Schema.migrations.count)
     }
 
+    @Test func versionBlobsOfSchemaFourAreKeyedByVersionAfterTheUpgrade() throws {
+        // A store as schema 4 wrote it: version_blobs keyed (blob, version), two versions sharing a blob.
+        let box = try TemporaryStore(open: false)
+        let old = try DatabaseQueue(path: box.directory + "/cml.db")
+        let (shared, own) = (String(repeating: "a", count: 64), String(repeating: "b", count: 64))
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            for migration in Schema.migrations[0..<4] { try db.execute(sql: migration) }
+            try db.execute(sql: """
+                INSERT INTO datasets (name, next_number) VALUES ('d', 3);
+                INSERT INTO dataset_versions (id, dataset, number, manifest, files, size, new_blobs, new_bytes, created_at)
+                    VALUES ('v1', 'd', 1, '\(shared)', 1, 1, 1, 1, 1), ('v2', 'd', 2, '\(own)', 1, 1, 1, 1, 2);
+                INSERT INTO version_blobs (blob, version_id) VALUES ('\(shared)', 'v1'), ('\(shared)', 'v2'), ('\(own)', 'v2');
+                PRAGMA user_version = 4;
+                """)
+        }
+        try old.close()
+        let store = try SQLiteStore(directory: box.directory)
+        let rows = try store.read { db in try Row.fetchAll(db, sql: "SELECT version_id, blob FROM version_blobs") }
+        #expect(rows.map { "\($0["version_id"] as String) \($0["blob"] as String)" } == ["v1 \(shared)", "v2 \(shared)", "v2 \(own)"])
+        let table = try store.read { db in try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 'version_blobs'") }
+        #expect(table?.contains("PRIMARY KEY (version_id, blob)") == true)
+        #expect(try store.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_schema WHERE name = 'referenced_blobs'") } == nil)
+        // Removing v2 drops its rows; the blob v1 still names stays referenced, the other does not.
+        _ = try store.removeDatasetVersions(["v2"])
+        #expect(try store.read { db in try String.fetchAll(db, sql: "SELECT version_id FROM version_blobs") } == ["v1"])
+        let (unreferenced, referenced) = try store.read { db in
+            (try SQLiteStore.unreferenced(db, [shared, own, "not-a-digest"]), try SQLiteStore.referencedBlobs(db))
+        }
+        #expect(unreferenced == [own] && referenced == [shared])
+    }
+
     @Test func relativePathsAreRecordedWithoutDotsOrDoubleSlashes() {
         let cwd = RunEnvironment.workingDirectory == "/" ? "" : RunEnvironment.workingDirectory
         #expect(FileSystem.absolutePath("./data/") == cwd + "/data")

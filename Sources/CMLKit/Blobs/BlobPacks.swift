@@ -8,29 +8,31 @@ public struct BlobDigest: Hashable, Comparable, Sendable {
 
     public init?(hex: String) {
         var text = hex
-        let parsed = text.withUTF8 { utf8 -> (UInt64, UInt64, UInt64, UInt64)? in
-            guard utf8.count == 64 else { return nil }
-            var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-            for position in 0..<64 {
-                let digit = utf8[position]
-                let value: UInt8
-                switch digit {
-                case 0x30...0x39: value = digit - 0x30
-                case 0x61...0x66: value = digit - 0x61 + 10
-                default: return nil
-                }
-                let shift = UInt64(60 - (position % 16) * 4)
-                switch position / 16 {
-                case 0: words.0 |= UInt64(value) << shift
-                case 1: words.1 |= UInt64(value) << shift
-                case 2: words.2 |= UInt64(value) << shift
-                default: words.3 |= UInt64(value) << shift
-                }
+        guard let digest = text.withUTF8({ BlobDigest(utf8: $0) }) else { return nil }
+        self = digest
+    }
+
+    /// The digest whose 64 lowercase hex digits `utf8` holds; nil for anything else.
+    init?(utf8: UnsafeBufferPointer<UInt8>) {
+        guard utf8.count == 64 else { return nil }
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        for position in 0..<64 {
+            let digit = utf8[position]
+            let value: UInt8
+            switch digit {
+            case 0x30...0x39: value = digit - 0x30
+            case 0x61...0x66: value = digit - 0x61 + 10
+            default: return nil
             }
-            return words
+            let shift = UInt64(60 - (position % 16) * 4)
+            switch position / 16 {
+            case 0: words.0 |= UInt64(value) << shift
+            case 1: words.1 |= UInt64(value) << shift
+            case 2: words.2 |= UInt64(value) << shift
+            default: words.3 |= UInt64(value) << shift
+            }
         }
-        guard let parsed else { return nil }
-        words = parsed
+        self.words = words
     }
 
     /// The digest in 32 bytes at `raw`.

@@ -50,8 +50,8 @@ extension SQLiteStore {
                 try db.execute(sql: "INSERT INTO dataset_parents (version_id, position, parent_id) VALUES (?, ?, ?)",
                                arguments: [version.id, position, parent])
             }
-            // In key order: each page of the index is then written once, not once per row. Bound directly:
-            // this runs once per file of the version.
+            // In key order, after the rows of older versions: each page is written once, not once per
+            // row. Bound directly: this runs once per file of the version.
             let reference = try db.cachedStatement(sql: "INSERT INTO version_blobs (blob, version_id) VALUES (?, ?)")
             let raw = reference.sqliteStatement
             let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
@@ -157,18 +157,10 @@ extension SQLiteStore {
         var report = BlobRemovalReport(versions: ids)
         try write { db in
             var candidates = Set<String>()
-            let drop = try db.cachedStatement(sql: "DELETE FROM version_blobs WHERE blob = ? AND version_id = ?")
             for id in ids {
-                guard let version = try Self.versions(db, whereSQL: "id = ?", arguments: [id]).first else { continue }
-                // The manifest names the version's blobs; when it cannot be read, find them the slow way.
-                if let manifest = try? Datasets.manifest(of: version, in: self) {
-                    let blobs = Set(manifest.entries.compactMap(\.sha256)).union([version.manifest])
-                    for blob in blobs { try drop.execute(arguments: [blob, id]) }
-                    candidates.formUnion(blobs)
-                } else {
-                    candidates.formUnion(try String.fetchAll(db, sql: "SELECT blob FROM version_blobs WHERE version_id = ?", arguments: [id]))
-                    try db.execute(sql: "DELETE FROM version_blobs WHERE version_id = ?", arguments: [id])
-                }
+                // A version's rows lie together (keyed by version first): read and deleted as one range.
+                candidates.formUnion(try String.fetchAll(db, sql: "SELECT blob FROM version_blobs WHERE version_id = ?", arguments: [id]))
+                try db.execute(sql: "DELETE FROM version_blobs WHERE version_id = ?", arguments: [id])
                 try db.execute(sql: "DELETE FROM dataset_versions WHERE id = ?", arguments: [id])
             }
             // Deleted while this transaction holds the write lock, so no writer can reference one meanwhile.
@@ -181,7 +173,7 @@ extension SQLiteStore {
     public func collectGarbage(dryRun: Bool) throws(CMLError) -> BlobRemovalReport {
         var report = BlobRemovalReport()
         try write { db in
-            let referenced = Set(try String.fetchAll(db, sql: "SELECT DISTINCT blob FROM referenced_blobs"))
+            let referenced = try Self.referencedBlobs(db)
             let (files, packs) = try blobs.inventory()
             var dead = Set(files.keys).subtracting(referenced)
             // A blob kept twice (a file and a pack, or two packs written at once) keeps its first copy.

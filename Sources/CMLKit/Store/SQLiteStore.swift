@@ -200,12 +200,50 @@ public final class SQLiteStore: Store {
         return RemovalReport(runs: ids.count, blobs: blobCount, bytesFreed: blobBytes + logBytes)
     }
 
-    /// Those of `candidates` that nothing references (see the `referenced_blobs` view).
-    static func unreferenced(_ db: Database, _ candidates: some Sequence<String>) throws -> Set<String> {
-        let referenced = try db.cachedStatement(sql: "SELECT 1 FROM referenced_blobs WHERE blob = ? LIMIT 1")
-        var out: Set<String> = []
-        for blob in candidates where try Bool.fetchOne(referenced, arguments: [blob]) == nil { out.insert(blob) }
-        return out
+    /// Those of `candidates` that nothing references: no run (`run_blobs`, keyed by blob: looked up) and
+    /// no dataset version (`version_blobs`, keyed by version: one pass over it). With `referencedBlobs`,
+    /// the one definition of a referenced blob.
+    static func unreferenced(_ db: Database, _ candidates: Set<String>) throws -> Set<String> {
+        let byRun = try db.cachedStatement(sql: "SELECT 1 FROM run_blobs WHERE blob = ? LIMIT 1")
+        var left = Set<BlobDigest>()
+        // A name that is no digest cannot be a blob of this store: it is left alone.
+        for blob in candidates where try Bool.fetchOne(byRun, arguments: [blob]) == nil {
+            if let digest = BlobDigest(hex: blob) { left.insert(digest) }
+        }
+        if !left.isEmpty {
+            try scanVersionBlobs(db) { digest in
+                left.remove(digest)
+                return !left.isEmpty
+            }
+        }
+        return Set(left.map(\.hex))
+    }
+
+    /// Every blob a run or a dataset version references.
+    static func referencedBlobs(_ db: Database) throws -> Set<String> {
+        var byVersion = Set<BlobDigest>()
+        try scanVersionBlobs(db) { digest in
+            byVersion.insert(digest)
+            return true
+        }
+        return Set(try String.fetchAll(db, sql: "SELECT blob FROM run_blobs")).union(byVersion.map(\.hex))
+    }
+
+    /// Calls `body` with the blob of each row of `version_blobs` (millions in a store with a long history:
+    /// read without making a string of each) until it returns false.
+    private static func scanVersionBlobs(_ db: Database, _ body: (BlobDigest) -> Bool) throws {
+        let statement = try db.makeStatement(sql: "SELECT blob FROM version_blobs")
+        let raw = statement.sqliteStatement
+        while true {
+            let rc = sqlite3_step(raw)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            }
+            guard let text = sqlite3_column_text(raw, 0) else { continue }
+            let hex = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(raw, 0)))
+            if let digest = BlobDigest(utf8: hex), !body(digest) { return }
+        }
     }
 
     public func projects() throws(CMLError) -> [ProjectSummary] {

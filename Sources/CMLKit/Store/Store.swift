@@ -155,7 +155,7 @@ public protocol Store: Sendable {
     func datasetVersion(id: String) throws(CMLError) -> DatasetVersion?
     /// The version a reference names; an error naming what exists otherwise.
     func resolveDatasetVersion(_ reference: VersionReference) throws(CMLError) -> DatasetVersion
-    /// Removes versions, and the blobs nothing references any more (see `referenced_blobs`).
+    /// Removes versions, and the blobs nothing references any more (see `SQLiteStore.unreferenced`).
     func removeDatasetVersions(_ ids: [String]) throws(CMLError) -> BlobRemovalReport
     /// Deletes every blob nothing references, leftovers of interrupted writers (older than an hour),
     /// and `cml-data get` copies of versions that are gone; with `dryRun`, only counts them.
