@@ -526,6 +526,23 @@ struct DataTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: disk + "/store/objects/packs").isEmpty)
     }
 
+    @Test(.enabled(if: canMountTmpfs, "needs root and mount(2): ramfs refuses direct I/O"))
+    func aStoreWhoseFilesystemRefusesDirectWritesGetsOrdinaryOnes() throws {
+        let box = try Sandbox()
+        for index in 0..<300 { try writeBytes(box, "d/f\(index)", seed: index, size: 10_000 + index) }
+        let disk = box.root + "/ram"
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: false)
+        #expect(try shell("mount -t ramfs cml-test '\(disk)'", cwd: "/").status == 0)
+        defer { _ = try? shell("umount '\(disk)'", cwd: "/") }
+        let store = ["--store", disk + "/store"]
+        let version = try record(box, ["snapshot", "d"] + store)
+        #expect(version["files"] as? Int == 300 && version["new_blobs"] as? Int == 301)
+        let verified = try record(box, ["verify", "d"] + store)
+        #expect(verified["damaged"] as? Int == 0 && verified["missing"] as? Int == 0 && verified["blobs_checked"] as? Int == 301)
+        try record(box, ["checkout", "d", "out"] + store)
+        #expect(try shell("diff -r d out", cwd: box.work).status == 0)
+    }
+
     @Test func concurrentSnapshotsAndGarbageCollectionLoseNothing() throws {
         let box = try Sandbox()
         for index in 0..<4 {
