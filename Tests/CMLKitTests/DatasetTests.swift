@@ -334,6 +334,40 @@ struct SnapshotStoreTests {
         #expect(try Datasets.verify(version, in: box.store, jobs: 2).damage.isEmpty)
         #expect(try box.store.collectGarbage(dryRun: false).blobs == 0)
     }
+
+    /// Each snapshot of a few changed files leaves a small pack; gc merges them (dropping what nothing
+    /// references), and every version still reads back whole.
+    @Test func garbageCollectionMergesSmallPacks() throws {
+        let box = try TemporaryStore()
+        let root = box.directory + "/data"
+        try makeTree(root, files: 6)
+        var versions = [try Snapshot.take(SnapshotRequest(directory: root, name: "t"), store: box.store) { _ in }.version]
+        for round in 1...4 {
+            try writeFile("\(root)/d0/f0", content(9000 + round, 500))
+            try writeFile("\(root)/new\(round)", content(8000 + round, 700))
+            usleep(useconds_t(StatCache.margin / 1000) + 50_000)
+            versions.append(try Snapshot.take(SnapshotRequest(directory: root, name: "t"), store: box.store) { _ in }.version)
+        }
+        let packs = box.directory + "/objects/packs"
+        func packCount() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: packs).count { $0.hasSuffix(".pack") } }
+        #expect(try packCount() == 5)
+        // Dropping version 2 leaves its d0/f0 (9001) referenced by nothing.
+        _ = try box.store.removeDatasetVersions([versions[1].id])
+        #expect(try packCount() == 5)
+        let dry = try box.store.collectGarbage(dryRun: true)
+        #expect(dry.blobs == 0)
+        #expect(try packCount() == 5)
+        let report = try box.store.collectGarbage(dryRun: false)
+        #expect(report.blobs == 0 && report.bytesFreed == 0)
+        #expect(try packCount() == 1)
+        for version in versions where version.id != versions[1].id {
+            #expect(try Datasets.verify(version, in: box.store, jobs: 2).damage.isEmpty)
+        }
+        // One pack with nothing to drop is left as it is.
+        let before = try FileManager.default.contentsOfDirectory(atPath: packs).sorted()
+        #expect(try box.store.collectGarbage(dryRun: false).bytesFreed == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: packs).sorted() == before)
+    }
 }
 
 struct CRC32CTests {

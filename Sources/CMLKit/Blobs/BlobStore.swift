@@ -215,41 +215,67 @@ public struct BlobStore: Sendable {
 
     /// Replaces a pack by one holding only `live` (or by nothing), and returns the bytes freed.
     func rewrite(_ index: PackIndex, keeping live: [PackIndex.Entry]) throws(CMLError) -> Int64 {
-        let oldPack = packs.path(ofPack: index.name)
-        var st = stat()
-        let oldSize = stat(oldPack, &st) == 0 ? Int64(st.st_size) : 0
+        try repack([(index, live)])
+    }
+
+    /// Writes the `live` blobs of these packs together into new packs (each closed at
+    /// `PackWriter.maximumSize`), then removes the old ones, and returns the bytes freed. The new packs
+    /// are in place, synced, before any old one goes, so a reader finds every blob in one or the other
+    /// (a reader that loaded an old index finds the blob anew: see `openBlob`).
+    func repack(_ sources: [(index: PackIndex, live: [PackIndex.Entry])]) throws(CMLError) -> Int64 {
+        var oldSize: Int64 = 0
+        for (index, _) in sources {
+            var st = stat()
+            if stat(packs.path(ofPack: index.name), &st) == 0 { oldSize += Int64(st.st_size) }
+        }
         var newSize: Int64 = 0
-        if !live.isEmpty {
-            let input = Glibc.open(oldPack, O_RDONLY | O_CLOEXEC)
-            guard input >= 0 else { throw FileSystem.error("cannot read the pack", oldPack) }
-            defer { close(input) }
-            let writer = try PackWriter(directory: packs.directory)
-            do throws(CMLError) {
-                let largest = Int(live.map(\.size).max() ?? 0)
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(largest, 1), alignment: 16)
-                defer { buffer.deallocate() }
+        var writer: PackWriter?
+        var written: [(pack: String, index: String)] = []
+        do throws(CMLError) {
+            let largest = Int(sources.flatMap(\.live).map(\.size).max() ?? 0)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(largest, 1), alignment: 16)
+            defer { buffer.deallocate() }
+            for (index, live) in sources where !live.isEmpty {
+                let oldPack = packs.path(ofPack: index.name)
+                let input = Glibc.open(oldPack, O_RDONLY | O_CLOEXEC)
+                guard input >= 0 else { throw FileSystem.error("cannot read the pack", oldPack) }
+                defer { close(input) }
                 for entry in live.sorted(by: { $0.offset < $1.offset }) {
                     let content = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(entry.size)])
                     try FileSystem.readExactly(input, into: content, at: entry.offset, path: oldPack)
-                    try writer.append(entry.digest, UnsafeRawBufferPointer(content))
+                    if writer == nil { writer = try PackWriter(directory: packs.directory) }
+                    try writer!.append(entry.digest, UnsafeRawBufferPointer(content))
+                    if writer!.isFull {
+                        written.append((writer!.temporaryPath, try writer!.finish()))
+                        newSize += writer!.size
+                        writer = nil
+                    }
                 }
-                let indexTemporary = try writer.finish()
+            }
+            if let last = writer {
+                written.append((last.temporaryPath, try last.finish()))
+                newSize += last.size
+                writer = nil
+            }
+            for (pack, index) in written {
                 let name = "pack-\(RunID.make())"
-                guard rename(writer.temporaryPath, packs.path(ofPack: name)) == 0,
-                      rename(indexTemporary, packs.path(ofIndex: name)) == 0 else {
+                guard rename(pack, packs.path(ofPack: name)) == 0, rename(index, packs.path(ofIndex: name)) == 0 else {
                     throw FileSystem.error("cannot store the pack", packs.path(ofPack: name))
                 }
-                try FileSystem.syncDirectory(packs.directory)
-                newSize = writer.size
-            } catch {
-                unlink(writer.temporaryPath)
-                unlink(String(writer.temporaryPath.dropLast(5)) + ".idx")
-                throw error
             }
+            if !written.isEmpty { try FileSystem.syncDirectory(packs.directory) }
+        } catch {
+            for (pack, index) in written + (writer.map { [($0.temporaryPath, $0.indexPath)] } ?? []) {
+                unlink(pack)
+                unlink(index)
+            }
+            throw error
         }
-        // The index first: a pack without one is invisible.
-        unlink(packs.path(ofIndex: index.name))
-        unlink(oldPack)
+        for (index, _) in sources {
+            // The index first: a pack without one is invisible.
+            unlink(packs.path(ofIndex: index.name))
+            unlink(packs.path(ofPack: index.name))
+        }
         try packs.refresh()
         return oldSize - newSize
     }

@@ -178,10 +178,14 @@ extension SQLiteStore {
             var dead = Set(files.keys).subtracting(referenced)
             // A blob kept twice (a file and a pack, or two packs written at once) keeps its first copy.
             var kept = Set(files.keys).intersection(referenced)
+            // Packs that lost blobs are rewritten without them, and small packs (each snapshot of a few
+            // changed files leaves one) are merged, so that their number, which every lookup of a blob
+            // goes through, stays near the store's size over `PackWriter.maximumSize`.
+            var repacking: [(index: PackIndex, live: [PackIndex.Entry])] = []
+            var freed: Int64 = 0
             for pack in packs {
                 let entries = pack.entries
                 var live: [PackIndex.Entry] = []
-                var freed: Int64 = 0
                 for entry in entries {
                     let id = entry.digest.hex
                     if referenced.contains(id), kept.insert(id).inserted {
@@ -191,9 +195,12 @@ extension SQLiteStore {
                         freed += entry.size
                     }
                 }
-                guard live.count < entries.count else { continue }
-                report.bytesFreed += dryRun ? freed : try blobs.rewrite(pack, keeping: live)
+                let small = entries.reduce(0) { $0 + $1.size } < PackWriter.maximumSize / 4
+                if live.count < entries.count || small { repacking.append((pack, live)) }
             }
+            // One small pack with nothing to drop would only be copied.
+            if repacking.count == 1 && repacking[0].live.count == repacking[0].index.count { repacking = [] }
+            report.bytesFreed += dryRun ? freed : try blobs.repack(repacking)
             report.blobs = dead.count
             for id in dead where files[id] != nil {
                 report.bytesFreed += files[id]!
