@@ -20,6 +20,11 @@ struct StatCache {
         var inode: UInt64
     }
 
+    private struct SizeAndTime: Hashable {
+        var size: Int64
+        var modified: Int64
+    }
+
     private static let magic = Array("CMLSTAT2".utf8)
     private static let recordSize = 84
     /// Longer than a tick of any local filesystem's clock (a jiffy, 10 ms at most).
@@ -28,7 +33,7 @@ struct StatCache {
     private var entries: [Key: Entry] = [:]
     /// (size, modification time) of every entry: a file moved or copied elsewhere keeps both, so a miss
     /// that matches one is likely content the store holds.
-    private var sizesAndTimes: Set<[Int64]> = []
+    private var sizesAndTimes: Set<SizeAndTime> = []
 
     init() {}
 
@@ -38,7 +43,7 @@ struct StatCache {
 
     private mutating func insert(_ entry: Entry) {
         entries[Key(device: entry.identity.device, inode: entry.identity.inode)] = entry
-        sizesAndTimes.insert([entry.identity.size, entry.identity.modified])
+        sizesAndTimes.insert(SizeAndTime(size: entry.identity.size, modified: entry.identity.modified))
     }
 
     /// The digests of the file with this identity, when known and trustworthy.
@@ -51,7 +56,7 @@ struct StatCache {
     }
 
     func likelyStored(_ identity: FileIdentity) -> Bool {
-        sizesAndTimes.contains([identity.size, identity.modified])
+        sizesAndTimes.contains(SizeAndTime(size: identity.size, modified: identity.modified))
     }
 
     /// The cache at `path`; empty when there is none or it is damaged.
@@ -66,6 +71,7 @@ struct StatCache {
             guard BlobDigest(hex: hasher.finalizeHex()) == BlobDigest(bytes: raw.baseAddress! + end) else { return StatCache() }
             var cache = StatCache()
             cache.entries.reserveCapacity(count)
+            cache.sizesAndTimes.reserveCapacity(count)
             for index in 0..<count {
                 let base = 16 + index * recordSize
                 func value(_ at: Int) -> Int64 { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: base + at, as: Int64.self)) }
