@@ -108,9 +108,8 @@ public struct Manifest: Sendable, Equatable {
             }
         }
         func number(_ value: UInt64, radix: UInt64) {
-            var digits: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
-                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            // 24 bytes on the stack: room for the 22 digits of the largest UInt64 in octal.
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
             withUnsafeMutableBytes(of: &digits) { buffer in
                 var rest = value
                 var start = buffer.count
