@@ -15,24 +15,20 @@ public struct BlobDigest: Hashable, Comparable, Sendable {
     /// The digest whose 64 lowercase hex digits `utf8` holds; nil for anything else.
     init?(utf8: UnsafeBufferPointer<UInt8>) {
         guard utf8.count == 64 else { return nil }
-        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        for position in 0..<64 {
-            let digit = utf8[position]
-            let value: UInt8
-            switch digit {
-            case 0x30...0x39: value = digit - 0x30
-            case 0x61...0x66: value = digit - 0x61 + 10
-            default: return nil
+        /// The 16 digits from `start`, as one word.
+        func word(_ start: Int) -> UInt64? {
+            var word: UInt64 = 0
+            for digit in utf8[start..<start + 16] {
+                switch digit {
+                case 0x30...0x39: word = word << 4 | UInt64(digit - 0x30)
+                case 0x61...0x66: word = word << 4 | UInt64(digit - 0x61 + 10)
+                default: return nil
+                }
             }
-            let shift = UInt64(60 - (position % 16) * 4)
-            switch position / 16 {
-            case 0: words.0 |= UInt64(value) << shift
-            case 1: words.1 |= UInt64(value) << shift
-            case 2: words.2 |= UInt64(value) << shift
-            default: words.3 |= UInt64(value) << shift
-            }
+            return word
         }
-        self.words = words
+        guard let first = word(0), let second = word(16), let third = word(32), let fourth = word(48) else { return nil }
+        words = (first, second, third, fourth)
     }
 
     /// The digest in 32 bytes at `raw`.

@@ -157,8 +157,9 @@ struct DirectoryIngest {
     func storeAgain(_ missing: Set<String>, into store: any Store) throws(CMLError) -> (blobs: Int, bytes: Int64) {
         let again = try store.blobBatch(workers: 1)
         var sources: [String: WalkedFile] = [:]
-        for (file, cached) in zip(files, cacheEntries) where missing.contains(cached.digest.sha256.hex) {
-            sources[cached.digest.sha256.hex] = file
+        for (file, cached) in zip(files, cacheEntries) {
+            let id = cached.digest.sha256.hex
+            if missing.contains(id) { sources[id] = file }
         }
         for id in missing.sorted() {
             if id == manifestID {
@@ -208,5 +209,4 @@ struct DirectoryIngest {
             return Outcome(result: result, startedAt: startedAt)
         }
     }
-
 }

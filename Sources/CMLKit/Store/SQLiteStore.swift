@@ -211,10 +211,7 @@ public final class SQLiteStore: Store {
             if let digest = BlobDigest(hex: blob) { left.insert(digest) }
         }
         if !left.isEmpty {
-            try scanVersionBlobs(db) { digest in
-                left.remove(digest)
-                return !left.isEmpty
-            }
+            try eachVersionBlob(db) { left.remove($0) }
         }
         return Set(left.map(\.hex))
     }
@@ -222,27 +219,18 @@ public final class SQLiteStore: Store {
     /// Every blob a run or a dataset version references.
     static func referencedBlobs(_ db: Database) throws -> Set<String> {
         var byVersion = Set<BlobDigest>()
-        try scanVersionBlobs(db) { digest in
-            byVersion.insert(digest)
-            return true
-        }
+        try eachVersionBlob(db) { byVersion.insert($0) }
         return Set(try String.fetchAll(db, sql: "SELECT blob FROM run_blobs")).union(byVersion.map(\.hex))
     }
 
     /// Calls `body` with the blob of each row of `version_blobs` (millions in a store with a long history:
-    /// read without making a string of each) until it returns false.
-    private static func scanVersionBlobs(_ db: Database, _ body: (BlobDigest) -> Bool) throws {
-        let statement = try db.makeStatement(sql: "SELECT blob FROM version_blobs")
-        let raw = statement.sqliteStatement
-        while true {
-            let rc = sqlite3_step(raw)
-            if rc == SQLITE_DONE { return }
-            guard rc == SQLITE_ROW else {
-                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+    /// read without making a string of each).
+    private static func eachVersionBlob(_ db: Database, _ body: (BlobDigest) -> Void) throws {
+        try eachRow(db, "SELECT blob FROM version_blobs", []) { raw in
+            guard let text = sqlite3_column_text(raw, 0) else { return }
+            if let digest = BlobDigest(utf8: UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(raw, 0)))) {
+                body(digest)
             }
-            guard let text = sqlite3_column_text(raw, 0) else { continue }
-            let hex = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(raw, 0)))
-            if let digest = BlobDigest(utf8: hex), !body(digest) { return }
         }
     }
 
