@@ -26,7 +26,8 @@ at random, and a median can then be 3 times the best for either side. The best o
 without the host's faults; both are printed, each with its ratio.
 
 With --against OLD_BIN, another build's first snapshots of (a) and (c) are timed interleaved with these:
-how this build compares with that one in the same minutes, whatever the VM's pace then.
+how this build compares with that one in the same minutes, whatever the VM's pace then; and (b) is
+timed for it too, in a store of its own grown to 50 versions.
 
 Usage: python3 bench/cml-data.py [--bin .build/release/cml-data] [--repeat 5] [--scratch DIR] [--samples]
                                  [--against OLD_BIN]
@@ -46,7 +47,7 @@ parser.add_argument("--repeat", type=int, default=5)
 parser.add_argument("--scratch", default=None, help="where to write the data (default: a temporary directory)")
 parser.add_argument("--samples", action="store_true", help="print every timed run, not only the medians")
 parser.add_argument("--against", default=None, metavar="OLD_BIN",
-                    help="another build's cml-data: its first snapshots of (a) and (c), on every CPU, are timed in the same runs")
+                    help="another build's cml-data: its first snapshots of (a) and (c), on every CPU, and (b) after 50 versions, are timed in the same runs")
 args = parser.parse_args()
 cml = os.path.abspath(args.bin)
 scratch = tempfile.mkdtemp(prefix="cml-bench-data-", dir=args.scratch)
@@ -209,6 +210,15 @@ for _ in range(len(check) + 1, 50):
     change_ten()
     subprocess.run([cml, "snapshot", small_dir, "--name", "b"], check=True, env=store_env("sb"), stdout=subprocess.DEVNULL)
 changed_late = [timed([cml, "snapshot", small_dir, "--name", "b"], store_env("sb"), change_ten) for _ in range(args.repeat)]
+against_late = None
+if args.against:
+    # The other build's own store, grown to the same 50 versions, the same way.
+    other = os.path.abspath(args.against)
+    shutil.rmtree(os.path.join(scratch, "ob"), ignore_errors=True)
+    for _ in range(50):
+        change_ten()
+        subprocess.run([other, "snapshot", small_dir, "--name", "b"], check=True, env=store_env("ob"), stdout=subprocess.DEVNULL)
+    against_late = [timed([other, "snapshot", small_dir, "--name", "b"], store_env("ob"), change_ten) for _ in range(args.repeat)]
 
 print(f"\n{'case':<38} {'cml-data':>17} {'floor':>17} {'ratio':>11}  target")
 print(f"{'':<38} {'median / best':>17} {'median / best':>17} {'med / best':>11}")
@@ -231,6 +241,9 @@ for label, name in (("a", "(a) 20,000 files, 200 MB, first snapshot"), ("c", "(c
         row("    --against's build, every CPU", r["against"], r["all"], "(its time / this build's)")
 print(f"{'(b) after changing 10 files':<38} {statistics.median(changed):>8.3f} / {min(changed):.3f} {'':>17} {'':>11}  < 0.3 s")
 print(f"{'    the same after 50 versions':<38} {statistics.median(changed_late):>8.3f} / {min(changed_late):.3f} {'':>17} {'':>11}  < 0.3 s")
+if against_late:
+    row("    --against's build, after 50", (statistics.median(against_late), min(against_late)),
+        (statistics.median(changed_late), min(changed_late)), "(its time / this build's)")
 for label, name in (("a", "checkout (a)"), ("c", "checkout (c)")):
     r = results["checkout " + label]
     row(name, r["checkout"], r["cp -r"], "<= cp -r")
