@@ -108,10 +108,10 @@ struct MetricParserTests {
         var lines: [String] = []
         for chunk in chunks {
             Array(chunk.utf8).withUnsafeBufferPointer { buffer in
-                splitter.feed(buffer) { lines.append(String(decoding: $0, as: UTF8.self)) }
+                splitter.feed(buffer) { line, _ in lines.append(String(decoding: line, as: UTF8.self)) }
             }
         }
-        splitter.finish { lines.append(String(decoding: $0, as: UTF8.self)) }
+        splitter.finish { line, _ in lines.append(String(decoding: line, as: UTF8.self)) }
         return lines
     }
 
@@ -276,17 +276,12 @@ struct ChannelInterpreterTests {
 /// Output as the common tools print it (issue 3): each line with the points and steps it must give.
 struct FrameworkOutputTests {
     private func points(_ lines: [String]) -> [String] {
-        var extractor = MetricExtractor()
-        var splitter = MetricLineSplitter()
-        var out: [String] = []
+        var console = ConsoleMetrics(streams: 1)
+        var points: [MetricPoint] = []
         let text = lines.joined(separator: "\n") + "\n"
-        Array(text.utf8).withUnsafeBufferPointer { buffer in
-            splitter.feed(buffer) { line in
-                for point in extractor.points(in: line, time: 0) { out.append("\(point.key)@\(point.step)=\(point.value)") }
-            }
-        }
-        for point in extractor.flush() { out.append("\(point.key)@\(point.step)=\(point.value)") }
-        return out
+        Array(text.utf8).withUnsafeBufferPointer { console.feed(0, $0, time: 0, into: &points) }
+        console.finish(time: 0, into: &points)
+        return points.map { "\($0.key)@\($0.step)=\($0.value)" }
     }
 
     @Test func guildStepsInParentheses() {
@@ -328,13 +323,14 @@ struct FrameworkOutputTests {
         }
         let epochs = "Epoch 1/2\n" + keras2(1, "2.3") + keras2(20, "1.1") + keras2(469, "0.5")
             + "Epoch 2/2\n" + keras2(1, "0.4") + keras2(469, "0.3")
-        #expect(points([epochs]) == ["loss@1=0.5", "accuracy@1=0.9", "val_loss@1=0.15",
-                                     "loss@2=0.3", "accuracy@2=0.9", "val_loss@2=0.15"])
+        // At the epoch's index, as Keras's own logs (CSVLogger, TensorBoard) count: 0 for `Epoch 1/2`.
+        #expect(points([epochs]) == ["loss@0=0.5", "accuracy@0=0.9", "val_loss@0=0.15",
+                                     "loss@1=0.3", "accuracy@1=0.9", "val_loss@1=0.15"])
         // Keras 3 draws with box characters amid colour escapes.
         func keras3(_ batch: Int, _ loss: String) -> String {
             "\r\u{1B}[1m\(batch)/60\u{1B}[0m \u{1B}[32m━━━━━━━━━━\u{1B}[0m\u{1B}[37m━━━━━━━━━━\u{1B}[0m \u{1B}[1m0s\u{1B}[0m 5ms/step - accuracy: 0.8 - loss: \(loss)"
         }
-        #expect(points(["Epoch 1/1\n" + keras3(10, "0.9") + keras3(60, "0.4") + "\n"]) == ["accuracy@1=0.8", "loss@1=0.4"])
+        #expect(points(["Epoch 1/1\n" + keras3(10, "0.9") + keras3(60, "0.4") + "\n"]) == ["accuracy@0=0.8", "loss@0=0.4"])
     }
 
     @Test func realKerasOutputPipedAndOnATerminal() throws {
@@ -343,14 +339,14 @@ struct FrameworkOutputTests {
         let piped = String(decoding: try FileSystem.readAll(folder + "fit-piped.txt"), as: UTF8.self)
         let terminal = String(decoding: try FileSystem.readAll(folder + "fit-terminal.txt"), as: UTF8.self)
         #expect(points([piped]) == [
-            "accuracy@1=0.5956", "loss@1=0.6777", "val_accuracy@1=0.64", "val_loss@1=0.618",
-            "accuracy@2=0.7763", "loss@2=0.5341", "val_accuracy@2=0.79", "val_loss@2=0.5037",
-            "accuracy@3=0.8656", "loss@3=0.4266", "val_accuracy@3=0.86", "val_loss@3=0.4088",
+            "accuracy@0=0.5956", "loss@0=0.6777", "val_accuracy@0=0.64", "val_loss@0=0.618",
+            "accuracy@1=0.7763", "loss@1=0.5341", "val_accuracy@1=0.79", "val_loss@1=0.5037",
+            "accuracy@2=0.8656", "loss@2=0.4266", "val_accuracy@2=0.86", "val_loss@2=0.4088",
         ])
         #expect(points([terminal]) == [
-            "accuracy@1=0.5825", "loss@1=0.6891", "val_accuracy@1=0.6775", "val_loss@1=0.6156",
-            "accuracy@2=0.7606", "loss@2=0.5471", "val_accuracy@2=0.8175", "val_loss@2=0.496",
-            "accuracy@3=0.8681", "loss@3=0.4332", "val_accuracy@3=0.8725", "val_loss@3=0.3968",
+            "accuracy@0=0.5825", "loss@0=0.6891", "val_accuracy@0=0.6775", "val_loss@0=0.6156",
+            "accuracy@1=0.7606", "loss@1=0.5471", "val_accuracy@1=0.8175", "val_loss@1=0.496",
+            "accuracy@2=0.8681", "loss@2=0.4332", "val_accuracy@2=0.8725", "val_loss@2=0.3968",
         ])
     }
 
@@ -396,7 +392,7 @@ struct MetricPatternTests {
         var lines: [String] = []
         var splitter = MetricLineSplitter(everyLine: extractor.needsEveryLine)
         Array("loss is 0.5\nplain line\nacc: 0.9\n".utf8).withUnsafeBufferPointer { buffer in
-            splitter.feed(buffer) { line in
+            splitter.feed(buffer) { line, _ in
                 for point in extractor.points(in: line, time: 0) { lines.append("\(point.key)=\(point.value)") }
             }
         }

@@ -22,18 +22,34 @@ public struct MetricLineParser: Sendable {
         public var value: Double
         /// A step written for this pair or its line; nil when the line gives none.
         public var step: Int64?
+        /// Whether the value may be a counter (`step`, `epoch`…): written as an integer. `'epoch': 1.0`
+        /// and Hugging Face's `'epoch': '1'` (a float it formatted) are metrics, not steps.
+        public var integral: Bool
 
-        public init(key: String, value: Double, step: Int64? = nil) {
+        public init(key: String, value: Double, step: Int64? = nil, integral: Bool? = nil) {
             self.key = key
             self.value = value
             self.step = step
+            self.integral = integral ?? (value == value.rounded() && abs(value) < 9e15)
         }
+    }
+
+    /// What kind of line the pairs came from.
+    public enum LineKind: Sendable, Equatable {
+        case text
+        case json
+        /// A Python dict (`{'loss': 0.69, 'epoch': 0.5}`), as Hugging Face's Trainer prints its logs.
+        case pythonDict
     }
 
     public init() {}
 
     public func pairs(in line: UnsafeBufferPointer<UInt8>) -> [Pair] {
-        guard let base = line.baseAddress, line.count >= 3 else { return [] }
+        parse(line).pairs
+    }
+
+    public func parse(_ line: UnsafeBufferPointer<UInt8>) -> (pairs: [Pair], kind: LineKind) {
+        guard let base = line.baseAddress, line.count >= 3 else { return ([], .text) }
         let n = line.count
         // Jump from separator to separator with memchr: most lines hold few, often none that make a pair.
         func next(_ byte: Int32, from start: Int) -> Int {
@@ -42,7 +58,7 @@ public struct MetricLineParser: Sendable {
         }
         var colon = next(0x3A, from: 0)
         var equals = next(0x3D, from: 0)
-        if colon == n && equals == n { return [] }
+        if colon == n && equals == n { return ([], .text) }
         if let members = jsonMembers(line) { return members }
         let prefix = Self.linePrefix(line)
         var found: [Pair] = []
@@ -63,7 +79,7 @@ public struct MetricLineParser: Sendable {
         if !found.isEmpty && prefix.step == nil, let barStep = Self.progressBarStep(line) {
             for index in found.indices where found[index].step == nil { found[index].step = barStep }
         }
-        return found
+        return (found, .text)
     }
 
     public func pairs(in text: String) -> [Pair] {
@@ -72,23 +88,39 @@ public struct MetricLineParser: Sendable {
     }
 
     /// A line that is a JSON object, or a Python dict of the same (single quotes): its numeric members.
-    private func jsonMembers(_ line: UnsafeBufferPointer<UInt8>) -> [Pair]? {
+    /// A Python dict's quoted numbers are numbers too: Transformers 5 prints its floats formatted
+    /// (`{'loss': '0.6968', 'epoch': '0.5'}`).
+    private func jsonMembers(_ line: UnsafeBufferPointer<UInt8>) -> (pairs: [Pair], kind: LineKind)? {
         var first = 0
         var last = line.count - 1
         while first < last && Self.isSpace(line[first]) { first += 1 }
         while last > first && (Self.isSpace(line[last]) || line[last] == 0x0D) { last -= 1 }
         guard line[first] == 0x7B, line[last] == 0x7D else { return nil }
         var bytes = Array(line[first...last])
-        if bytes.count > 1, bytes[1] == 0x27 {
+        let python = bytes.count > 1 && bytes[1] == 0x27
+        if python {
             bytes = bytes.map { $0 == 0x27 ? 0x22 : $0 }  // {'loss': 0.69} → {"loss": 0.69}
         }
         guard case .object(let members)? = try? JSON.parse(bytes: &bytes) else { return nil }
-        return members.compactMap { key, value in
+        let pairs: [Pair] = members.compactMap { key, value in
             switch value {
-            case .int(let i): return Pair(key: key, value: Double(i))
-            case .double(let d): return Pair(key: key, value: d)
+            case .int(let i): return Pair(key: key, value: Double(i), integral: true)
+            case .double(let d): return Pair(key: key, value: d, integral: false)
+            case .string(let text) where python:
+                return Self.wholeNumber(text).map { Pair(key: key, value: $0, integral: false) }
             default: return nil
             }
+        }
+        return (pairs, python ? .pythonDict : .json)
+    }
+
+    /// `text` as a number when all of it is one (`0.6968`, `3.333e-05`, `nan`, `-inf`).
+    static func wholeNumber(_ text: String) -> Double? {
+        var bytes = Array(text.utf8)
+        return bytes.withUnsafeMutableBufferPointer { buffer in
+            let line = UnsafeBufferPointer(buffer)
+            guard let (value, end) = number(in: line, at: 0), end == line.count else { return nil }
+            return value
         }
     }
 
@@ -115,8 +147,9 @@ public struct MetricLineParser: Sendable {
             || c == 0x08 || c == 0x1B
     }
 
-    /// Keras's progress bar at the start of a line: `12/469 [=====>....]` (Keras 2) or
-    /// `12/469 ━━━━━━` (Keras 3, amid colour escapes). Gives the batch counter and its target.
+    /// Keras's progress bar at the start of a line: `12/469 [=====>....]` (Keras 2), `12/469 ━━━━━━`
+    /// (Keras 3, amid colour escapes) or `469/469 - 1s - …` (`verbose=2`). Gives the batch counter and
+    /// its target.
     static func kerasProgress(_ line: UnsafeBufferPointer<UInt8>) -> (current: Int64, target: Int64)? {
         let n = line.count
         var i = 0
@@ -144,7 +177,20 @@ public struct MetricLineParser: Sendable {
         guard i + 2 < n else { return nil }
         let isBar = (line[i] == 0x5B && (line[i + 1] == 0x3D || line[i + 1] == 0x3E || line[i + 1] == 0x2E))
             || (line[i] == 0xE2 && line[i + 1] == 0x94 && (line[i + 2] == 0x81 || line[i + 2] == 0x80))
+            || isKerasElapsed(line, at: i)
         return isBar ? (current, target) : nil
+    }
+
+    /// `- 1s - ` or `- 62ms - `, which follows the counter in Keras's `verbose=2` lines.
+    static func isKerasElapsed(_ line: UnsafeBufferPointer<UInt8>, at start: Int) -> Bool {
+        let n = line.count
+        guard start + 2 < n, line[start] == 0x2D, line[start + 1] == 0x20 else { return false }
+        var i = start + 2
+        let digits = i
+        while i < n && line[i] >= 0x30 && line[i] <= 0x39 { i += 1 }
+        let unit = i
+        while i < n && (line[i] == 0x6D || line[i] == 0x73 || line[i] == 0x75) { i += 1 }  // m, s, u
+        return i > digits && unit > digits && i > unit && i + 1 < n && line[i] == 0x20 && line[i + 1] == 0x2D
     }
 
     static let stepWords: [[UInt8]] = ["step", "iteration", "iter", "epoch"].map { Array($0.utf8) }
@@ -175,6 +221,33 @@ public struct MetricLineParser: Sendable {
             return (step, j, false)
         }
         return (nil, 0, false)
+    }
+
+    /// Whether the line begins with `Epoch`/`Step`/`Iteration`/`Iter` and a number (a bar's description).
+    static func startsWithStepWord(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix = linePrefix(line)
+        return prefix.step != nil && !prefix.bracketed
+    }
+
+    /// The counter of a bar that begins with its epoch: tqdm's `Epoch 3:  40%|████ | 4/10 [00:01<…` and
+    /// Rich's `Epoch 3/9 ━━━━━ 4/10 0:00:01 • …` give 4: the first `N/M` after a space past the epoch.
+    static func epochBarCounter(_ line: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard let base = line.baseAddress else { return nil }
+        let n = line.count
+        var i = linePrefix(line).end + 1
+        while i < n, let found = memchr(base + i, 0x2F, n - i) {
+            let slash = UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
+            var start = slash
+            while start > 0 && line[start - 1] >= 0x30 && line[start - 1] <= 0x39 { start -= 1 }
+            var end = slash + 1
+            while end < n && line[end] >= 0x30 && line[end] <= 0x39 { end += 1 }
+            if start < slash && start > 0 && line[start - 1] == 0x20 && end > slash + 1 && (end == n || line[end] == 0x20),
+               slash - start < 16 {
+                return Int64(String(decoding: UnsafeBufferPointer(rebasing: line[start..<slash]), as: UTF8.self))
+            }
+            i = slash + 1
+        }
+        return nil
     }
 
     /// A tqdm bar's counter: `12/30 [00:01<00:02, …` gives 12 (the bracket opens on a time, not a bar).
@@ -223,13 +296,14 @@ public struct MetricLineParser: Sendable {
             while v < n && Self.isSpace(line[v]) { v += 1 }
         }
         guard let (value, valueEnd) = Self.number(in: line, at: v) else { return nil }
+        let integral = !line[v..<valueEnd].contains { $0 == 0x2E || $0 == 0x65 || $0 == 0x45 || $0 == 0x6E || $0 == 0x4E }
         guard valueEnd == n || Self.isValueEnd(line[valueEnd]) else { return nil }
         let guildStep = Self.guildStep(line, after: valueEnd)
         if guildStep == nil && valueEnd < n && Self.isSpace(line[valueEnd])
             && followedByProse(line, from: valueEnd, tightColon: tightColon) { return nil }
         var key = String(decoding: UnsafeBufferPointer(rebasing: line[keyStart..<keyEnd]), as: UTF8.self)
         if let owner = Self.possessive(line, before: keyStart) { key = owner + "/" + key }
-        return (Pair(key: key, value: value, step: guildStep?.step), guildStep?.end ?? valueEnd)
+        return (Pair(key: key, value: value, step: guildStep?.step, integral: integral), guildStep?.end ?? valueEnd)
     }
 
     /// Guild's ` (step 10)` or ` (10)` right after a value: the step, and the index after it.
@@ -322,15 +396,31 @@ public struct MetricLineParser: Sendable {
     }
 }
 
-/// Turns parsed pairs into metric points with steps. A `step`, `iteration`/`iter` or `epoch` key (in that
-/// order of precedence, integer values only) sets the step of its line and of the lines after it, and is
-/// not itself recorded. A key with no step on its line takes the current step, or, when it was already
-/// recorded at that step, its own previous step plus one (so `loss: …` printed repeatedly counts up).
-/// A step written on the line itself (a progress bar's counter, `[3]`, `(step 10)`) may be redrawn with
-/// new values (tqdm draws once more after `set_postfix`): such points are held until their key moves to
-/// another step or `flush()` is called, so the last value drawn for a step is the one recorded.
+/// Turns the lines of one output stream into metric points with steps. A `step`, `iteration`/`iter` or
+/// `epoch` key (in that order of precedence, written as an integer) sets the step of its line and of the
+/// lines after it, and is not itself recorded. A key with no step on its line takes the current step, or,
+/// when it was already recorded at that step, its own previous step plus one (so `loss: …` printed
+/// repeatedly counts up).
+///
+/// A step written on the line itself (a progress bar's counter, `Epoch 3:`, `[3]`, `(step 10)`) may be
+/// redrawn with new values (tqdm draws once more after `set_postfix`, Lightning's bar gets the validation
+/// metrics at the end of its epoch): such points are held until their key moves to another step or the
+/// output ends, so the last value drawn for a step is the one recorded, whatever the timing. Keras's bars
+/// are such lines too, at the epoch's index (0 for `Epoch 1/10`, as Keras's own logs count).
 public struct MetricExtractor: Sendable {
     static let stepKeys = ["step", "iteration", "iter", "epoch"]
+    /// A progress bar's own counters: not metrics.
+    static let barCounters: Set<String> = ["v_num"]
+
+    /// What one line gave.
+    public struct LineResult: Sendable {
+        public var points: [MetricPoint] = []
+        /// A Python dict line's pairs (Hugging Face's Trainer's logs), whose step a progress bar gives:
+        /// `ConsoleMetrics` turns them into points.
+        public var dict: [MetricLineParser.Pair]?
+        /// The counter of an outer progress bar (not one drawn below another) drawn on this line.
+        public var barCounter: Int64?
+    }
 
     private let parser = MetricLineParser()
     private let patterns: [MetricPattern]
@@ -339,6 +429,13 @@ public struct MetricExtractor: Sendable {
     /// Points at a step written on their line, not yet handed out, in the order they first came.
     private var held: [MetricPoint] = []
     private var heldIndex: [String: Int] = [:]
+    /// After Keras's `Epoch N/M`: the epoch's index, and the batch count of its bar once drawn (a bar
+    /// with another count is `evaluate`'s or `predict`'s, not the epoch's).
+    private var kerasEpoch: (index: Int64, batches: Int64?)?
+    /// The last line that drew a bar with an epoch (`Epoch 2/9 ━━━ … train_loss: 0.45`): Rich wraps its
+    /// metrics onto indented lines below it, which continue it.
+    private var lastBarLine: [UInt8]?
+    private var scratch: [UInt8] = []
 
     /// `patterns` are the user's, applied to every line besides the default rules.
     public init(patterns: [MetricPattern] = []) {
@@ -348,25 +445,123 @@ public struct MetricExtractor: Sendable {
     /// With user patterns every line may hold a metric, not only those with `:` or `=`.
     public var needsEveryLine: Bool { !patterns.isEmpty }
 
-    public mutating func points(in line: UnsafeBufferPointer<UInt8>, time: Double) -> [MetricPoint] {
-        var pairs = parser.pairs(in: line)
+    /// The points of one line; a Python dict's are left to the caller (see `LineResult.dict`).
+    public mutating func process(_ raw: UnsafeBufferPointer<UInt8>, time: Double) -> LineResult {
+        guard let base = raw.baseAddress, raw.count > 0, memchr(base, 0x1B, raw.count) != nil else {
+            return processPlain(raw, time: time, nested: false)
+        }
+        // Colour and cursor escapes go: `\e[3mtrain_loss: 0.6` is `train_loss: 0.6`. A bar drawn below
+        // another ends by moving the cursor back up (`\e[A`).
+        let nested = raw.count >= 3 && raw[raw.count - 3] == 0x1B && raw[raw.count - 2] == 0x5B && raw[raw.count - 1] == 0x41
+        var text = scratch
+        text.removeAll(keepingCapacity: true)
+        Self.stripEscapes(raw, into: &text)
+        defer { scratch = text }
+        return text.withUnsafeBufferPointer { processPlain($0, time: time, nested: nested) }
+    }
+
+    static func stripEscapes(_ line: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        var i = 0
+        let n = line.count
+        while i < n {
+            if line[i] == 0x1B, i + 1 < n, line[i + 1] == 0x5B {
+                i += 2
+                while i < n && !(line[i] >= 0x40 && line[i] <= 0x7E) { i += 1 }
+                i += 1
+            } else {
+                out.append(line[i])
+                i += 1
+            }
+        }
+    }
+
+    private mutating func processPlain(_ line: UnsafeBufferPointer<UInt8>, time: Double, nested: Bool) -> LineResult {
+        var result = LineResult()
+        if let previous = lastBarLine, Self.isContinuation(line) {
+            // One more wrapped line of the bar's metrics: read the bar with it.
+            var joined = previous
+            joined.append(0x20)
+            joined.append(contentsOf: line.drop { Self.isSpaceOrCR($0) })
+            lastBarLine = joined
+            return joined.withUnsafeBufferPointer { whole in
+                var result = processPlain(whole, time: time, nested: nested)
+                result.barCounter = nil
+                return result
+            }
+        }
+        lastBarLine = nil
+        var (pairs, kind) = parser.parse(line)
         if !patterns.isEmpty {
             let text = String(decoding: line, as: UTF8.self)
             for pattern in patterns { pairs += pattern.pairs(in: text) }
         }
+        if !nested { result.barCounter = MetricLineParser.progressBarStep(line) }
         if pairs.isEmpty {
             // A header such as Keras's `Epoch 3/10` sets the step of the lines after it.
-            if let header = MetricLineParser.linePrefix(line).step { currentStep = header }
-            return []
+            let prefix = MetricLineParser.linePrefix(line)
+            if let header = prefix.step {
+                currentStep = header
+                if Self.isKerasHeader(line, prefixEnd: prefix.end) { kerasEpoch = (header - 1, nil) }
+            }
+            return result
         }
+        pairs.removeAll { Self.barCounters.contains($0.key) }
         // Keras redraws its bar with running averages after every batch; the epoch's values are on the
-        // last one, whose counter has reached the target.
-        if let progress = MetricLineParser.kerasProgress(line), progress.current < progress.target { return [] }
-        return points(from: pairs, time: time)
+        // last one, whose counter has reached the target (and which is drawn again after validation).
+        if let progress = MetricLineParser.kerasProgress(line) {
+            if kerasEpoch != nil && kerasEpoch?.batches == nil { kerasEpoch?.batches = progress.target }
+            if progress.current < progress.target { return result }
+            if let epoch = kerasEpoch, epoch.batches == progress.target {
+                for index in pairs.indices { pairs[index].step = epoch.index }
+            }
+        }
+        if let epoch = pairs.first?.step, MetricLineParser.startsWithStepWord(line) {
+            lastBarLine = Array(line)
+            // A bar just reset for epoch N (`Epoch 3: 0/8`, or Rich's `Epoch 3/9 ━━ 0/8`) still shows the
+            // values epoch N-1 ended with: Rich often draws epoch N-1's validation results only there.
+            // Before the first epoch they are the sanity check's. (tqdm's bar is also redrawn at 0 with
+            // the old epoch when it resets: those are epoch N's own.)
+            if MetricLineParser.epochBarCounter(line) == 0 {
+                for index in pairs.indices where pairs[index].step == epoch && lastStep[pairs[index].key] != epoch {
+                    pairs[index].step = epoch - 1
+                }
+                pairs.removeAll { $0.step.map { $0 < 0 } ?? false }
+                if pairs.isEmpty { return result }
+            }
+        }
+        if kind == .pythonDict {
+            result.dict = pairs
+            return result
+        }
+        result.points = points(from: pairs, time: time)
+        return result
     }
 
-    /// Hands out the held points (see the type's comment): at the end of the output, and after each
-    /// batch while a run records, so no point waits longer than a batch.
+    /// Indented far enough to be a wrapped column of the line above (Rich's bar, in its metrics column).
+    static func isContinuation(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+        line.count > 16 && line.prefix(16).allSatisfy { $0 == 0x20 }
+    }
+
+    static func isSpaceOrCR(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D }
+
+    /// Keras's epoch header is all of its line: `Epoch 3/10`.
+    static func isKerasHeader(_ line: UnsafeBufferPointer<UInt8>, prefixEnd: Int) -> Bool {
+        var i = prefixEnd
+        guard i < line.count, line[i] == 0x2F else { return false }
+        i += 1
+        let digits = i
+        while i < line.count && line[i] >= 0x30 && line[i] <= 0x39 { i += 1 }
+        return i > digits && line[i...].allSatisfy(isSpaceOrCR)
+    }
+
+    /// The points of one line, a Python dict's with the steps of any other line (for callers that have
+    /// no progress bar to take its step from).
+    public mutating func points(in line: UnsafeBufferPointer<UInt8>, time: Double) -> [MetricPoint] {
+        let result = process(line, time: time)
+        return result.points + (result.dict.map { points(from: $0, time: time) } ?? [])
+    }
+
+    /// Hands out the held points (see the type's comment), at the end of the output.
     public mutating func flush() -> [MetricPoint] {
         defer {
             held.removeAll(keepingCapacity: true)
@@ -389,9 +584,8 @@ public struct MetricExtractor: Sendable {
     public mutating func points(from pairs: [MetricLineParser.Pair], time: Double) -> [MetricPoint] {
         var stepKey: String?
         var bestRank = Int.max
-        for pair in pairs {
-            if let rank = Self.stepRank(pair.key), rank < bestRank,
-               pair.value == pair.value.rounded(), abs(pair.value) < 9e15 {
+        for pair in pairs where pair.step == nil && pair.integral {
+            if let rank = Self.stepRank(pair.key), rank < bestRank {
                 bestRank = rank
                 stepKey = pair.key
             }
@@ -414,8 +608,6 @@ public struct MetricExtractor: Sendable {
                     out.append(held[index])
                     held[index] = MetricPoint(key: pair.key, step: explicit, value: pair.value, time: time)
                 } else {
-                    // A redraw after its step was handed out (a flush came in between) is not a new point.
-                    if previous == explicit { continue }
                     heldIndex[pair.key] = held.count
                     held.append(MetricPoint(key: pair.key, step: explicit, value: pair.value, time: time))
                 }
@@ -437,15 +629,54 @@ public struct MetricExtractor: Sendable {
     }
 }
 
+/// Where a line stands in its stream, for what its bytes alone cannot say.
+public struct LineContext {
+    /// The stream's bytes before the current chunk (its last `MetricLineSplitter.historySize`), and the
+    /// chunk's bytes before the line.
+    fileprivate var history: UnsafeBufferPointer<UInt8>
+    fileprivate var before: UnsafeBufferPointer<UInt8>
+    /// Worked out already (for a line carried over from an earlier chunk).
+    fileprivate var known: Bool?
+
+    static var none: LineContext { LineContext(history: UnsafeBufferPointer(start: nil, count: 0), before: UnsafeBufferPointer(start: nil, count: 0), known: false) }
+
+    /// Whether the line is a redraw right after the line was blanked (`\r`, spaces, `\r`): what tqdm
+    /// writes around `tqdm.write()`, with which Hugging Face's Trainer prints its logs. Cursor-up escapes
+    /// (`\e[A`, from a second bar below) may stand between. Looks no further back than
+    /// `MetricLineSplitter.historySize` bytes, so that the answer does not depend on how output was chunked.
+    public var followsBlankedLine: Bool {
+        if let known { return known }
+        let total = history.count + before.count
+        let floor = max(0, total - MetricLineSplitter.historySize)
+        func byte(_ i: Int) -> UInt8 { i >= history.count ? before[i - history.count] : history[i] }
+        var i = total - 1
+        guard i >= floor, byte(i) == 0x0D else { return false }
+        while i >= floor {
+            if byte(i) == 0x0D { i -= 1; continue }
+            if i - 2 >= floor, byte(i) == 0x41, byte(i - 1) == 0x5B, byte(i - 2) == 0x1B { i -= 3; continue }
+            break
+        }
+        // The spaces must end with the `\r` that tqdm writes after blanking.
+        guard i >= floor, byte(i) == 0x20, byte(i + 1) == 0x0D else { return false }
+        while i >= floor && byte(i) == 0x20 { i -= 1 }
+        return i >= floor && byte(i) == 0x0D
+    }
+}
+
 /// Splits a stream of output into lines at `\n` and at `\r` (each redraw of a progress bar is a line for
 /// the parser) and yields only the lines that can hold a metric or set a step: those with a `:` or `=`,
 /// and those with `Epoch ` (Keras's `Epoch 3/10` header). It scans each
 /// chunk for separators, not for lines, so output without metrics costs a few vectorised `memchr` passes
 /// and nothing per line. The unfinished last line is carried to the next chunk; lines longer than
-/// `maxLine` are not metric lines, and their excess is dropped rather than buffered.
+/// `maxLine` are not metric lines, and their excess is dropped rather than buffered. What it yields does
+/// not depend on how the stream was cut into chunks.
 public struct MetricLineSplitter: Sendable {
     private var partial: [UInt8] = []
+    private var partialFollowsBlankedLine = false
     private var overflowed = false
+    /// The stream's last bytes before the current chunk (see `LineContext`).
+    private var history: [UInt8] = []
+    static let historySize = 1024
     let maxLine: Int
     /// Yield every line, not only those with a separator (for user patterns).
     let everyLine: Bool
@@ -455,10 +686,24 @@ public struct MetricLineSplitter: Sendable {
         self.everyLine = everyLine
     }
 
-    public mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
-        guard let base = chunk.baseAddress, chunk.count > 0 else { return }
-        if everyLine { return feedEveryLine(chunk, line) }
+    public mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>, LineContext) -> Void) {
+        guard chunk.baseAddress != nil, chunk.count > 0 else { return }
+        history.withUnsafeBufferPointer { history in
+            if everyLine { feedEveryLine(chunk, history: history, line) } else { feedSeparatorLines(chunk, history: history, line) }
+        }
+        // Keep the last bytes, trimming in steps so that tiny chunks cost little.
+        history.append(contentsOf: chunk.suffix(Self.historySize))
+        if history.count >= 2 * Self.historySize { history.removeFirst(history.count - Self.historySize) }
+    }
+
+    private mutating func feedSeparatorLines(_ chunk: UnsafeBufferPointer<UInt8>, history: UnsafeBufferPointer<UInt8>,
+                                             _ line: (UnsafeBufferPointer<UInt8>, LineContext) -> Void) {
+        let base = chunk.baseAddress!
         let n = chunk.count
+        let recent = UnsafeBufferPointer(rebasing: history.suffix(Self.historySize))
+        func context(_ start: Int) -> LineContext {
+            LineContext(history: recent, before: UnsafeBufferPointer(start: base, count: start), known: nil)
+        }
         func next(_ byte: UInt8, from start: Int) -> Int {
             guard start < n, let found = memchr(base + start, Int32(byte), n - start) else { return n }
             return UnsafePointer(found.assumingMemoryBound(to: UInt8.self)) - base
@@ -473,7 +718,7 @@ public struct MetricLineSplitter: Sendable {
         // The line carried over from the last chunk ends at this chunk's first terminator.
         if !partial.isEmpty || overflowed {
             let end = min(newline, cr)
-            carry(UnsafeBufferPointer(start: base, count: end))
+            carry(UnsafeBufferPointer(start: base, count: end), startingAt: nil)
             if end == n { return }
             emitCarried(line)
             position = end + 1
@@ -493,10 +738,10 @@ public struct MetricLineSplitter: Sendable {
             if cr < separator { cr = next(0x0D, from: separator) }
             let end = min(newline, cr)
             if end == n {
-                carry(UnsafeBufferPointer(start: base + start, count: n - start))
+                carry(UnsafeBufferPointer(start: base + start, count: n - start), startingAt: context(start))
                 return
             }
-            line(UnsafeBufferPointer(start: base + start, count: end - start))
+            line(UnsafeBufferPointer(start: base + start, count: end - start), context(start))
             position = end + 1
             if newline < position { newline = next(0x0A, from: position) }
             if cr < position { cr = next(0x0D, from: position) }
@@ -507,26 +752,32 @@ public struct MetricLineSplitter: Sendable {
         // No separator left: only the unfinished tail matters, since its rest may bring one.
         let rest = position..<n
         let tail = max(last(0x0A, in: rest) ?? -1, last(0x0D, in: rest) ?? -1, position - 1) + 1
-        carry(UnsafeBufferPointer(start: base + tail, count: n - tail))
+        carry(UnsafeBufferPointer(start: base + tail, count: n - tail), startingAt: context(tail))
     }
 
     /// Ends the stream: an unterminated last line still counts.
-    public mutating func finish(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+    public mutating func finish(_ line: (UnsafeBufferPointer<UInt8>, LineContext) -> Void) {
         emitCarried(line)
     }
 
-    private mutating func feedEveryLine(_ chunk: UnsafeBufferPointer<UInt8>, _ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+    private mutating func feedEveryLine(_ chunk: UnsafeBufferPointer<UInt8>, history: UnsafeBufferPointer<UInt8>,
+                                        _ line: (UnsafeBufferPointer<UInt8>, LineContext) -> Void) {
+        let recent = UnsafeBufferPointer(rebasing: history.suffix(Self.historySize))
         var start = 0
         for index in chunk.indices where chunk[index] == 0x0A || chunk[index] == 0x0D {
-            carry(UnsafeBufferPointer(rebasing: chunk[start..<index]))
+            carry(UnsafeBufferPointer(rebasing: chunk[start..<index]),
+                  startingAt: LineContext(history: recent, before: UnsafeBufferPointer(rebasing: chunk[..<start]), known: nil))
             emitCarried(line)
             start = index + 1
         }
-        carry(UnsafeBufferPointer(rebasing: chunk[start...]))
+        carry(UnsafeBufferPointer(rebasing: chunk[start...]),
+              startingAt: LineContext(history: recent, before: UnsafeBufferPointer(rebasing: chunk[..<start]), known: nil))
     }
 
-    private mutating func carry(_ bytes: UnsafeBufferPointer<UInt8>) {
+    /// Adds to the carried line; `context` is where it starts, when this begins it.
+    private mutating func carry(_ bytes: UnsafeBufferPointer<UInt8>, startingAt context: LineContext?) {
         if overflowed { return }
+        if partial.isEmpty, let context { partialFollowsBlankedLine = context.followsBlankedLine }
         if partial.count + bytes.count > maxLine {
             overflowed = true
             partial.removeAll()
@@ -551,12 +802,15 @@ public struct MetricLineSplitter: Sendable {
         return nil
     }
 
-    private mutating func emitCarried(_ line: (UnsafeBufferPointer<UInt8>) -> Void) {
+    private mutating func emitCarried(_ line: (UnsafeBufferPointer<UInt8>, LineContext) -> Void) {
         if !overflowed && !partial.isEmpty && (everyLine || partial.contains(0x3A) || partial.contains(0x3D)
                                                 || partial.withUnsafeBufferPointer({ Self.headerIndex($0) != nil })) {
-            partial.withUnsafeBufferPointer { line($0) }
+            var context = LineContext.none
+            context.known = partialFollowsBlankedLine
+            partial.withUnsafeBufferPointer { line($0, context) }
         }
         partial.removeAll(keepingCapacity: true)
+        partialFollowsBlankedLine = false
         overflowed = false
     }
 }

@@ -22,24 +22,26 @@ public final class OutputRecorder: @unchecked Sendable {
     private let log: RunLogWriter
     private let metrics: any MetricWriter
     private let parseOutput: Bool
-    /// Guarded by `condition`: points from elsewhere (the resource sampler) waiting to be stored.
-    private var addedPoints: [MetricPoint] = []
+    /// Guarded by `condition`: points from elsewhere (the log channel, event files…) waiting to be
+    /// stored, by source, and how many in all.
+    private var addedPoints: [MetricSource: [MetricPoint]] = [:]
+    private var addedCount = 0
     private let interval: Double
     private let maxPending: Int
     private let wakeAt = 4 << 20
     // Used by the recorder thread only.
-    private var splitters: [MetricLineSplitter]
-    private var extractor: MetricExtractor
+    private var console: ConsoleMetrics
     private var compression = CompressionPolicy()
+    /// Parsed from the console, and from elsewhere by source, not yet stored.
     private var unsavedPoints: [MetricPoint] = []
+    private var unsavedAdded: [MetricSource: [MetricPoint]] = [:]
     private var warned: Set<String> = []
     private let warn: @Sendable (String) -> Void
 
     /// `parseOutput` false stores the output without parsing metrics from it.
     public init(log: RunLogWriter, metrics: any MetricWriter, parseOutput: Bool, patterns: [MetricPattern] = [],
                 interval: Double = 0.25, maxPending: Int = 64 << 20, warn: @escaping @Sendable (String) -> Void) {
-        extractor = MetricExtractor(patterns: patterns)
-        splitters = [MetricLineSplitter(everyLine: !patterns.isEmpty), MetricLineSplitter(everyLine: !patterns.isEmpty)]
+        console = ConsoleMetrics(patterns: patterns)
         self.log = log
         self.metrics = metrics
         self.parseOutput = parseOutput
@@ -69,11 +71,12 @@ public final class OutputRecorder: @unchecked Sendable {
 
     /// Points from elsewhere (the log channel, the resource sampler), stored with the next batch. The
     /// caller waits while 200,000 points are already waiting, so memory stays bounded.
-    public func add(_ points: [MetricPoint]) {
+    public func add(_ points: [MetricPoint], source: MetricSource) {
         condition.lock()
-        while addedPoints.count > Self.maxWaitingPoints && !done { condition.wait() }
-        addedPoints += points
-        if addedPoints.count >= Self.wakeAtPoints { condition.broadcast() }
+        while addedCount > Self.maxWaitingPoints && !done { condition.wait() }
+        addedPoints[source, default: []] += points
+        addedCount += points.count
+        if addedCount >= Self.wakeAtPoints { condition.broadcast() }
         condition.unlock()
     }
 
@@ -93,7 +96,7 @@ public final class OutputRecorder: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            if !finishing && waitingBytes < wakeAt && addedPoints.count < Self.wakeAtPoints {
+            if !finishing && waitingBytes < wakeAt && addedCount < Self.wakeAtPoints {
                 _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
             }
             let final = finishing
@@ -101,8 +104,9 @@ public final class OutputRecorder: @unchecked Sendable {
             unwritten += collapser.flush(now: Clock.now(), final: final)
             let segments = unwritten
             let chunks = unparsed
-            unsavedPoints += addedPoints
+            unsavedAdded.merge(addedPoints) { $0 + $1 }
             addedPoints.removeAll(keepingCapacity: true)
+            addedCount = 0
             unwritten.removeAll(keepingCapacity: true)
             unparsed.removeAll(keepingCapacity: true)
             waitingBytes = 0
@@ -145,24 +149,22 @@ public final class OutputRecorder: @unchecked Sendable {
 
     private func parseAndStore(_ batch: [(OutputStream, Double, [UInt8])], final: Bool) {
         for (stream, time, bytes) in batch {
-            let slot = Int(stream.rawValue) - 1
-            bytes.withUnsafeBufferPointer { chunk in
-                splitters[slot].feed(chunk) { line in
-                    unsavedPoints.append(contentsOf: extractor.points(in: line, time: time))
-                }
-            }
+            bytes.withUnsafeBufferPointer { console.feed(Int(stream.rawValue) - 1, $0, time: time, into: &unsavedPoints) }
         }
-        if final && parseOutput {
-            let now = Clock.now()
-            for slot in 0..<2 {
-                splitters[slot].finish { line in unsavedPoints.append(contentsOf: extractor.points(in: line, time: now)) }
-            }
-        }
-        unsavedPoints.append(contentsOf: extractor.flush())
-        guard !unsavedPoints.isEmpty else { return }
+        // Points held for redraws wait until their step is over or the output ends, not for a batch to
+        // end: what is recorded must not depend on when bytes arrive.
+        if final && parseOutput { console.finish(time: Clock.now(), into: &unsavedPoints) }
         do {
-            try metrics.append(unsavedPoints)
-            unsavedPoints.removeAll(keepingCapacity: true)
+            // Each source is stored apart; which is stored first does not change what a series keeps.
+            if !unsavedPoints.isEmpty {
+                try metrics.append(unsavedPoints, source: .console)
+                unsavedPoints.removeAll(keepingCapacity: true)
+            }
+            for source in MetricSource.allCases {
+                guard let points = unsavedAdded[source], !points.isEmpty else { continue }
+                try metrics.append(points, source: source)
+                unsavedAdded[source] = nil
+            }
         } catch {
             // Kept for the next batch: the store may be locked for a while.
             warnOnce("metrics are waiting to be stored: \(error.message)")

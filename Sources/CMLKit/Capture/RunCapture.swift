@@ -18,6 +18,8 @@ public struct RunOptions: Sendable {
     public var metricPatterns: [MetricPattern]
     /// Whether scalars written to TensorBoard event files are imported (see `TensorBoardImporter`).
     public var importTensorBoard: Bool
+    /// Whether the CSV logs of Lightning's and Keras's `CSVLogger` are imported (see `CSVLogImporter`).
+    public var importCSVLogs: Bool
     /// Where to look for event files besides the working directory (`--tb-dir`); relative paths are
     /// taken from the working directory.
     public var tensorBoardDirectories: [String]
@@ -30,7 +32,7 @@ public struct RunOptions: Sendable {
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
                 maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
                 monitorInterval: Double = 10, metricPatterns: [MetricPattern] = [], importTensorBoard: Bool = true,
-                tensorBoardDirectories: [String] = [], tensorBoardInterval: Double = 5) {
+                tensorBoardDirectories: [String] = [], tensorBoardInterval: Double = 5, importCSVLogs: Bool = true) {
         self.name = name
         self.project = project
         self.tags = tags
@@ -41,6 +43,7 @@ public struct RunOptions: Sendable {
         self.monitorInterval = monitorInterval
         self.metricPatterns = metricPatterns
         self.importTensorBoard = importTensorBoard
+        self.importCSVLogs = importCSVLogs
         self.tensorBoardDirectories = tensorBoardDirectories
         self.tensorBoardInterval = tensorBoardInterval
     }
@@ -225,11 +228,15 @@ public enum RunCapture {
         channel.start { lines, first in sink.handle(lines, firstNumber: first) }
         let pump = OutputPump(child: child, recorder: recorder, passThrough: launch.passThrough)
         let sampler = options.monitorInterval > 0
-            ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0) } : nil
+            ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0, source: .monitor) } : nil
+        let logDirectories = [cwd] + options.tensorBoardDirectories.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
         let tensorBoard = options.importTensorBoard
-            ? TensorBoardWatcher(importer: TensorBoardImporter(directories: [cwd] + options.tensorBoardDirectories.map {
-                $0.hasPrefix("/") ? $0 : cwd + "/" + $0
-            }, modifiedSince: startedAt - 1), interval: options.tensorBoardInterval, deliver: { recorder.add($0) }, warn: warn)
+            ? MetricLogWatcher(importer: TensorBoardImporter(directories: logDirectories, modifiedSince: startedAt - 1),
+                               interval: options.tensorBoardInterval, deliver: { recorder.add($0, source: .tensorboard) }, warn: warn)
+            : nil
+        let csvLogs = options.importCSVLogs
+            ? MetricLogWatcher(importer: CSVLogImporter(directories: logDirectories, modifiedSince: startedAt - 1),
+                               interval: options.tensorBoardInterval, deliver: { recorder.add($0, source: .csv) }, warn: warn)
             : nil
         let exit = child.wait()
         sampler?.stop()
@@ -238,6 +245,7 @@ public enum RunCapture {
         pump.waitUntilDrained()
         // After the output has drained, so that what processes the command left behind wrote is read too.
         tensorBoard?.stop()
+        csvLogs?.stop()
         let logBytes = recorder.finish()
 
         let end: LeasedRunEnd
@@ -308,6 +316,6 @@ private final class ChannelSink: @unchecked Sendable {
                 }
             }
         }
-        if !points.isEmpty { recorder.add(points) }
+        if !points.isEmpty { recorder.add(points, source: .log) }
     }
 }

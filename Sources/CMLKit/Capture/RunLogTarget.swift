@@ -53,7 +53,7 @@ public final class RunLogTarget {
     /// Stores the points gathered (in one transaction) when writing to the store directly.
     public func close() throws(CMLError) {
         if case .store(_, _, let writer) = destination, !points.isEmpty {
-            try writer.append(points)
+            try writer.append(points, source: .log)
             points.removeAll()
         }
     }

@@ -46,6 +46,32 @@ public struct MetricPoint: Sendable, Equatable {
     }
 }
 
+/// Where a metric series came from. A series has one source: when a key arrives from a source that
+/// ranks higher than the one its points came from so far, those points are dropped and the series starts
+/// again (the points a progress bar showed give way to the same key in an event file); points from a
+/// lower one are left out.
+public enum MetricSource: String, Sendable, Equatable, CaseIterable {
+    /// Parsed from the console output.
+    case console
+    /// CSV logs the framework wrote (Lightning's and Keras's `CSVLogger`).
+    case csv
+    /// TensorBoard event files.
+    case tensorboard
+    /// Written by the program itself: `$CML_LOG_FD`, the `cml` Python module, `cml-log`.
+    case log
+    /// The resource monitor's `sys/…` series.
+    case monitor
+
+    var rank: Int {
+        switch self {
+        case .console: 0
+        case .csv: 1
+        case .tensorboard: 2
+        case .log, .monitor: 3
+        }
+    }
+}
+
 /// What a run keeps per metric so that listing and sorting never read the series.
 public struct MetricSummary: Sendable, Equatable {
     public var key: String
@@ -55,6 +81,8 @@ public struct MetricSummary: Sendable, Equatable {
     public var max: Double
     public var lastStep: Int64
     public var lastTime: Double
+    /// nil for series recorded before sources were kept.
+    public var source: MetricSource? = nil
 }
 
 /// How a run's process ended.

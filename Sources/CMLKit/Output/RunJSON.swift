@@ -38,6 +38,7 @@ extension Run {
                 (summary.key, .object([
                     ("last", .double(summary.last)), ("min", .double(summary.min)), ("max", .double(summary.max)),
                     ("count", .int(summary.count)), ("last_step", .int(summary.lastStep)),
+                    ("source", summary.source.map { .string($0.rawValue) } ?? .null),
                 ]))
             })),
         ]

@@ -316,7 +316,7 @@ public final class SQLiteStore: Store {
             }
             var metrics: [String: [MetricSummary]] = [:]
             try Self.eachRow(db, """
-                SELECT run_id, key, count, last, min, max, last_step, last_time FROM metric_series
+                SELECT run_id, key, count, last, min, max, last_step, last_time, source FROM metric_series
                 WHERE run_id IN \(idList) ORDER BY run_id, key
                 """, ids) { raw in
                 func number(_ column: Int32) -> Double {
@@ -324,7 +324,8 @@ public final class SQLiteStore: Store {
                 }
                 metrics[Self.text(raw, 0), default: []].append(MetricSummary(
                     key: Self.text(raw, 1), count: sqlite3_column_int64(raw, 2), last: number(3), min: number(4),
-                    max: number(5), lastStep: sqlite3_column_int64(raw, 6), lastTime: sqlite3_column_double(raw, 7)))
+                    max: number(5), lastStep: sqlite3_column_int64(raw, 6), lastTime: sqlite3_column_double(raw, 7),
+                    source: sqlite3_column_type(raw, 8) == SQLITE_NULL ? nil : MetricSource(rawValue: Self.text(raw, 8))))
             }
             let queueInfo = try Self.queueInfo(db, ids: ids, idList: idList)
             var datasets: [String: [DatasetUse]] = [:]
@@ -522,10 +523,11 @@ final class SQLiteMetricWriter: MetricWriter {
 
     /// Each batch reads the state of the series it touches inside its own write transaction, so other
     /// writers to the same run (`cml-log --run`, another process) interleave safely between batches.
-    func append(_ points: [MetricPoint]) throws(CMLError) {
+    func append(_ points: [MetricPoint], source: MetricSource) throws(CMLError) {
         if points.isEmpty { return }
         try store.write { db in
-            var state: [String: Series] = [:]
+            // nil: the key's series keeps another source's points, and these are left out.
+            var state: [String: Series?] = [:]
             let insert = try db.cachedStatement(sql: "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?, ?, ?, ?, ?)")
             let raw = insert.sqliteStatement
             let lookup = try db.cachedStatement(sql: """
@@ -535,14 +537,30 @@ final class SQLiteMetricWriter: MetricWriter {
             for point in points {
                 var series: Series
                 if let known = state[point.key] {
+                    guard let known else { continue }
                     series = known
                 } else if let row = try Row.fetchOne(lookup, arguments: [runID, point.key]) {
-                    series = Series(id: row["id"], nextSeq: row["next_seq"], summary: MetricSummary(
-                        key: point.key, count: row["count"], last: row["last"] ?? .nan, min: row["min"] ?? .nan,
-                        max: row["max"] ?? .nan, lastStep: row["last_step"], lastTime: row["last_time"]))
+                    let stored = (row["source"] as String?).flatMap(MetricSource.init(rawValue:)) ?? .console
+                    if stored.rank > source.rank {
+                        state[point.key] = .some(nil)
+                        continue
+                    }
+                    if stored != source {
+                        // The series starts again from this source (see `MetricSource`).
+                        let id: Int64 = row["id"]
+                        try db.execute(sql: "DELETE FROM metric_points WHERE series = ?", arguments: [id])
+                        try db.execute(sql: "UPDATE metric_series SET source = ? WHERE id = ?", arguments: [source.rawValue, id])
+                        series = Series(id: id, nextSeq: 0, summary: MetricSummary(
+                            key: point.key, count: 0, last: .nan, min: .nan, max: .nan, lastStep: 0, lastTime: 0))
+                        series.touched = true
+                    } else {
+                        series = Series(id: row["id"], nextSeq: row["next_seq"], summary: MetricSummary(
+                            key: point.key, count: row["count"], last: row["last"] ?? .nan, min: row["min"] ?? .nan,
+                            max: row["max"] ?? .nan, lastStep: row["last_step"], lastTime: row["last_time"]))
+                    }
                 } else {
-                    try db.execute(sql: "INSERT INTO metric_series (run_id, key, count, last_step, last_time) VALUES (?, ?, 0, 0, 0)",
-                                   arguments: [runID, point.key])
+                    try db.execute(sql: "INSERT INTO metric_series (run_id, key, count, last_step, last_time, source) VALUES (?, ?, 0, 0, 0, ?)",
+                                   arguments: [runID, point.key, source.rawValue])
                     series = Series(id: db.lastInsertedRowID, nextSeq: 0, summary: MetricSummary(
                         key: point.key, count: 0, last: .nan, min: .nan, max: .nan, lastStep: 0, lastTime: 0))
                 }
@@ -565,11 +583,10 @@ final class SQLiteMetricWriter: MetricWriter {
             let update = try db.cachedStatement(sql: """
                 UPDATE metric_series SET count = ?, last = ?, min = ?, max = ?, last_step = ?, last_time = ? WHERE id = ?
                 """)
-            for (key, entry) in state where entry.touched {
+            for case let (_, entry?) in state where entry.touched {
                 let s = entry.summary
                 try update.execute(arguments: [s.count, s.last.isNaN ? nil : s.last, s.min.isNaN ? nil : s.min,
                                                s.max.isNaN ? nil : s.max, s.lastStep, s.lastTime, entry.id])
-                state[key]!.touched = false
             }
         }
     }

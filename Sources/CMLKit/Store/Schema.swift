@@ -221,6 +221,10 @@ enum Schema {
         DROP TABLE version_blobs;
         ALTER TABLE version_blobs_by_version RENAME TO version_blobs;
         """,
+        // 6: where each metric series came from (`MetricSource`); NULL for series recorded before.
+        """
+        ALTER TABLE metric_series ADD COLUMN source TEXT;
+        """,
     ]
 
     static func migrate(_ queue: DatabaseQueue) throws {

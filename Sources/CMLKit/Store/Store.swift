@@ -167,6 +167,9 @@ public protocol Store: Sendable {
 }
 
 public protocol MetricWriter: AnyObject {
-    /// Appends points in one transaction; summaries are updated in the same transaction.
-    func append(_ points: [MetricPoint]) throws(CMLError)
+    /// Appends points from `source` in one transaction; summaries are updated in the same transaction.
+    /// A series keeps the points of one source (see `MetricSource`): the points of a key whose series
+    /// came from a higher-ranking source are left out, and a series from a lower-ranking one is emptied
+    /// first.
+    func append(_ points: [MetricPoint], source: MetricSource) throws(CMLError)
 }

@@ -20,9 +20,9 @@ struct Parse: ParsableCommand {
     func run() throws {
         var patterns: [MetricPattern] = []
         for text in metricPatterns { patterns.append(try MetricPattern(text)) }
-        var extractor = MetricExtractor(patterns: patterns)
-        var splitter = MetricLineSplitter(everyLine: extractor.needsEveryLine)
+        var console = ConsoleMetrics(patterns: patterns, streams: 1)
         var out = MetricLineEncoder()
+        var points: [MetricPoint] = []
         let size = 1 << 20
         var buffer = [UInt8](repeating: 0, count: size)
         let time = Clock.now()
@@ -31,16 +31,14 @@ struct Parse: ParsableCommand {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             buffer.withUnsafeBufferPointer { chunk in
-                splitter.feed(UnsafeBufferPointer(rebasing: chunk[0..<n])) { line in
-                    for point in extractor.points(in: line, time: time) { out.append(point) }
-                }
+                console.feed(0, UnsafeBufferPointer(rebasing: chunk[0..<n]), time: time, into: &points)
             }
+            for point in points { out.append(point) }
+            points.removeAll(keepingCapacity: true)
             FileHandleOutput.standardOutput(bytes: out.take())
         }
-        splitter.finish { line in
-            for point in extractor.points(in: line, time: time) { out.append(point) }
-        }
-        for point in extractor.flush() { out.append(point) }
+        console.finish(time: time, into: &points)
+        for point in points { out.append(point) }
         FileHandleOutput.standardOutput(bytes: out.take())
     }
 }

@@ -34,6 +34,9 @@ struct RecordOptions: ParsableArguments {
     @Flag(name: .customLong("no-tensorboard"), help: "Do not import scalars from TensorBoard event files.")
     var noTensorBoard = false
 
+    @Flag(name: .customLong("no-csv-logs"), help: "Do not import the CSV logs of Lightning's and Keras's CSVLogger.")
+    var noCSVLogs = false
+
     @Option(name: .customLong("tb-interval"), help: ArgumentHelp("Seconds between searches for new TensorBoard scalars while the command runs (one more follows its end).", valueName: "seconds"))
     var tensorBoardInterval: Double = 5
 
@@ -61,7 +64,7 @@ struct RecordOptions: ParsableArguments {
                                  parseMetrics: !noMetrics, monitorInterval: monitorInterval,
                                  metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },
                                  importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
-                                 tensorBoardInterval: tensorBoardInterval)
+                                 tensorBoardInterval: tensorBoardInterval, importCSVLogs: !noCSVLogs)
         options.datasets = try datasets.map { (text) throws(CMLError) in try VersionReference(text) }
         return options
     }
