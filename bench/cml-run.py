@@ -7,8 +7,8 @@
      (to /dev/null: a bare pipe; and to a file: a pipe that also stores every byte, as cml-run does);
   3. lines per second of the metric parser (`cml-run parse`) on a million lines of training output.
 
-With --against OTHER (another build of cml-run, say an older commit's), the overhead rows also time
-OTHER, interleaved with the rest, each binary with its own store.
+With --against OTHER (another build of cml-run, say an older commit's), every row also times OTHER,
+interleaved with the rest, each binary with its own store.
 
 Usage: python3 bench/cml-run.py [--bin .build/release/cml-run] [--against OTHER] [--pairs 30] [--gib 1]
 """
@@ -36,7 +36,7 @@ scratch = tempfile.mkdtemp(prefix="cml-bench-")
 env = dict(os.environ, CML_STORE=os.path.join(scratch, "store"))
 
 
-def timed(command, **kwargs):
+def timed(command, env=env, **kwargs):
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, **kwargs)
     return time.perf_counter() - start
@@ -130,6 +130,11 @@ for label, source in [("repeated line", producer), ("varied text", varied_produc
     print(f"throughput of {mib:.0f} MiB of {label} (best of {args.repeat}): cat > /dev/null {mib / cat_null:.0f} MiB/s, "
           f"cat > file {mib / cat_file:.0f} MiB/s, cml-run {mib / through:.0f} MiB/s; "
           f"ratio to cat > /dev/null {cat_null / through:.2f}, to cat > file {cat_file / through:.2f} (target >= 0.5)")
+    if args.against:
+        other_through = min(timed(["sh", "-c", f"{args.against} -- sh -c {shlex.quote(source)} > /dev/null"], env=other_env)
+                            for _ in range(args.repeat))
+        print(f"  {args.against}: {mib / other_through:.0f} MiB/s; ratio to cat > /dev/null {cat_null / other_through:.2f}, "
+              f"to cat > file {cat_file / other_through:.2f}")
 
 random.seed(1)
 words = "the model data loader worker saving checkpoint warmup cuda memory".split()
@@ -147,9 +152,17 @@ with open(sample, "w") as out:
             out.write(f"{i}/1000000 [00:{i % 60:02d}<00:10, {random.random() * 500:.2f}it/s]\n")
 with open(sample, "rb") as source:
     wc_time = min(timed(["wc", "-l"], stdin=source, stdout=subprocess.DEVNULL) for _ in range(args.repeat) if source.seek(0) == 0)
-with open(sample, "rb") as source:
-    parse_time = min(timed([cml, "parse"], stdin=source, stdout=subprocess.DEVNULL) for _ in range(args.repeat) if source.seek(0) == 0)
+
+def parse_time(binary):
+    with open(sample, "rb") as source:
+        return min(timed([binary, "parse"], stdin=source, stdout=subprocess.DEVNULL) for _ in range(args.repeat) if source.seek(0) == 0)
+
+
+# Interleaved with OTHER's, so that both see the same machine.
+times = [(parse_time(cml), parse_time(args.against) if args.against else None) for _ in range(2)]
+parse_time, other_parse = min(t for t, _ in times), (min(o for _, o in times) if args.against else None)
 points = int(subprocess.run(f"{cml} parse < {sample} | wc -l", shell=True, env=env, capture_output=True, text=True).stdout)
 print(f"metric parser on 1,000,000 lines (best of {args.repeat}): {1e6 / parse_time / 1e6:.2f} M lines/s, {points} points "
-      f"({parse_time:.3f} s including start-up and JSON output; wc -l takes {wc_time:.3f} s; target >= 1 M lines/s)")
+      f"({parse_time:.3f} s including start-up and JSON output; wc -l takes {wc_time:.3f} s; target >= 1 M lines/s)"
+      + (f"; {args.against}: {1e6 / other_parse / 1e6:.2f} M lines/s ({other_parse:.3f} s)" if other_parse else ""))
 shutil.rmtree(scratch)

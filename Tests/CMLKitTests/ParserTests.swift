@@ -311,7 +311,7 @@ struct FrameworkOutputTests {
         // Keras's fit(verbose=1) when its output is not a terminal: a header, then one line per epoch.
         #expect(points(["Epoch 1/2", "60/60 - 1s - 10ms/step - loss: 0.5 - accuracy: 0.8",
                         "Epoch 2/2", "60/60 - 1s - 9ms/step - loss: 0.3 - accuracy: 0.9 - val_loss: 0.2"]) ==
-                ["loss@1=0.5", "accuracy@1=0.8", "loss@2=0.3", "accuracy@2=0.9", "val_loss@2=0.2"])
+                ["loss@0=0.5", "accuracy@0=0.8", "loss@1=0.3", "accuracy@1=0.9", "val_loss@1=0.2"])
     }
 
     @Test func kerasOnATerminalGivesTheLastValuesOfEachEpoch() {

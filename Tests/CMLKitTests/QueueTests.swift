@@ -264,7 +264,7 @@ struct QueueStoreTests {
         let quiet = try store.queueWatcher()
         let run = try box.makeRun()
         let started = Clock.now()
-        try store.metricWriter(run: run).append([MetricPoint(key: "loss", step: 0, value: 1, time: started)])
+        try store.metricWriter(run: run).append([MetricPoint(key: "loss", step: 0, value: 1, time: started)], source: .console)
         quiet.wait(timeout: 0.3)
         #expect(Clock.now() - started >= 0.29)
     }

@@ -85,10 +85,10 @@ struct StoreTests {
         let store = box.store!
         let id = try box.makeRun()
         let writer = try store.metricWriter(run: id)
-        try writer.append((0..<1000).map { MetricPoint(key: "loss", step: Int64($0), value: 1.0 / Double($0 + 1), time: 1) })
-        try writer.append([MetricPoint(key: "acc", step: 0, value: .nan, time: 2), MetricPoint(key: "acc", step: 1, value: 0.5, time: 3)])
+        try writer.append((0..<1000).map { MetricPoint(key: "loss", step: Int64($0), value: 1.0 / Double($0 + 1), time: 1) }, source: .console)
+        try writer.append([MetricPoint(key: "acc", step: 0, value: .nan, time: 2), MetricPoint(key: "acc", step: 1, value: 0.5, time: 3)], source: .console)
         // A second writer (another process appending later) continues the series.
-        try store.metricWriter(run: id).append([MetricPoint(key: "loss", step: 1000, value: 2, time: 4)])
+        try store.metricWriter(run: id).append([MetricPoint(key: "loss", step: 1000, value: 2, time: 4)], source: .console)
         let run = try store.run(id: id)
         let loss = try #require(run.metrics.first { $0.key == "loss" })
         #expect(loss.count == 1001 && loss.min == 0.001 && loss.max == 2 && loss.last == 2 && loss.lastStep == 1000)
@@ -110,12 +110,40 @@ struct StoreTests {
         let second = try SQLiteStore(directory: directory).metricWriter(run: id)
         for batch in 0..<4 {
             let writer = batch % 2 == 0 ? first : second
-            try writer.append([MetricPoint(key: "loss", step: Int64(batch), value: Double(batch), time: 1)])
+            try writer.append([MetricPoint(key: "loss", step: Int64(batch), value: Double(batch), time: 1)], source: .console)
         }
         var steps: [Int64] = []
         try store.forEachMetric(run: id, key: "loss") { steps.append($0.step) }
         #expect(steps == [0, 1, 2, 3])
         #expect(try store.run(id: id).metrics.first?.count == 4)
+    }
+
+    @Test func aSeriesKeepsOneSourceTheHighestThatGaveIt() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        let id = try box.makeRun()
+        let writer = try store.metricWriter(run: id)
+        func series() throws -> (steps: [Int64], values: [Double], summary: MetricSummary?) {
+            var points: [MetricPoint] = []
+            try store.forEachMetric(run: id, key: "loss") { points.append($0) }
+            return (points.map(\.step), points.map(\.value), try store.run(id: id).metrics.first { $0.key == "loss" })
+        }
+        // A progress bar's points first, then the same key from an event file: the bar's go.
+        try writer.append([MetricPoint(key: "loss", step: 0, value: 0.9, time: 1), MetricPoint(key: "loss", step: 1, value: 0.8, time: 2)], source: .console)
+        try writer.append([MetricPoint(key: "loss", step: 10, value: 0.7, time: 3)], source: .tensorboard)
+        var now = try series()
+        #expect(now.steps == [10] && now.values == [0.7])
+        #expect(now.summary?.count == 1 && now.summary?.max == 0.7 && now.summary?.source == .tensorboard)
+        // The bar keeps drawing: left out. More from the event file: appended.
+        try writer.append([MetricPoint(key: "loss", step: 2, value: 0.6, time: 4)], source: .console)
+        try writer.append([MetricPoint(key: "loss", step: 20, value: 0.5, time: 5)], source: .tensorboard)
+        now = try series()
+        #expect(now.steps == [10, 20] && now.summary?.count == 2 && now.summary?.last == 0.5)
+        // The program's own log ranks above both; a later writer of another process sees the same.
+        try SQLiteStore(directory: box.directory).metricWriter(run: id).append([MetricPoint(key: "loss", step: 3, value: 0.4, time: 6)], source: .log)
+        try writer.append([MetricPoint(key: "loss", step: 30, value: 0.3, time: 7)], source: .tensorboard)
+        now = try series()
+        #expect(now.steps == [3] && now.summary?.source == .log && now.summary?.min == 0.4)
     }
 
     @Test func blobsAreStoredOnceAndAtomically() throws {

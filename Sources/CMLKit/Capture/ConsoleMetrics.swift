@@ -7,7 +7,8 @@
 /// that bar. On a terminal, dict and bar share one stream, and the next bar drawn after the dict tells
 /// the step. Piped, the dicts go to stdout and the bar to stderr, so the order between them is lost; there
 /// each redraw right after a blanked bar marks one `tqdm.write`, and dicts take the marks' counters in
-/// order. A dict that no bar can give a step to (tqdm disabled) takes steps as any other line.
+/// order. Since the other stream's bytes may come later, a dict of a stream without a bar waits for its
+/// mark, and one that none comes to by the end (tqdm disabled) takes steps as any other line then.
 public struct ConsoleMetrics: Sendable {
     private struct PendingDict: Sendable {
         var stream: Int
@@ -81,7 +82,7 @@ public struct ConsoleMetrics: Sendable {
         let dict = PendingDict(stream: stream, pairs: pairs, time: time)
         if streams[stream].lastCounter != nil {
             streams[stream].awaitingCounter.append(dict)
-        } else if streams.indices.contains(where: { $0 != stream && streams[$0].lastCounter != nil }) {
+        } else if streams.count > 1 {
             awaitingMark.append(dict)
             pairMarks(into: &out)
         } else {

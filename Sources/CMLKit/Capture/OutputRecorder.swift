@@ -39,9 +39,10 @@ public final class OutputRecorder: @unchecked Sendable {
     private let warn: @Sendable (String) -> Void
 
     /// `parseOutput` false stores the output without parsing metrics from it.
-    public init(log: RunLogWriter, metrics: any MetricWriter, parseOutput: Bool, patterns: [MetricPattern] = [],
+    /// `streams`: 1 when stdout and stderr are one terminal, 2 when they are pipes.
+    public init(log: RunLogWriter, metrics: any MetricWriter, parseOutput: Bool, patterns: [MetricPattern] = [], streams: Int = 2,
                 interval: Double = 0.25, maxPending: Int = 64 << 20, warn: @escaping @Sendable (String) -> Void) {
-        console = ConsoleMetrics(patterns: patterns)
+        console = ConsoleMetrics(patterns: patterns, streams: streams)
         self.log = log
         self.metrics = metrics
         self.parseOutput = parseOutput

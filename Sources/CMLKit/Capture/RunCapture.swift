@@ -223,7 +223,7 @@ public enum RunCapture {
         channel.closeChildEnd()
 
         let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics,
-                                      patterns: options.metricPatterns, warn: warn)
+                                      patterns: options.metricPatterns, streams: child.outputs.count, warn: warn)
         let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
         channel.start { lines, first in sink.handle(lines, firstNumber: first) }
         let pump = OutputPump(child: child, recorder: recorder, passThrough: launch.passThrough)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMLCommandLine
 import CMLKit
 import Glibc
 
@@ -7,12 +8,15 @@ struct Parse: ParsableCommand {
         commandName: "parse",
         abstract: "Print the metric points cml-run would capture from output read on stdin.",
         discussion: """
-            Use it to check what a script's saved output yields, without running anything.
+            Use it to check what a script's saved output yields, without running anything. It reads no
+            store; --store is taken, as by every subcommand, so that scripts can pass it to all of them.
 
             Example:
               python train.py 2>&1 | tee out.txt; cml-run parse < out.txt
             """
     )
+
+    @OptionGroup var storeOption: StoreOption
 
     @Option(name: .customLong("metric-pattern"), help: ArgumentHelp("A regular expression with named groups key, value and optionally step (repeatable).", valueName: "regex"))
     var metricPatterns: [String] = []

@@ -28,7 +28,7 @@ struct RecordOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Seconds between samples of CPU, memory and GPU use (sys/… metrics); 0 turns them off.", valueName: "seconds"))
     var monitorInterval: Double = 10
 
-    @Option(name: .customLong("tb-dir"), help: ArgumentHelp("Also import TensorBoard scalars from event files under this directory (repeatable; relative to the working directory, which is always searched).", valueName: "dir"))
+    @Option(name: .customLong("tb-dir"), help: ArgumentHelp("Also import TensorBoard scalars and CSV logs from under this directory (repeatable; relative to the working directory, which is always searched).", valueName: "dir"))
     var tensorBoardDirectories: [String] = []
 
     @Flag(name: .customLong("no-tensorboard"), help: "Do not import scalars from TensorBoard event files.")

@@ -1,12 +1,9 @@
 import Glibc
 
 /// Finds TensorBoard event files (names holding "tfevents") under some directories and reads the scalar
-/// points written to them since the last pass. The search is bounded so that a run started in a huge
-/// data directory does not stall: hidden directories (.git, .venv), `node_modules` and `__pycache__` are
-/// skipped, symbolic links are not followed, and each directory is searched `maxDepth` levels deep (a
-/// file directly in it is 1 level down) and `maxEntries` entries far at most.
+/// points written to them since the last pass. The search is bounded (see `MetricLogSearch`).
 public struct TensorBoardImporter {
-    public static let maxDepth = 8
+    public static let maxDepth = MetricLogSearch.maxDepth
 
     /// The directories searched, absolute.
     public let directories: [String]
@@ -61,51 +58,9 @@ public struct TensorBoardImporter {
     }
 
     /// Calls `body` with each event file under `directory` and its lstat; false when the search stopped
-    /// at `maxEntries`. A directory that cannot be opened (gone, not permitted) is passed over. Names are
-    /// looked at in place and made Strings only for directories and event files: every run searches its
-    /// working directory once at the end, so this is on the path of cml-run's overhead.
+    /// at `maxEntries`.
     static func findEventFiles(in directory: String, maxEntries: Int, _ body: (String, stat) -> Void) -> Bool {
-        // Breadth first, so that ./runs/… is found before the search spends its entries deep in data.
-        var pending: [(path: String, depth: Int)] = [(directory, 0)]
-        var next = 0
-        var entries = 0
-        while next < pending.count {
-            let (path, depth) = pending[next]
-            next += 1
-            guard let stream = opendir(path) else { continue }
-            defer { closedir(stream) }
-            while let entry = readdir(stream) {
-                var type = Int(entry.pointee.d_type)
-                let (selfOrParent, hidden, eventFile, name): (Bool, Bool, Bool, String?) = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    let name = raw.bindMemory(to: CChar.self).baseAddress!
-                    let dot: CChar = 0x2E
-                    let hidden = name[0] == dot
-                    let selfOrParent = hidden && (name[1] == 0 || name[1] == dot && name[2] == 0)
-                    let eventFile = strstr(name, "tfevents") != nil
-                    let wanted = (type == DT_DIR && !hidden) || type == DT_UNKNOWN || eventFile
-                    return (selfOrParent, hidden, eventFile, wanted ? String(cString: name) : nil)
-                }
-                if selfOrParent { continue }
-                entries += 1
-                guard entries <= maxEntries else { return false }
-                guard let name else { continue }
-                let child = path + "/" + name
-                var info = stat()
-                if type == DT_UNKNOWN {
-                    // Some file systems do not fill in d_type.
-                    guard lstat(child, &info) == 0 else { continue }
-                    type = (info.st_mode & S_IFMT) == S_IFDIR ? DT_DIR : (info.st_mode & S_IFMT) == S_IFREG ? DT_REG : DT_LNK
-                }
-                if type == DT_DIR {
-                    // Deeper trees are passed over without a word: they are common, and logs seldom lie there.
-                    if hidden || name == "node_modules" || name == "__pycache__" || depth + 1 >= maxDepth { continue }
-                    pending.append((child, depth + 1))
-                } else if type == DT_REG, eventFile, lstat(child, &info) == 0 {
-                    body(child, info)
-                }
-            }
-        }
-        return true
+        MetricLogSearch.findFiles(in: directory, maxEntries: maxEntries, named: { strstr($0, "tfevents") != nil }, body)
     }
 
     /// The metric a tag's points go to. Usually the tag itself; but `add_scalars("loss", {"train": …})`
@@ -171,7 +126,66 @@ extension TensorBoardImporter {
             }
         }
         let new = points.filter { known.insert(PointIdentity(key: $0.key, step: $0.step, time: $0.time.bitPattern)).inserted }
-        try store.metricWriter(run: id).append(new)
+        try store.metricWriter(run: id).append(new, source: .tensorboard)
         return (new.count, points.count - new.count)
+    }
+}
+
+/// The bounded search for the metric logs training frameworks write (TensorBoard event files, CSV logs)
+/// under a directory, so that a run started in a huge data directory does not stall: hidden directories
+/// (.git, .venv), `node_modules` and `__pycache__` are skipped, symbolic links are not followed, and each
+/// directory is searched `maxDepth` levels deep (a file directly in it is 1 level down) and `maxEntries`
+/// entries far at most.
+enum MetricLogSearch {
+    static let maxDepth = 8
+
+    /// Calls `body` with each regular file under `directory` whose name `named` accepts, and its lstat;
+    /// false when the search stopped at `maxEntries`. A directory that cannot be opened (gone, not
+    /// permitted) is passed over. Names are looked at in place and made Strings only for directories and
+    /// wanted files: every run searches its working directory once at the end, so this is on the path of
+    /// cml-run's overhead.
+    static func findFiles(in directory: String, maxEntries: Int, named: (UnsafePointer<CChar>) -> Bool,
+                          _ body: (String, stat) -> Void) -> Bool {
+        // Breadth first, so that ./runs/… is found before the search spends its entries deep in data.
+        var pending: [(path: String, depth: Int)] = [(directory, 0)]
+        var next = 0
+        var entries = 0
+        while next < pending.count {
+            let (path, depth) = pending[next]
+            next += 1
+            guard let stream = opendir(path) else { continue }
+            defer { closedir(stream) }
+            while let entry = readdir(stream) {
+                var type = Int(entry.pointee.d_type)
+                let (selfOrParent, hidden, wantedFile, name): (Bool, Bool, Bool, String?) = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    let name = raw.bindMemory(to: CChar.self).baseAddress!
+                    let dot: CChar = 0x2E
+                    let hidden = name[0] == dot
+                    let selfOrParent = hidden && (name[1] == 0 || name[1] == dot && name[2] == 0)
+                    let wantedFile = named(name)
+                    let wanted = (type == DT_DIR && !hidden) || type == DT_UNKNOWN || wantedFile
+                    return (selfOrParent, hidden, wantedFile, wanted ? String(cString: name) : nil)
+                }
+                if selfOrParent { continue }
+                entries += 1
+                guard entries <= maxEntries else { return false }
+                guard let name else { continue }
+                let child = path + "/" + name
+                var info = stat()
+                if type == DT_UNKNOWN {
+                    // Some file systems do not fill in d_type.
+                    guard lstat(child, &info) == 0 else { continue }
+                    type = (info.st_mode & S_IFMT) == S_IFDIR ? DT_DIR : (info.st_mode & S_IFMT) == S_IFREG ? DT_REG : DT_LNK
+                }
+                if type == DT_DIR {
+                    // Deeper trees are passed over without a word: they are common, and logs seldom lie there.
+                    if hidden || name == "node_modules" || name == "__pycache__" || depth + 1 >= maxDepth { continue }
+                    pending.append((child, depth + 1))
+                } else if type == DT_REG, wantedFile, lstat(child, &info) == 0 {
+                    body(child, info)
+                }
+            }
+        }
+        return true
     }
 }
