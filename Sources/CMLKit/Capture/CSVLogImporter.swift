@@ -14,53 +14,32 @@ public struct CSVLogImporter: Sendable {
     public static let maxFileBytes: Int64 = 64 << 20
 
     /// The directories searched, absolute.
-    public let directories: [String]
-    private let maxEntries: Int
-    /// Files last modified before this time are left alone (a previous run's logs); nil imports all.
-    private let modifiedSince: Double?
+    public var directories: [String] { finder.directories }
+    private var finder: MetricLogFinder
     /// Every file looked at, log or not, by path: a file rewritten in place is the same log.
     private var files: [String: CSVLogFile] = [:]
-    private var warnedAboutLimit: Set<String> = []
-
-    private struct FileIdentity: Hashable {
-        var device: UInt64
-        var inode: UInt64
-    }
 
     public init(directories: [String], modifiedSince: Double? = nil, maxEntries: Int = 50_000) {
-        self.directories = directories
-        self.modifiedSince = modifiedSince
-        self.maxEntries = maxEntries
+        finder = MetricLogFinder(directories: directories, modifiedSince: modifiedSince, maxEntries: maxEntries)
     }
 
     /// The points of the rows written since the last call, file by file in path order, rows in file order.
     public mutating func importNew(warn: (String) -> Void) -> [MetricPoint] {
-        var found: [(path: String, stamp: CSVLogFile.Stamp)] = []
-        // Directories may hold each other (the working directory and a log directory in it).
-        var seen: Set<FileIdentity> = []
-        for directory in directories {
-            let complete = MetricLogSearch.findFiles(in: directory, maxEntries: maxEntries, named: Self.mayBeLog) { path, info in
-                guard seen.insert(FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))).inserted else { return }
-                let stamp = CSVLogFile.Stamp(size: Int64(info.st_size),
-                                      modified: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
-                // Once a file is being read it is followed to the end, whatever its time.
-                if files[path] == nil, let modifiedSince, stamp.modified < modifiedSince { return }
-                found.append((path, stamp))
-            }
-            if !complete, warnedAboutLimit.insert(directory).inserted {
-                warn("stopped looking for CSV metric logs in \(directory) after \(maxEntries) entries")
-            }
+        let files = files
+        let found = finder.find(named: Self.mayBeLog, following: { files[$0.path] != nil }) { directory, limit in
+            warn("stopped looking for CSV metric logs in \(directory) after \(limit) entries")
         }
         var points: [MetricPoint] = []
-        for file in found.sorted(by: { $0.path < $1.path }) {
-            points += files[file.path, default: CSVLogFile(path: file.path)].readNew(file.stamp, warn: warn)
+        for file in found {
+            points += self.files[file.path, default: CSVLogFile(path: file.path)]
+                .readNew(CSVLogFile.Stamp(size: file.size, modified: file.modified), warn: warn)
         }
         return points
     }
 
     /// The directories that do not exist.
     public func missingDirectories() -> [String] {
-        directories.filter { access($0, F_OK) != 0 }
+        finder.missingDirectories()
     }
 
     /// Whether a file's name is one a CSV log may have: it ends in .csv or .log.
