@@ -8,10 +8,11 @@ fast steps and slow ones (`--slow` seconds per step), so that timing shows if it
 Tests/CMLKitTests/Fixtures/dl/*.py; with `--fixtures DIR` the console output of each console-only scenario
 and the points its framework's log expects are written there, for the parser's tests.
 
-    python3 -m venv /tmp/dl && /tmp/dl/bin/pip install torch lightning keras transformers accelerate tensorboard
-    python3 -m venv /tmp/dl4 && echo /tmp/dl/lib/python3.11/site-packages > /tmp/dl4/lib/python3.11/site-packages/dl.pth
-    /tmp/dl4/bin/pip install 'transformers<4.58'
-    python3 bench/frameworks.py --python /tmp/dl/bin/python --python-tf4 /tmp/dl4/bin/python [--fixtures Tests/CMLKitTests/Fixtures/dl]
+    python3 bench/frameworks.py --venvs /tmp/dl [--fixtures Tests/CMLKitTests/Fixtures/dl]
+
+`--venvs DIR` makes (once) two virtual environments from PyPI there: DIR/5 with torch, lightning, keras,
+transformers 5, accelerate and tensorboard, and DIR/4 with transformers 4.57 over the same packages;
+`--python` and `--python-tf4` name existing ones instead.
 
 Prints one line per scenario and 'N passed, N failed'; exits 1 when one failed.
 """
@@ -174,16 +175,41 @@ def run(cml_run, name, script, python, env, kind, mode, fixtures):
     return problems
 
 
+def make_venvs(folder):
+    """DIR/5 (transformers 5 and the rest) and DIR/4 (transformers 4.57 over DIR/5's packages)."""
+    latest, older = os.path.join(folder, "5"), os.path.join(folder, "4")
+    if not os.path.exists(os.path.join(latest, "bin", "python")):
+        subprocess.run([sys.executable, "-m", "venv", latest], check=True)
+        subprocess.run([os.path.join(latest, "bin", "pip"), "install", "--quiet", "torch", "lightning", "keras",
+                        "transformers>=5", "accelerate", "tensorboard", "rich"], check=True)
+    if not os.path.exists(os.path.join(older, "bin", "python")):
+        subprocess.run([sys.executable, "-m", "venv", older], check=True)
+        site = subprocess.run([os.path.join(latest, "bin", "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        own = subprocess.run([os.path.join(older, "bin", "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        # After its own packages: transformers 4 and what it pins shadow DIR/5's.
+        with open(os.path.join(own, "zz-latest.pth"), "w") as f:
+            f.write(site + "\n")
+        subprocess.run([os.path.join(older, "bin", "pip"), "install", "--quiet", "transformers>=4.57,<4.58", "datasets<4"], check=True)
+    return os.path.join(latest, "bin", "python"), os.path.join(older, "bin", "python")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cml-run", default=shutil.which("cml-run") or os.path.join(ROOT, ".build", "release", "cml-run"))
-    parser.add_argument("--python", required=True, help="a Python with torch, lightning, keras, transformers 5, tensorboard")
+    parser.add_argument("--venvs", help="make (once) and use virtual environments from PyPI in this folder")
+    parser.add_argument("--python", help="a Python with torch, lightning, keras, transformers 5, tensorboard")
     parser.add_argument("--python-tf4", help="the same with transformers 4.x")
     parser.add_argument("--slow", type=float, default=0.3, help="seconds per step in the slow scenarios")
     parser.add_argument("--only", default="", help="a regular expression: run the scenarios whose name matches")
     parser.add_argument("--modes", default="pipe,tty")
     parser.add_argument("--fixtures", help="write console outputs and expected points into this folder")
     args = parser.parse_args()
+    if args.venvs:
+        args.python, args.python_tf4 = make_venvs(os.path.abspath(args.venvs))
+    if not args.python:
+        parser.error("name --venvs or --python")
     passed = failed = 0
     for name, script, python, env, kind in scenarios(args):
         for mode in args.modes.split(","):

@@ -388,15 +388,11 @@ struct MetricPatternTests {
         let pattern = try MetricPattern(#"after (?<step>\d+) steps (?<key>\w+) reached (?<value>[0-9.]+)"#)
         #expect(pattern.pairs(in: "after 5 steps acc reached 0.75") == [MetricLineParser.Pair(key: "acc", value: 0.75, step: 5)])
         #expect(pattern.pairs(in: "nothing here").isEmpty)
-        var extractor = MetricExtractor(patterns: [try MetricPattern(#"(?<key>\w+) is (?<value>[0-9.]+)"#)])
-        var lines: [String] = []
-        var splitter = MetricLineSplitter(everyLine: extractor.needsEveryLine)
-        Array("loss is 0.5\nplain line\nacc: 0.9\n".utf8).withUnsafeBufferPointer { buffer in
-            splitter.feed(buffer) { line, _ in
-                for point in extractor.points(in: line, time: 0) { lines.append("\(point.key)=\(point.value)") }
-            }
-        }
-        #expect(lines == ["loss=0.5", "acc=0.9"])
+        var console = ConsoleMetrics(patterns: [try MetricPattern(#"(?<key>\w+) is (?<value>[0-9.]+)"#)], streams: 1)
+        var points: [MetricPoint] = []
+        Array("loss is 0.5\nplain line\nacc: 0.9\n".utf8).withUnsafeBufferPointer { console.feed(0, $0, time: 0, into: &points) }
+        console.finish(time: 0, into: &points)
+        #expect(points.map { "\($0.key)=\($0.value)" } == ["loss=0.5", "acc=0.9"])
     }
 
     @Test func patternsWithoutTheGroupsAreRefused() {

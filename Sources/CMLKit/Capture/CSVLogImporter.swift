@@ -25,17 +25,25 @@ public struct CSVLogImporter: Sendable {
 
     /// The points of the rows written since the last call, file by file in path order, rows in file order.
     public mutating func importNew(warn: (String) -> Void) -> [MetricPoint] {
-        let files = files
-        let found = finder.find(named: Self.mayBeLog, following: { files[$0.path] != nil }) { directory, limit in
+        let current = self
+        let found = finder.find(named: Self.wants, following: current.follows) { directory, limit in
             warn("stopped looking for CSV metric logs in \(directory) after \(limit) entries")
         }
+        return read(found, warn: warn)
+    }
+
+    /// The points of the rows written to these files since they were last read.
+    mutating func read(_ found: [MetricLogFinder.Found], warn: (String) -> Void) -> [MetricPoint] {
         var points: [MetricPoint] = []
         for file in found {
-            points += self.files[file.path, default: CSVLogFile(path: file.path)]
+            points += files[file.path, default: CSVLogFile(path: file.path)]
                 .readNew(CSVLogFile.Stamp(size: file.size, modified: file.modified), warn: warn)
         }
         return points
     }
+
+    /// Whether the file is read already (and so followed, whatever its time).
+    func follows(_ file: MetricLogFinder.Found) -> Bool { files[file.path] != nil }
 
     /// The directories that do not exist.
     public func missingDirectories() -> [String] {
@@ -43,7 +51,7 @@ public struct CSVLogImporter: Sendable {
     }
 
     /// Whether a file's name is one a CSV log may have: it ends in .csv or .log.
-    private static func mayBeLog(_ name: UnsafePointer<CChar>) -> Bool {
+    static func wants(_ name: UnsafePointer<CChar>) -> Bool {
         let length = strlen(name)
         guard length > 4 else { return false }
         return strcmp(name + (length - 4), ".csv") == 0 || strcmp(name + (length - 4), ".log") == 0

@@ -1,40 +1,54 @@
-/// Log files a framework writes beside the run (TensorBoard event files, CSV logs), read as they grow.
-protocol MetricLogImporter {
-    /// What the files are called in a warning.
-    static var kind: String { get }
-    /// The points written since the last call.
-    mutating func importNew(warn: (String) -> Void) -> [MetricPoint]
-    /// The directories searched that do not exist (a mistyped `--tb-dir`).
-    func missingDirectories() -> [String]
-}
+import Glibc
 
-extension TensorBoardImporter: MetricLogImporter {
-    static var kind: String { "TensorBoard event files" }
-}
-
-extension CSVLogImporter: MetricLogImporter {
-    static var kind: String { "CSV logs" }
-}
-
-/// Imports a run's log files while it lives: every `interval` seconds on its own thread (the first search
-/// only then, so a run's start never waits for it), and once more when stopped, so that points written at
-/// the very end are not lost.
-final class MetricLogWatcher<Importer: MetricLogImporter>: @unchecked Sendable {
+/// Imports the log files a run's frameworks write beside it (TensorBoard event files, CSV logs) while it
+/// lives: every `interval` seconds on its own thread (the first search only then, so a run's start never
+/// waits for it), and once more when stopped, so that points written at the very end are not lost. One
+/// bounded search serves both kinds: every run makes one at its end, on the path of cml-run's overhead.
+final class MetricLogWatcher: @unchecked Sendable {
     private var ticker: Ticker?
-    /// Used by the ticker's thread only.
-    private var importer: Importer
+    // Used by the ticker's thread only.
+    private var finder: MetricLogFinder
+    private var tensorBoard: TensorBoardImporter?
+    private var csv: CSVLogImporter?
 
-    init(importer: Importer, interval: Double, deliver: @escaping @Sendable ([MetricPoint]) -> Void,
-         warn: @escaping @Sendable (String) -> Void) {
-        self.importer = importer
+    init(directories: [String], modifiedSince: Double, tensorBoard: Bool, csv: Bool, interval: Double,
+         deliver: @escaping @Sendable ([MetricPoint], MetricSource) -> Void, warn: @escaping @Sendable (String) -> Void) {
+        finder = MetricLogFinder(directories: directories, modifiedSince: modifiedSince, maxEntries: 50_000)
+        self.tensorBoard = tensorBoard ? TensorBoardImporter(directories: directories) : nil
+        self.csv = csv ? CSVLogImporter(directories: directories) : nil
         ticker = Ticker(interval: interval, finalTick: true) { [self] final in
-            let points = self.importer.importNew(warn: warn)
-            if !points.isEmpty { deliver(points) }
+            self.pass(deliver: deliver, warn: warn)
             if final {
-                for directory in self.importer.missingDirectories() {
-                    warn("no \(Importer.kind) were imported from \(directory): it does not exist")
+                for directory in self.finder.missingDirectories() {
+                    warn("no TensorBoard event files or CSV logs were imported from \(directory): it does not exist")
                 }
             }
+        }
+    }
+
+    private func pass(deliver: ([MetricPoint], MetricSource) -> Void, warn: (String) -> Void) {
+        let (tensorBoard, csv) = (self.tensorBoard, self.csv)
+        let found = finder.find(named: { name in
+            (tensorBoard != nil && TensorBoardImporter.wants(name)) || (csv != nil && CSVLogImporter.wants(name))
+        }, following: { file in
+            tensorBoard?.follows(file) == true || csv?.follows(file) == true
+        }, stopped: { directory, limit in
+            warn("stopped looking for TensorBoard event files and CSV logs in \(directory) after \(limit) entries "
+                 + "(name their directory with --tb-dir, or turn this off with --no-tensorboard and --no-csv-logs)")
+        })
+        func named(_ wants: (UnsafePointer<CChar>) -> Bool) -> [MetricLogFinder.Found] {
+            found.filter { file in
+                let name = file.path.utf8.split(separator: 0x2F).last.map { String(decoding: $0, as: UTF8.self) } ?? file.path
+                return name.withCString(wants)
+            }
+        }
+        if self.tensorBoard != nil {
+            let points = self.tensorBoard!.read(named(TensorBoardImporter.wants), warn: warn)
+            if !points.isEmpty { deliver(points, .tensorboard) }
+        }
+        if self.csv != nil {
+            let points = self.csv!.read(named(CSVLogImporter.wants), warn: warn)
+            if !points.isEmpty { deliver(points, .csv) }
         }
     }
 

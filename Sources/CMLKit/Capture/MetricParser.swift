@@ -225,6 +225,8 @@ public struct MetricLineParser: Sendable {
 
     /// Whether the line begins with `Epoch`/`Step`/`Iteration`/`Iter` and a number (a bar's description).
     static func startsWithStepWord(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+        // Most lines are ruled out by their first letter, before the words are compared.
+        guard let first = line.first(where: { !isSpace($0) }), [0x65, 0x73, 0x69].contains(first | 0x20) else { return false }
         let prefix = linePrefix(line)
         return prefix.step != nil && !prefix.bracketed
     }
@@ -409,8 +411,8 @@ public struct MetricLineParser: Sendable {
 /// are such lines too, at the epoch's index (0 for `Epoch 1/10`, as Keras's own logs count).
 public struct MetricExtractor: Sendable {
     static let stepKeys = ["step", "iteration", "iter", "epoch"]
-    /// A progress bar's own counters: not metrics.
-    static let barCounters: Set<String> = ["v_num"]
+    /// The logger's version that Lightning's bar shows: not a metric.
+    static let barVersion = "v_num"
 
     /// What one line gave.
     public struct LineResult: Sendable {
@@ -496,6 +498,9 @@ public struct MetricExtractor: Sendable {
             for pattern in patterns { pairs += pattern.pairs(in: text) }
         }
         if !nested { result.barCounter = MetricLineParser.progressBarStep(line) }
+        // A bar that begins with its epoch (Lightning's) may wrap onto the lines below it.
+        let epochBarCounter = MetricLineParser.startsWithStepWord(line) ? MetricLineParser.epochBarCounter(line) : nil
+        if epochBarCounter != nil { lastBarLine = Array(line) }
         if pairs.isEmpty {
             // A header such as Keras's `Epoch 3/10` sets the step of the lines after it.
             let prefix = MetricLineParser.linePrefix(line)
@@ -505,7 +510,7 @@ public struct MetricExtractor: Sendable {
             }
             return result
         }
-        pairs.removeAll { Self.barCounters.contains($0.key) }
+        if pairs.contains(where: { $0.key == Self.barVersion }) { pairs.removeAll { $0.key == Self.barVersion } }
         // Keras redraws its bar with running averages after every batch; the epoch's values are on the
         // last one, whose counter has reached the target (and which is drawn again after validation).
         if let progress = MetricLineParser.kerasProgress(line) {
@@ -515,13 +520,12 @@ public struct MetricExtractor: Sendable {
                 for index in pairs.indices { pairs[index].step = epoch.index }
             }
         }
-        if let epoch = pairs.first?.step, MetricLineParser.startsWithStepWord(line) {
-            lastBarLine = Array(line)
+        if let epoch = pairs.first?.step, let counter = epochBarCounter {
             // A bar just reset for epoch N (`Epoch 3: 0/8`, or Rich's `Epoch 3/9 ━━ 0/8`) still shows the
             // values epoch N-1 ended with: Rich often draws epoch N-1's validation results only there.
             // Before the first epoch they are the sanity check's. (tqdm's bar is also redrawn at 0 with
             // the old epoch when it resets: those are epoch N's own.)
-            if MetricLineParser.epochBarCounter(line) == 0 {
+            if counter == 0 {
                 for index in pairs.indices where pairs[index].step == epoch && lastStep[pairs[index].key] != epoch {
                     pairs[index].step = epoch - 1
                 }
@@ -552,13 +556,6 @@ public struct MetricExtractor: Sendable {
         let digits = i
         while i < line.count && line[i] >= 0x30 && line[i] <= 0x39 { i += 1 }
         return i > digits && line[i...].allSatisfy(isSpaceOrCR)
-    }
-
-    /// The points of one line, a Python dict's with the steps of any other line (for callers that have
-    /// no progress bar to take its step from).
-    public mutating func points(in line: UnsafeBufferPointer<UInt8>, time: Double) -> [MetricPoint] {
-        let result = process(line, time: time)
-        return result.points + (result.dict.map { points(from: $0, time: time) } ?? [])
     }
 
     /// Hands out the held points (see the type's comment), at the end of the output.

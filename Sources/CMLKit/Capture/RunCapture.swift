@@ -230,13 +230,10 @@ public enum RunCapture {
         let sampler = options.monitorInterval > 0
             ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0, source: .monitor) } : nil
         let logDirectories = [cwd] + options.tensorBoardDirectories.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
-        let tensorBoard = options.importTensorBoard
-            ? MetricLogWatcher(importer: TensorBoardImporter(directories: logDirectories, modifiedSince: startedAt - 1),
-                               interval: options.tensorBoardInterval, deliver: { recorder.add($0, source: .tensorboard) }, warn: warn)
-            : nil
-        let csvLogs = options.importCSVLogs
-            ? MetricLogWatcher(importer: CSVLogImporter(directories: logDirectories, modifiedSince: startedAt - 1),
-                               interval: options.tensorBoardInterval, deliver: { recorder.add($0, source: .csv) }, warn: warn)
+        let logFiles = options.importTensorBoard || options.importCSVLogs
+            ? MetricLogWatcher(directories: logDirectories, modifiedSince: startedAt - 1, tensorBoard: options.importTensorBoard,
+                               csv: options.importCSVLogs, interval: options.tensorBoardInterval,
+                               deliver: { recorder.add($0, source: $1) }, warn: warn)
             : nil
         let exit = child.wait()
         sampler?.stop()
@@ -244,8 +241,7 @@ public enum RunCapture {
         pump.childExited()
         pump.waitUntilDrained()
         // After the output has drained, so that what processes the command left behind wrote is read too.
-        tensorBoard?.stop()
-        csvLogs?.stop()
+        logFiles?.stop()
         let logBytes = recorder.finish()
 
         let end: LeasedRunEnd

@@ -16,19 +16,12 @@ public struct TensorBoardImporter {
 
     /// The points written since the last call, file by file in path order.
     public mutating func importNew(warn: (String) -> Void) -> [MetricPoint] {
-        let readers = readers
-        let found = finder.find(named: { strstr($0, "tfevents") != nil }, following: { readers[$0.key] != nil }) { directory, limit in
+        let current = self
+        let found = finder.find(named: Self.wants, following: current.follows) { directory, limit in
             warn("stopped looking for TensorBoard event files in \(directory) after \(limit) entries "
                  + "(name their directory with --tb-dir, or turn this off with --no-tensorboard)")
         }
-        var points: [MetricPoint] = []
-        for file in found {
-            if self.readers[file.key] == nil {
-                self.readers[file.key] = EventFileReader(path: file.path) { Self.seriesKey(tag: $0, file: file.path) }
-            }
-            points += self.readers[file.key]!.readNew(upTo: file.size, warn: warn)
-        }
-        return points
+        return read(found, warn: warn)
     }
 
     /// The directories that do not exist (a mistyped `--tb-dir`).
@@ -36,10 +29,27 @@ public struct TensorBoardImporter {
         finder.missingDirectories()
     }
 
+    /// The points written to these event files since they were last read.
+    mutating func read(_ files: [MetricLogFinder.Found], warn: (String) -> Void) -> [MetricPoint] {
+        var points: [MetricPoint] = []
+        for file in files {
+            if readers[file.key] == nil {
+                readers[file.key] = EventFileReader(path: file.path) { Self.seriesKey(tag: $0, file: file.path) }
+            }
+            points += readers[file.key]!.readNew(upTo: file.size, warn: warn)
+        }
+        return points
+    }
+
+    static func wants(_ name: UnsafePointer<CChar>) -> Bool { strstr(name, "tfevents") != nil }
+
+    /// Whether the file is read already (and so followed to its end, whatever its time).
+    func follows(_ file: MetricLogFinder.Found) -> Bool { readers[file.key] != nil }
+
     /// Calls `body` with each event file under `directory` and its lstat; false when the search stopped
     /// at `maxEntries`.
     static func findEventFiles(in directory: String, maxEntries: Int, _ body: (String, stat) -> Void) -> Bool {
-        MetricLogSearch.findFiles(in: directory, maxEntries: maxEntries, named: { strstr($0, "tfevents") != nil }, body)
+        MetricLogSearch.findFiles(in: directory, maxEntries: maxEntries, named: wants, body)
     }
 
     /// The metric a tag's points go to. Usually the tag itself; but `add_scalars("loss", {"train": …})`
