@@ -378,6 +378,16 @@ struct FrameworkOutputTests {
                 ["loss@0=0.6931", "grad_norm@0=1.23", "learning_rate@0=5e-05", "epoch@0=0.5"])
     }
 
+    @Test func richBarsWrappedMetricsAreReadWithTheBarAbove() {
+        // Rich wraps its metrics column onto indented lines, even between a key and its value.
+        let bar = "Epoch 1/3  ━━━━━━━━━━━━ 8/8 0:00:00 • 0:00:00 56.89it/s train_loss: 0.632 val_loss: "
+        let wrap = String(repeating: " ", count: 60) + "0.594 val_acc: 0.750"
+        #expect(points([bar, wrap]) == ["train_loss@1=0.632", "val_loss@1=0.594", "val_acc@1=0.75"])
+        // Indented lines far past the bar are not its.
+        let many = (0..<200).map { String(repeating: " ", count: 60) + "x\($0): 1" }
+        #expect(points([bar, wrap] + many).filter { $0.hasPrefix("x199@") }.count == 1)
+    }
+
     @Test func timesAndAddressesStayOut() {
         #expect(points(["listening on localhost:8080", "time: 12:30:45", "[12:30:45] starting", "Step 3 of the pipeline: done"]).isEmpty)
     }

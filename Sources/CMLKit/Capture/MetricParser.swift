@@ -479,7 +479,7 @@ public struct MetricExtractor: Sendable {
 
     private mutating func processPlain(_ line: UnsafeBufferPointer<UInt8>, time: Double, nested: Bool) -> LineResult {
         var result = LineResult()
-        if let previous = lastBarLine, Self.isContinuation(line) {
+        if let previous = lastBarLine, previous.count + line.count <= Self.maxBarLine, Self.isContinuation(line) {
             // One more wrapped line of the bar's metrics: read the bar with it.
             var joined = previous
             joined.append(0x20)
@@ -540,6 +540,9 @@ public struct MetricExtractor: Sendable {
         result.points = points(from: pairs, time: time)
         return result
     }
+
+    /// A bar with its wrapped lines is no longer than this: indented lines after it beyond are not its.
+    static let maxBarLine = 8192
 
     /// Indented far enough to be a wrapped column of the line above (Rich's bar, in its metrics column).
     static func isContinuation(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
