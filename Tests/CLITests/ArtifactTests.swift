@@ -47,6 +47,8 @@ struct ArtifactTests {
                                    env: ["PATH": binDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")])
         #expect(recorded.status == 0, "\(recorded.stderr)")
         let id = try #require(try box.runs().first?["id"] as? String)
+        // cml-log prints its record on stdout, which cml-run reads: a record, not metrics (issue 13).
+        #expect((try box.show(id)["metrics"] as? [String: Any])?.isEmpty == true)
         let rows = try artifactRows(box, id)
         #expect(rows.count == 1)
         let row = try #require(rows.first)

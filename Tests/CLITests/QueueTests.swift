@@ -295,7 +295,10 @@ struct QueueControlTests {
         let agent = try q.agent("a", ["--until-empty"])
         #expect(try waitUntil { try q.status(first) == "running" })
         let third = try q.add(["sh", "-c", "echo third"])  // queued while the only slot is busy
-        #expect(try agent.wait().status == 0)
+        let finished = try agent.wait()
+        #expect(finished.status == 0)
+        // Each start is logged with its command as a shell would take it back.
+        #expect(finished.stderr.contains("): sh -c 'sleep 1; echo first'\n"), "\(finished.stderr)")
         for id in [first, second, third] { #expect(try q.status(id) == "completed", "\(q.describe(id))") }
         // Nothing waiting: it exits at once; --once with it is refused.
         #expect(try q.agent("b", ["--until-empty"]).wait().status == 0)
@@ -303,17 +306,18 @@ struct QueueControlTests {
         #expect(both.status == 2 && both.stderr.contains("--once and --until-empty cannot be given together"), "\(both.stderr)")
     }
 
-    @Test func aNewRunStartsOnAnIdleAgentWithinASecond() throws {
+    @Test func aNewRunStartsOnAnIdleAgentLongBeforeItsNextHeartbeat() throws {
         let q = try QueueBox()
-        // Heartbeats 5 s apart: only the store's doorbell can wake it sooner.
-        let agent = try q.agent("a", ["--heartbeat", "5", "--lease", "10"])
+        // Heartbeats 30 s apart: only the store's doorbell can wake it sooner. (The bound below leaves
+        // room for a loaded machine: a latency is measured by bench/queue.py, not asserted here.)
+        let agent = try q.agent("a", ["--heartbeat", "30", "--lease", "60"])
         #expect(try q.waitIdle(["a"]))
         // Not a repository: nothing to clone, so this is the queue's own latency.
         let queuedAt = Date().timeIntervalSince1970
         let id = try q.add(["python3", "-c", "import time; print(time.time())"])
         #expect(try q.wait(id, for: "completed"))
         let startedAt = try #require(Double(try q.log(id).trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(startedAt - queuedAt < 1.0, "started \(startedAt - queuedAt) s after it was queued")
+        #expect(startedAt - queuedAt < 10, "started \(startedAt - queuedAt) s after it was queued")
         kill(agent.pid, SIGTERM)
         _ = try agent.wait()
     }
@@ -489,6 +493,16 @@ struct QueueControlTests {
         #expect(listed["name"] as? String == "same" && listed["state"] as? String == "idle" && listed["queues"] as? [String] == ["q"])
         kill(a.pid, SIGTERM)
         _ = try a.wait()
+    }
+
+    @Test func listingsShowCommandsShellQuoted() throws {
+        let q = try QueueBox()
+        let id = try q.add(["python3", "-c", "print(1)"], options: ["--name", "quoted"])
+        let table = try q.queue(["ls", "--format", "table"])
+        #expect(table.out.contains("python3 -c 'print(1)'\n"), "\(table.out)")
+        let csv = try q.queue(["ls", "--format", "csv"])
+        #expect(csv.out.contains("\(id),q,0,queued,,0,,quoted,python3 -c 'print(1)'\n"), "\(csv.out)")
+        #expect(try q.queue(["ls"]).jsonLines.first?["command"] as? [String] == ["python3", "-c", "print(1)"])
     }
 }
 

@@ -64,6 +64,10 @@ struct MetricParserTests {
 
     @Test func jsonObjectLines() {
         #expect(pairs(#"{"step": 3, "loss": 0.3, "name": "x", "ok": true}"#) == ["step": 3, "loss": 0.3])
+        // What cml's own tools print is a record, not metrics (issue 13: cml-log inside a run).
+        #expect(pairs(#"{"run":"01a23ba45af7f4f6d5b22ef7ab69ed0c","name":"f.txt","size":3,"time":1796296956.99}"#).isEmpty)
+        #expect(pairs(#"{"id":"01a23ba45af7f4f6d5b22ef7ab69ed0c","duration":1.5,"exit_code":0}"#).isEmpty)
+        #expect(pairs(#"{"id": "batch-7", "loss": 0.5}"#) == ["loss": 0.5])
     }
 
     @Test func textThatMerelyContainsNumbersIsNotAMetric() {
@@ -72,6 +76,7 @@ struct MetricParserTests {
             "listening on localhost:8080", "Note: 3 files were skipped", "the loss is going down",
             "Downloading: 45%|████      | 45/100", "date=2026-11-27", "http://example.org:80/x",
             "ratio: 3/4", "id=0x1f", "see https://x.org/?a=1&b=2 for more", "lr: 1e-3e",
+            "Using 4 GPUs: 0,1,2,3", "[LightGBM] [Info] Number of positive: 741, number of negative: 759",
         ] {
             #expect(pairs(line).isEmpty, "\(line)")
         }
@@ -366,6 +371,11 @@ struct FrameworkOutputTests {
         #expect(try parsed("lightgbm.txt") == [
             "valid_0/multi_logloss@1=0.99761", "valid_0/multi_logloss@2=0.916228", "valid_0/multi_logloss@3=0.852654",
             "valid_0/multi_logloss@4=0.803207", "valid_0/multi_logloss@5=0.762276",
+        ])
+        // At LightGBM's default verbosity its logger's [Info] and [Warning] lines are prose (issue 13).
+        #expect(try parsed("lightgbm-default.txt") == [
+            "valid_0/binary_logloss@1=0.572951", "valid_0/binary_logloss@2=0.534864", "valid_0/binary_logloss@3=0.505",
+            "valid_0/binary_logloss@4=0.479744", "valid_0/binary_logloss@5=0.456242",
         ])
         // tqdm draws each count twice, the second time after set_postfix: the later values are the step's.
         let tqdm = try parsed("tqdm.txt").filter { $0.hasPrefix("acc@") }

@@ -60,6 +60,7 @@ public struct MetricLineParser: Sendable {
         var equals = next(0x3D, from: 0)
         if colon == n && equals == n { return ([], .text) }
         if let members = jsonMembers(line) { return members }
+        if Self.isLoggerMessage(line) { return ([], .text) }
         let prefix = Self.linePrefix(line)
         var found: [Pair] = []
         while true {
@@ -102,6 +103,7 @@ public struct MetricLineParser: Sendable {
             bytes = bytes.map { $0 == 0x27 ? 0x22 : $0 }  // {'loss': 0.69} → {"loss": 0.69}
         }
         guard case .object(let members)? = try? JSON.parse(bytes: &bytes) else { return nil }
+        if members.contains(where: Self.namesARun) { return ([], .json) }
         let pairs: [Pair] = members.compactMap { key, value in
             switch value {
             case .int(let i): return Pair(key: key, value: Double(i), integral: true)
@@ -114,6 +116,13 @@ public struct MetricLineParser: Sendable {
         return (pairs, python ? .pythonDict : .json)
     }
 
+    /// A member that makes a JSON line a record of cml's own tools (`cml-log artifact` prints one, with
+    /// its size and time, inside a run too): a `run` or `id` that is a run id, 32 hex digits.
+    static func namesARun(_ member: (String, JSON)) -> Bool {
+        guard member.0 == "run" || member.0 == "id", case .string(let value) = member.1, value.utf8.count == 32 else { return false }
+        return value.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
     /// `text` as a number when all of it is one (`0.6968`, `3.333e-05`, `nan`, `-inf`).
     static func wholeNumber(_ text: String) -> Double? {
         var bytes = Array(text.utf8)
@@ -122,6 +131,18 @@ public struct MetricLineParser: Sendable {
             guard let (value, end) = number(in: line, at: 0), end == line.count else { return nil }
             return value
         }
+    }
+
+    static let lightGBMLogger = Array("[LightGBM] [".utf8)
+
+    /// LightGBM's own log messages (`[LightGBM] [Info] Number of positive: 741, number of negative: 759`,
+    /// `[LightGBM] [Warning] … best gain: -inf`) are prose; its evaluation lines (`[3]\tvalid_0's l2: …`)
+    /// are not written through its logger.
+    static func isLoggerMessage(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        while i < line.count && isSpace(line[i]) { i += 1 }
+        guard i + lightGBMLogger.count <= line.count, line[i] == 0x5B else { return false }
+        return zip(lightGBMLogger, line[i...]).allSatisfy { $0 == $1 }
     }
 
     static func isKeyByte(_ c: UInt8) -> Bool {
@@ -300,6 +321,8 @@ public struct MetricLineParser: Sendable {
         guard let (value, valueEnd) = Self.number(in: line, at: v) else { return nil }
         let integral = !line[v..<valueEnd].contains { $0 == 0x2E || $0 == 0x65 || $0 == 0x45 || $0 == 0x6E || $0 == 0x4E }
         guard valueEnd == n || Self.isValueEnd(line[valueEnd]) else { return nil }
+        // A list of numbers (`Using 4 GPUs: 0,1,2,3`) is no value.
+        if valueEnd + 1 < n && line[valueEnd] == 0x2C && line[valueEnd + 1] >= 0x30 && line[valueEnd + 1] <= 0x39 { return nil }
         let guildStep = Self.guildStep(line, after: valueEnd)
         if guildStep == nil && valueEnd < n && Self.isSpace(line[valueEnd])
             && followedByProse(line, from: valueEnd, tightColon: tightColon) { return nil }

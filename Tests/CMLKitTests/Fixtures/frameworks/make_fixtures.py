@@ -2,7 +2,9 @@
 (scikit-learn 1.9.1, xgboost 3.2.0, lightgbm 4.7.0, tqdm 4.70.1, from PyPI):
 
     python3 -m pip install scikit-learn xgboost lightgbm tqdm
-    for w in sklearn xgboost lightgbm tqdm; do python3 make_fixtures.py $w > $w.txt 2>&1; done
+    for w in sklearn xgboost lightgbm lightgbm-default tqdm; do python3 make_fixtures.py $w > $w.txt 2>&1; done
+
+(lightgbm-default: LightGBM 4.7.0 at its default verbosity, whose [Info] lines are not metrics.)
 """
 import sys
 import warnings
@@ -24,6 +26,12 @@ elif which == "lightgbm":
     train = lgb.Dataset(X[:200], y[:200])
     valid = lgb.Dataset(X[200:], y[200:], reference=train)
     lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "seed": 0}, train, 5, valid_sets=[valid],
+              callbacks=[lgb.log_evaluation(1)])
+elif which == "lightgbm-default":
+    import lightgbm as lgb
+    train = lgb.Dataset(X[:200], (y[:200] == 1).astype(int))
+    valid = lgb.Dataset(X[200:], (y[200:] == 1).astype(int), reference=train)
+    lgb.train({"objective": "binary", "seed": 0}, train, 5, valid_sets=[valid],
               callbacks=[lgb.log_evaluation(1)])
 elif which == "tqdm":
     from tqdm import tqdm
