@@ -54,6 +54,19 @@ struct RunCaptureTests {
         #expect(try box.run("cml-run", ["log", "--stream", "stderr", id]).out == "err\n")
     }
 
+    @Test func binaryOutputIsStoredByteForByte() throws {
+        // Issue 13: a \r in binary output dropped the bytes before it; about half were lost.
+        let box = try Sandbox()
+        try box.write("make.py", "import random, sys\nrandom.seed(3)\nsys.stdout.buffer.write(bytes(random.getrandbits(8) for _ in range(1_000_000)))\n")
+        #expect(try box.run("/usr/bin/env", ["python3", "make.py"]).status == 0)
+        let made = try box.run("/usr/bin/env", ["python3", "make.py"]).stdout
+        let result = try box.run("cml-run", ["--no-tty", "--", "python3", "make.py"])
+        #expect(result.status == 0 && result.stdout == made)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        #expect(try box.show(id)["log_bytes"] as? Int == made.count)
+        #expect(try box.run("cml-run", ["log", "--raw", id]).stdout == made)
+    }
+
     @Test func outputIsStoredExactlyAndProgressIsCollapsed() throws {
         let box = try Sandbox()
         // Bytes that are not UTF-8, a NUL, CRLF line ends, and a progress bar redrawn with \r.

@@ -190,6 +190,22 @@ struct OutputCollapserTests {
         #expect(collapser.flush(now: 0, final: true).flatMap(\.bytes) == bytes)
     }
 
+    @Test func aCarriageReturnInBinaryOutputIsAByteLikeAnyOther() {
+        // Issue 13: random bytes hold a \r every 256 bytes or so; each dropped the bytes before it.
+        var random = SeededRandom(seed: 5)
+        let bytes = (0..<200_000).map { _ in UInt8.random(in: 0...255, using: &random) }
+        var collapser = OutputCollapser(holdSeconds: 100)
+        var kept: [UInt8] = []
+        for start in stride(from: 0, to: bytes.count, by: 4096) {
+            collapser.feed(.stdout, time: 0, Array(bytes[start..<min(bytes.count, start + 4096)]))
+            kept += collapser.flush(now: 0, final: false).flatMap(\.bytes)
+        }
+        kept += collapser.flush(now: 1000, final: true).flatMap(\.bytes)
+        #expect(kept == bytes)
+        // Text redraws still collapse, a bar with colour escapes too.
+        #expect(stored([(.stdout, "\u{1B}[32m 10%\u{1B}[0m\r\u{1B}[32m 90%\u{1B}[0m\n")]).raw == "\u{1B}[32m 90%\u{1B}[0m\n")
+    }
+
     @Test func longUnterminatedOutputIsNotHeldWithoutBound() {
         var collapser = OutputCollapser(holdSeconds: 100, maxHeldLine: 1024)
         collapser.feed(.stdout, time: 0, [UInt8](repeating: 0x41, count: 4096))

@@ -4,7 +4,9 @@ import Glibc
 /// Holds a run's console output between flushes and drops progress redraws before they reach the log.
 ///
 /// A carriage return that does not end a line (`\r` not followed by `\n`) means "redraw this line": the
-/// bytes of that line still held here are dropped. A line's unfinished tail is held back for up to
+/// bytes of that line still held here are dropped, unless the stream is binary: once a redrawn line held a
+/// control byte other than tab, backspace, bell and escape, or bytes that are not UTF-8, every `\r` of
+/// that stream is a byte like any other, and stored. A line's unfinished tail is held back for up to
 /// `holdSeconds` so that the redraws of a progress bar collapse; after that it is written, and a later
 /// redraw is stored as a `\r` that `ConsoleRenderer` applies when the log is read. Streams keep their
 /// order, except that a held tail is written after the other stream's lines that overtook it.
@@ -28,6 +30,10 @@ struct OutputCollapser {
         /// A `\r` ended the last chunk: whether it ends a line depends on the next byte.
         var pendingCR = false
         var heldSince: Double?
+        /// How many of the held bytes were looked at for binary ones.
+        var checked = 0
+        /// The stream showed binary bytes: none of its bytes are dropped any more.
+        var binary = false
     }
 
     private var segments: [Segment] = []
@@ -86,6 +92,7 @@ struct OutputCollapser {
             let after = newline.assumingMemoryBound(to: UInt8.self) - base + 1
             lines[s].start = after == bytes.count ? nil : Position(segment: last, offset: before + after)
             lines[s].beganInWritten = false
+            lines[s].checked = 0
         } else if lines[s].start == nil {
             lines[s].start = Position(segment: last, offset: before)
         }
@@ -95,9 +102,13 @@ struct OutputCollapser {
         bytes.withUnsafeBufferPointer { append(stream, time, $0) }
     }
 
-    /// A bare carriage return: drop the current line's held bytes.
+    /// A bare carriage return: drop the current line's held bytes, unless they are binary.
     private mutating func redraw(_ stream: OutputStream, _ time: Double) {
         let s = Self.slot(stream)
+        if heldLineIsBinary(s) {
+            append(stream, time, [0x0D])
+            return
+        }
         if let start = lines[s].start {
             for i in start.segment..<segments.count where segments[i].stream == stream {
                 if i == start.segment {
@@ -107,8 +118,30 @@ struct OutputCollapser {
                 }
             }
             lines[s].start = nil
+            lines[s].checked = 0
         }
         if lines[s].beganInWritten { append(stream, time, [0x0D]) }
+    }
+
+    /// Whether the stream is binary, looking at the held bytes of the line not looked at before.
+    private mutating func heldLineIsBinary(_ s: Int) -> Bool {
+        guard let start = lines[s].start, !lines[s].binary else { return lines[s].binary }
+        let stream = Self.stream(s)
+        var held: [UInt8] = []
+        for i in start.segment..<segments.count where segments[i].stream == stream {
+            held += segments[i].bytes[(i == start.segment ? start.offset : 0)...]
+        }
+        // Looked at from the line's start for UTF-8 (a sequence may straddle), but each byte once for
+        // control bytes.
+        if held.dropFirst(lines[s].checked).contains(where: Self.isBinary) || String(validating: held, as: UTF8.self) == nil {
+            lines[s].binary = true
+        }
+        lines[s].checked = held.count
+        return lines[s].binary
+    }
+
+    static func isBinary(_ byte: UInt8) -> Bool {
+        (byte < 0x20 && byte != 0x09 && byte != 0x08 && byte != 0x07 && byte != 0x1B && byte != 0x0D && byte != 0x0A) || byte == 0x7F
     }
 
     /// Bytes of the unfinished line of `slot` still held.
@@ -168,6 +201,7 @@ struct OutputCollapser {
             } else {
                 if lines[s].start != nil { lines[s].beganInWritten = true }
                 lines[s].start = nil
+                lines[s].checked = 0
             }
         }
         segments = kept
