@@ -44,7 +44,7 @@ struct JobsOption: ParsableArguments {
 enum Main {
     static func main() {
         let names = CMLData.configuration.subcommands.compactMap { $0.configuration.commandName }
-        let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
+        let arguments = StoreLocation.optionsAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
         CMLData.runAsTool(arguments)
     }
 }

@@ -91,6 +91,8 @@ struct CMLDiff: ParsableCommand {
         }
         let store = try StoreLocation.open(store)
         let resolved = try RunInput.ids(arguments: ids, stdinLines: Self.stdinLines, store: store)
+        // An empty pipe (no run matched upstream) has nothing to compare, and that is no error.
+        if resolved.isEmpty { return }
         guard resolved.count >= 2 || code || log || !plot.isEmpty else {
             throw CMLError.usage("give at least two runs to compare", hint: "e.g. cml-run ls --limit 2 | cml-diff")
         }
@@ -135,10 +137,14 @@ struct CMLDiff: ParsableCommand {
         case .table:
             let headers = ["KEY"] + runs.map { run in run.name.map { "\(RunID.short(run.id)) \($0)" } ?? RunID.short(run.id) }
             let cells = rows.map { row in
-                [row.key] + row.values.map { value in
+                if row.kind == .field && row.key == "command" {
+                    let excerpts = RunComparison.commandExcerpts(runs.map(\.command), width: Self.cellWidth)
+                    return [row.key] + excerpts.map(TextTable.singleLine)
+                }
+                return [row.key] + row.values.map { value in
                     if row.key == "duration", let seconds = value.number { return formatDuration(seconds) }
                     if case .double(let d) = value { return formatNumber(d) }
-                    return TextTable.truncate(Self.cell(value), to: 40)
+                    return TextTable.truncate(Self.cell(value), to: Self.cellWidth)
                 }
             }
             out.table(headers: headers, rows: cells) { rowIndex, column in
@@ -279,6 +285,9 @@ struct CMLDiff: ParsableCommand {
         guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0, size.ws_row > 0 else { return (100, 24) }
         return (Int(size.ws_col), Int(size.ws_row))
     }
+
+    /// The widest a value of the side-by-side table is, so that several runs fit beside each other.
+    static let cellWidth = 40
 
     static func cell(_ value: JSON) -> String {
         switch value {

@@ -32,7 +32,10 @@ struct CMLLog: ParsableCommand {
     )
 
     static func main() {
-        runAsTool()
+        // `cml-log --run ID scalar loss 0.3` as well as `cml-log scalar loss 0.3 --run ID`.
+        let names = configuration.subcommands.map { $0._commandName }
+        runAsTool(StoreLocation.optionsAfterSubcommand(Array(CommandLine.arguments.dropFirst()), options: ["--run", "--store"],
+                                                       subcommands: names))
     }
 }
 

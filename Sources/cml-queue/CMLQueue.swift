@@ -42,14 +42,9 @@ func printQueued(_ runs: [Run], format: OutputFormat) {
             let waiting = run.status == .queued ? queue.map { formatDuration(now - $0.enqueuedAt) } ?? "" : ""
             return [format == .table ? RunID.short(run.id) : run.id, queue?.queue ?? "", String(queue?.priority ?? 0),
                     run.observedStatus.rawValue, queue?.agent ?? "", String(queue?.history.count ?? 0), waiting,
-                    run.name ?? "", format == .table ? TextTable.truncate(oneLine(run.command.joined(separator: " ")), to: 50)
-                        : run.command.joined(separator: " ")]
+                    run.name ?? "", format == .table ? TextTable.truncate(TextTable.singleLine(ShellQuoting.commandLine(run.command)), to: 50)
+                        : ShellQuoting.commandLine(run.command)]
         }), format: format)
-}
-
-/// A table row is one line: a command's own line breaks (`python -c '…'`) become spaces.
-func oneLine(_ text: String) -> String {
-    text.split(whereSeparator: \.isNewline).joined(separator: " ")
 }
 
 /// An error naming the existing queues when `name` is not one.
@@ -100,8 +95,15 @@ struct Add: ParsableCommand {
         // Checked before the code state is captured, which stores its patch.
         try QueueName.check(queue)
         guard maxAttempts >= 1 else { throw CMLError.usage("--max-attempts must be at least 1") }
-        if let name, name.isEmpty { throw CMLError.usage("--name must not be empty") }
-        if let project, project.isEmpty { throw CMLError.usage("--project must not be empty") }
+        if let name {
+            if name.isEmpty { throw CMLError.usage("--name must not be empty") }
+            try NameLimits.check(name, "--name")
+        }
+        if let project {
+            if project.isEmpty { throw CMLError.usage("--project must not be empty") }
+            try NameLimits.check(project, "--project")
+        }
+        for tag in tags { try NameLimits.check(tag, "--tag") }
         let environment = try variables.map { (text) throws(CMLError) in
             guard let variable = EnvironmentVariable(assignment: text) else { throw CMLError.usage("--env \(text) is not NAME=value") }
             return variable
@@ -117,6 +119,11 @@ struct Add: ParsableCommand {
                 throw CMLError.usage("no runs to queue", hint: "pipe specs (cml-run clone ID | cml-queue add \(queue)) or give -- CMD")
             }
             specs = try Self.parse(lines)
+            // An empty pipe (`cml-run clone` given no runs) queues nothing, and creates no queue.
+            if specs.isEmpty {
+                printQueued([], format: outputFormat)
+                return
+            }
         }
         for index in specs.indices {
             if let name { specs[index].name = name }
@@ -132,7 +139,7 @@ struct Add: ParsableCommand {
         printQueued(runs, format: outputFormat)
     }
 
-    /// Every line a spec, or an error naming the first line that is not.
+    /// Every line a spec (blank lines aside), or an error naming the first line that is not.
     static func parse(_ lines: [String]) throws(CMLError) -> [RunSpec] {
         var specs: [RunSpec] = []
         for (number, line) in lines.enumerated() where !line.allSatisfy(\.isWhitespace) {
@@ -143,7 +150,6 @@ struct Add: ParsableCommand {
                                hint: error.hint ?? "nothing was queued")
             }
         }
-        if specs.isEmpty { throw CMLError.usage("no specs on stdin", hint: "cml-run clone ID | cml-queue add QUEUE") }
         return specs
     }
 }
@@ -227,6 +233,12 @@ struct Move: ParsableCommand {
         guard let queue = arguments.last else { throw CMLError.usage("no queue given", hint: "cml-queue mv ID… QUEUE") }
         let store = try storeOption.open()
         let resolved = Array(Set(try RunInput.ids(arguments: Array(arguments.dropLast()), stdinLines: Console.stdinLines, store: store))).sorted()
+        // An empty pipe moves nothing, and creates no queue.
+        if resolved.isEmpty {
+            try QueueName.check(queue)
+            printQueued([], format: outputFormat)
+            return
+        }
         if try store.moveQueued(resolved, to: queue) { Console.error("cml-queue: created queue \(queue)\n") }
         printQueued(try store.queuedRuns(queue: queue).filter { resolved.contains($0.id) }, format: outputFormat)
     }

@@ -39,7 +39,7 @@ struct CMLRun: ParsableCommand {
 @main
 enum Main {
     static func main() {
-        let arguments = StoreLocation.optionAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: subcommandNames)
+        let arguments = StoreLocation.optionsAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: subcommandNames)
         if isRun(arguments) { RunCapture.prepare() }
         if arguments.first == "--" {
             do throws(CMLError) {
@@ -48,7 +48,22 @@ enum Main {
                 CMLRun.failTool(error)
             }
         }
+        if let error = commandWithoutTerminator(arguments) { CMLRun.failTool(error) }
         CMLRun.runAsTool(arguments)
+    }
+
+    /// `cml-run echo hi`: a command given without its `--` is a word that neither names a subcommand nor
+    /// belongs to an option; the parser would only call it unexpected.
+    static func commandWithoutTerminator(_ arguments: [String]) -> CMLError? {
+        guard !arguments.contains("--"), let first = arguments.first, !subcommandNames.contains(first),
+              (try? CMLRun.parseAsRoot(arguments)) == nil else { return nil }
+        // The first word after options that parse on their own.
+        guard let start = arguments.indices.first(where: { index in
+            !arguments[index].hasPrefix("-") && (try? CMLRun.parseAsRoot(Array(arguments[..<index]))) is Exec
+        }) else { return nil }
+        let words = arguments[start...]
+        let shown = words.prefix(4).map { $0.prefix(40) }.joined(separator: " ") + (words.count > 4 ? " …" : "")
+        return .usage("'\(arguments[start].prefix(40))' is not a cml-run subcommand", hint: "to run a command, put -- before it: cml-run -- \(shown)")
     }
 
     static let subcommandNames = CMLRun.configuration.subcommands.compactMap { $0.configuration.commandName }

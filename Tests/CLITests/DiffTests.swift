@@ -133,4 +133,23 @@ struct DiffTests {
         let badAxis = try box.run("cml-diff", ["--plot", "loss", "--x", "epoch"], stdin: listing)
         #expect(badAxis.status == 2 && badAxis.stderr.contains("--x must be step, time or elapsed"))
     }
+
+    /// A long command is cut where the runs agree, not where the differing arguments are.
+    @Test func theCommandRowShowsTheArgumentsThatDiffer() throws {
+        let box = try Sandbox()
+        for lr in ["0.01", "0.1"] {
+            let result = try box.run("cml-run", ["--monitor-interval", "0", "--", "sh", "-c", "echo training; echo loss: 1",
+                                                 "/home/me/projects/vision/train.py", "--lr", lr, "--seed", "1"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let ids = try box.runs().compactMap { $0["id"] as? String }.reversed()
+        let table = try box.run("cml-diff", Array(ids) + ["--format", "table"])
+        #expect(table.status == 0, "\(table.stderr)")
+        let row = try #require(table.out.split(separator: "\n").first { $0.hasPrefix("command") })
+        #expect(row.contains("… --lr 0.01 …") && row.contains("… --lr 0.1 …"), "\(table.out)")
+        // Piped, the value is the whole command line, quoted.
+        let piped = try box.run("cml-diff", Array(ids)).jsonLines.first { $0["key"] as? String == "command" }
+        let values = try #require(piped?["values"] as? [String: String])
+        #expect(values.values.sorted().first == "sh -c 'echo training; echo loss: 1' /home/me/projects/vision/train.py --lr 0.01 --seed 1")
+    }
 }

@@ -68,4 +68,30 @@ struct QueryTests {
             #expect(result.out.isEmpty)
         }
     }
+
+    /// `command` is the command line as typed, shell-quoted, not the stored JSON array.
+    @Test func commandIsTheCommandLineAsTyped() throws {
+        let box = try Sandbox()
+        for command in [["true"], ["sh", "-c", "echo acc: 1", "x", "--lr", "0.01"], ["sh", "-c", "echo \"it's\""]] {
+            let result = try box.run("cml-run", ["--monitor-interval", "0", "--"] + command)
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        func commands(_ arguments: [String]) throws -> [String] {
+            let result = try box.run("cml-run", ["ls", "--columns", "command"] + arguments)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            return result.jsonLines.compactMap { $0["command"] as? String }
+        }
+        #expect(try commands(["--where", "command = true"]) == ["true"])
+        #expect(try commands(["--where", "command != true", "--sort", "command"])
+            == [#"sh -c 'echo "it'\''s"'"#, "sh -c 'echo acc: 1' x --lr 0.01"])
+        #expect(try commands(["--where", "command ~ '*--lr 0.01*'"]) == ["sh -c 'echo acc: 1' x --lr 0.01"])
+        #expect(try commands(["--where", "command = \"sh -c 'echo acc: 1' x --lr 0.01\""]).count == 1)
+        #expect(try commands(["--where", "command ~ '*lr\",\"0*'"]).isEmpty)
+        #expect(try commands(["--sort", "-command"]).first == "true")
+
+        let table = try box.run("cml-run", ["ls", "--format", "table", "--sort", "command"])
+        #expect(table.out.contains("sh -c 'echo acc: 1' x --lr 0.01\n"), "\(table.out)")
+        // JSON keeps the argv as it is.
+        #expect(try box.runs().contains { $0["command"] as? [String] == ["sh", "-c", "echo acc: 1", "x", "--lr", "0.01"] })
+    }
 }

@@ -36,15 +36,28 @@ public struct ChannelInterpreter: Sendable {
             guard case .object(let params) = members[0].1, !params.isEmpty else {
                 throw CMLError("\"param\" must be an object of parameters")
             }
-            return .params(params.map { Param(key: $0.0, value: $0.1, source: "log") })
+            let logged = params.map { Param(key: $0.0, value: $0.1, source: "log") }
+            for param in logged { try NameLimits.check(param) }
+            return .params(logged)
         }
         if members.count == 1, members[0].0 == "tag" {
-            guard let tag = members[0].1.stringValue, !tag.isEmpty else { throw CMLError("\"tag\" must be a string") }
+            guard let tag = members[0].1.stringValue else { throw CMLError("\"tag\" must be a string") }
+            if tag.isEmpty { throw CMLError("\"tag\" must not be empty") }
+            try NameLimits.check(tag, "tag")
             return .tag(tag)
         }
         var pairs: [MetricLineParser.Pair] = []
         for (key, value) in members {
             try Self.checkMetricName(key)
+            if key == "step" {
+                // The extractor would record a step that is no integer as a metric named "step".
+                let integral = switch value {
+                case .int: true
+                case .double(let d): MetricLineParser.Pair(key: key, value: d).integral
+                default: false
+                }
+                if !integral { throw CMLError("\"step\" must be an integer, not \(value.serialized)") }
+            }
             switch value {
             case .int(let i): pairs.append(MetricLineParser.Pair(key: key, value: Double(i)))
             case .double(let d): pairs.append(MetricLineParser.Pair(key: key, value: d))
@@ -58,6 +71,7 @@ public struct ChannelInterpreter: Sendable {
 
     static func checkMetricName(_ key: String) throws(CMLError) {
         if key.isEmpty { throw CMLError("a metric name is empty") }
+        try NameLimits.check(key, "metric name")
         if key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             throw CMLError("the metric name \(JSON.string(key).serialized) holds a control character")
         }

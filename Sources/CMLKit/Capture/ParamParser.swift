@@ -37,18 +37,32 @@ public enum ParamParser {
         public var value: String?
     }
 
+    /// The parameters of `argv`, less those over `NameLimits` (see `leftOut`): a command line the
+    /// program accepts must not fail its run.
     public static func parse(_ argv: [String]) -> [Param] {
         // A key given twice keeps its last value, as argparse and Hydra do.
         var seen: [String: Int] = [:]
         var params: [Param] = []
         for occurrence in occurrences(argv) {
-            let value = occurrence.value.map(Param.typedValue) ?? .bool(true)
-            if let at = seen[occurrence.key] { params[at].value = value } else {
-                seen[occurrence.key] = params.count
-                params.append(Param(key: occurrence.key, value: value, source: "argv"))
+            let param = param(occurrence)
+            if NameLimits.problem(param) != nil { continue }
+            if let at = seen[param.key] { params[at].value = param.value } else {
+                seen[param.key] = params.count
+                params.append(param)
             }
         }
         return params
+    }
+
+    /// Why `parse` leaves parameters of `argv` out, one warning each.
+    public static func leftOut(_ argv: [String]) -> [String] {
+        occurrences(argv).compactMap { occurrence in
+            NameLimits.problem(param(occurrence)).map { "\($0): the parameter is not recorded" }
+        }
+    }
+
+    private static func param(_ occurrence: Occurrence) -> Param {
+        Param(key: occurrence.key, value: occurrence.value.map(Param.typedValue) ?? .bool(true), source: "argv")
     }
 
     /// Every parameter argv carries, in order (a key given twice occurs twice).

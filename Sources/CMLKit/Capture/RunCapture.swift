@@ -165,6 +165,7 @@ public enum RunCapture {
             inputs.append(version)
         }
 
+        for problem in ParamParser.leftOut(command) { warn(problem) }
         var params = ParamParser.parse(command)
         for given in options.params {
             params.removeAll { $0.key == given.key }

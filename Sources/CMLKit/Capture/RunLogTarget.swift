@@ -2,7 +2,8 @@ import Glibc
 
 /// Where `cml-log` sends a JSON line: through `$CML_LOG_FD` to the cml-run that runs it (which records it
 /// with the rest of the run), or, outside a run or with `--run`, straight into the store. Each line is
-/// checked first, so a bad one is refused with its reason either way.
+/// checked first, so a bad one is refused with its reason either way; into the store, nothing is written
+/// before `close`, so that a refused line leaves the run as it was.
 public final class RunLogTarget {
     private enum Destination {
         case channel(Int32)
@@ -12,6 +13,8 @@ public final class RunLogTarget {
     private let destination: Destination
     private var interpreter = ChannelInterpreter()
     private var points: [MetricPoint] = []
+    private var params: [Param] = []
+    private var tags: [String] = []
 
     public init(run: String?, store location: String?) throws(CMLError) {
         let environment = { (name: String) -> String? in getenv(name).map { String(cString: $0) } }
@@ -40,21 +43,24 @@ public final class RunLogTarget {
         case .channel(let descriptor):
             guard message != nil else { return }
             try FileSystem.writeAll(descriptor, line + [0x0A], path: "$CML_LOG_FD")
-        case .store(let store, let id, _):
+        case .store:
             switch message {
             case .points(let new)?: points += new
-            case .params(let params)?: try store.addParams(run: id, params)
-            case .tag(let tag)?: try store.addTags(run: id, [tag])
+            case .params(let new)?: params += new
+            case .tag(let tag)?: tags.append(tag)
             case nil: break
             }
         }
     }
 
-    /// Stores the points gathered (in one transaction) when writing to the store directly.
+    /// Stores what was gathered when writing to the store directly (the points in one transaction).
     public func close() throws(CMLError) {
-        if case .store(_, _, let writer) = destination, !points.isEmpty {
-            try writer.append(points, source: .log)
-            points.removeAll()
-        }
+        guard case .store(let store, let id, let writer) = destination else { return }
+        if !params.isEmpty { try store.addParams(run: id, params) }
+        if !tags.isEmpty { try store.addTags(run: id, tags) }
+        if !points.isEmpty { try writer.append(points, source: .log) }
+        params.removeAll()
+        tags.removeAll()
+        points.removeAll()
     }
 }

@@ -172,14 +172,19 @@ extension RunSpec {
         if let given = field("params") {
             guard case .object(let pairs) = given else { throw CMLError("\"params\" must be an object") }
             for (key, value) in pairs {
+                let param = Param(key: key, value: value, source: "option")
+                try NameLimits.check(param)
                 guard ParamParser.isKey(key) else { throw CMLError("\"params\": '\(key)' is not a parameter name") }
-                params.append(Param(key: key, value: value, source: "option"))
+                params.append(param)
             }
         }
         name = try text("name")
+        if let name { try NameLimits.check(name, "run name") }
         project = try text("project") ?? "default"
         if project.isEmpty { throw CMLError("\"project\" must not be empty") }
+        try NameLimits.check(project, "project")
         tags = try strings("tags", in: field("tags"))
+        for tag in tags { try NameLimits.check(tag, "tag") }
         clonedFrom = try text("cloned_from")
         if let clonedFrom, !RunID.isPrefix(clonedFrom) { throw CMLError("\"cloned_from\" must be a run id") }
         datasets = try strings("data", in: field("data"))

@@ -23,7 +23,7 @@ public enum RunComparison {
             ("project", { .string($0.project) }),
             ("status", { .string($0.observedStatus.rawValue) }),
             ("exit_code", { $0.end?.exitCode.map { .int(Int64($0)) } ?? .null }),
-            ("command", { .string($0.command.joined(separator: " ")) }),
+            ("command", { .string(ShellQuoting.commandLine($0.command)) }),
             ("commit", { $0.code["commit"]?.stringValue.map { .string(String($0.prefix(12))) } ?? .null }),
             ("dirty", { $0.code["dirty"] ?? .null }),
             ("host", { .string($0.host) }),
@@ -64,6 +64,30 @@ public enum RunComparison {
             ComparisonRow(kind: .env, key: key, values: tables.map { $0[key].map(JSON.string) ?? .null })
         }
         return all ? rows : rows.filter(\.differs)
+    }
+
+    /// Each command, shell-quoted, for a table cell of at most `width` characters that shows where the
+    /// commands differ: whole when every one fits (or all are the same); else the arguments the runs share
+    /// at the start and at the end are cut to `…`, keeping the one before the first that differs (`--lr`
+    /// of `--lr 0.1`) as context.
+    public static func commandExcerpts(_ commands: [[String]], width: Int) -> [String] {
+        let words = commands.map { $0.map(ShellQuoting.quote) }
+        let whole = words.map { $0.joined(separator: " ") }
+        if Set(whole).count == 1 || whole.allSatisfy({ $0.count <= width }) {
+            return whole.map { TextTable.truncate($0, to: width) }
+        }
+        let shortest = words.map(\.count).min() ?? 0
+        func allEqual(_ word: ([String]) -> String) -> Bool { Set(words.map(word)).count == 1 }
+        var prefix = 0
+        while prefix < shortest, allEqual({ $0[prefix] }) { prefix += 1 }
+        var suffix = 0
+        while prefix + suffix < shortest, allEqual({ $0[$0.count - 1 - suffix] }) { suffix += 1 }
+        let start = max(0, prefix - 1)
+        return words.map { command in
+            let middle = command[start..<(command.count - suffix)].joined(separator: " ")
+            let excerpt = (start > 0 ? "… " : "") + middle + (suffix > 0 ? " …" : "")
+            return TextTable.truncate(excerpt, to: width)
+        }
     }
 
     /// A label per run naming what sets it apart: the parameters that differ (`lr=0.1 opt=adam`), else

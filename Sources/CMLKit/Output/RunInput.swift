@@ -1,7 +1,9 @@
 import Foundation
 
 /// Reads which runs a command should act on: ids (or unique prefixes) given as arguments, else JSON lines
-/// on stdin, each an object with an `"id"` (what `cml-run ls` prints) or a bare id.
+/// on stdin, each an object with an `"id"` (what `cml-run ls` prints) or a bare id. Piped input with no
+/// line that names a run gives no runs, not an error: `cml-run ls --status failed | cml-run rm --yes` in a
+/// cron job does nothing when no run failed.
 public enum RunInput {
     public static func ids(arguments: [String], stdinLines: () -> [String]?, store: any Store) throws(CMLError) -> [String] {
         if !arguments.isEmpty {
@@ -29,7 +31,6 @@ public enum RunInput {
             }
             out.append(try store.resolveRunID(candidate))
         }
-        if out.isEmpty { throw CMLError.usage("no run given on stdin") }
         return out
     }
 }

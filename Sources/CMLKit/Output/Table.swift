@@ -57,6 +57,11 @@ public struct TextTable: Sendable {
         String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
     }
 
+    /// A table row is one line: a cell's own line breaks (a command's `python -c '…'`) become spaces.
+    public static func singleLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+
     /// Shortens text for a table cell.
     public static func truncate(_ text: String, to width: Int) -> String {
         text.count <= width ? text : String(text.prefix(width - 1)) + "…"

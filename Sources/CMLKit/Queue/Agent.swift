@@ -342,7 +342,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
             watcher.interrupt()
         }
         let spec = lease.spec
-        log(.info, "run \(short) (attempt \(lease.attempt), queue \(lease.queue)): \(spec.command.joined(separator: " "))")
+        log(.info, "run \(short) (attempt \(lease.attempt), queue \(lease.queue)): \(ShellQuoting.commandLine(spec.command))")
         if lease.attempt > 1 { noteAttempt(lease) }
 
         func end(_ end: LeasedRunEnd) {

@@ -44,8 +44,11 @@ extension RunSpec {
     /// Sets parameters on the command line; a parameter recorded with `--param` under the same key is
     /// dropped, since the command line now says it.
     public mutating func apply(_ settings: [(key: String, value: String)]) throws(CMLError) {
-        for setting in settings where !ParamParser.isKey(setting.key) {
-            throw CMLError.usage("--set \(setting.key)=\(setting.value): '\(setting.key)' is not a parameter name")
+        for setting in settings {
+            try NameLimits.check(Param(key: setting.key, value: Param.typedValue(setting.value), source: "option"))
+            guard ParamParser.isKey(setting.key) else {
+                throw CMLError.usage("--set \(setting.key)=\(setting.value): '\(setting.key)' is not a parameter name")
+            }
         }
         command = ParamParser.override(command, with: settings)
         params.removeAll { param in settings.contains { $0.key == param.key } }
@@ -56,6 +59,7 @@ extension RunSpec {
     public static func capture(_ command: [String], directory: String, store: any Store, maxPatchBytes: Int,
                                warn: (String) -> Void) throws(CMLError) -> RunSpec {
         guard !command.isEmpty else { throw CMLError.usage("no command given after --") }
+        for problem in ParamParser.leftOut(command) { warn(problem) }
         let state: CodeState
         let patch: [UInt8]
         do {

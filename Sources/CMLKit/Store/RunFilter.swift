@@ -39,6 +39,29 @@ public indirect enum RunFilter: Sendable, Equatable {
         var parser = FilterParser(text: text)
         return try parser.parseWhole()
     }
+
+    /// `-12`, `0.5`, `.5`, `3.`, `1e-3`: digits with an optional sign, point and exponent.
+    static func isDecimal(_ word: String) -> Bool {
+        var rest = Substring(word)
+        func digits() -> Int {
+            let count = rest.prefix { $0.isASCII && $0.isNumber }.count
+            rest = rest.dropFirst(count)
+            return count
+        }
+        if rest.first == "-" { rest = rest.dropFirst() }
+        var mantissa = digits()
+        if rest.first == "." {
+            rest = rest.dropFirst()
+            mantissa += digits()
+        }
+        guard mantissa > 0 else { return false }
+        if let e = rest.first, e == "e" || e == "E" {
+            rest = rest.dropFirst()
+            if let sign = rest.first, sign == "+" || sign == "-" { rest = rest.dropFirst() }
+            guard digits() > 0 else { return false }
+        }
+        return rest.isEmpty
+    }
 }
 
 private struct FilterParser {
@@ -216,6 +239,8 @@ private struct FilterParser {
             guard end > index else { throw failure("unexpected '\(c)'") }
             index = end
             if let first = word.first, first.isNumber || first == "-" || first == ".", let number = Double(word) {
+                // Double also reads hexadecimal (0x10) and inf or nan, which would compare as no one meant.
+                guard RunFilter.isDecimal(word) else { throw failure("'\(word)' is not a decimal number") }
                 return .number(number)
             }
             if word.contains("+") { throw failure("unexpected '+'", at: tokenStart + word.distance(from: word.startIndex, to: word.firstIndex(of: "+")!)) }

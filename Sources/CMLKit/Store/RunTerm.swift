@@ -91,6 +91,17 @@ public enum RunTerm: Hashable, Sendable {
                                 + RunField.allCases.map(\.rawValue).joined(separator: ", "))
     }
 
+    /// Whether the term's value is text, so that a comparison with `true` means the word.
+    var isText: Bool {
+        switch self {
+        case .field(.id), .field(.name), .field(.project), .field(.status), .field(.command), .field(.host),
+             .field(.user), .field(.cwd), .field(.queue), .field(.agent):
+            return true
+        case .field, .param, .metric, .tag:
+            return false
+        }
+    }
+
     /// The name a column shows.
     public var name: String {
         switch self {
@@ -111,7 +122,7 @@ public enum RunTerm: Hashable, Sendable {
             case .name: return run.name.map(JSON.string) ?? .null
             case .project: return .string(run.project)
             case .status: return .string(run.observedStatus.rawValue)
-            case .command: return .string(run.command.joined(separator: " "))
+            case .command: return .string(ShellQuoting.commandLine(run.command))
             case .host: return .string(run.host)
             case .user: return .string(run.user)
             case .cwd: return .string(run.cwd)

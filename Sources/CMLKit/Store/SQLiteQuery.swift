@@ -13,6 +13,14 @@ extension SQLiteStore {
         return kill(pid, 0) != 0 && errno == ESRCH ? RunStatus.lost.rawValue : status
     }
 
+    /// `cml_command_line(command)`: the stored JSON array of arguments as the shell-quoted line
+    /// (`ShellQuoting.commandLine`) that `command` means in `--where` and `--sort`, so that
+    /// `command ~ '*--lr 0.01*'` matches what a user typed, in the one statement that lists.
+    static let commandLineFunction = DatabaseFunction("cml_command_line", argumentCount: 1, pure: true) { values in
+        guard let stored = String.fromDatabaseValue(values[0]), case .array(let items)? = try? JSON.parse(stored) else { return nil }
+        return ShellQuoting.commandLine(items.compactMap(\.stringValue))
+    }
+
     public func catalog() -> RunTerm.Catalog {
         RunTerm.Catalog(
             hasParam: { key throws(CMLError) in
@@ -66,7 +74,7 @@ extension SQLiteStore {
             case .name: "runs.name"
             case .project: "runs.project"
             case .status: "cml_status(runs.status, runs.host, runs.pid)"
-            case .command: "runs.command"
+            case .command: "cml_command_line(runs.command)"
             case .host: "runs.host"
             case .user: "runs.user"
             case .cwd: "runs.cwd"
@@ -112,6 +120,8 @@ extension SQLiteStore {
             var rightValues: [(any DatabaseValueConvertible)?] = []
             switch value {
             case .number(let n): right = "?"; rightValues = [n]
+            // `command = true` is the command `true`, not a boolean.
+            case .bool(let b) where term.isText: right = "?"; rightValues = [try literal(b ? "true" : "false", for: term)]
             case .bool(let b): right = "?"; rightValues = [b ? 1 : 0]
             case .text(let text): right = "?"; rightValues = [try literal(text, for: term)]
             case .word(let word, _):

@@ -35,6 +35,7 @@ public final class SQLiteStore: Store {
             // in memory (up to 64 MB, only when used) rather than spilling them to the WAL mid-transaction.
             try db.execute(sql: "PRAGMA cache_size = -65536")
             db.add(function: Self.observedStatusFunction)
+            db.add(function: Self.commandLineFunction)
         }
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true

@@ -24,15 +24,17 @@ public enum StoreLocation {
         return try SQLiteStore(directory: location, busyTimeout: busyTimeout)
     }
 
-    /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store may be named before the
-    /// subcommand, as users of `git -C DIR log` expect.
-    /// `subcommands` is asked for only when the store comes first: computing the names costs about a
+    /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store (and with cml-log, the
+    /// run: `options`, each taking a value) may be named before the subcommand, as users of
+    /// `git -C DIR log` expect.
+    /// `subcommands` is asked for only when such an option comes first: computing the names costs about a
     /// millisecond of reflection, which `cml-run -- CMD` must not pay.
-    public static func optionAfterSubcommand(_ arguments: [String], subcommands: @autoclosure () -> [String]) -> [String] {
+    public static func optionsAfterSubcommand(_ arguments: [String], options: [String] = ["--store"],
+                                              subcommands: @autoclosure () -> [String]) -> [String] {
         var index = 0
         while index < arguments.count {
-            if arguments[index] == "--store", index + 1 < arguments.count { index += 2 }
-            else if arguments[index].hasPrefix("--store=") { index += 1 }
+            if options.contains(arguments[index]), index + 1 < arguments.count { index += 2 }
+            else if options.contains(where: { arguments[index].hasPrefix($0 + "=") }) { index += 1 }
             else { break }
         }
         guard index > 0, index < arguments.count, subcommands().contains(arguments[index]) else { return arguments }

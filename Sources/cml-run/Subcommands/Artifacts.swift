@@ -24,7 +24,10 @@ struct ArtifactList: ParsableCommand {
     func run() throws {
         let outputFormat = try OutputFormat.resolve(format)
         let store = try storeOption.open()
-        let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
+        // An empty pipe names no run: nothing to print.
+        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store).first else {
+            return
+        }
         let artifacts = try store.artifacts(run: runID)
         printRecords(artifacts.map(\.json), format: outputFormat) {
             TextTable(

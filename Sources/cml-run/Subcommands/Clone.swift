@@ -57,7 +57,10 @@ struct Clone: ParsableCommand {
             }
             return (String(text[..<eq]), String(text[text.index(after: eq)...]))
         }
-        if let name, name.isEmpty { throw CMLError.usage("--name must not be empty") }
+        if let name {
+            if name.isEmpty { throw CMLError.usage("--name must not be empty") }
+            try NameLimits.check(name, "--name")
+        }
         let variables = try environment.parsed()
         let store = try storeOption.open()
         let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)

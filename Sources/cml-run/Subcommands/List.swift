@@ -66,6 +66,9 @@ struct List: ParsableCommand {
         if let since { query.since = try SinceParser.parse(since) }
         if let filter { query.filter = try RunFilter.parse(filter) }
         query.sort = sort.flatMap { $0.split(separator: ",") }.map { RunSort(String($0)) }
+        if let columns, columns.split(separator: ",").isEmpty {
+            throw CMLError.usage("--columns names no column", hint: "e.g. --columns id,lr,acc.max")
+        }
         let store = try storeOption.open()
         let runs = try store.runs(query)
         let catalog = store.catalog()
@@ -120,8 +123,8 @@ private func cell(_ term: RunTerm, of run: Run, format: OutputFormat) -> String 
     case .field(.duration): return run.duration.map { terminal ? formatDuration($0) : String($0) } ?? ""
     case .field(.exitCode): return run.end?.exitCode.map(String.init) ?? run.end?.signal.map { "sig\($0)" } ?? ""
     case .field(.command):
-        let command = run.command.joined(separator: " ")
-        return terminal ? TextTable.truncate(command, to: 60) : command
+        let command = ShellQuoting.commandLine(run.command)
+        return terminal ? TextTable.truncate(TextTable.singleLine(command), to: 60) : command
     default:
         switch term.value(of: run) {
         case .null: return ""

@@ -40,7 +40,10 @@ struct Log: ParsableCommand {
             }
         }
         let store = try storeOption.open()
-        let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
+        // An empty pipe names no run: nothing to print.
+        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store).first else {
+            return
+        }
         let reader = try store.logReader(run: runID)
         var renderer = ConsoleRenderer()
         var finished = false

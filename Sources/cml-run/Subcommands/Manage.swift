@@ -28,6 +28,8 @@ struct TagCommand: ParsableCommand {
         guard !changes.isEmpty else { throw CMLError.usage("no tag to add or remove", hint: "e.g. cml-run tag ID +best -old") }
         let add = changes.filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) }
         let remove = changes.filter { $0.hasPrefix("-") }.map { String($0.dropFirst()) }
+        // Tags to remove are checked too: no tag that long exists to be removed.
+        for tag in add + remove { try NameLimits.check(tag, "tag") }
         if let bad = (add + remove).first(where: { $0.isEmpty || $0.unicodeScalars.contains { $0.value < 0x20 } }) {
             throw CMLError.usage("bad tag \(JSON.string(bad).serialized)", hint: "tags are non-empty text")
         }
@@ -55,6 +57,7 @@ struct Rename: ParsableCommand {
     @Argument(help: "The new name.") var name: String
 
     func run() throws {
+        try NameLimits.check(name, "run name")
         let store = try storeOption.open()
         let runID = try store.resolveRunID(id)
         try store.rename(run: runID, to: name.isEmpty ? nil : name)
@@ -85,17 +88,24 @@ struct Remove: ParsableCommand {
     func run() throws {
         let store = try storeOption.open()
         let resolved = Array(Set(try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store))).sorted()
-        let runs = try resolved.map { id throws(CMLError) in try store.run(id: id) }
-        if !force, let running = runs.first(where: { $0.observedStatus == .running }) {
-            throw CMLError("run \(RunID.short(running.id)) is still running", hint: "stop it first, or pass --force")
+        // An empty pipe (no run matched upstream) asks nothing and removes nothing: the report, all zero.
+        var blobsRemoved = 0
+        var bytesFreed: Int64 = 0
+        if !resolved.isEmpty {
+            let runs = try resolved.map { id throws(CMLError) in try store.run(id: id) }
+            if !force, let running = runs.first(where: { $0.observedStatus == .running }) {
+                throw CMLError("run \(RunID.short(running.id)) is still running", hint: "stop it first, or pass --force")
+            }
+            if !yes, !FileHandleOutput.confirm("cml-run: remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
+                throw CMLError("nothing removed")
+            }
+            let report = try store.removeRuns(resolved)
+            blobsRemoved = report.blobs
+            bytesFreed = report.bytesFreed
         }
-        if !yes, !FileHandleOutput.confirm("cml-run: remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
-            throw CMLError("nothing removed")
-        }
-        let report = try store.removeRuns(resolved)
         FileHandleOutput.standardOutput(JSON.object([
-            ("removed", .array(resolved.map(JSON.string))), ("blobs_removed", .int(Int64(report.blobs))),
-            ("bytes_freed", .int(report.bytesFreed)),
+            ("removed", .array(resolved.map(JSON.string))), ("blobs_removed", .int(Int64(blobsRemoved))),
+            ("bytes_freed", .int(bytesFreed)),
         ]).serialized + "\n")
     }
 }

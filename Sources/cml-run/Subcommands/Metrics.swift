@@ -24,7 +24,10 @@ struct Metrics: ParsableCommand {
 
     func run() throws {
         let store = try storeOption.open()
-        let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store)[0]
+        // An empty pipe names no run: nothing to print.
+        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store).first else {
+            return
+        }
         if let key {
             let run = try store.run(id: runID)
             guard run.metrics.contains(where: { $0.key == key }) else {

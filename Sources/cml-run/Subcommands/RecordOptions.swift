@@ -49,17 +49,23 @@ struct RecordOptions: ParsableArguments {
             guard let param = ParamParser.parseAssignment(text) else {
                 throw .usage("--param \(text) is not key=value", hint: "e.g. --param lr=0.01")
             }
+            try NameLimits.check(param)
             parsed.append(param)
         }
         guard let limit = parseSize(maxPatchSize) else {
             throw .usage("--max-patch-size \(maxPatchSize) is not a size", hint: "e.g. 10M, 512K, 1G or a number of bytes")
         }
-        if let name, name.isEmpty { throw .usage("--name must not be empty") }
+        if let name {
+            if name.isEmpty { throw .usage("--name must not be empty") }
+            try NameLimits.check(name, "--name")
+        }
+        for tag in tags { try NameLimits.check(tag, "--tag") }
         guard monitorInterval >= 0, monitorInterval.isFinite else { throw .usage("--monitor-interval must be 0 or more seconds") }
         guard tensorBoardInterval > 0, tensorBoardInterval.isFinite else { throw .usage("--tb-interval must be more than 0 seconds") }
         if noTensorBoard && !tensorBoardDirectories.isEmpty { throw .usage("--tb-dir and --no-tensorboard contradict each other") }
         let project = self.project ?? Exec.defaultProject
         guard !project.isEmpty else { throw .usage("--project must not be empty") }
+        try NameLimits.check(project, "project")
         var options = RunOptions(name: name, project: project, tags: tags, params: parsed, maxPatchBytes: limit,
                                  parseMetrics: !noMetrics, monitorInterval: monitorInterval,
                                  metricPatterns: try metricPatterns.map { (text) throws(CMLError) in try MetricPattern(text) },

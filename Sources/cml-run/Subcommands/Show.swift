@@ -28,8 +28,9 @@ struct Show: ParsableCommand {
         let store = try storeOption.open()
         let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
         if patch {
-            guard resolved.count == 1 else { throw CMLError.usage("--patch takes one run") }
-            let run = try store.run(id: resolved[0])
+            guard resolved.count <= 1 else { throw CMLError.usage("--patch takes one run") }
+            guard let id = resolved.first else { return }
+            let run = try store.run(id: id)
             if let blob = run.code["patch_blob"]?.stringValue {
                 FileHandleOutput.standardOutput(bytes: try store.blob(blob))
             }
