@@ -119,6 +119,23 @@ struct ArtifactTests {
         #expect(table.out.hasPrefix("NAME") && table.out.contains("image/png"))
     }
 
+    @Test func everyVersionOfANameCanBeFetched() throws {
+        // Issue 13: after two notes, the first could not be fetched (no steps to name it by).
+        let box = try Sandbox()
+        let id = try runID(box)
+        for note in ["first", "second"] { #expect(try box.run("cml-log", ["text", note, "--run", id]).status == 0) }
+        #expect(try artifactRows(box, id).map { $0["version"] as? Int } == [1, 2])
+        #expect(try box.run("cml-run", ["get", id, "text", "--version", "1", "-"]).out == "first")
+        #expect(try box.run("cml-run", ["get", id, "text", "-"]).out == "second")
+        let missing = try box.run("cml-run", ["get", id, "text", "--step", "0"])
+        #expect(missing.status == 1 && missing.stderr.contains("--version 1 to 2"), "\(missing.stderr)")
+        let beyond = try box.run("cml-run", ["get", id, "text", "--version", "3"])
+        #expect(beyond.status == 1 && beyond.stderr.contains("no version 3 (its versions: 1 to 2)"), "\(beyond.stderr)")
+        #expect(try box.run("cml-run", ["get", id, "text", "--version", "1", "--step", "0"]).status == 2)
+        let table = try box.run("cml-run", ["artifacts", id, "--format", "table"])
+        #expect(table.out.hasPrefix("NAME") && table.out.contains("VERSION"))
+    }
+
     @Test func getRefusesToOverwriteAndLeavesNothingWhenTheBlobIsDamaged() throws {
         let box = try Sandbox()
         let id = try runID(box)

@@ -53,18 +53,26 @@ public enum Artifacts {
         return artifact
     }
 
-    /// The artifact called `name`: at `step` when given, else the one recorded last.
-    public static func select(_ artifacts: [Artifact], name: String, step: Int64?) throws(CMLError) -> Artifact {
+    /// The artifact called `name`: its `version` or the one at `step` when given, else the one recorded last.
+    public static func select(_ artifacts: [Artifact], name: String, step: Int64?, version: Int? = nil) throws(CMLError) -> Artifact {
         let named = artifacts.filter { $0.name == name }
         guard !named.isEmpty else {
             let names = Set(artifacts.map(\.name)).sorted()
             throw CMLError("the run has no artifact named \(name)",
                            hint: names.isEmpty ? "it recorded no artifacts" : "it has: \(names.joined(separator: ", "))")
         }
+        if let version {
+            guard step == nil else { throw .usage("give --step or --version, not both") }
+            guard let match = named.first(where: { $0.version == version }) else {
+                throw CMLError("artifact \(name) has no version \(version)", hint: "its versions: 1 to \(named.count)")
+            }
+            return match
+        }
         guard let step else { return named.last! }
         guard let match = named.last(where: { $0.step == step }) else {
             let steps = named.compactMap(\.step).map(String.init).joined(separator: ", ")
-            throw CMLError("artifact \(name) has no step \(step)", hint: steps.isEmpty ? "it was recorded without steps" : "its steps: \(steps)")
+            throw CMLError("artifact \(name) has no step \(step)", hint: (steps.isEmpty ? "it was recorded without steps" : "its steps: \(steps)")
+                           + "; every version is reachable with --version 1 to \(named.count)")
         }
         return match
     }

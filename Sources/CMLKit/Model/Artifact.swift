@@ -1,7 +1,7 @@
 /// A file, directory, image or note that a run recorded (`cml-log artifact|image|text`). Its content is in
 /// the blob store: the file's own blob, or for a directory the blob of its manifest. Records are only
-/// added, never replaced: logging `model.pt` every epoch keeps every version, and `cml-run get` fetches
-/// the latest unless a step is named.
+/// added, never replaced: logging `model.pt` every epoch keeps every version, numbered from 1 in the order
+/// recorded, and `cml-run get` fetches the latest unless a step or a version is named.
 public struct Artifact: Sendable, Equatable {
     public var run: String
     public var name: String
@@ -18,6 +18,8 @@ public struct Artifact: Sendable, Equatable {
     /// The path it was stored from, as given (absolute).
     public var source: String?
     public var time: Double
+    /// Its number among the run's artifacts of the same name, from 1 in the order recorded.
+    public var version = 1
 
     public init(run: String, name: String, kind: String, step: Int64?, sha256: String, size: Int64, files: Int64,
                 isDirectory: Bool, mediaType: String?, source: String?, time: Double) {
@@ -35,7 +37,8 @@ public struct Artifact: Sendable, Equatable {
     }
 
     public var json: JSON {
-        var members: [(String, JSON)] = [("run", .string(run)), ("name", .string(name)), ("kind", .string(kind))]
+        var members: [(String, JSON)] = [("run", .string(run)), ("name", .string(name)), ("version", .int(Int64(version))),
+                                         ("kind", .string(kind))]
         if let step { members.append(("step", .int(step))) }
         members += [("type", .string(isDirectory ? "directory" : "file")), ("size", .int(size))]
         if isDirectory { members.append(("files", .int(files))) }

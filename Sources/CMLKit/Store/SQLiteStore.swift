@@ -470,11 +470,15 @@ public final class SQLiteStore: Store {
 
     public func artifacts(run id: String) throws(CMLError) -> [Artifact] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", arguments: [id]).map { row in
-                Artifact(run: row["run_id"], name: row["name"], kind: row["kind"], step: row["step"],
-                         sha256: row["sha256"], size: row["size"], files: row["files"],
-                         isDirectory: row["is_directory"], mediaType: row["media_type"], source: row["source"],
-                         time: row["time"])
+            var versions: [String: Int] = [:]
+            return try Row.fetchAll(db, sql: "SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", arguments: [id]).map { row in
+                var artifact = Artifact(run: row["run_id"], name: row["name"], kind: row["kind"], step: row["step"],
+                                        sha256: row["sha256"], size: row["size"], files: row["files"],
+                                        isDirectory: row["is_directory"], mediaType: row["media_type"], source: row["source"],
+                                        time: row["time"])
+                versions[artifact.name, default: 0] += 1
+                artifact.version = versions[artifact.name]!
+                return artifact
             }
         }
     }

@@ -31,9 +31,9 @@ struct ArtifactList: ParsableCommand {
         let artifacts = try store.artifacts(run: runID)
         printRecords(artifacts.map(\.json), format: outputFormat) {
             TextTable(
-                headers: ["NAME", "KIND", "STEP", "TYPE", "SIZE", "SHA256", "RECORDED"],
+                headers: ["NAME", "VERSION", "KIND", "STEP", "TYPE", "SIZE", "SHA256", "RECORDED"],
                 rows: artifacts.map { artifact in
-                    [artifact.name, artifact.kind, artifact.step.map(String.init) ?? "",
+                    [artifact.name, String(artifact.version), artifact.kind, artifact.step.map(String.init) ?? "",
                      artifact.isDirectory ? "directory (\(artifact.files) files)" : artifact.mediaType ?? "file",
                      outputFormat == .table ? formatBytes(artifact.size) : String(artifact.size),
                      outputFormat == .table ? String(artifact.sha256.prefix(12)) : artifact.sha256,
@@ -56,6 +56,7 @@ struct Get: ParsableCommand {
               cml-run get 0192f3a4 model.pt
               cml-run get 0192f3a4 checkpoints ./restored --force
               cml-run get 0192f3a4 epoch.png --step 3 /tmp/
+              cml-run get 0192f3a4 text --version 1 -
               cml-run get 0192f3a4 text - | less
             """
     )
@@ -64,6 +65,9 @@ struct Get: ParsableCommand {
 
     @Option(help: "The version recorded at this step (default: the one recorded last).")
     var step: Int64?
+
+    @Option(help: "The version with this number: 1 is the first recorded (see cml-run artifacts).")
+    var version: Int?
 
     @Flag(help: "Replace DEST when it exists.")
     var force = false
@@ -80,7 +84,7 @@ struct Get: ParsableCommand {
     func run() throws {
         let store = try storeOption.open()
         let runID = try store.resolveRunID(id)
-        let artifact = try Artifacts.select(try store.artifacts(run: runID), name: name, step: step)
+        let artifact = try Artifacts.select(try store.artifacts(run: runID), name: name, step: step, version: version)
         if destination == "-" {
             try Artifacts.stream(artifact, from: store) { chunk in FileHandleOutput.standardOutput(raw: chunk) }
             return
