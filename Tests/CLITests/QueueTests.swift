@@ -179,6 +179,21 @@ struct QueueEndToEndTests {
         #expect(try b.wait().status == 0)
     }
 
+    @Test func theAgentLogsARunKilledByASignalAsTheRecordDoes() throws {
+        // Issue 13: it logged "exit status 143" where the record says signal 15.
+        let q = try QueueBox()
+        let a = try q.agent("a")
+        let running = try q.add(["sh", "-c", "echo ready; exec sleep 30"])
+        #expect(try waitUntil { try q.log(running).contains("ready") })
+        #expect(try q.box.run("cml-run", ["abort", running]).status == 0)
+        #expect(try q.wait(running, for: "aborted"))
+        #expect(try q.show(running)["signal"] as? Int == 15)
+        kill(a.pid, SIGTERM)
+        let stopped = try a.wait()
+        #expect(stopped.stderr.contains("run \(running.prefix(16)) aborted (signal 15)"), "\(stopped.stderr)")
+        #expect(!stopped.stderr.contains("exit status 143"))
+    }
+
     @Test func abortStopsARunningRunAndDequeuesAWaitingOne() throws {
         let q = try QueueBox()
         let a = try q.agent("a")

@@ -111,14 +111,15 @@ public enum RunCapture {
     }
 
     /// Runs `command`, passing its output through live, and returns the status cml-run should exit with
-    /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist) and the store,
+    /// (the child's, or 128+N when signal N killed it; 127 when the command does not exist), the signal
+    /// that killed it if one did, and the store,
     /// which `openStore` opens while the code state is captured on another thread.
     /// `storeDirectory` is where `openStore` opens the store, left out of the code state when it lies in
     /// the work tree.
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
                            storeDirectory: String? = nil,
                            openStore: () throws(CMLError) -> any Store, supervisor: any RunSupervisor,
-                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, store: any Store) {
+                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: any Store) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
         let startedAt = Clock.now()
         let lease: QueueLease? = if case .leased(let lease) = launch.record { lease } else { nil }
@@ -263,7 +264,7 @@ public enum RunCapture {
             // The command ran: its status is still cml-run's, whatever happened to the record.
             warn("the end of run \(RunID.short(id)) was not recorded: \(error.message)")
         }
-        return (exit.shellStatus, store)
+        return (exit.shellStatus, exit.signal, store)
     }
 
     /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal.

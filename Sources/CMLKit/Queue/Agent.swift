@@ -265,7 +265,8 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         }
         for slot in active {
             let runID = slot.lease.runID
-            if reply.notHeld.contains(runID) {
+            // A run this agent is stopping already (drained and requeued, aborted) gave its lease back itself.
+            if reply.notHeld.contains(runID), slot.control.stop == nil {
                 log(.warning, "run \(RunID.short(runID)): its lease was taken back (heartbeats came too late); stopping it")
                 slot.control.request(.requeue(reason: "its lease was taken back from agent \(configuration.name)"), killAfter: 0)
             } else if reply.abortRequested.contains(runID), slot.control.stop == nil {
@@ -376,7 +377,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         let launch = RunLaunch(record: .leased(lease), workingDirectory: start, environment: environment,
                                passThrough: false, detached: true)
         do {
-            let (status, _) = try RunCapture.run(spec.command, options: try spec.runOptions(), launch: launch,
+            let (status, signal, _) = try RunCapture.run(spec.command, options: try spec.runOptions(), launch: launch,
                                                  openStore: { store }, supervisor: control) { [log] warning in
                 log(.warning, "run \(short): \(warning)")
             }
@@ -385,7 +386,8 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
             case .requeue?: "stopped and requeued"
             case nil: status == 0 ? "completed" : "failed"
             }
-            log(.info, "run \(short) \(outcome) (exit status \(status))")
+            // As the run's record says it: a signal is not an exit status.
+            log(.info, "run \(short) \(outcome) (\(signal.map { "signal \($0)" } ?? "exit status \(status)"))")
         } catch {
             log(.warning, "run \(short) failed: \(error.message)")
         }
