@@ -199,6 +199,21 @@ struct DataTests {
         #expect(try box.runs().count == 1, "a run with a version that does not exist is not recorded")
     }
 
+    @Test func aRunNeverSeesWhatAnotherRunWroteIntoItsDataCopy() throws {
+        // Issue 13: as root the read-only copy can be written, and the next run saw the change.
+        let box = try Sandbox()
+        try box.write("raw/labels.csv", "a,1\n")
+        _ = try record(box, ["snapshot", "raw"])
+        let tamper = #"echo x > "$CML_DATA_RAW/new.txt"; chmod u+w "$CML_DATA_RAW/labels.csv" && echo b,2 >> "$CML_DATA_RAW/labels.csv"; true"#
+        #expect(try box.run("cml-run", ["--data", "raw@1", "--", "sh", "-c", tamper]).status == 0)
+        let look = try box.run("cml-run", ["--data", "raw@1", "--", "sh", "-c", #"ls "$CML_DATA_RAW"; cat "$CML_DATA_RAW/labels.csv""#])
+        #expect(look.out == "labels.csv\na,1\n", "\(look.out)")
+        // An untouched copy is used as it is: the same inode.
+        let first = try box.run("cml-run", ["--data", "raw@1", "--", "sh", "-c", #"stat -c %i "$CML_DATA_RAW/labels.csv""#]).out
+        let second = try box.run("cml-run", ["--data", "raw@1", "--", "sh", "-c", #"stat -c %i "$CML_DATA_RAW/labels.csv""#]).out
+        #expect(!first.isEmpty && first == second)
+    }
+
     @Test func checkoutRefusesAFullDirectoryAndLinksWhenAsked() throws {
         let box = try Sandbox()
         try makeTree(box)

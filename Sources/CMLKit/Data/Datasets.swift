@@ -101,18 +101,44 @@ public enum Datasets {
         return (damage, blobs.count + 1, total)
     }
 
-    /// A read-only copy of `version` in the store's cache, made on first use and shared after.
+    /// A read-only copy of `version` in the store's cache, made on first use and shared after. Read-only
+    /// does not stop root (the user in most containers), so a run must not find what another run wrote
+    /// there: the copy is made again when any file of it was added, removed or changed since it was made.
+    /// Telling costs one `fstatat` per file, against the identities (inode, size, status-change time,
+    /// which any write or chmod moves and `touch` cannot set back) recorded beside it when it was made.
     public static func cachedCopy(_ version: DatasetVersion, from store: any Store) throws(CMLError) -> String {
         let target = "\(store.cacheDirectory)/datasets/\(version.id)"
-        if FileSystem.isDirectory(target) { return target }
+        let stamp = target + ".identity"
+        if FileSystem.isDirectory(target) {
+            if (try? FileSystem.readAll(stamp)) == identityStamp(of: target) { return target }
+            // Set aside first: a process still using the changed copy keeps it until it is done.
+            let aside = target + ".changed-\(getpid())-\(RunID.make())"
+            if rename(target, aside) == 0 { FileSystem.removeTree(aside) }
+        }
         try FileSystem.makeDirectories(FileSystem.directoryName(target))
         do {
             _ = try checkout(version, from: store, to: target, replace: false, options: Materializer.Options(readOnly: true))
         } catch {
-            // Another process made it meanwhile.
+            // Another process made it meanwhile (and records its stamp).
             if FileSystem.isDirectory(target) { return target }
             throw error
         }
+        let temporary = stamp + ".\(getpid())"
+        unlink(temporary)
+        try FileSystem.writeFile(temporary, identityStamp(of: target))
+        guard Glibc.rename(temporary, stamp) == 0 else { throw FileSystem.error("cannot record the identity of", target) }
         return target
+    }
+
+    /// A digest of what changes when a file under `directory` is added, removed, written or has its mode
+    /// changed.
+    static func identityStamp(of directory: String) -> [UInt8] {
+        let walk = DirectoryWalk.walk(directory, jobs: ParallelWork.availableCPUs) { _ in }
+        var hasher = SHA256Hasher()
+        for file in walk.files.sorted(by: { $0.path < $1.path }) {
+            let id = file.identity
+            hasher.update(Array("\(file.path)\u{0}\(id.inode) \(id.size) \(id.changed) \(file.mode)\n".utf8))
+        }
+        return Array(hasher.finalizeHex().utf8)
     }
 }
