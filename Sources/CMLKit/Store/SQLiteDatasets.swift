@@ -166,7 +166,10 @@ extension SQLiteStore {
             // Deleted while this transaction holds the write lock, so no writer can reference one meanwhile.
             (report.blobs, report.bytesFreed) = try blobs.remove(try Self.unreferenced(db, candidates))
         }
-        for id in ids { report.bytesFreed += FileSystem.removeTreeCounting(datasetCopies + "/" + id) }
+        for id in ids {
+            report.bytesFreed += FileSystem.removeTreeCounting(datasetCopies + "/" + id)
+            unlink(datasetCopies + "/" + id + ".identity")  // see `Datasets.cachedCopy`
+        }
         return report
     }
 
