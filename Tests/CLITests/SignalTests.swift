@@ -151,4 +151,34 @@ struct JobControlTests {
         let run = try #require(try box.runs().first)
         #expect(run["status"] as? String == "aborted")
     }
+
+    @Test func abortReachesWhatALostRunLeftRunning() throws {
+        // Issue 13: after kill -9 of cml-run a quiet command ran on, and abort refused the lost run.
+        let box = try Sandbox()
+        // Python starts cml-run and kills it, as a user's shell would; prints the command's pid.
+        try box.write("start.py", """
+            import os, signal, subprocess, sys, time
+            cml = subprocess.Popen([sys.argv[1], "--", "sh", "-c", "echo started; exec sleep 31.7"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            assert cml.stdout.readline() == b"started\\n"
+            os.kill(cml.pid, signal.SIGKILL)
+            cml.wait()
+            """)
+        let started = try box.run("/usr/bin/env", ["python3", "start.py", binDirectory + "/cml-run"])
+        #expect(started.status == 0, "\(started.stderr)")
+        let id = try #require(try box.runs().first?["id"] as? String)
+        #expect(try box.show(id)["status"] as? String == "lost")
+        let leftover = "ps -eo cmd | grep -x 'sleep 31.7'"
+        #expect(try shell(leftover, cwd: box.work).status == 0, "the command ran on")
+        let aborted = try box.run("cml-run", ["abort", id])
+        #expect(aborted.status == 0, "\(aborted.stderr)")
+        #expect(aborted.jsonLines.first?["abort"] as? String == "stopped" && aborted.jsonLines.first?["processes"] as? Int == 1)
+        #expect(waitUntil { (try? shell(leftover, cwd: box.work).status) == 1 })
+        let record = try box.show(id)
+        #expect(record["status"] as? String == "aborted")
+        #expect((record["error"] as? String)?.contains("stopped 1 process it left") == true)
+        // Nothing is left to stop now.
+        let again = try box.run("cml-run", ["abort", id])
+        #expect(again.status == 1 && again.stderr.contains("has already ended (aborted)"))
+    }
 }

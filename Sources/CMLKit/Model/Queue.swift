@@ -154,4 +154,6 @@ public enum AbortOutcome: Sendable, Equatable {
     case requested(agent: String)
     /// A `cml-run` on this host runs it: it got SIGTERM.
     case signalled(pid: Int32)
+    /// Its `cml-run` was gone (`lost`), and the processes it left on this host were stopped.
+    case stoppedLeftovers(processes: Int)
 }

@@ -6,11 +6,11 @@ import Glibc
 /// (which every process they start inherits) and kill them, so that no run is executed twice at once. An
 /// attempt number makes sure a later attempt's processes are never taken for leftovers.
 public enum LeftoverProcesses {
-    /// Sends SIGKILL to every process of ours whose environment names this run and attempt; returns how
-    /// many there were.
+    /// Sends `signal` to every process of ours whose environment names this run (and attempt, when
+    /// given); returns how many there were.
     @discardableResult
-    public static func kill(run id: String, attempt: Int) -> Int {
-        let wanted = [Array("CML_RUN_ID=\(id)".utf8), Array("CML_RUN_ATTEMPT=\(attempt)".utf8)]
+    public static func kill(run id: String, attempt: Int?, signal: Int32 = SIGKILL) -> Int {
+        let wanted = [Array("CML_RUN_ID=\(id)".utf8)] + (attempt.map { [Array("CML_RUN_ATTEMPT=\($0)".utf8)] } ?? [])
         guard let proc = opendir("/proc") else { return 0 }
         defer { closedir(proc) }
         var killed = 0
@@ -24,7 +24,7 @@ public enum LeftoverProcesses {
             guard let environment = try? FileSystem.readAll("/proc/\(pid)/environ") else { continue }
             let variables = environment.split(separator: 0)
             if wanted.allSatisfy({ variable in variables.contains { $0.elementsEqual(variable) } }) {
-                if Glibc.kill(pid, SIGKILL) == 0 { killed += 1 }
+                if Glibc.kill(pid, signal) == 0 { killed += 1 }
             }
         }
         return killed

@@ -2,10 +2,19 @@ import Glibc
 
 /// `cml-run abort`: a queued run through its queue (see `Store.requestAbort`), a run recorded by
 /// `cml-run` on this host by SIGTERM to that cml-run, which forwards it and records the run `aborted`.
+/// A run whose cml-run is gone (`lost`: killed with `kill -9`) may have left its command running: those
+/// processes, found on this host by the `CML_RUN_ID` in their environment, get SIGTERM, then SIGKILL,
+/// and the run ends `aborted`.
 public enum RunAbort {
+    /// How long the processes a lost run left get to exit after SIGTERM.
+    static let leftoverGrace = 3.0
+
     public static func abort(_ id: String, store: any Store) throws(CMLError) -> AbortOutcome {
         let run = try store.run(id: id)
         if run.queue != nil { return try store.requestAbort(run: id) }
+        if run.observedStatus == .lost, run.host == RunEnvironment.hostName {
+            return try stopLeftovers(of: run, store: store)
+        }
         guard run.observedStatus == .running, let pid = run.pid else {
             throw CMLError("run \(RunID.short(id)) has already ended (\(run.observedStatus.rawValue))")
         }
@@ -16,5 +25,18 @@ public enum RunAbort {
             throw CMLError("cannot signal the cml-run of run \(RunID.short(id)) (pid \(pid)): \(String(cString: strerror(errno)))")
         }
         return .signalled(pid: pid)
+    }
+
+    private static func stopLeftovers(of run: Run, store: any Store) throws(CMLError) -> AbortOutcome {
+        let found = LeftoverProcesses.kill(run: run.id, attempt: nil, signal: SIGTERM)
+        guard found > 0 else {
+            throw CMLError("run \(RunID.short(run.id)) has already ended (lost)", hint: "no process of it is left on this host")
+        }
+        let deadline = Clock.now() + leftoverGrace
+        while Clock.now() < deadline && LeftoverProcesses.kill(run: run.id, attempt: nil, signal: 0) > 0 { usleep(50_000) }
+        LeftoverProcesses.kill(run: run.id, attempt: nil, signal: SIGKILL)
+        let reason = "its cml-run was gone; cml-run abort stopped \(found) process\(found == 1 ? "" : "es") it left"
+        try store.finishRun(id: run.id, end: RunEnd(status: .aborted, endedAt: Clock.now(), error: reason), logBytes: run.logBytes)
+        return .stoppedLeftovers(processes: found)
     }
 }

@@ -151,6 +151,7 @@ struct Abort: ParsableCommand {
             case .dequeued: [("abort", .string("dequeued"))]
             case .requested(let agent): [("abort", .string("requested")), ("agent", .string(agent))]
             case .signalled(let pid): [("abort", .string("signalled")), ("pid", .int(Int64(pid)))]
+            case .stoppedLeftovers(let processes): [("abort", .string("stopped")), ("processes", .int(Int64(processes)))]
             }
             FileHandleOutput.standardOutput(JSON.object([("id", .string(id))] + fields).serialized + "\n")
         }
