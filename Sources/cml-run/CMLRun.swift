@@ -28,10 +28,11 @@ struct CMLRun: ParsableCommand {
               cml-run clone 0192f3a4 --set lr=0.1 | cml-queue add gpu
               cml-run spec -- python train.py --lr 0.01 | cml-queue add gpu
               cml-run abort 0192f3a4
+              cml-run verify 0192f3a4
             """,
         subcommands: [Exec.self, List.self, Show.self, Log.self, Metrics.self, ArtifactList.self, Get.self,
                       TagCommand.self, Rename.self, Remove.self, Projects.self, Parse.self, Clone.self, Spec.self,
-                      Abort.self],
+                      Abort.self, Verify.self],
         defaultSubcommand: Exec.self
     )
 }

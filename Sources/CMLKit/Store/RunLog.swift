@@ -93,13 +93,25 @@ public final class RunLogWriter {
 }
 
 /// Reads a run's log records in order; `next()` returns nil at the end of what is complete so far, so a
-/// follower can call it again later.
+/// follower can call it again later. Damage does not stop what can be read before it: a record whose
+/// header is garbled ends the reading (what follows it cannot be found again) and is noted in `damage`; a
+/// record whose compressed bytes do not decode is printed as a note, noted, and skipped.
 public final class RunLogReader {
     public let path: String
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
     private var start = 0
+    /// The file offset of `buffer[0]`.
+    private var bufferOffset: Int64 = 0
     private let decompressor: OpaquePointer? = ZSTD_createDCtx()
+    /// Output bytes of the records read so far (after decompression).
+    public private(set) var outputBytes: Int64 = 0
+    /// Set when the file could not be opened: `ENOENT` for a missing log.
+    public private(set) var openError: Int32?
+    /// Each damaged record met so far, in file order.
+    public private(set) var damage: [RunLogDamage] = []
+    /// After a garbled header: where the next record starts is unknown.
+    private var stopped = false
 
     init(path: String) {
         self.path = path
@@ -110,43 +122,68 @@ public final class RunLogReader {
         ZSTD_freeDCtx(decompressor)
     }
 
+    /// The file offset of the first byte not yet read as part of a complete record.
+    public var offset: Int64 { bufferOffset + Int64(start) }
+
+    /// Bytes after the last complete record (a record still being written, or a torn one), as far as read.
+    public var incompleteBytes: Int { buffer.count - start }
+
     public func next() -> LogRecord? {
         if fd < 0 {
             fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { return nil }
+            if fd < 0 {
+                openError = errno
+                return nil
+            }
+            openError = nil
         }
-        while true {
+        while !stopped {
             if let record = decode() { return record }
-            if !fill() { return nil }
+            if stopped || !fill() { return nil }
         }
+        return nil
     }
 
     private func decode() -> LogRecord? {
         let available = buffer.count - start
         guard available >= LogRecord.headerSize else { return nil }
+        let flags = buffer[start]
+        guard let stream = OutputStream(rawValue: flags & ~LogRecord.compressedFlag) else {
+            damage.append(.garbledHeader(offset: offset))
+            stopped = true
+            return nil
+        }
         var micros: UInt64 = 0
         for i in 0..<8 { micros |= UInt64(buffer[start + 1 + i]) << UInt64(8 * i) }
         var length = 0
         for i in 0..<4 { length |= Int(buffer[start + 9 + i]) << (8 * i) }
         guard available >= LogRecord.headerSize + length else { return nil }
-        let flags = buffer[start]
-        let stream = OutputStream(rawValue: flags & ~LogRecord.compressedFlag) ?? .stdout
+        let recordOffset = offset
         let bodyStart = start + LogRecord.headerSize
         start = bodyStart + length
         var bytes = Array(buffer[bodyStart..<bodyStart + length])
-        if flags & LogRecord.compressedFlag != 0 { bytes = decompress(bytes) }
+        if flags & LogRecord.compressedFlag != 0 {
+            if let decoded = decompress(bytes) {
+                bytes = decoded
+            } else {
+                damage.append(.badCompression(offset: recordOffset))
+                bytes = Array("[cml: damaged log record]\n".utf8)
+                return LogRecord(stream: stream, time: Double(micros) / 1_000_000, bytes: bytes)
+            }
+        }
+        outputBytes += Int64(bytes.count)
         return LogRecord(stream: stream, time: Double(micros) / 1_000_000, bytes: bytes)
     }
 
-    /// A damaged frame decodes to a note rather than stopping the whole log.
-    private func decompress(_ frame: [UInt8]) -> [UInt8] {
+    /// Nil when the frame does not decode.
+    private func decompress(_ frame: [UInt8]) -> [UInt8]? {
         let size = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
-        guard size < UInt64(Int32.max) else { return Array("[cml: damaged log record]\n".utf8) }
+        guard size < UInt64(Int32.max) else { return nil }
         var out = [UInt8](repeating: 0, count: Int(size))
         let produced = out.withUnsafeMutableBytes { o in
             frame.withUnsafeBytes { f in ZSTD_decompressDCtx(decompressor, o.baseAddress, o.count, f.baseAddress, f.count) }
         }
-        guard ZSTD_isError(produced) == 0, produced == Int(size) else { return Array("[cml: damaged log record]\n".utf8) }
+        guard ZSTD_isError(produced) == 0, produced == Int(size) else { return nil }
         return out
     }
 
@@ -154,6 +191,7 @@ public final class RunLogReader {
     private func fill() -> Bool {
         if start > 0 {
             buffer.removeSubrange(0..<start)
+            bufferOffset += Int64(start)
             start = 0
         }
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -161,6 +199,61 @@ public final class RunLogReader {
         guard n > 0 else { return false }
         buffer.append(contentsOf: chunk[0..<n])
         return true
+    }
+
+    /// What is wrong with the log of `run`, once `next()` has returned nil. A run that is still running,
+    /// or whose recorder was killed (`lost`), may end in a torn record: only a run that ended otherwise
+    /// (and so recorded its output's size) is held to having every byte.
+    public func problems(of run: Run) -> [RunLogProblem] {
+        if let openError {
+            if openError != ENOENT { return [.unreadable(String(cString: strerror(openError)))] }
+            return run.logBytes > 0 ? [.missing(recordedBytes: run.logBytes)] : []
+        }
+        var found = damage.map(RunLogProblem.damaged)
+        guard run.end != nil, run.status != .lost, damage.isEmpty else { return found }
+        if incompleteBytes > 0 {
+            found.append(.cutShort(offset: offset))
+        } else if outputBytes < run.logBytes || (outputBytes > run.logBytes && run.queue == nil) {
+            // A queued run's log also holds the output of earlier attempts and the agent's notes.
+            found.append(.sizeMismatch(readBytes: outputBytes, recordedBytes: run.logBytes))
+        }
+        return found
+    }
+}
+
+/// A record of a run's log that could not be read.
+public enum RunLogDamage: Sendable, Equatable {
+    /// Its flags byte is none the writer writes: nothing after it can be found.
+    case garbledHeader(offset: Int64)
+    /// Its zstd frame does not decode.
+    case badCompression(offset: Int64)
+}
+
+/// What is wrong with a run's console log as a whole.
+public enum RunLogProblem: Sendable, Equatable, CustomStringConvertible {
+    case missing(recordedBytes: Int64)
+    case unreadable(String)
+    case damaged(RunLogDamage)
+    /// The file ends inside a record although the run ended.
+    case cutShort(offset: Int64)
+    case sizeMismatch(readBytes: Int64, recordedBytes: Int64)
+
+    /// `missing` or `damaged`, as `cml-data verify` names a blob's problem.
+    public var kind: String {
+        if case .missing = self { return "missing" }
+        return "damaged"
+    }
+
+    /// Reads after the log's name: "logs/ID.log is missing (…)".
+    public var description: String {
+        switch self {
+        case .missing(let bytes): "is missing (the run recorded \(bytes) bytes of output)"
+        case .unreadable(let reason): "cannot be read: \(reason)"
+        case .damaged(.garbledHeader(let offset)): "is damaged at byte offset \(offset) (a garbled record header; nothing after it can be read)"
+        case .damaged(.badCompression(let offset)): "is damaged at byte offset \(offset) (a compressed record that does not decode)"
+        case .cutShort(let offset): "is cut short at byte offset \(offset) (its last record is incomplete though the run ended)"
+        case .sizeMismatch(let read, let recorded): "holds \(read) bytes of output where the run recorded \(recorded)"
+        }
     }
 }
 

@@ -41,11 +41,33 @@ public final class SQLiteStore: Store {
         configuration.foreignKeysEnabled = true
         configuration.label = "cml"
         let path = directory + "/cml.db"
+        try Self.refuseOrphaningContent(databasePath: path, blobs: blobs, logDirectory: logDirectory)
         do {
             queue = try Self.openAndMigrate(path: path, configuration: configuration, busyTimeout: busyTimeout)
         } catch {
             throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
         }
+    }
+
+    /// A database that is missing or empty beside run logs or blobs was lost, not never made: opening it
+    /// would make a new, empty one and leave everything the store holds unreachable. Content in `logs/`
+    /// or `objects/` is written only after a process has created the schema (and the database file never
+    /// becomes empty again), so when content is found the database is looked at once more: a process
+    /// that created it meanwhile is not taken for a lost database.
+    private static func refuseOrphaningContent(databasePath path: String, blobs: BlobStore, logDirectory: String) throws(CMLError) {
+        func databaseState() -> String? {
+            var st = stat()
+            if stat(path, &st) != 0 { return errno == ENOENT ? "missing" : nil }
+            return st.st_size == 0 ? "empty" : nil
+        }
+        guard databaseState() != nil else { return }
+        let logs = (FileSystem.entryNames(logDirectory) ?? []).filter { $0.hasSuffix(".log") }.count
+        let objects = (try? blobs.inventory()).map { $0.files.count + $0.packs.reduce(0) { $0 + $1.count } } ?? 0
+        guard logs > 0 || objects > 0, let state = databaseState() else { return }
+        let held = [logs > 0 ? "\(logs) run log\(logs == 1 ? "" : "s")" : nil,
+                    objects > 0 ? "\(objects) object\(objects == 1 ? "" : "s")" : nil].compactMap { $0 }
+        throw CMLError("the store's database \(path) is \(state) but the store holds \(held.joined(separator: " and "))",
+                       hint: "restore cml.db from a backup; to start a new store here anyway, move logs/ and objects/ aside first")
     }
 
     /// Opening a brand-new store while another process creates it can fail with SQLITE_BUSY at once,

@@ -69,5 +69,11 @@ struct Log: ParsableCommand {
             if !finished { usleep(200_000) }
         }
         if !raw { FileHandleOutput.standardOutput(bytes: renderer.finish()) }
+        // Said after what could be read was printed; a torn last record of a live or lost run is no damage.
+        let problems = reader.problems(of: try store.run(id: runID))
+        if !problems.isEmpty {
+            throw CMLError("the console log of run \(runID) \(problems[0])\(problems.count > 1 ? " (and \(problems.count - 1) more damaged records)" : "")",
+                           hint: "cml-run verify \(RunID.short(runID)) checks everything the run recorded")
+        }
     }
 }
