@@ -113,4 +113,20 @@ struct ManageTests {
             }
         }
     }
+
+    @Test func aRunCanBeNamedWhereAnIdIsTaken() throws {
+        // Issue 13: `cml-run show baseline` was refused as not an id.
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--name", "baseline", "--", "true"]).status == 0)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let shown = try box.run("cml-run", ["show", "baseline"])
+        #expect(shown.status == 0 && shown.jsonLines.first?["id"] as? String == id, "\(shown.stderr)")
+        #expect(try box.run("cml-run", ["tag", "baseline", "+best"]).status == 0)
+        #expect(try box.show(id)["tags"] as? [String] == ["best"])
+        #expect(try box.run("cml-run", ["--name", "baseline", "--", "true"]).status == 0)
+        let twice = try box.run("cml-run", ["show", "baseline"])
+        #expect(twice.status == 1 && twice.stderr.contains("more than one run is named baseline"), "\(twice.stderr)")
+        let none = try box.run("cml-run", ["show", "nonesuch"])
+        #expect(none.status == 1 && none.stderr.contains("no run is named 'nonesuch', and it is not a run id"))
+    }
 }

@@ -292,22 +292,34 @@ public final class SQLiteStore: Store {
         }
     }
 
+    /// An id, a unique id prefix, or else a run's name (the most recent runs are named in an ambiguity).
     public func resolveRunID(_ prefix: String) throws(CMLError) -> String {
         let text = prefix.lowercased()
-        guard RunID.isPrefix(text) else {
-            throw CMLError("'\(prefix)' is not a run id", hint: "ids are hexadecimal; see cml-run ls")
+        var matches: [String] = []
+        if RunID.isPrefix(text) {
+            let upper = text + String(repeating: "g", count: 1)  // 'g' sorts after every hex digit
+            matches = try read { db in
+                try String.fetchAll(db, sql: "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                                    arguments: [text, upper])
+            }
+            if matches.count > 1 {
+                let shown = matches.prefix(5).joined(separator: ", ") + (matches.count > 5 ? ", …" : "")
+                throw CMLError("run id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)")
+            }
         }
-        let upper = text + String(repeating: "g", count: 1)  // 'g' sorts after every hex digit
-        let matches = try read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
-                                arguments: [text, upper])
+        if let id = matches.first { return id }
+        let named = try read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC, id DESC LIMIT 6",
+                                arguments: [prefix])
         }
-        switch matches.count {
-        case 1: return matches[0]
-        case 0: throw CMLError("no run with id \(prefix)", hint: "see cml-run ls")
+        switch named.count {
+        case 1: return named[0]
+        case 0:
+            throw RunID.isPrefix(text) ? CMLError("no run with id \(prefix)", hint: "nor one named so; see cml-run ls")
+                : CMLError("no run is named '\(prefix)', and it is not a run id", hint: "ids are hexadecimal; see cml-run ls")
         default:
-            let shown = matches.prefix(5).joined(separator: ", ") + (matches.count > 5 ? ", …" : "")
-            throw CMLError("run id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)")
+            let shown = named.prefix(5).joined(separator: ", ") + (named.count > 5 ? ", …" : "")
+            throw CMLError("more than one run is named \(prefix)", hint: "give an id: \(shown)")
         }
     }
 
