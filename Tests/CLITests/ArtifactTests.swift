@@ -125,6 +125,8 @@ struct ArtifactTests {
         let id = try runID(box)
         for note in ["first", "second"] { #expect(try box.run("cml-log", ["text", note, "--run", id]).status == 0) }
         #expect(try artifactRows(box, id).map { $0["version"] as? Int } == [1, 2])
+        // Times are RFC 3339, as everywhere else (issue 13).
+        #expect(try artifactRows(box, id).allSatisfy { ($0["time"] as? String)?.hasSuffix("Z") == true })
         #expect(try box.run("cml-run", ["get", id, "text", "--version", "1", "-"]).out == "first")
         #expect(try box.run("cml-run", ["get", id, "text", "-"]).out == "second")
         let missing = try box.run("cml-run", ["get", id, "text", "--step", "0"])

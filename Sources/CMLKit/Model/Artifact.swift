@@ -45,7 +45,7 @@ public struct Artifact: Sendable, Equatable {
         members.append(("sha256", .string(sha256)))
         if let mediaType { members.append(("media_type", .string(mediaType))) }
         if let source { members.append(("source", .string(source))) }
-        members.append(("time", .double(time)))
+        members.append(("time", .string(Clock.rfc3339(time))))
         return .object(members)
     }
 }
