@@ -92,6 +92,12 @@ struct ChartAxisTests {
         #expect(labels(ChartAxis.linear(0...1_000_000, maxTicks: 6)) == ["0", "200k", "400k", "600k", "800k", "1M"])
     }
 
+    @Test func stepTicksAreWholeSteps() {
+        // Issue 13: four steps gave ticks at 0.5, 1.5 … where no step can be.
+        #expect(labels(ChartAxis.x(0...3, unit: .number, maxTicks: 8)) == ["0", "1", "2", "3"])
+        #expect(labels(ChartAxis.x(0...1_000, unit: .number, maxTicks: 6)) == ["0", "200", "400", "600", "800", "1k"])
+    }
+
     @Test func linearTicksAreAtLeastTwo() {
         #expect(labels(ChartAxis.linear(3...7, maxTicks: 2)) == ["4", "6"])
         #expect(ChartAxis.linear(0.3...0.7, maxTicks: 1).ticks.count >= 2)

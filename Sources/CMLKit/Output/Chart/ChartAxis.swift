@@ -114,7 +114,13 @@ struct ChartAxis: Equatable {
 
     /// The x axis a series set calls for.
     static func x(_ range: ClosedRange<Double>, unit: ChartXUnit, maxTicks: Int) -> ChartAxis {
-        unit == .number ? linear(range, maxTicks: maxTicks) : time(range, maxTicks: maxTicks, unit: unit)
+        guard unit == .number else { return time(range, maxTicks: maxTicks, unit: unit) }
+        let axis = linear(range, maxTicks: maxTicks)
+        // Steps are integers: a tick between two steps would name a step no point can have.
+        let whole = axis.ticks.filter { $0.position == $0.position.rounded() }
+        guard !whole.isEmpty, whole.count < axis.ticks.count else { return axis }
+        return ChartAxis(lower: axis.lower, upper: axis.upper,
+                         ticks: whole.map { Tick(position: $0.position, label: ChartNumber.label($0.position, stepExponent: 0)) })
     }
 
     /// The y axis a series set calls for; `range` is in plot space (log10 of the values on a log axis).
