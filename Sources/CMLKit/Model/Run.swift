@@ -1,4 +1,4 @@
-/// The states of a run; see the README's "Run states".
+/// The states of a run; see cml-run(1), OUTPUT FIELDS.
 public enum RunStatus: String, Sendable, CaseIterable {
     case queued, running, completed, failed, aborted, lost
 

@@ -111,7 +111,7 @@ final class RunControl: RunSupervisor, @unchecked Sendable {  // all state behin
 }
 
 /// Takes queued runs and runs them, each exactly as `cml-run` would (`RunCapture`), keeping its leases
-/// alive with heartbeats; see the README's design section.
+/// alive with heartbeats; see docs/design.md.
 public final class Agent: @unchecked Sendable {  // mutable state behind `state`; the rest is set once
     private struct Slot {
         var lease: QueueLease

@@ -85,7 +85,7 @@ public protocol Store: Sendable {
     func artifacts(run id: String) throws(CMLError) -> [Artifact]
     func hasBlob(_ id: String) -> Bool
 
-    // MARK: Queues (the README's design section explains leases, heartbeats and requeueing)
+    // MARK: Queues (docs/design.md explains leases, heartbeats and requeueing)
 
     /// Queues one run per spec on `queue`, creating the queue when it is new; all of them or, on an
     /// error, none. Returns the queued runs and whether the queue was created.
