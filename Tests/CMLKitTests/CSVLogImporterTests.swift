@@ -54,37 +54,37 @@ private func withoutTime(_ points: [MetricPoint]) -> [MetricPoint] {
 }
 
 struct CSVLogImporterTests {
-    @Test func readsEveryCellLightningWroteAtItsRowsStep() throws {
+    /// The fixture written at `relativePath` in a new directory, and what one import of it gives.
+    private func imported(_ name: String, at relativePath: String, stepColumn: String,
+                          _ more: (_ points: [MetricPoint], _ importer: inout CSVLogImporter, _ warnings: CSVWarnings) -> Void) throws {
         let root = makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let text = try fixture("lightning-metrics.csv")
-        let path = root + "/lightning_logs/version_0/metrics.csv"
+        let text = try fixture(name)
+        let path = root + "/" + relativePath
         try write(text, to: path)
         var importer = CSVLogImporter(directories: [root])
         let warnings = CSVWarnings()
         let points = importer.importNew(warn: warnings.add)
         #expect(warnings.all.isEmpty)
-        #expect(points == expectedPoints(text, stepColumn: "step", time: modificationTime(path)))
-        // 3 epochs of 8 steps: train_loss every second step, val_loss at each epoch's last, epoch in every row.
-        #expect(points.filter { $0.key == "train_loss" }.map(\.step) == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23])
-        #expect(points.filter { $0.key == "val_loss" }.map(\.step) == [7, 15, 23])
-        #expect(points.filter { $0.key == "epoch" }.map(\.value) == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
-        #expect(importer.importNew(warn: warnings.add).isEmpty, "a second pass finds nothing new")
+        #expect(points == expectedPoints(text, stepColumn: stepColumn, time: modificationTime(path)))
+        more(points, &importer, warnings)
+    }
+
+    @Test func readsEveryCellLightningWroteAtItsRowsStep() throws {
+        try imported("lightning-metrics.csv", at: "lightning_logs/version_0/metrics.csv", stepColumn: "step") { points, importer, warnings in
+            // 3 epochs of 8 steps: train_loss every second step, val_loss at each epoch's last, epoch in every row.
+            #expect(points.filter { $0.key == "train_loss" }.map(\.step) == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23])
+            #expect(points.filter { $0.key == "val_loss" }.map(\.step) == [7, 15, 23])
+            #expect(points.filter { $0.key == "epoch" }.map(\.value) == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+            #expect(importer.importNew(warn: warnings.add).isEmpty, "a second pass finds nothing new")
+        }
     }
 
     @Test func readsOnePointPerEpochAndColumnKerasWrote() throws {
-        let root = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let text = try fixture("keras-training.csv")
-        let path = root + "/training.log"
-        try write(text, to: path)
-        var importer = CSVLogImporter(directories: [root])
-        let warnings = CSVWarnings()
-        let points = importer.importNew(warn: warnings.add)
-        #expect(warnings.all.isEmpty)
-        #expect(points == expectedPoints(text, stepColumn: "epoch", time: modificationTime(path)))
-        #expect(points.map(\.key) == Array(repeating: ["accuracy", "loss", "val_accuracy", "val_loss"], count: 3).flatMap { $0 })
-        #expect(points.map(\.step) == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+        try imported("keras-training.csv", at: "training.log", stepColumn: "epoch") { points, _, _ in
+            #expect(points.map(\.key) == Array(repeating: ["accuracy", "loss", "val_accuracy", "val_loss"], count: 3).flatMap { $0 })
+            #expect(points.map(\.step) == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+        }
     }
 
     @Test func inTheFixturesFolderOnlyKerasLogIsOneLightningsNeedsItsName() throws {

@@ -171,12 +171,12 @@ struct TensorBoardTests {
         }
         try FileManager.default.createSymbolicLink(atPath: root + "/runs/linked", withDestinationPath: root + "/outside")
         var found: [String] = []
-        #expect(TensorBoardImporter.findEventFiles(in: root + "/runs", maxEntries: 100) { path, _ in found.append(path) })
-        #expect(TensorBoardImporter.findEventFiles(in: root + "/d1", maxEntries: 100) { path, _ in found.append(path) })
+        #expect(MetricLogSearch.findFiles(in: root + "/runs", maxEntries: 100, named: TensorBoardImporter.wants) { path, _ in found.append(path) })
+        #expect(MetricLogSearch.findFiles(in: root + "/d1", maxEntries: 100, named: TensorBoardImporter.wants) { path, _ in found.append(path) })
         // Searching d1, a file in d8 is 8 levels down (d2/…/d8/file): found; one in d9 is 9: not.
         #expect(found.sorted() == [root + "/d1/d2/d3/d4/d5/d6/d7/d8/events.out.tfevents.23", root + "/runs/a/events.out.tfevents.6"])
         found = []
-        #expect(TensorBoardImporter.findEventFiles(in: root, maxEntries: 100) { path, _ in found.append(path) })
+        #expect(MetricLogSearch.findFiles(in: root, maxEntries: 100, named: TensorBoardImporter.wants) { path, _ in found.append(path) })
         #expect(!found.contains { $0.contains(".venv") || $0.contains("node_modules") || $0.contains("__pycache__") || $0.contains("linked") })
         #expect(found.contains(root + "/outside/events.out.tfevents.7"))
     }

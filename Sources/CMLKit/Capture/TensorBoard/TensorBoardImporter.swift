@@ -46,12 +46,6 @@ public struct TensorBoardImporter {
     /// Whether the file is read already (and so followed to its end, whatever its time).
     func follows(_ file: MetricLogFinder.Found) -> Bool { readers[file.key] != nil }
 
-    /// Calls `body` with each event file under `directory` and its lstat; false when the search stopped
-    /// at `maxEntries`.
-    static func findEventFiles(in directory: String, maxEntries: Int, _ body: (String, stat) -> Void) -> Bool {
-        MetricLogSearch.findFiles(in: directory, maxEntries: maxEntries, named: wants, body)
-    }
-
     /// The metric a tag's points go to. Usually the tag itself; but `add_scalars("loss", {"train": …})`
     /// writes tag "loss" through one writer per key, in a directory below the writer's own: tensorboardX
     /// in `loss/train/`, PyTorch in `loss_train/`. Those become "loss/train", so the keys stay apart.
