@@ -22,11 +22,13 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // zlib: libgit2 loads it anyway; cml-diff reads the sizes in git's binary deltas with it.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CSupport"),
         .target(
             name: "CMLKit",
             dependencies: [
-                "CGit2", "CLibCrypto", "CSupport", "CZstd",
+                "CGit2", "CLibCrypto", "CSupport", "CZlib", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -15,7 +15,9 @@ struct CMLAgent: ParsableCommand {
             lease (killed, machine gone) is lost and queued again, up to the --max-attempts it was queued with, by any \
             other agent within --lease plus --heartbeat seconds. Code is cloned into a cache under \
             --workdir, checked out at the run's commit in a fresh directory, and the captured patch \
-            applied; a run whose code cannot be reproduced fails with the reason.
+            applied; a run whose code cannot be reproduced fails with the reason. A secret parameter's \
+            value, recorded as <redacted>, comes from $CML_SECRET_NAME (--api-key: CML_SECRET_API_KEY) in \
+            the agent's environment; without it the run fails naming the variable.
 
             SIGTERM (or SIGINT, SIGHUP) drains the agent: it takes nothing new, lets its runs finish \
             within --grace, then stops and requeues what still runs; a second signal ends the grace. \

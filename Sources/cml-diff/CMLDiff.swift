@@ -38,7 +38,7 @@ struct CMLDiff: ParsableCommand {
     @Option(help: ArgumentHelp("Metric summaries to compare (comma-separated: last, min, max, count, step).", valueName: "stats"))
     var stats = "last"
 
-    @Flag(help: "Compare the code: commits and the captured patches of uncommitted changes.")
+    @Flag(help: "Compare the code: commits and the captured patches of uncommitted changes (a binary file as one line).")
     var code = false
 
     @Flag(help: "Compare the environment variables.")
@@ -195,9 +195,11 @@ struct CMLDiff: ParsableCommand {
                 out.text("the commits are not both in \(root.isEmpty ? "a repository here" : root): fetch them to see what changed\n")
             }
         }
+        // Binary files as one line each, and the files left out of the patches, so they compare too.
         let patches = try [base, other].map { run throws(CMLError) -> [UInt8] in
-            guard let blob = run.code["patch_blob"]?.stringValue else { return [] }
-            return try store.blob(blob)
+            var patch: [UInt8] = []
+            if let blob = run.code["patch_blob"]?.stringValue { patch = try store.blob(blob) }
+            return CodeSummary.text(patch: patch, code: run.code)
         }
         let diff = try TextDiff.unified(patches[0], patches[1])
         if diff.isEmpty {

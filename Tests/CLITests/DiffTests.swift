@@ -73,6 +73,29 @@ struct DiffTests {
         #expect(gone.contains("the commits are not both in"), "\(gone)")
     }
 
+    @Test func codeShowsBinaryFilesAndFilesLeftOutAsOneLineEach() throws {
+        let box = try Sandbox()
+        #expect(try shell("git init -q -b main && echo x > train.py && git add -A && git commit -qm init", cwd: box.work).status == 0)
+        for size in [3_000, 3_100] {
+            let files = "head -c \(size) /dev/urandom > weights.bin && head -c 1500000 /dev/urandom > model.pt"
+            #expect(try shell(files, cwd: box.work).status == 0)
+            #expect(try box.run("cml-run", ["--monitor-interval", "0", "--", "true"]).status == 0)
+        }
+        let ids: [String] = try box.runs().compactMap { $0["id"] as? String }.reversed()
+        let shas = try ids.map { id in
+            try #require((try box.show(id)["code"] as? [String: Any])?["left_out"] as? [[String: Any]]).first?["sha256"] as? String ?? ""
+        }
+        let code = try box.run("cml-diff", [ids[0], ids[1], "--code"])
+        #expect(code.status == 0, "\(code.stderr)")
+        let lines = code.out.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("-binary weights.bin: new, 3,000 bytes, blob ") }, "\(code.out)")
+        #expect(lines.contains { $0.hasPrefix("+binary weights.bin: new, 3,100 bytes, blob ") }, "\(code.out)")
+        #expect(lines.contains("-left out: model.pt (1,500,000 bytes, sha256 \(shas[0].prefix(12)))"), "\(code.out)")
+        #expect(lines.contains("+left out: model.pt (1,500,000 bytes, sha256 \(shas[1].prefix(12)))"), "\(code.out)")
+        // No base85: a handful of lines.
+        #expect(!code.out.contains("GIT binary patch") && !code.out.contains("literal ") && lines.count < 20, "\(code.out)")
+    }
+
     @Test func aTerminalGetsAColouredTable() throws {
         let box = try Sandbox()
         let ids = try twoRuns(box)

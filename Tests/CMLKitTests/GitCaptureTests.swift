@@ -805,10 +805,12 @@ struct GitCaptureTests {
     @Test func codableKeys() throws {
         let state = CodeState(
             inRepository: true, root: "/r", remoteURL: "u", branch: "b", commit: "c", pushed: true, dirty: true,
-            patchNote: "n", omittedFiles: ["x"], patchBlob: nil, patchBytes: 3)
+            patchNote: "n", omittedFiles: ["x"],
+            leftOut: [LeftOutFile(path: ".env", reason: .secret), LeftOutFile(path: "m.pt", reason: .size, size: 9, sha256: "ab")],
+            patchBlob: nil, patchBytes: 3)
         let data = try JSONEncoder().encode(state)
         let json = String(decoding: data, as: UTF8.self)
-        for key in ["in_repository", "remote_url", "patch_note", "omitted_files", "patch_bytes"] {
+        for key in ["in_repository", "remote_url", "patch_note", "omitted_files", "patch_bytes", "left_out"] {
             #expect(json.contains("\"\(key)\""))
         }
         #expect(try JSONDecoder().decode(CodeState.self, from: data) == state)
@@ -819,5 +821,141 @@ struct GitCaptureTests {
             var bytes = [UInt8](try encoder.encode(candidate))
             #expect(try JSON.parse(bytes: &bytes) == candidate.json)
         }
+    }
+
+    // MARK: - Left out on purpose
+
+    @Test func secretFilesAreLeftOutAndNamed() throws {
+        let repo = try GitTestRepo()
+        defer { repo.cleanup() }
+        try repo.write(".env", "OPENAI_API_KEY=sk-committed\n")
+        try repo.write("deploy/server.pem", "-----BEGIN CERTIFICATE-----\n")
+        try repo.write("train.py", "print(1)\n")
+        try repo.commitAll("with secrets, as happens")
+
+        try repo.write(".env", "OPENAI_API_KEY=sk-tracked-edit\n")              // tracked, modified
+        try repo.remove("deploy/server.pem")                                      // tracked, deleted
+        try repo.write("id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\n")        // untracked
+        try repo.write("aws/credentials.json", "{\"secret\": \"aws-secret\"}\n")
+        try repo.write("config/.env.local", "TOKEN=local-token\n")
+        try repo.write("train.py", "print(2)\n")
+
+        let secrets: Set<String> = [".env", "deploy/server.pem", "id_rsa", "aws/credentials.json", "config/.env.local"]
+        let (state, patch) = try GitCapture.capture(directory: repo.root.path)
+        #expect(Set(state.leftOut.map(\.path)) == secrets)
+        #expect(state.leftOut.allSatisfy { $0.reason == .secret && $0.size == nil && $0.sha256 == nil })
+        let text = String(decoding: patch, as: UTF8.self)
+        for content in ["sk-tracked-edit", "sk-committed", "CERTIFICATE", "OPENSSH", "aws-secret", "local-token"] {
+            #expect(!text.contains(content), "\(content) is in the patch")
+        }
+        #expect(text.contains("+print(2)"))
+        #expect(state.patchNote?.contains("5 secret files left out of the patch: ") == true)
+        // The rest reproduces.
+        let trip = try gitRoundTrip(repo, state: state, patch: patch, excluding: secrets.union(["aws", "config"]))
+        defer { try? FileManager.default.removeItem(at: trip.cloneBase) }
+        gitExpectSameTree(trip.original, trip.rebuilt)
+    }
+
+    @Test func cmlignoreIgnoresLikeGitignoreWithoutTouchingTheRepository() throws {
+        let repo = try GitTestRepo()
+        defer { repo.cleanup() }
+        try repo.write("notes.tmp", "tracked despite the rule\n")
+        try repo.commitAll("notes")
+        let exclude = try repo.git(["rev-parse", "--git-path", "info/exclude"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let excludeBefore = try? Data(contentsOf: repo.url(exclude))
+
+        try repo.write(".cmlignore", "# outputs\nckpt/\n*.tmp\n/top-only.log\n")
+        try repo.write("ckpt/epoch1.pt", "weights\n")
+        try repo.write("scratch.tmp", "scratch\n")
+        try repo.write("top-only.log", "ignored at the top\n")
+        try repo.write("sub/top-only.log", "kept below\n")
+        try repo.write("notes.tmp", "tracked despite the rule, edited\n")
+
+        let (state, patch) = try GitCapture.capture(directory: repo.root.path)
+        let text = String(decoding: patch, as: UTF8.self)
+        #expect(!text.contains("b/ckpt/") && !text.contains("scratch.tmp") && !text.contains("a/top-only.log"))
+        #expect(text.contains("sub/top-only.log") && text.contains("b/.cmlignore"))
+        #expect(text.contains("tracked despite the rule, edited"))  // a rule never hides a tracked file's change
+        #expect(state.leftOut.isEmpty && state.patchNote == nil)
+        #expect((try? Data(contentsOf: repo.url(exclude))) == excludeBefore)
+        let trip = try gitRoundTrip(repo, state: state, patch: patch, excluding: ["ckpt", "scratch.tmp", "top-only.log"])
+        defer { try? FileManager.default.removeItem(at: trip.cloneBase) }
+        gitExpectSameTree(trip.original, trip.rebuilt)
+    }
+
+    @Test func largeUntrackedFilesAreNamedWithSizeAndHash() throws {
+        let repo = try GitTestRepo()
+        defer { repo.cleanup() }
+        try repo.write("tracked.bin", gitBinary(1_000, seed: 1))
+        try repo.commitAll("base")
+        let big = gitBinary(300_000, seed: 2)
+        try repo.write("out/model.pt", big)                         // untracked, over the cap
+        try repo.write("small.bin", gitBinary(50_000, seed: 3))    // untracked, under it
+        try repo.write("tracked.bin", gitBinary(300_000, seed: 4))  // tracked: the untracked cap does not apply
+
+        let (state, patch) = try GitCapture.capture(directory: repo.root.path, maxUntrackedBytes: 100_000)
+        #expect(state.leftOut == [LeftOutFile(path: "out/model.pt", reason: .size, size: 300_000, sha256: SHA256Hasher.hex([UInt8](big)))])
+        let text = String(decoding: patch, as: UTF8.self)
+        #expect(!text.contains("model.pt") && text.contains("b/small.bin") && text.contains("b/tracked.bin"))
+        #expect(state.dirty && state.omittedFiles.isEmpty)
+        #expect(state.patchNote == "1 untracked file over 100000 bytes recorded by name, size and sha256 only: out/model.pt")
+        let trip = try gitRoundTrip(repo, state: state, patch: patch, excluding: ["out"])
+        defer { try? FileManager.default.removeItem(at: trip.cloneBase) }
+        gitExpectSameTree(trip.original, trip.rebuilt)
+
+        // The default cap is 1 MiB: the same file goes into the patch.
+        #expect(GitCapture.defaultMaxUntrackedBytes == 1 << 20)
+        let (whole, _) = try GitCapture.capture(directory: repo.root.path)
+        #expect(whole.leftOut.isEmpty)
+    }
+
+    // MARK: - Binary files in cml-diff --code
+
+    @Test func binaryFilesCondenseToOneLineEach() throws {
+        let repo = try GitTestRepo()
+        defer { repo.cleanup() }
+        try repo.write("model.bin", gitBinary(20_000, seed: 1))
+        try repo.write("gone.bin", gitBinary(3_000, seed: 2))
+        try repo.write("rename-edit.bin", gitBinary(6_000, seed: 6))
+        try repo.commitAll("binaries")
+        func blob(_ path: String) throws -> String {
+            String(try repo.git(["hash-object", "--no-filters", path]).out.prefix(12))
+        }
+        let oldModel = try blob("model.bin"), oldGone = try blob("gone.bin"), oldRenamed = try blob("rename-edit.bin")
+
+        var changed = gitBinary(20_000, seed: 1)
+        changed[100] ^= 0xFF
+        changed.append(gitBinary(1_000, seed: 9))
+        try repo.write("model.bin", changed)
+        try repo.remove("gone.bin")
+        try repo.write("new.bin", gitBinary(7_777, seed: 4))
+        try repo.move("rename-edit.bin", "rename-edited.bin")
+        var edited = gitBinary(6_000, seed: 6)
+        edited[10] = 1
+        try repo.write("rename-edited.bin", edited)
+        try repo.write("README.md", "# test repo\nmore\n")
+
+        let (_, patch) = try GitCapture.capture(directory: repo.root.path)
+        let original = String(decoding: patch, as: UTF8.self)
+        #expect(original.contains("\ndelta "), "a delta is in the patch, so its sizes are read too")
+        let condensed = String(decoding: CodeSummary.condensingBinaryFiles(patch), as: UTF8.self)
+        let lines = condensed.split(separator: "\n").map(String.init)
+        #expect(lines.contains("binary model.bin: 20,000 → 21,000 bytes, blob \(oldModel) → \(try blob("model.bin"))"), "\(condensed)")
+        #expect(lines.contains("binary gone.bin: deleted, 3,000 bytes, blob \(oldGone)"), "\(condensed)")
+        #expect(lines.contains("binary new.bin: new, 7,777 bytes, blob \(try blob("new.bin"))"), "\(condensed)")
+        #expect(lines.contains("binary rename-edit.bin → rename-edited.bin: 6,000 → 6,000 bytes, blob \(oldRenamed) → \(try blob("rename-edited.bin"))"),
+                "\(condensed)")
+        #expect(!condensed.contains("GIT binary patch") && condensed.utf8.count < 1_000, "\(condensed)")
+        // Text changes stay as they were.
+        let readme = try #require(CodeSummary.sections(of: patch).first { String(decoding: $0, as: UTF8.self).contains("README.md") })
+        #expect(condensed.contains(String(decoding: readme, as: UTF8.self)))
+        // A patch without binary files comes back as it was.
+        let text = Array("diff --git a/x b/x\nindex 1..2 100644\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n".utf8)
+        #expect(CodeSummary.condensingBinaryFiles(text) == text)
+        // The files left out follow, one line each.
+        let code: JSON = .object([("left_out", .array([LeftOutFile(path: ".env", reason: .secret).json,
+                                                        LeftOutFile(path: "m.pt", reason: .size, size: 2_000_000, sha256: "0123456789abcdef").json]))])
+        #expect(String(decoding: CodeSummary.text(patch: text, code: code), as: UTF8.self).hasSuffix(
+            "+b\nleft out: .env (secret)\nleft out: m.pt (2,000,000 bytes, sha256 0123456789ab)\n"))
     }
 }

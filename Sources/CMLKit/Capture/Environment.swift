@@ -1,10 +1,8 @@
 import Glibc
 
-/// The environment a run sees, and how it is stored: names that look like secrets keep their name but
-/// lose their value.
+/// The environment a run sees, and how it is stored: names that look like secrets (`Secrets.isSecretName`)
+/// keep their name but lose their value.
 public enum RunEnvironment {
-    static let secretMarkers = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"]
-    public static let redacted = "<redacted>"
 
     public static func current() -> [(String, String)] {
         var out: [(String, String)] = []
@@ -19,14 +17,9 @@ public enum RunEnvironment {
         return out
     }
 
-    public static func isSecret(_ name: String) -> Bool {
-        let upper = name.uppercased()
-        return secretMarkers.contains { upper.contains($0) }
-    }
-
     /// Sorted by name, with secret values replaced.
     public static func redact(_ variables: [(String, String)]) -> [(String, String)] {
-        variables.map { (name, value) in (name, isSecret(name) ? redacted : value) }.sorted { $0.0 < $1.0 }
+        variables.map { (name, value) in (name, Secrets.isSecretName(name) ? Secrets.redacted : value) }.sorted { $0.0 < $1.0 }
     }
 
     public static var hostName: String {

@@ -1,6 +1,55 @@
 import CGit2
 import Foundation
 
+/// A file of the work tree that is not in the captured patch, by choice: a secret file (named only), or
+/// an untracked file over the size cap (named with its size and sha256, so a later run can tell whether
+/// it was the same file).
+public struct LeftOutFile: Codable, Sendable, Equatable {
+    public enum Reason: String, Codable, Sendable {
+        /// Its name says it holds keys or passwords (`Secrets.isSecretFile`).
+        case secret
+        /// Untracked and larger than the cap (`--max-untracked-size`).
+        case size
+    }
+
+    public var path: String
+    public var reason: Reason
+    public var size: Int?
+    public var sha256: String?
+
+    public init(path: String, reason: Reason, size: Int? = nil, sha256: String? = nil) {
+        self.path = path
+        self.reason = reason
+        self.size = size
+        self.sha256 = sha256
+    }
+
+    /// As the record's `code.left_out` holds it (keys sorted, as JSONEncoder writes them).
+    public var json: JSON {
+        var members: [(String, JSON)] = [("path", .string(path)), ("reason", .string(reason.rawValue))]
+        if let sha256 { members.append(("sha256", .string(sha256))) }
+        if let size { members.append(("size", .int(Int64(size)))) }
+        return .object(members)
+    }
+
+    /// Reads one entry of `code.left_out`; nil when it is not one.
+    public init?(json: JSON) {
+        guard let path = json["path"]?.stringValue, !path.isEmpty,
+              let reason = json["reason"]?.stringValue.flatMap(Reason.init(rawValue:)) else { return nil }
+        self.init(path: path, reason: reason, size: json["size"]?.number.map { Int($0) },
+                  sha256: json["sha256"]?.stringValue)
+    }
+
+    /// For a person: `model.pt (2,097,152 bytes, sha256 3f2a9c1b2d4e)` or `.env (secret)`.
+    public var summary: String {
+        switch reason {
+        case .secret: "\(path) (secret)"
+        case .size: "\(path) (\(size.map { formatCount(Int64($0)) + " bytes" } ?? "size unknown")"
+            + "\(sha256.map { ", sha256 \($0.prefix(12))" } ?? ""))"
+        }
+    }
+}
+
 /// The code state of the directory a command ran in, as recorded with a run.
 public struct CodeState: Codable, Sendable, Equatable {
     /// false outside a repository (not an error)
@@ -21,6 +70,8 @@ public struct CodeState: Codable, Sendable, Equatable {
     public var patchNote: String?
     /// paths left out of the patch because of the size cap
     public var omittedFiles: [String]
+    /// files left out of the patch on purpose: secret files, untracked files over their cap
+    public var leftOut: [LeftOutFile]
     /// left nil by GitCapture (the caller stores the patch and fills it)
     public var patchBlob: String?
     /// size of the patch GitCapture returned
@@ -34,6 +85,7 @@ public struct CodeState: Codable, Sendable, Equatable {
         if let commit { members.append(("commit", .string(commit))) }
         members.append(("dirty", .bool(dirty)))
         members.append(("in_repository", .bool(inRepository)))
+        members.append(("left_out", .array(leftOut.map(\.json))))
         members.append(("omitted_files", .array(omittedFiles.map(JSON.string))))
         if let patchBlob { members.append(("patch_blob", .string(patchBlob))) }
         members.append(("patch_bytes", .int(Int64(patchBytes))))
@@ -47,13 +99,13 @@ public struct CodeState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case inRepository = "in_repository", root, remoteURL = "remote_url", branch, commit, pushed, dirty
         case patchNote = "patch_note", omittedFiles = "omitted_files", patchBlob = "patch_blob"
-        case patchBytes = "patch_bytes"
+        case patchBytes = "patch_bytes", leftOut = "left_out"
     }
 
     public init(
         inRepository: Bool, root: String? = nil, remoteURL: String? = nil, branch: String? = nil,
         commit: String? = nil, pushed: Bool? = nil, dirty: Bool = false, patchNote: String? = nil,
-        omittedFiles: [String] = [], patchBlob: String? = nil, patchBytes: Int = 0
+        omittedFiles: [String] = [], leftOut: [LeftOutFile] = [], patchBlob: String? = nil, patchBytes: Int = 0
     ) {
         self.inRepository = inRepository
         self.root = root
@@ -64,6 +116,7 @@ public struct CodeState: Codable, Sendable, Equatable {
         self.dirty = dirty
         self.patchNote = patchNote
         self.omittedFiles = omittedFiles
+        self.leftOut = leftOut
         self.patchBlob = patchBlob
         self.patchBytes = patchBytes
     }
@@ -76,8 +129,13 @@ public struct GitCaptureError: Error, CustomStringConvertible {
 /// Captures the state of a git work tree through libgit2: where HEAD is, and a
 /// git-format patch that, applied with `git apply` to a clean checkout of
 /// `commit`, reproduces the work tree (tracked changes, untracked non-ignored
-/// files, binaries, modes, symlinks).
+/// files, binaries, modes, symlinks). Files matching `.cmlignore` are ignored like git's ignored files;
+/// secret files and large untracked files are left out and named (`LeftOutFile`).
 public enum GitCapture {
+    /// Untracked files over this are recorded by name, size and sha256 unless asked otherwise: model
+    /// checkpoints and outputs are not code.
+    public static let defaultMaxUntrackedBytes = 1 << 20
+
     /// libgit2 must be initialised once per process; a static let is initialised
     /// exactly once, thread-safely. We never call git_libgit2_shutdown.
     static let libgit2Ready: Int32 = git_libgit2_init()
@@ -91,9 +149,11 @@ public enum GitCapture {
 
     /// Discovers the repository containing `directory` (walking up, like git), and returns its state and the
     /// patch. Nothing under `excluding` (the store, when it lies in the work tree) goes into the patch: its
-    /// database changes while it is read, and it is no part of the code.
+    /// database changes while it is read, and it is no part of the code. An untracked file over
+    /// `maxUntrackedBytes` is named with its size and sha256 instead.
     public static func capture(
-        directory: String, maxPatchBytes: Int = 10 << 20, excluding: String? = nil
+        directory: String, maxPatchBytes: Int = 10 << 20, maxUntrackedBytes: Int = defaultMaxUntrackedBytes,
+        excluding: String? = nil
     ) throws(GitCaptureError) -> (state: CodeState, patch: [UInt8]) {
         // Initialising libgit2 costs milliseconds (its TLS backend reads the CA bundle): skip it where no
         // repository can be found.
@@ -164,12 +224,15 @@ public enum GitCapture {
         if let excluding, let root = state.root, excluding.hasPrefix(root + "/") {
             excludedPrefix = String(excluding.dropFirst(root.count + 1)) + "/"
         }
-        let result = try buildPatch(repo, head: headOID, maxPatchBytes: maxPatchBytes, excludedPrefix: excludedPrefix)
+        if let root = state.root { try addCmlignoreRules(repo, root: root) }
+        let result = try buildPatch(repo, head: headOID, root: state.root ?? "", maxPatchBytes: maxPatchBytes,
+                                    maxUntrackedBytes: maxUntrackedBytes, excludedPrefix: excludedPrefix)
         state.omittedFiles = result.omitted
+        state.leftOut = result.leftOut
         state.patchBytes = result.patch.count
         state.dirty = !result.patch.isEmpty || !result.omitted.isEmpty || !result.submodules.isEmpty
-            || !result.unrepresentable.isEmpty
-        state.patchNote = note(result, cap: maxPatchBytes)
+            || !result.unrepresentable.isEmpty || !result.leftOut.isEmpty
+        state.patchNote = note(result, cap: maxPatchBytes, untrackedCap: maxUntrackedBytes)
         return (state, result.patch)
     }
 
@@ -178,6 +241,7 @@ public enum GitCapture {
     private struct PatchResult {
         var patch: [UInt8] = []
         var omitted: [String] = []
+        var leftOut: [LeftOutFile] = []
         var submodules: [String] = []
         var unrepresentable: [String] = []
     }
@@ -228,8 +292,39 @@ public enum GitCapture {
         return nil
     }
 
+    /// The rules of `.cmlignore` in the work tree's root, in gitignore syntax, added to this repository
+    /// object's ignore rules: in memory only, nothing in `.git` changes.
+    private static func addCmlignoreRules(_ repo: OpaquePointer, root: String) throws(GitCaptureError) {
+        let path = root + "/.cmlignore"
+        guard access(path, F_OK) == 0 else { return }
+        let rules: [UInt8]
+        do { rules = try FileSystem.readAll(path) } catch {
+            throw GitCaptureError(description: "cannot read \(path): \(error.message)")
+        }
+        try check(git_ignore_add_rule(repo, String(decoding: rules, as: UTF8.self)), "adding the rules of \(path)")
+    }
+
+    /// The sha256 and size of the file at `path` as it reads now; nil when it cannot be read.
+    private static func digest(ofFile path: String) -> (sha256: String, size: Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var hasher = SHA256Hasher()
+        var size = 0
+        do {
+            try FileSystem.copyChunks(from: fd, path: path) { chunk in
+                hasher.update(chunk)
+                size += chunk.count
+            }
+        } catch {
+            return nil
+        }
+        return (hasher.finalizeHex(), size)
+    }
+
     private static func buildPatch(
-        _ repo: OpaquePointer, head: git_oid?, maxPatchBytes: Int, excludedPrefix: String?
+        _ repo: OpaquePointer, head: git_oid?, root: String, maxPatchBytes: Int, maxUntrackedBytes: Int,
+        excludedPrefix: String?
     ) throws(GitCaptureError) -> PatchResult {
         // HEAD's tree (nil for an unborn branch: diff against the empty tree).
         var tree: OpaquePointer?
@@ -291,6 +386,17 @@ public enum GitCapture {
                 if !result.submodules.contains(name) { result.submodules.append(name) }
                 continue
             }
+            // Before any cap: a secret file stays out of the patch whatever its size.
+            if [oldPath, newPath].contains(where: { $0.map(Secrets.isSecretFile) == true }) {
+                result.leftOut.append(LeftOutFile(path: path, reason: .secret))
+                continue
+            }
+            if delta.status == GIT_DELTA_UNTRACKED, delta.new_file.size > UInt64(max(0, maxUntrackedBytes)) {
+                let digest = digest(ofFile: root + "/" + path)
+                result.leftOut.append(LeftOutFile(path: path, reason: .size, size: digest?.size ?? Int(delta.new_file.size),
+                                                  sha256: digest?.sha256))
+                continue
+            }
             if capReached {
                 result.omitted.append(path)
                 continue
@@ -327,9 +433,19 @@ public enum GitCapture {
         return result
     }
 
-    private static func note(_ result: PatchResult, cap: Int) -> String? {
+    private static func note(_ result: PatchResult, cap: Int, untrackedCap: Int) -> String? {
         let omitted = result.omitted, submodules = result.submodules
         var parts: [String] = []
+        let secrets = result.leftOut.filter { $0.reason == .secret }.map(\.path)
+        if !secrets.isEmpty {
+            let files = secrets.count == 1 ? "1 secret file" : "\(secrets.count) secret files"
+            parts.append("\(files) left out of the patch: \(secrets.joined(separator: ", "))")
+        }
+        let large = result.leftOut.filter { $0.reason == .size }.map(\.path)
+        if !large.isEmpty {
+            let files = large.count == 1 ? "1 untracked file" : "\(large.count) untracked files"
+            parts.append("\(files) over \(formatSize(untrackedCap)) recorded by name, size and sha256 only: \(large.joined(separator: ", "))")
+        }
         if !omitted.isEmpty {
             let files = omitted.count == 1 ? "1 file" : "\(omitted.count) files"
             parts.append("\(files) left out of the patch (over the \(formatSize(cap)) cap): \(omitted.joined(separator: ", "))")

@@ -9,6 +9,8 @@ public struct RunOptions: Sendable {
     /// Given with `--param`; they override the same keys read from the command line.
     public var params: [Param]
     public var maxPatchBytes: Int
+    /// Untracked files larger than this are recorded by name, size and sha256 instead of their content.
+    public var maxUntrackedBytes = GitCapture.defaultMaxUntrackedBytes
     /// nil: a pseudo-terminal when stdout is a terminal.
     public var terminal: Bool?
     public var parseMetrics: Bool
@@ -127,7 +129,8 @@ public enum RunCapture {
         let cwd = launch.workingDirectory ?? RunEnvironment.workingDirectory
 
         let codeCapture = lease == nil ? Background {
-            captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, excluding: storeDirectory, warn: warn)
+            captureCode(directory: cwd, maxPatchBytes: options.maxPatchBytes, maxUntrackedBytes: options.maxUntrackedBytes,
+                        excluding: storeDirectory, warn: warn)
         } : nil
         let store = try openStore()
         let (code, patch) = codeCapture?.value ?? (.null, [])
@@ -167,13 +170,15 @@ public enum RunCapture {
         }
 
         for problem in ParamParser.leftOut(command) { warn(problem) }
-        var params = ParamParser.parse(command)
+        // The command as recorded: secret values never reach the store (an agent's command has them filled).
+        let recordedCommand = SecretParameters.redact(command)
+        var params = ParamParser.parse(recordedCommand)
         for given in options.params {
             params.removeAll { $0.key == given.key }
             params.append(given)
         }
 
-        let record = Run(id: id, name: options.name, project: options.project, status: .running, command: command,
+        let record = Run(id: id, name: options.name, project: options.project, status: .running, command: recordedCommand,
                          cwd: cwd, host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: getpid(),
                          startedAt: startedAt, environment: RunEnvironment.redact(childEnvironment), code: code,
                          tags: options.tags, params: params)
@@ -267,10 +272,17 @@ public enum RunCapture {
         return (exit.shellStatus, exit.signal, store)
     }
 
-    /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal.
-    static func captureCode(directory: String, maxPatchBytes: Int, excluding: String?, warn: (String) -> Void) -> (JSON, [UInt8]) {
+    /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal. Secret files
+    /// left out are named on stderr: the user may want them in .gitignore or .cmlignore.
+    static func captureCode(directory: String, maxPatchBytes: Int, maxUntrackedBytes: Int, excluding: String?,
+                            warn: (String) -> Void) -> (JSON, [UInt8]) {
         do {
-            let (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes, excluding: excluding)
+            let (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes,
+                                                        maxUntrackedBytes: maxUntrackedBytes, excluding: excluding)
+            let secrets = state.leftOut.filter { $0.reason == .secret }.map(\.path)
+            if !secrets.isEmpty {
+                warn("left out of the code patch as secret files: \(secrets.joined(separator: ", "))")
+            }
             return (state.json, patch)
         } catch {
             warn("the code state was not captured: \(error.description)")

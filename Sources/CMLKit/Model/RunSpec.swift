@@ -1,7 +1,8 @@
 /// Everything an agent needs to reproduce a run: the code (repository, commit, the captured patch by
 /// blob id, the directory inside the repository the command starts in), the command with its
 /// parameters, environment overrides, and what the run is recorded as. `cml-run clone` and `cml-run spec`
-/// print it as a JSON line; `cml-queue add` reads it.
+/// print it as a JSON line; `cml-queue add` reads it. Its command never holds a secret value
+/// (`SecretParameters`): the agent fills them in from its environment.
 public struct RunSpec: Sendable, Equatable {
     /// A URL or a local path git can clone; nil when the command was not in a repository (it then starts
     /// in an empty directory).
@@ -12,6 +13,9 @@ public struct RunSpec: Sendable, Equatable {
     public var patchBlob: String?
     /// Where the command starts, relative to the repository root ("" for the root).
     public var directory: String
+    /// Files the patch leaves out (secret files, large untracked files): missing where the code is reproduced.
+    public var leftOut: [LeftOutFile] = []
+    /// With secret values redacted (see `SecretParameters`).
     public var command: [String]
     /// Set in the command's environment on top of the agent's, in this order.
     public var environment: [EnvironmentVariable]
@@ -34,7 +38,7 @@ public struct RunSpec: Sendable, Equatable {
         self.commit = commit
         self.patchBlob = patchBlob
         self.directory = directory
-        self.command = command
+        self.command = SecretParameters.redact(command)
         self.environment = environment
         self.params = params
         self.name = name
@@ -84,11 +88,14 @@ public struct CaptureSettings: Sendable, Equatable {
 extension RunSpec {
     /// The spec as one JSON object (a line of `cml-run clone`).
     public var json: JSON {
-        .object([
+        var members: [(String, JSON)] = [
             ("repository", repository.map(JSON.string) ?? .null),
             ("commit", commit.map(JSON.string) ?? .null),
             ("patch_blob", patchBlob.map(JSON.string) ?? .null),
             ("directory", .string(directory)),
+        ]
+        if !leftOut.isEmpty { members.append(("left_out", .array(leftOut.map(\.json)))) }
+        return .object(members + [
             ("command", .array(command.map(JSON.string))),
             ("env", .object(environment.map { ($0.name, .string($0.value)) })),
             ("params", .object(params.map { ($0.key, $0.value) })),
@@ -115,8 +122,8 @@ extension RunSpec {
         if members.contains(where: { $0.0 == "id" }) {
             throw CMLError("this is a run record, not a run spec", hint: "make a spec with cml-run clone ID")
         }
-        let known: Set<String> = ["repository", "commit", "patch_blob", "directory", "command", "env", "params", "name",
-                                  "project", "tags", "cloned_from", "data", "capture"]
+        let known: Set<String> = ["repository", "commit", "patch_blob", "directory", "left_out", "command", "env", "params",
+                                  "name", "project", "tags", "cloned_from", "data", "capture"]
         if let unknown = members.first(where: { !known.contains($0.0) }) {
             throw CMLError("unknown field \"\(unknown.0)\"", hint: "a spec has \(known.sorted().joined(separator: ", "))")
         }
@@ -140,7 +147,8 @@ extension RunSpec {
             return out
         }
 
-        command = try strings("command", in: field("command"))
+        // A secret value written into a spec by hand is not stored either: the agent takes it from its environment.
+        command = SecretParameters.redact(try strings("command", in: field("command")))
         guard !command.isEmpty, !command[0].isEmpty else { throw CMLError("\"command\" must name a program") }
         repository = try text("repository")
         if repository?.isEmpty == true { throw CMLError("\"repository\" must not be empty") }
@@ -158,6 +166,17 @@ extension RunSpec {
         directory = try text("directory") ?? ""
         if directory.hasPrefix("/") || directory.split(separator: "/").contains("..") {
             throw CMLError("\"directory\" must be a path inside the repository, not '\(directory)'")
+        }
+        leftOut = []
+        if let given = field("left_out") {
+            guard case .array(let entries) = given else { throw CMLError("\"left_out\" must be an array") }
+            for entry in entries {
+                guard let file = LeftOutFile(json: entry) else {
+                    throw CMLError("\"left_out\": \(entry.serialized) is not a file left out",
+                                   hint: "each is {\"path\", \"reason\": \"secret\" or \"size\", \"size\", \"sha256\"}")
+                }
+                leftOut.append(file)
+            }
         }
         environment = []
         if let env = field("env") {
@@ -223,9 +242,10 @@ extension RunSpec {
         var code: [(String, JSON)] = [("in_repository", .bool(repository != nil))]
         if let repository {
             code += [("remote_url", .string(repository)), ("commit", commit.map(JSON.string) ?? .null),
-                     ("dirty", .bool(patchBlob != nil))]
+                     ("dirty", .bool(patchBlob != nil || !leftOut.isEmpty))]
             if let patchBlob { code.append(("patch_blob", .string(patchBlob))) }
             if !directory.isEmpty { code.append(("directory", .string(directory))) }
+            if !leftOut.isEmpty { code.append(("left_out", .array(leftOut.map(\.json)))) }
         }
         return Run(id: id, name: name, project: project, status: .queued, command: command, cwd: directory,
                    host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: nil, startedAt: time,

@@ -355,14 +355,18 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
                 log(.error, "run \(short): its end was not recorded: \(error.message)")
             }
         }
+        let command: [String]
         let start: String
         do {
+            // The spec's environment is set on top of ours, so its variables win.
+            command = try SecretParameters.fill(spec.command, from: RunEnvironment.current() + spec.environment.map { ($0.name, $0.value) })
             start = try reproducer.reproduce(spec, into: directory) { () throws(CMLError) in try store.blob(spec.patchBlob!) }
         } catch {
             log(.warning, "run \(short) failed: \(error.message)")
             end(.finished(RunEnd(status: .failed, endedAt: Clock.now(), error: error.message)))
             return
         }
+        if !spec.leftOut.isEmpty { noteMissingFiles(lease, spec.leftOut) }
         switch control.stop {
         case .aborted(let reason)?:
             end(.finished(RunEnd(status: .aborted, endedAt: Clock.now(), error: (reason ?? "aborted") + " before it started")))
@@ -377,7 +381,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         let launch = RunLaunch(record: .leased(lease), workingDirectory: start, environment: environment,
                                passThrough: false, detached: true)
         do {
-            let (status, signal, _) = try RunCapture.run(spec.command, options: try spec.runOptions(), launch: launch,
+            let (status, signal, _) = try RunCapture.run(command, options: try spec.runOptions(), launch: launch,
                                                  openStore: { store }, supervisor: control) { [log] warning in
                 log(.warning, "run \(short): \(warning)")
             }
@@ -400,6 +404,19 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
             try writer.append(.stderr, time: Clock.now(), Array("cml-agent: attempt \(lease.attempt) on agent \(configuration.name)\n".utf8))
         } catch {
             log(.warning, "run \(RunID.short(lease.runID)): could not mark the new attempt in its log: \(error.message)")
+        }
+    }
+
+    /// Says in the run's console log, and ours, which files of the captured work tree the reproduced code
+    /// lacks: a command that fails for want of them then says why next to its error.
+    private func noteMissingFiles(_ lease: QueueLease, _ files: [LeftOutFile]) {
+        let line = "not in the reproduced code (left out when it was captured): \(files.map(\.summary).joined(separator: ", "))"
+        log(.warning, "run \(RunID.short(lease.runID)): \(line)")
+        do {
+            let writer = try store.logWriter(run: lease.runID)
+            try writer.append(.stderr, time: Clock.now(), Array("cml-agent: \(line)\n".utf8))
+        } catch {
+            log(.warning, "run \(RunID.short(lease.runID)): could not note the missing files in its log: \(error.message)")
         }
     }
 

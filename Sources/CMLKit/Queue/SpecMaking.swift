@@ -22,6 +22,7 @@ extension RunSpec {
                 if let note = code["patch_note"]?.stringValue { warn("the captured code is incomplete: \(note)") }
                 spec = RunSpec(repository: repository, commit: commit, patchBlob: code["patch_blob"]?.stringValue,
                                directory: directory, command: run.command)
+                if case .array(let entries)? = code["left_out"] { spec.leftOut = entries.compactMap(LeftOutFile.init(json:)) }
             } else {
                 if code["in_repository"] == .bool(true) {
                     throw CMLError("run \(RunID.short(run.id)) ran in a repository without commits: its code cannot be reproduced")
@@ -38,7 +39,15 @@ extension RunSpec {
         spec.tags = run.tags
         spec.clonedFrom = run.id
         try spec.apply(settings)
+        spec.warnAboutSecrets(warn)
         return spec
+    }
+
+    /// Says which environment variables the agent must have for the command's redacted values.
+    func warnAboutSecrets(_ warn: (String) -> Void) {
+        for key in SecretParameters.redactedKeys(command) {
+            warn("the value of \(key) is secret and not recorded: the agent takes it from $\(SecretParameters.variable(for: key))")
+        }
     }
 
     /// Sets parameters on the command line; a parameter recorded with `--param` under the same key is
@@ -49,6 +58,11 @@ extension RunSpec {
             guard ParamParser.isKey(setting.key) else {
                 throw CMLError.usage("--set \(setting.key)=\(setting.value): '\(setting.key)' is not a parameter name")
             }
+            // A value given here would be stored in the spec: secrets come from the agent's environment.
+            if Secrets.isSecretName(setting.key) {
+                throw CMLError.usage("--set \(setting.key): a secret parameter's value is not recorded",
+                                     hint: "set \(SecretParameters.variable(for: setting.key)) in the agent's environment instead")
+            }
         }
         command = ParamParser.override(command, with: settings)
         params.removeAll { param in settings.contains { $0.key == param.key } }
@@ -57,19 +71,23 @@ extension RunSpec {
     /// The spec of running `command` in `directory` as it is now: the code state is captured as
     /// `cml-run` captures it, and the patch stored in `store` so that agents can fetch it.
     public static func capture(_ command: [String], directory: String, store: any Store, maxPatchBytes: Int,
+                               maxUntrackedBytes: Int = GitCapture.defaultMaxUntrackedBytes,
                                warn: (String) -> Void) throws(CMLError) -> RunSpec {
         guard !command.isEmpty else { throw CMLError.usage("no command given after --") }
         for problem in ParamParser.leftOut(command) { warn(problem) }
         let state: CodeState
         let patch: [UInt8]
         do {
-            (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes, excluding: store.location)
+            (state, patch) = try GitCapture.capture(directory: directory, maxPatchBytes: maxPatchBytes,
+                                                    maxUntrackedBytes: maxUntrackedBytes, excluding: store.location)
         } catch {
             throw CMLError("the code state of \(directory) could not be captured: \(error.description)")
         }
         guard state.inRepository else {
             warn("\(directory) is not in a git repository: the run will start in an empty directory")
-            return RunSpec(repository: nil, commit: nil, patchBlob: nil, command: command)
+            let spec = RunSpec(repository: nil, commit: nil, patchBlob: nil, command: command)
+            spec.warnAboutSecrets(warn)
+            return spec
         }
         guard let commit = state.commit else {
             throw CMLError("the repository at \(state.root ?? directory) has no commit yet", hint: "commit first")
@@ -78,7 +96,10 @@ extension RunSpec {
         if let note = state.patchNote { warn("the captured code is incomplete: \(note)") }
         let repository = state.pushed == true ? (state.remoteURL ?? root) : root
         let relative = directory == root ? "" : directory.hasPrefix(root + "/") ? String(directory.dropFirst(root.count + 1)) : ""
-        return RunSpec(repository: repository, commit: commit, patchBlob: patch.isEmpty ? nil : try store.putBlob(patch),
-                       directory: relative, command: command)
+        var spec = RunSpec(repository: repository, commit: commit, patchBlob: patch.isEmpty ? nil : try store.putBlob(patch),
+                           directory: relative, command: command)
+        spec.leftOut = state.leftOut
+        spec.warnAboutSecrets(warn)
+        return spec
     }
 }

@@ -30,6 +30,10 @@ struct Clone: ParsableCommand {
             The repository is the remote when the commit was pushed, else the local repository. Runs \
             are ids or unique prefixes, or JSON lines with an "id" on stdin.
 
+            A secret parameter (a name like api-key, token, password) is <redacted> in the spec, as in \
+            the record: the agent takes its value from $CML_SECRET_NAME (--api-key: CML_SECRET_API_KEY), \
+            and --set cannot give one.
+
             Examples:
               cml-run clone 0192f3a4 --set lr=0.1 | cml-queue add gpu
               for lr in 0.1 0.03 0.01; do cml-run clone 0192f3a4 --set lr=$lr --name lr-$lr; done | cml-queue add gpu
@@ -111,7 +115,7 @@ struct Spec: ParsableCommand {
         let variables = try environment.parsed()
         let store = try storeOption.open()
         var spec = try RunSpec.capture(command, directory: RunEnvironment.workingDirectory, store: store,
-                                       maxPatchBytes: options.maxPatchBytes) { warning in
+                                       maxPatchBytes: options.maxPatchBytes, maxUntrackedBytes: options.maxUntrackedBytes) { warning in
             FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
         }
         try record.apply(to: &spec)

@@ -16,6 +16,12 @@ struct Exec: ParsableCommand {
             tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
             with their steps and times, every --tb-interval seconds and once more at the end.
 
+            Secrets are not recorded: values of variables and options named like a key, token or \
+            password are <redacted>, and files such as .env, *.pem and id_rsa stay out of the code patch \
+            (named in code.left_out). Outputs stay out too: .cmlignore in the repository's root takes \
+            gitignore rules, and untracked files over --max-untracked-size are recorded by name, size \
+            and sha256 only.
+
             --data NAME@VER gives the command a read-only copy of a dataset version (cml-data get), \
             its path in $CML_DATA_NAME (the name in capitals, other characters as _), and records that \
             the run used it.

@@ -19,6 +19,9 @@ struct RecordOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Files that would make the code patch larger than this are left out, and named in the record (bytes, or with K, M, G).", valueName: "size"))
     var maxPatchSize: String = "10M"
 
+    @Option(help: ArgumentHelp("Untracked files larger than this are recorded by name, size and sha256 instead of their content (bytes, or with K, M, G; .cmlignore leaves files out altogether).", valueName: "size"))
+    var maxUntrackedSize: String = "1M"
+
     @Flag(name: .customLong("no-metrics"), help: "Do not parse metrics from the output.")
     var noMetrics = false
 
@@ -55,6 +58,9 @@ struct RecordOptions: ParsableArguments {
         guard let limit = parseSize(maxPatchSize) else {
             throw .usage("--max-patch-size \(maxPatchSize) is not a size", hint: "e.g. 10M, 512K, 1G or a number of bytes")
         }
+        guard let untrackedLimit = parseSize(maxUntrackedSize) else {
+            throw .usage("--max-untracked-size \(maxUntrackedSize) is not a size", hint: "e.g. 1M, 512K, 1G or a number of bytes")
+        }
         if let name {
             if name.isEmpty { throw .usage("--name must not be empty") }
             try NameLimits.check(name, "--name")
@@ -72,6 +78,7 @@ struct RecordOptions: ParsableArguments {
                                  importTensorBoard: !noTensorBoard, tensorBoardDirectories: tensorBoardDirectories,
                                  tensorBoardInterval: tensorBoardInterval, importCSVLogs: !noCSVLogs)
         options.datasets = try datasets.map { (text) throws(CMLError) in try VersionReference(text) }
+        options.maxUntrackedBytes = untrackedLimit
         return options
     }
 
