@@ -64,7 +64,9 @@ struct QueryTests {
         func table(columns: Int?, _ arguments: [String] = []) throws -> [String] {
             let result = try box.run("cml-run", ["ls", "--format", "table"] + arguments, env: columns.map { ["COLUMNS": String($0)] } ?? [:])
             #expect(result.status == 0, "\(result.stderr)")
-            return result.out.split(separator: "\n").map(String.init)
+            let lines = result.out.split(separator: "\n").map(String.init)
+            try #require(lines.count >= 2, "\(result.out)")
+            return lines
         }
         let wide = try table(columns: 400)
         let words = wide[0].split(separator: " ").map(String.init)
@@ -99,7 +101,8 @@ struct QueryTests {
         let csv = try box.run("cml-run", ["ls", "--project", "sweep", "--sort", "lr", "--format", "csv",
                                           "--columns", "id,lr*,metrics.*,batch,*.max"])
         #expect(csv.status == 0, "\(csv.stderr)")
-        let lines = csv.out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let lines = csv.out.split(separator: "\n").map(String.init)
+        try #require(lines.count == 4, "\(csv.out)")
         #expect(lines[0] == "id,lr,acc,loss,batch,acc.max,loss.max", "\(csv.out)")
         #expect(lines[1].hasSuffix(",0.001,0.999,0.001,,0.999,0.001"), "\(lines[1])")
         let json = try box.run("cml-run", ["ls", "--project", "sweep", "--limit", "1", "--columns", "lr,batch,acc.max,params.*"])
