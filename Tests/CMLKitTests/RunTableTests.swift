@@ -22,8 +22,8 @@ struct RunTableTests {
     /// resource samples; required id and status, the command last and elastic.
     @Test func theDefaultColumns() {
         let layout = RunTable.defaultColumns(runs: runs, extra: [.metric("loss", .max)])
-        #expect(layout.columns.map(\.name) == ["id", "name", "status", "loss.max", "acc", "lr", "opt", "acc", "started", "duration",
-                                               "project", "exit_code", "command"])
+        #expect(layout.columns.map(\.name) == ["id", "name", "status", "loss.max", "params.acc", "lr", "opt", "metrics.acc", "started",
+                                               "duration", "project", "exit_code", "command"])
         #expect(layout.columns[5].term == .param("lr") && layout.columns[7].term == .metric("acc", .last))
         #expect(layout.required == [0, 2] && layout.elastic == layout.columns.count - 1)
     }

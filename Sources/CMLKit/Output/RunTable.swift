@@ -73,7 +73,18 @@ public enum RunTable {
         let shared = metricKeys.dropFirst().reduce(metricKeys.first ?? []) { $0.intersection($1) }
         shared.sorted().forEach { add(.metric($0, .last)) }
         terms += trailing
-        return (terms.map { RunColumn($0) }, [0, 2], terms.count - 1)
+        // A parameter and a metric of one key are told apart as `--where` tells them.
+        let columns = terms.map { term -> RunColumn in
+            switch term {
+            case .param(let key) where terms.contains(where: { if case .metric(key, _) = $0 { true } else { false } }):
+                return RunColumn("params." + term.name, term)
+            case .metric(let key, _) where terms.contains(.param(key)):
+                return RunColumn("metrics." + term.name, term)
+            default:
+                return RunColumn(term)
+            }
+        }
+        return (columns, [0, 2], terms.count - 1)
     }
 
     /// The runs as a table (headers upper-cased) or as CSV or TSV (headers the column names as written).
