@@ -9,33 +9,29 @@ public struct StoreOption: ParsableArguments {
 
     public init() {}
 
-    public func open() throws(CMLError) -> any Store { try StoreLocation.open(store) }
+    /// The store, for a command that only reads (`.reading`: a store it cannot write opens read-only) or
+    /// one that writes.
+    public func open(for access: StoreAccess = .writing) throws(CMLError) -> any Store {
+        try StoreLocation.open(store, for: access)
+    }
 }
+
+extension OutputFormat: ExpressibleByArgument {}
 
 /// `--format`, taken by every listing.
 public struct FormatOption: ParsableArguments {
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    public var format: String?
+    @Option(help: ArgumentHelp("The output format (default: table on a terminal, else jsonl).", valueName: "format"))
+    public var format: OutputFormat?
 
     public init() {}
 
-    public func resolve() throws(CMLError) -> OutputFormat { try OutputFormat.resolve(format) }
-}
-
-/// Prints records as JSON lines (or one JSON array), or as a table, CSV or TSV.
-public func printRecords(_ objects: [JSON], format: OutputFormat, table: () -> TextTable) {
-    var out = BufferedOutput()
-    switch format {
-    case .jsonl: for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } }
-    case .json: out.append(JSON.array(objects).serialized + "\n")
-    case .table, .csv, .tsv: out.append(table().render(format))
-    }
-    out.flush()
+    public func resolve() -> OutputFormat { format ?? .automatic }
 }
 
 extension ParsableCommand {
     /// Parses `arguments` and runs the command, then exits: every failure becomes one line on stderr,
-    /// `TOOL: error: …`, and exit status 1, or 2 for a usage error (with the usage after it).
+    /// `TOOL: error: …`, and exit status 1, or 2 for a usage error (with the usage after it); a reader of
+    /// stdout that went away (`| head`) ends it quietly with status 0.
     public static func runAsTool(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
         do {
             var command = try parseAsRoot(arguments)
@@ -49,16 +45,16 @@ extension ParsableCommand {
             if exitCode(for: error) == .validationFailure {
                 let full = fullMessage(for: error)
                 let usage = full.range(of: "Usage:").map { String(full[$0.lowerBound...]) + "\n" } ?? ""
-                FileHandleOutput.standardError("\(toolName): error: \(message(for: error))\n" + usage)
+                Console.error("\(toolName): error: \(message(for: error))\n" + usage)
                 Glibc.exit(2)
             }
             exit(withError: error)
         }
     }
 
-    /// Ends the tool with `error` as one line on stderr.
+    /// Ends the tool with `error` as one line on stderr (nothing when stdout's reader went away).
     public static func failTool(_ error: CMLError) -> Never {
-        FileHandleOutput.standardError("\(toolName): error: \(error)\n")
+        if !error.isOutputClosed { Console.error("\(toolName): error: \(error)\n") }
         Glibc.exit(error.exitCode)
     }
 

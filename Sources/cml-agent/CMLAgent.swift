@@ -163,16 +163,15 @@ struct AgentList: ParsableCommand {
     @Flag(help: "Also agents that stopped or were lost more than a day ago.")
     var all = false
 
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
+    @OptionGroup var formatOption: FormatOption
 
     func run() throws {
-        let outputFormat = try Console.format(format)
+        let outputFormat = formatOption.resolve()
         let now = Clock.now()
-        let agents = try storeOption.open().agents().filter { agent in
+        let agents = try storeOption.open(for: .reading).agents().filter { agent in
             all || [.idle, .busy, .draining].contains(agent.observedState(now: now)) || now - agent.heartbeatAt < 86_400
         }
-        Console.print(agents.map { agent in
+        try Console.print(agents.map { agent in
             .object([
                 ("name", .string(agent.name)), ("state", .string(agent.observedState(now: now).rawValue)),
                 ("host", .string(agent.host)), ("pid", .int(Int64(agent.pid))), ("queues", .array(agent.queues.map(JSON.string))),
@@ -180,9 +179,11 @@ struct AgentList: ParsableCommand {
                 ("runs", .array(agent.runs.map(JSON.string))), ("heartbeat_at", .string(Clock.rfc3339(agent.heartbeatAt))),
                 ("started_at", .string(Clock.rfc3339(agent.startedAt))), ("agent_id", .string(agent.id)),
             ])
-        }, table: TextTable(headers: ["NAME", "STATE", "HOST", "PID", "QUEUES", "SLOTS", "RUNS", "HEARTBEAT"], rows: agents.map { agent in
-            [agent.name, agent.observedState(now: now).rawValue, agent.host, String(agent.pid), agent.queues.joined(separator: ","),
-             String(agent.slots), agent.runs.map(RunID.short).joined(separator: ","), formatDuration(max(0, now - agent.heartbeatAt)) + " ago"]
-        }), format: outputFormat)
+        }, format: outputFormat) {
+            TextTable(headers: ["NAME", "STATE", "HOST", "PID", "QUEUES", "SLOTS", "RUNS", "HEARTBEAT"], rows: agents.map { agent in
+                [agent.name, agent.observedState(now: now).rawValue, agent.host, String(agent.pid), agent.queues.joined(separator: ","),
+                 String(agent.slots), agent.runs.map(RunID.short).joined(separator: ","), formatDuration(max(0, now - agent.heartbeatAt)) + " ago"]
+            })
+        }
     }
 }

@@ -50,11 +50,11 @@ enum Main {
 }
 
 func warn(_ message: String) {
-    FileHandleOutput.standardError("cml-data: warning: \(message)\n")
+    Console.error("cml-data: warning: \(message)\n")
 }
 
-func printLine(_ object: JSON) {
-    FileHandleOutput.standardOutput(object.serialized + "\n")
+func printLine(_ object: JSON) throws(CMLError) {
+    try Console.out(object.serialized + "\n")
 }
 
 /// `2026-11-27 10:21` for tables.

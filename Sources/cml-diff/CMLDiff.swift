@@ -1,7 +1,6 @@
 import ArgumentParser
 import CMLCommandLine
 import CMLKit
-import Glibc
 
 /// `cml-diff`: compare runs side by side.
 @main
@@ -26,8 +25,7 @@ struct CMLDiff: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
-    var store: String?
+    @OptionGroup var storeOption: StoreOption
 
     @Flag(help: "Show every key, not only those that differ.")
     var all = false
@@ -47,8 +45,7 @@ struct CMLDiff: ParsableCommand {
     @Flag(help: "Compare the console output.")
     var log = false
 
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
+    @OptionGroup var formatOption: FormatOption
 
     @Option(help: ArgumentHelp("Plot this metric of every run, overlaid (repeatable: one chart each).", valueName: "key"))
     var plot: [String] = []
@@ -73,36 +70,26 @@ struct CMLDiff: ParsableCommand {
     }
 
     func run() throws {
-        let terminal = isatty(STDOUT_FILENO) == 1
-        let outputFormat: OutputFormat
-        if let format {
-            guard let parsed = OutputFormat(rawValue: format) else {
-                throw CMLError.usage("unknown format '\(format)'", hint: "one of \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            outputFormat = parsed
-        } else {
-            outputFormat = .automatic(isTerminal: terminal)
-        }
+        let outputFormat = formatOption.resolve()
         let aggregates = try stats.split(separator: ",").map { name throws(CMLError) -> RunTerm.MetricAggregate in
             guard let aggregate = RunTerm.MetricAggregate(rawValue: String(name)) else {
                 throw CMLError.usage("unknown metric summary '\(name)'", hint: "last, min, max, count or step")
             }
             return aggregate
         }
-        let store = try StoreLocation.open(store)
-        let resolved = try RunInput.ids(arguments: ids, stdinLines: Self.stdinLines, store: store)
+        let store = try storeOption.open(for: .reading)
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         // An empty pipe (no run matched upstream) has nothing to compare, and that is no error.
         if resolved.isEmpty { return }
         guard resolved.count >= 2 || code || log || !plot.isEmpty else {
             throw CMLError.usage("give at least two runs to compare", hint: "e.g. cml-run ls --limit 2 | cml-diff")
         }
         let runs = try resolved.map { id throws(CMLError) in try store.run(id: id) }
-        // NO_COLOR (no-color.org) counts only when set to something.
-        var out = Output(color: terminal && (getenv("NO_COLOR").map { $0.pointee == 0 } ?? true))
+        var out = StyledOutput(color: Console.stdoutInColor)
 
         if !plot.isEmpty {
-            try drawPlots(runs, store: store, color: out.color, into: &out)
-            out.flush()
+            try drawPlots(runs, store: store, into: &out)
+            try out.flush()
             return
         }
 
@@ -112,7 +99,7 @@ struct CMLDiff: ParsableCommand {
                 if log { try compareLogs(runs[0], run, store: store, into: &out) }
                 if index < runs.count - 1 { out.text("\n") }
             }
-            if !env { out.flush(); return }
+            if !env { try out.flush(); return }
         }
         let rows = env ? RunComparison.environmentRows(runs, all: all) : RunComparison.rows(runs, stats: aggregates, all: all)
         if long {
@@ -120,20 +107,17 @@ struct CMLDiff: ParsableCommand {
         } else {
             printWide(rows, runs: runs, format: outputFormat, into: &out)
         }
-        out.flush()
+        try out.flush()
     }
 
-    private func printWide(_ rows: [ComparisonRow], runs: [Run], format: OutputFormat, into out: inout Output) {
+    private func printWide(_ rows: [ComparisonRow], runs: [Run], format: OutputFormat, into out: inout StyledOutput) {
         switch format {
         case .jsonl, .json:
-            let objects: [JSON] = rows.map { row in
-                .object([("kind", .string(row.kind.rawValue)), ("key", .string(row.key)),
-                         ("values", .object(zip(runs, row.values).map { ($0.id, $1) }))])
-            }
+            let objects = RunComparison.wideRecords(rows, runs: runs)
             out.text(format == .json ? JSON.array(objects).serialized + "\n" : objects.map { $0.serialized + "\n" }.joined())
         case .csv, .tsv:
             out.text(TextTable(headers: ["KIND", "KEY"] + runs.map(\.id),
-                               rows: rows.map { [$0.kind.rawValue, $0.key] + $0.values.map(Self.cell) }).render(format))
+                                   rows: rows.map { [$0.kind.rawValue, $0.key] + $0.values.map(Self.cell) }).render(format))
         case .table:
             let headers = ["KEY"] + runs.map { run in run.name.map { "\(RunID.short(run.id)) \($0)" } ?? RunID.short(run.id) }
             let cells = rows.map { row in
@@ -147,7 +131,7 @@ struct CMLDiff: ParsableCommand {
                     return TextTable.truncate(Self.cell(value), to: Self.cellWidth)
                 }
             }
-            out.table(headers: headers, rows: cells) { rowIndex, column in
+            out.table(TextTable(headers: headers, rows: cells)) { rowIndex, column in
                 guard column > 1 else { return column == 0 ? .dim : .plain }
                 let row = rows[rowIndex]
                 if row.values[column - 1] == .null { return .dim }
@@ -157,24 +141,24 @@ struct CMLDiff: ParsableCommand {
         }
     }
 
-    private func printLong(_ rows: [ComparisonRow], runs: [Run], format: OutputFormat, into out: inout Output) {
-        var lines: [[String]] = []
-        var objects: [JSON] = []
-        for (index, run) in runs.enumerated() {
-            for row in rows where row.values[index] != .null || all {
-                objects.append(.object([("run", .string(run.id)), ("kind", .string(row.kind.rawValue)),
-                                        ("key", .string(row.key)), ("value", row.values[index])]))
-                lines.append([format == .table ? RunID.short(run.id) : run.id, row.kind.rawValue, row.key, Self.cell(row.values[index])])
-            }
+    private func printLong(_ rows: [ComparisonRow], runs: [Run], format: OutputFormat, into out: inout StyledOutput) {
+        let records = RunComparison.longRecords(rows, runs: runs, all: all)
+        let objects: [JSON] = records.map { record in
+            .object([("run", .string(record.run.id)), ("kind", .string(record.row.kind.rawValue)),
+                     ("key", .string(record.row.key)), ("value", record.value)])
         }
         switch format {
         case .jsonl: out.text(objects.map { $0.serialized + "\n" }.joined())
         case .json: out.text(JSON.array(objects).serialized + "\n")
-        default: out.text(TextTable(headers: ["RUN", "KIND", "KEY", "VALUE"], rows: lines).render(format))
+        default:
+            let lines = records.map { record in
+                [format == .table ? RunID.short(record.run.id) : record.run.id, record.row.kind.rawValue, record.row.key, Self.cell(record.value)]
+            }
+            out.text(TextTable(headers: ["RUN", "KIND", "KEY", "VALUE"], rows: lines).render(format))
         }
     }
 
-    private func compareCode(_ base: Run, _ other: Run, store: any Store, into out: inout Output) throws(CMLError) {
+    private func compareCode(_ base: Run, _ other: Run, store: any Store, into out: inout StyledOutput) throws(CMLError) {
         out.header("code: \(RunID.short(base.id)) → \(RunID.short(other.id))")
         if base.code["in_repository"] != .bool(true) && other.code["in_repository"] != .bool(true) {
             out.text("neither run was started in a git repository\n")
@@ -210,82 +194,31 @@ struct CMLDiff: ParsableCommand {
         }
     }
 
-    private func compareLogs(_ base: Run, _ other: Run, store: any Store, into out: inout Output) throws(CMLError) {
+    private func compareLogs(_ base: Run, _ other: Run, store: any Store, into out: inout StyledOutput) throws(CMLError) {
         out.header("output: \(RunID.short(base.id)) → \(RunID.short(other.id))")
-        let logs = try [base, other].map { run throws(CMLError) -> [UInt8] in
-            let reader = try store.logReader(run: run.id)
-            var renderer = ConsoleRenderer()
-            var text: [UInt8] = []
-            while let record = reader.next() { text += renderer.feed(record.bytes) }
-            return text + renderer.finish()
-        }
-        let diff = try TextDiff.unified(logs[0], logs[1])
+        let diff = try RunComparison.logDiff(base, other, store: store)
         if diff.isEmpty { out.text("the same output\n") } else { out.diff(diff) }
     }
 
-    private func drawPlots(_ runs: [Run], store: any Store, color: Bool, into out: inout Output) throws(CMLError) {
-        let unit: ChartXUnit
-        switch xAxis {
-        case "step": unit = .number
-        case "time": unit = .unixTime
-        case "elapsed": unit = .elapsedSeconds
-        default: throw CMLError.usage("--x must be step, time or elapsed")
-        }
+    private func drawPlots(_ runs: [Run], store: any Store, into out: inout StyledOutput) throws(CMLError) {
+        let unit = try RunCharts.xUnit(xAxis)
         guard smooth >= 1 else { throw CMLError.usage("--smooth must be at least 1") }
-        let known = Set(runs.flatMap { $0.metrics.map(\.key) }).sorted()
-        if let missing = plot.first(where: { !known.contains($0) }) {
-            throw CMLError.usage("no run given has a metric '\(missing)'",
-                                 hint: known.isEmpty ? "they have no metrics" : "they have: \(known.joined(separator: ", "))")
-        }
-        let labels = RunComparison.labels(runs)
-        let size = Self.terminalSize()
+        try RunCharts.check(plot, in: runs)
+        let size = Console.terminalSize() ?? (100, 24)
         for (number, key) in plot.enumerated() {
-            var series: [ChartSeries] = []
-            for (run, label) in zip(runs, labels) where run.metrics.contains(where: { $0.key == key }) {
-                var xs: [Double] = []
-                var ys: [Double] = []
-                try store.forEachMetric(run: run.id, key: key) { point in
-                    let x: Double = switch unit {
-                    case .number: Double(point.step)
-                    case .unixTime: point.time
-                    case .elapsedSeconds: point.time - run.startedAt
-                    }
-                    xs.append(x)
-                    ys.append(point.value)
-                }
-                series.append(ChartSeries(label: label, x: xs, y: ys))
-            }
-            let xLabel = switch unit {
-            case .number: "step"
-            case .unixTime: "time (UTC)"
-            case .elapsedSeconds: "time since start"
-            }
-            var options = ChartOptions(title: key, xLabel: xLabel, yLabel: nil, logY: logY, smooth: smooth, xUnit: unit)
+            let series = try RunCharts.series(of: key, runs: runs, store: store, x: unit)
+            var options = ChartOptions(title: key, xLabel: RunCharts.xLabel(unit), yLabel: nil, logY: logY, smooth: smooth, xUnit: unit)
             if let svg {
-                let path = plot.count == 1 ? svg : Self.svgPath(svg, key: key)
+                let path = plot.count == 1 ? svg : RunCharts.svgPath(svg, key: key)
                 try FileSystem.writeFile(path, Array(SVGChart.render(series, options: options).utf8))
                 out.text(path + "\n")
             } else {
                 options.width = size.columns
                 options.height = max(12, min(size.rows - 2, 24))
                 if number > 0 { out.text("\n") }
-                out.text(TerminalChart.render(series, options: options, color: color))
+                out.text(TerminalChart.render(series, options: options, color: out.color))
             }
         }
-    }
-
-    /// `plots.svg` with key `val/loss` gives `plots-val_loss.svg`.
-    static func svgPath(_ path: String, key: String) -> String {
-        let safe = String(key.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
-        if path.hasSuffix(".svg") { return String(path.dropLast(4)) + "-" + safe + ".svg" }
-        return path + "-" + safe + ".svg"
-    }
-
-    /// The terminal's size, or 100 by 24 when stdout is not one.
-    static func terminalSize() -> (columns: Int, rows: Int) {
-        var size = winsize()
-        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0, size.ws_row > 0 else { return (100, 24) }
-        return (Int(size.ws_col), Int(size.ws_row))
     }
 
     /// The widest a value of the side-by-side table is, so that several runs fit beside each other.
@@ -297,86 +230,5 @@ struct CMLDiff: ParsableCommand {
         case .string(let s): return s
         default: return value.serialized
         }
-    }
-
-    static func stdinLines() -> [String]? {
-        guard isatty(STDIN_FILENO) == 0 else { return nil }
-        var lines: [String] = []
-        while let line = readLine(strippingNewline: true) { lines.append(line) }
-        return lines
-    }
-}
-
-/// Buffered output, with ANSI colours when writing to a terminal.
-struct Output {
-    enum Style { case plain, dim, highlight, added, removed, hunk, bold }
-
-    let color: Bool
-    private var buffer: [UInt8] = []
-
-    init(color: Bool) { self.color = color }
-
-    mutating func text(_ text: String, style: Style = .plain) {
-        let code: String? = switch style {
-        case .plain: nil
-        case .dim: "2"
-        case .highlight: "33"
-        case .added: "32"
-        case .removed: "31"
-        case .hunk: "36"
-        case .bold: "1"
-        }
-        if color, let code {
-            buffer += Array("\u{1B}[\(code)m".utf8) + Array(text.utf8) + Array("\u{1B}[0m".utf8)
-        } else {
-            buffer += Array(text.utf8)
-        }
-        if buffer.count >= 1 << 16 { flush() }
-    }
-
-    mutating func header(_ title: String) {
-        text(title + "\n", style: .bold)
-    }
-
-    mutating func diff(_ unified: String) {
-        for line in unified.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-            let style: Style = line.hasPrefix("+") ? .added : line.hasPrefix("-") ? .removed : line.hasPrefix("@@") ? .hunk : .plain
-            text(String(line), style: style)
-            text("\n")
-        }
-    }
-
-    /// An aligned table; `style(row, column)` colours each cell (padding stays plain).
-    mutating func table(headers: [String], rows: [[String]], style: (Int, Int) -> Style) {
-        var widths = headers.map(\.count)
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func pad(_ cell: String, _ i: Int, last: Bool) -> String {
-            last ? "" : String(repeating: " ", count: widths[i] - cell.count + 2)
-        }
-        for (i, header) in headers.enumerated() {
-            text(header, style: .bold)
-            text(pad(header, i, last: i == headers.count - 1))
-        }
-        text("\n")
-        for (r, row) in rows.enumerated() {
-            for (i, cell) in row.enumerated() {
-                text(cell, style: style(r, i))
-                text(pad(cell, i, last: i == row.count - 1))
-            }
-            text("\n")
-        }
-    }
-
-    mutating func flush() {
-        var offset = 0
-        while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                Glibc.exit(errno == EPIPE ? 0 : 1)
-            }
-            offset += n
-        }
-        buffer.removeAll(keepingCapacity: true)
     }
 }

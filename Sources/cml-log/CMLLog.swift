@@ -44,8 +44,9 @@ struct Target: ParsableArguments {
     @Option(help: ArgumentHelp("The run (id or unique prefix; default: $CML_RUN_ID, inside cml-run).", valueName: "id"))
     var run: String?
 
-    @Option(help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
-    var store: String?
+    @OptionGroup var storeOption: StoreOption
+
+    var store: String? { storeOption.store }
 
     func open() throws(CMLError) -> RunLogTarget {
         try RunLogTarget(run: run, store: store)
@@ -54,10 +55,7 @@ struct Target: ParsableArguments {
     /// Stores an artifact (always into the store: see `RunLogTarget.storeAndRun`) and prints its record.
     func recordArtifact(_ body: (any Store, String) throws(CMLError) -> Artifact) throws(CMLError) {
         let (store, id) = try RunLogTarget.storeAndRun(run: run, store: self.store)
-        var line = ""
-        try body(store, id).json.write(to: &line)
-        line += "\n"
-        line.withUTF8 { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        try Console.out(try body(store, id).json.serialized + "\n")
     }
 
     /// Records one message (a JSON line as on stdin).
@@ -201,7 +199,7 @@ struct Text: ParsableCommand {
 }
 
 func warnLine(_ text: String) {
-    FileHandleOutput.standardError("cml-log: warning: \(text)\n")
+    Console.error("cml-log: warning: \(text)\n")
 }
 
 struct TensorBoard: ParsableCommand {
@@ -225,8 +223,8 @@ struct TensorBoard: ParsableCommand {
         let (store, id) = try RunLogTarget.storeAndRun(run: target.run, store: target.store)
         let (added, skipped) = try TensorBoardImporter.importAll(from: directory, into: id, store: store, warn: warnLine)
         // A count for a person watching; scripts check the metrics themselves.
-        if isatty(STDERR_FILENO) == 1 {
-            FileHandleOutput.standardError("cml-log: imported \(added) points into run \(RunID.short(id))"
+        if Console.stderrIsTerminal {
+            Console.error("cml-log: imported \(added) points into run \(RunID.short(id))"
                               + (skipped > 0 ? " (\(skipped) already recorded)\n" : "\n"))
         }
     }

@@ -33,9 +33,9 @@ struct CMLQueue: ParsableCommand {
 }
 
 /// Queued runs as runs (JSON) or a table of their place in the queue.
-func printQueued(_ runs: [Run], format: OutputFormat) {
+func printQueued(_ runs: [Run], format: OutputFormat) throws(CMLError) {
     let now = Clock.now()
-    Console.print(runs.map { $0.json(full: false) }, table: TextTable(
+    try Console.print(runs.map { $0.json(full: false) }, format: format) { TextTable(
         headers: ["ID", "QUEUE", "PRIORITY", "STATUS", "AGENT", "ATTEMPT", "WAITING", "NAME", "COMMAND"],
         rows: runs.map { run in
             let queue = run.queue
@@ -44,7 +44,7 @@ func printQueued(_ runs: [Run], format: OutputFormat) {
                     run.observedStatus.rawValue, queue?.agent ?? "", String(queue?.history.count ?? 0), waiting,
                     run.name ?? "", format == .table ? TextTable.truncate(TextTable.singleLine(ShellQuoting.commandLine(run.command)), to: 50)
                         : ShellQuoting.commandLine(run.command)]
-        }), format: format)
+        }) }
 }
 
 /// An error naming the existing queues when `name` is not one.
@@ -91,7 +91,7 @@ struct Add: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
-        let outputFormat = try Console.format(formatOption.format)
+        let outputFormat = formatOption.resolve()
         // Checked before the code state is captured, which stores its patch.
         try QueueName.check(queue)
         guard maxAttempts >= 1 else { throw CMLError.usage("--max-attempts must be at least 1") }
@@ -121,7 +121,7 @@ struct Add: ParsableCommand {
             specs = try Self.parse(lines)
             // An empty pipe (`cml-run clone` given no runs) queues nothing, and creates no queue.
             if specs.isEmpty {
-                printQueued([], format: outputFormat)
+                try printQueued([], format: outputFormat)
                 return
             }
         }
@@ -136,7 +136,7 @@ struct Add: ParsableCommand {
         }
         let (runs, created) = try store.enqueue(specs, queue: queue, priority: priority, maxAttempts: maxAttempts)
         if created { Console.error("cml-queue: created queue \(queue)\n") }
-        printQueued(runs, format: outputFormat)
+        try printQueued(runs, format: outputFormat)
     }
 
     /// Every line a spec (blank lines aside), or an error naming the first line that is not.
@@ -175,10 +175,10 @@ struct List: ParsableCommand {
     @Argument(help: "Only this queue.") var queue: String?
 
     func run() throws {
-        let outputFormat = try Console.format(formatOption.format)
-        let store = try storeOption.open()
+        let outputFormat = formatOption.resolve()
+        let store = try storeOption.open(for: .reading)
         if let queue { try checkQueueExists(queue, store: store) }
-        printQueued(try store.queuedRuns(queue: queue), format: outputFormat)
+        try printQueued(try store.queuedRuns(queue: queue), format: outputFormat)
     }
 }
 
@@ -204,7 +204,7 @@ struct Remove: ParsableCommand {
         let store = try storeOption.open()
         let resolved = Array(Set(try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store))).sorted()
         try store.removeQueued(resolved)
-        Console.out(JSON.object([("removed", .array(resolved.map(JSON.string)))]).serialized + "\n")
+        try Console.out(JSON.object([("removed", .array(resolved.map(JSON.string)))]).serialized + "\n")
     }
 }
 
@@ -229,18 +229,18 @@ struct Move: ParsableCommand {
     var arguments: [String] = []
 
     func run() throws {
-        let outputFormat = try Console.format(formatOption.format)
+        let outputFormat = formatOption.resolve()
         guard let queue = arguments.last else { throw CMLError.usage("no queue given", hint: "cml-queue mv ID… QUEUE") }
         let store = try storeOption.open()
         let resolved = Array(Set(try RunInput.ids(arguments: Array(arguments.dropLast()), stdinLines: Console.stdinLines, store: store))).sorted()
         // An empty pipe moves nothing, and creates no queue.
         if resolved.isEmpty {
             try QueueName.check(queue)
-            printQueued([], format: outputFormat)
+            try printQueued([], format: outputFormat)
             return
         }
         if try store.moveQueued(resolved, to: queue) { Console.error("cml-queue: created queue \(queue)\n") }
-        printQueued(try store.queuedRuns(queue: queue).filter { resolved.contains($0.id) }, format: outputFormat)
+        try printQueued(try store.queuedRuns(queue: queue).filter { resolved.contains($0.id) }, format: outputFormat)
     }
 }
 
@@ -254,19 +254,21 @@ struct Stats: ParsableCommand {
     @OptionGroup var formatOption: FormatOption
 
     func run() throws {
-        let outputFormat = try Console.format(formatOption.format)
-        let stats = try storeOption.open().queueStats()
+        let outputFormat = formatOption.resolve()
+        let stats = try storeOption.open(for: .reading).queueStats()
         let now = Clock.now()
-        Console.print(stats.map { queue in
+        try Console.print(stats.map { queue in
             .object([
                 ("queue", .string(queue.queue)), ("depth", .int(Int64(queue.depth))), ("running", .int(Int64(queue.running))),
                 ("oldest_wait", queue.oldestQueuedAt.map { .double(((now - $0) * 1000).rounded() / 1000) } ?? .null),
                 ("oldest_queued_at", queue.oldestQueuedAt.map { .string(Clock.rfc3339($0)) } ?? .null),
                 ("agents", .int(Int64(queue.agents))),
             ])
-        }, table: TextTable(headers: ["QUEUE", "DEPTH", "RUNNING", "OLDEST WAIT", "AGENTS"], rows: stats.map { queue in
-            [queue.queue, String(queue.depth), String(queue.running), queue.oldestQueuedAt.map { formatDuration(now - $0) } ?? "",
-             String(queue.agents)]
-        }), format: outputFormat)
+        }, format: outputFormat) {
+            TextTable(headers: ["QUEUE", "DEPTH", "RUNNING", "OLDEST WAIT", "AGENTS"], rows: stats.map { queue in
+                [queue.queue, String(queue.depth), String(queue.running), queue.oldestQueuedAt.map { formatDuration(now - $0) } ?? "",
+                 String(queue.agents)]
+            })
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CMLKit
 import Foundation
 import Glibc
 import Testing
@@ -335,6 +336,34 @@ struct QueueControlTests {
         #expect(startedAt - queuedAt < 10, "started \(startedAt - queuedAt) s after it was queued")
         kill(agent.pid, SIGTERM)
         _ = try agent.wait()
+    }
+
+    /// A queued run has not started: `started_at` is null until an agent starts it, `queued_at` says when
+    /// it was queued.
+    @Test func startedAtIsWhenAnAgentStartedTheRunAndQueuedAtWhenItWasQueued() throws {
+        let q = try QueueBox()
+        let id = try q.add(["python3", "-c", "print('acc: 1')"])
+        let aborted = try q.add(["true"])
+        #expect(try q.box.run("cml-run", ["abort", aborted]).status == 0)
+        for run in [try #require(q.box.runs().first { $0["id"] as? String == id }), try q.show(id)] {
+            #expect(run["started_at"] is NSNull && run["duration"] is NSNull, "\(run)")
+            #expect((run["queued_at"] as? String)?.hasSuffix("Z") == true, "\(run)")
+        }
+        // Aborted while it waited: it never started.
+        let never = try q.show(aborted)
+        #expect(never["started_at"] is NSNull && never["duration"] is NSNull && never["ended_at"] is String, "\(never)")
+        let waiting = try q.box.run("cml-run", ["ls", "--where", "started_at > 2000-01-01 or queued_at < 2000-01-01", "--columns", "id"])
+        #expect(waiting.status == 0 && waiting.out.isEmpty, "\(waiting.out)\(waiting.stderr)")
+        #expect(try q.box.run("cml-run", ["ls", "--where", "status = queued", "--columns", "id"]).jsonLines.map { $0["id"] as? String } == [id])
+
+        usleep(1_200_000)
+        #expect(try q.agent("a", ["--until-empty"]).wait().status == 0)
+        let run = try q.show(id)
+        #expect(run["status"] as? String == "completed", "\(run)")
+        let queuedAt = try #require(Clock.parseTime(run["queued_at"] as? String ?? ""))
+        let startedAt = try #require(Clock.parseTime(run["started_at"] as? String ?? ""))
+        #expect(startedAt - queuedAt >= 1.0, "queued \(queuedAt), started \(startedAt)")
+        #expect(try q.box.run("cml-run", ["ls", "--where", "queued_at < started_at", "--columns", "id"]).jsonLines.count == 1)
     }
 
     @Test func gpusAreSharedOutAmongSlots() throws {

@@ -328,7 +328,7 @@ struct RunCaptureTests {
         #expect(try box.run("cml-run", ["--store", box.store, "ls", "--limit", "2"], env: ["CML_STORE": "/nonexistent/x"]).jsonLines.count == 2)
         #expect(try box.run("cml-run", ["ls", "--status", "completed"]).jsonLines.count == 3)
         let csv = try box.run("cml-run", ["ls", "--format", "csv"]).out.split(separator: "\n")
-        #expect(csv.count == 4 && csv[0].hasPrefix("ID,NAME,PROJECT,STATUS"))
+        #expect(csv.count == 4 && csv[0].hasPrefix("id,name,status,"))
         let json = try box.run("cml-run", ["ls", "--format", "json"])
         #expect((try JSONSerialization.jsonObject(with: json.stdout) as? [Any])?.count == 3)
         #expect(try box.run("cml-run", ["ls", "--format", "xml"]).status == 2)

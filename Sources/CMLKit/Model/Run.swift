@@ -120,7 +120,9 @@ public struct Run: Sendable {
     public var host: String
     public var user: String
     public var pid: Int32?
-    public var startedAt: Double
+    /// When its command started (the latest attempt's, for a queued run); nil while it waits in a queue, and
+    /// for a queued run that ended without starting.
+    public var startedAt: Double?
     public var end: RunEnd?
     /// The child's environment, sorted by name, secrets redacted.
     public var environment: [(String, String)]
@@ -136,7 +138,7 @@ public struct Run: Sendable {
     public var datasets: [DatasetUse] = []
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
-                host: String, user: String, pid: Int32?, startedAt: Double, end: RunEnd? = nil,
+                host: String, user: String, pid: Int32?, startedAt: Double?, end: RunEnd? = nil,
                 environment: [(String, String)], code: JSON, logBytes: Int64 = 0,
                 tags: [String], params: [Param], metrics: [MetricSummary] = [], queue: QueueEntryInfo? = nil) {
         self.id = id

@@ -233,7 +233,7 @@ extension RunSpec {
 
     /// The record a queued run starts as: the command and its parameters, what the code will be, the
     /// environment overrides; host and user are the submitter's until an agent takes it.
-    public func queuedRun(id: String, at time: Double) -> Run {
+    public func queuedRun(id: String) -> Run {
         var params = ParamParser.parse(command)
         for given in self.params {
             params.removeAll { $0.key == given.key }
@@ -248,7 +248,7 @@ extension RunSpec {
             if !leftOut.isEmpty { code.append(("left_out", .array(leftOut.map(\.json)))) }
         }
         return Run(id: id, name: name, project: project, status: .queued, command: command, cwd: directory,
-                   host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: nil, startedAt: time,
+                   host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: nil, startedAt: nil,
                    environment: RunEnvironment.redact(environment.map { ($0.name, $0.value) }), code: .object(code),
                    tags: tags, params: params)
     }

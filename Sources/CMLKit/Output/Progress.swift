@@ -16,7 +16,7 @@ public final class Progress: @unchecked Sendable {
 
     /// nil when stderr is not a terminal: progress then costs nothing.
     public static func onTerminal(_ prefix: String, files: Int, bytes: Int64) -> Progress? {
-        guard isatty(STDERR_FILENO) == 1, files > 0 else { return nil }
+        guard Console.stderrIsTerminal, files > 0 else { return nil }
         return Progress(prefix, files: files, bytes: bytes)
     }
 
@@ -57,7 +57,7 @@ public final class Progress: @unchecked Sendable {
             let text = stop ? "\r\u{1B}[K"
                 : "\r\u{1B}[K\(prefix) \(formatCount(files))/\(formatCount(totalFiles)) files, "
                     + "\(formatBytes(bytes)) of \(formatBytes(totalBytes))"
-            FileHandleOutput.standardError(text)
+            Console.error(text)
             if stop { break }
         }
         finished.lock()

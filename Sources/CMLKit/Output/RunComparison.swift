@@ -30,7 +30,7 @@ public enum RunComparison {
         ]
         if all {
             fields += [
-                ("started", { .string(Clock.rfc3339($0.startedAt)) }),
+                ("started", { $0.startedAt.map { .string(Clock.rfc3339($0)) } ?? .null }),
                 ("duration", { $0.duration.map(JSON.double) ?? .null }),
             ]
         }
@@ -52,6 +52,36 @@ public enum RunComparison {
             }
         }
         return all ? rows : rows.filter(\.differs)
+    }
+
+    /// One JSON object per row: `{"kind", "key", "values": {RUN_ID: value, …}}`.
+    public static func wideRecords(_ rows: [ComparisonRow], runs: [Run]) -> [JSON] {
+        rows.map { row in
+            .object([("kind", .string(row.kind.rawValue)), ("key", .string(row.key)),
+                     ("values", .object(zip(runs, row.values).map { ($0.id, $1) }))])
+        }
+    }
+
+    /// One record per run and key, run by run: `{"run", "kind", "key", "value"}`; a key the run lacks only
+    /// with `all`.
+    public static func longRecords(_ rows: [ComparisonRow], runs: [Run], all: Bool) -> [(run: Run, row: ComparisonRow, value: JSON)] {
+        var records: [(run: Run, row: ComparisonRow, value: JSON)] = []
+        for (index, run) in runs.enumerated() {
+            for row in rows where row.values[index] != .null || all { records.append((run, row, row.values[index])) }
+        }
+        return records
+    }
+
+    /// The unified diff of two runs' console output as `cml-run log` renders it; empty when it is the same.
+    public static func logDiff(_ base: Run, _ other: Run, store: any Store) throws(CMLError) -> String {
+        let logs = try [base, other].map { run throws(CMLError) -> [UInt8] in
+            let reader = try store.logReader(run: run.id)
+            var renderer = ConsoleRenderer()
+            var text: [UInt8] = []
+            while let record = reader.next() { text += renderer.feed(record.bytes) }
+            return text + renderer.finish()
+        }
+        return try TextDiff.unified(logs[0], logs[1])
     }
 
     /// The environment variables, one row each; `CML_RUN_ID`, which always differs, is left out.

@@ -16,7 +16,8 @@ extension Run {
     }
 
     public var duration: Double? {
-        end.map { $0.endedAt - startedAt }
+        guard let end, let startedAt else { return nil }
+        return end.endedAt - startedAt
     }
 
     /// The record as one JSON object. `full` adds the environment and the code state (`cml-run show`).
@@ -27,7 +28,7 @@ extension Run {
             ("project", .string(project)),
             ("status", .string(observedStatus.rawValue)),
             ("command", .array(command.map(JSON.string))),
-            ("started_at", .string(Clock.rfc3339(startedAt))),
+            ("started_at", startedAt.map { .string(Clock.rfc3339($0)) } ?? .null),
             ("ended_at", end.map { .string(Clock.rfc3339($0.endedAt)) } ?? .null),
             ("duration", duration.map(JSON.double) ?? .null),
             ("exit_code", end?.exitCode.map { .int(Int64($0)) } ?? .null),
@@ -46,6 +47,7 @@ extension Run {
             // Only runs that went through a queue have these.
             members += [
                 ("queue", .string(queue.queue)),
+                ("queued_at", .string(Clock.rfc3339(queue.enqueuedAt))),
                 ("priority", .int(Int64(queue.priority))),
                 ("agent", queue.agent.map(JSON.string) ?? .null),
                 ("attempt", .int(Int64(queue.history.count))),
@@ -69,7 +71,6 @@ extension Run {
             ]
             if let queue {
                 members += [
-                    ("enqueued_at", .string(Clock.rfc3339(queue.enqueuedAt))),
                     ("max_attempts", .int(Int64(queue.maxAttempts))),
                     ("attempts_counted", .int(Int64(queue.attempts))),
                     ("abort_requested", .bool(queue.abortRequested)),

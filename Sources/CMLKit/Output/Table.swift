@@ -4,17 +4,8 @@ import Foundation
 public enum OutputFormat: String, CaseIterable, Sendable {
     case jsonl, json, table, csv, tsv
 
-    /// A table on a terminal, JSON lines everywhere else.
-    public static func automatic(isTerminal: Bool) -> OutputFormat { isTerminal ? .table : .jsonl }
-
-    /// `--format`'s value; when not given, a table on a terminal and JSON lines elsewhere.
-    public static func resolve(_ text: String?) throws(CMLError) -> OutputFormat {
-        guard let text else { return .automatic(isTerminal: FileHandleOutput.stdoutIsTerminal) }
-        guard let format = OutputFormat(rawValue: text) else {
-            throw .usage("unknown format '\(text)'", hint: "one of \(allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return format
-    }
+    /// Without `--format`: a table on a terminal, JSON lines everywhere else.
+    public static var automatic: OutputFormat { Console.stdoutIsTerminal ? .table : .jsonl }
 }
 
 /// Renders rows of cells as an aligned table, CSV or TSV.
@@ -36,16 +27,58 @@ public struct TextTable: Sendable {
     }
 
     private func aligned() -> String {
+        var out = StyledOutput(color: false)
+        styled(into: &out)
+        return out.buffered
+    }
+
+    /// The aligned table, headers bold; `style(row, column)` colours each cell of the body (padding
+    /// stays plain).
+    public func styled(into out: inout StyledOutput, style: (Int, Int) -> StyledOutput.Style = { _, _ in .plain }) {
+        let widths = widths
+        func line(_ cells: [String], _ cellStyle: (Int) -> StyledOutput.Style) {
+            for (i, cell) in cells.enumerated() {
+                out.text(cell, style: cellStyle(i))
+                if i < cells.count - 1 { out.text(String(repeating: " ", count: widths[i] - cell.count + 2)) }
+            }
+            out.text("\n")
+        }
+        line(headers) { _ in .bold }
+        for (r, row) in rows.enumerated() { line(row) { style(r, $0) } }
+    }
+
+    /// Each column's width: its widest cell.
+    var widths: [Int] {
         var widths = headers.map(\.count)
         for row in rows {
             for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
         }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
-            }.joined(separator: "  ") + "\n"
+        return widths
+    }
+
+    /// The table narrowed to `width` characters: the rightmost columns not `required` are dropped until
+    /// it fits, except that the `elastic` column is first cut down to as little as `minimumElastic`.
+    public func fitted(to width: Int, required: Set<Int>, elastic: Int? = nil, minimumElastic: Int = 20) -> TextTable {
+        var kept = Array(headers.indices)
+        let widths = widths
+        func total() -> Int { kept.map { widths[$0] }.reduce(0, +) + 2 * max(0, kept.count - 1) }
+        var table = self
+        while total() > width {
+            if let elastic, kept.last == elastic {
+                let room = width - (total() - widths[elastic])
+                if room >= max(minimumElastic, headers[elastic].count) {
+                    table.rows = rows.map { row in
+                        var row = row
+                        row[elastic] = Self.truncate(row[elastic], to: room)
+                        return row
+                    }
+                    break
+                }
+            }
+            guard let drop = kept.lastIndex(where: { !required.contains($0) }) else { break }
+            kept.remove(at: drop)
         }
-        return line(headers) + rows.map(line).joined()
+        return TextTable(headers: kept.map { table.headers[$0] }, rows: table.rows.map { row in kept.map { row[$0] } })
     }
 
     static func csvField(_ text: String) -> String {

@@ -11,8 +11,11 @@ public enum RunTerm: Hashable, Sendable {
     public enum RunField: String, CaseIterable, Sendable {
         case id, name, project, status, command, host, user, cwd, started, ended, duration
         case exitCode = "exit_code"
-        /// For runs that went through a queue: the queue, the agent of the last start, the starts counted.
+        /// For runs that went through a queue: the queue, when it was queued, the agent of the last start,
+        /// the starts counted.
         case queue, agent, attempts
+        /// Not `queued`: `status = queued` compares with the word, not with this field.
+        case queued = "queued_at"
     }
 
     /// Which number of a metric's summary: `acc` is `acc.last`.
@@ -49,16 +52,21 @@ public enum RunTerm: Hashable, Sendable {
     /// Resolves `name` (`lr`, `acc`, `acc.max`, `params.lr`, `metrics.acc.min`, `status`, …). A name that is
     /// both a parameter and a metric, or that nothing has, is an error naming what exists.
     public static func resolve(_ name: String, in catalog: Catalog) throws(CMLError) -> RunTerm {
+        if let term = try lookup(name, in: catalog) { return term }
+        throw try unknown(name, catalog)
+    }
+
+    /// What `name` stands for, or nil when nothing has it; a name that is both a parameter and a metric is
+    /// an error.
+    public static func lookup(_ name: String, in catalog: Catalog) throws(CMLError) -> RunTerm? {
         if name.hasPrefix("params.") {
             let key = String(name.dropFirst("params.".count))
-            if try catalog.hasParam(key) { return .param(key) }
-            throw try unknown(name, catalog)
+            return try catalog.hasParam(key) ? .param(key) : nil
         }
         if name.hasPrefix("metrics.") {
             let rest = String(name.dropFirst("metrics.".count))
             if try catalog.hasMetric(rest) { return .metric(rest, .last) }
-            if let term = try aggregate(rest, catalog) { return term }
-            throw try unknown(name, catalog)
+            return try aggregate(rest, catalog)
         }
         if let field = RunField(rawValue: name) ?? fieldAliases[name] { return .field(field) }
         if name == "tag" || name == "tags" { return .tag }
@@ -69,8 +77,7 @@ public enum RunTerm: Hashable, Sendable {
         }
         if isParam { return .param(name) }
         if isMetric { return .metric(name, .last) }
-        if let term = try aggregate(name, catalog) { return term }
-        throw try unknown(name, catalog)
+        return try aggregate(name, catalog)
     }
 
     private static func aggregate(_ name: String, _ catalog: Catalog) throws(CMLError) -> RunTerm? {
@@ -126,7 +133,8 @@ public enum RunTerm: Hashable, Sendable {
             case .host: return .string(run.host)
             case .user: return .string(run.user)
             case .cwd: return .string(run.cwd)
-            case .started: return .string(Clock.rfc3339(run.startedAt))
+            case .started: return run.startedAt.map { .string(Clock.rfc3339($0)) } ?? .null
+            case .queued: return run.queue.map { .string(Clock.rfc3339($0.enqueuedAt)) } ?? .null
             case .ended: return run.end.map { .string(Clock.rfc3339($0.endedAt)) } ?? .null
             case .duration: return run.duration.map(JSON.double) ?? .null
             case .exitCode: return run.end?.exitCode.map { .int(Int64($0)) } ?? .null

@@ -65,6 +65,13 @@ extension SQLiteStore {
                         arguments: StatementArguments(arguments), orderSQL: order, limit: query.limit)
     }
 
+    /// A run that has not started: waiting in its queue, or ended there (aborted while waiting) with no
+    /// start recorded. Its `runs.started_at` holds when it was queued, the listing's order (`Run.startedAt`).
+    static let notStarted = """
+        (runs.status = 'queued' OR (runs.id IN (SELECT run_id FROM queue_entries) \
+        AND NOT EXISTS (SELECT 1 FROM run_attempts a WHERE a.run_id = runs.id)))
+        """
+
     /// The SQL value of a term for the row `runs`, with its arguments.
     static func sql(for term: RunTerm) -> (String, [(any DatabaseValueConvertible)?]) {
         switch term {
@@ -78,9 +85,10 @@ extension SQLiteStore {
             case .host: "runs.host"
             case .user: "runs.user"
             case .cwd: "runs.cwd"
-            case .started: "runs.started_at"
+            case .started: "(CASE WHEN \(notStarted) THEN NULL ELSE runs.started_at END)"
             case .ended: "runs.ended_at"
-            case .duration: "(COALESCE(runs.ended_at, (julianday('now') - 2440587.5) * 86400.0) - runs.started_at)"
+            case .duration: "(CASE WHEN \(notStarted) THEN NULL ELSE COALESCE(runs.ended_at, (julianday('now') - 2440587.5) * 86400.0) - runs.started_at END)"
+            case .queued: "(SELECT q.enqueued_at FROM queue_entries q WHERE q.run_id = runs.id)"
             case .exitCode: "runs.exit_code"
             case .queue: "(SELECT q.queue FROM queue_entries q WHERE q.run_id = runs.id)"
             case .agent: "(SELECT a.agent FROM run_attempts a WHERE a.run_id = runs.id ORDER BY a.attempt DESC LIMIT 1)"
@@ -156,7 +164,7 @@ extension SQLiteStore {
                                      hint: "one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return text
-        case .field(.started), .field(.ended):
+        case .field(.started), .field(.ended), .field(.queued):
             guard let time = Clock.parseTime(text) else {
                 throw CMLError.usage("--where: '\(text)' is not a date", hint: "e.g. 2026-11-20 or 2026-11-20T08:00:00Z")
             }

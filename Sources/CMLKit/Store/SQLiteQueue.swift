@@ -35,17 +35,16 @@ extension SQLiteStore {
         }
         let now = Clock.now()
         // Ids are made in order, so runs queued together keep their order among equal priorities.
-        let records = specs.enumerated().map { offset, spec in
-            spec.queuedRun(id: RunID.make(at: now), at: now + Double(offset) * 1e-6)
-        }
+        let records = specs.map { spec in spec.queuedRun(id: RunID.make(at: now)) }
+        let times = specs.indices.map { now + Double($0) * 1e-6 }
         let created = try write { db -> Bool in
             let created = try Self.ensureQueue(db, queue)
-            for (record, spec) in zip(records, specs) {
-                try Self.insertRun(db, record)
+            for ((record, spec), time) in zip(zip(records, specs), times) {
+                try Self.insertRun(db, record, queuedAt: time)
                 try db.execute(sql: """
                     INSERT INTO queue_entries (run_id, queue, priority, enqueued_at, spec, state, max_attempts)
                     VALUES (?, ?, ?, ?, ?, 'waiting', ?)
-                    """, arguments: [record.id, queue, priority, record.startedAt, spec.json.serialized, maxAttempts])
+                    """, arguments: [record.id, queue, priority, time, spec.json.serialized, maxAttempts])
             }
             return created
         }

@@ -10,21 +10,28 @@ public final class SQLiteStore: Store {
     let blobs: BlobStore
     let logDirectory: String
     let busyTimeout: Double
+    /// Opened read-only: the store could not be written, and the command only reads.
+    let readOnly: Bool
 
     /// Opens (creating if needed) the store at `directory`. `busyTimeout` is how long a write waits for
-    /// another writer before giving up with a clear error.
-    public init(directory: String, busyTimeout: Double = 10) throws(CMLError) {
+    /// another writer before giving up with a clear error. A store this process cannot write opens
+    /// read-only for `.reading`, and is refused for `.writing`.
+    public init(directory: String, busyTimeout: Double = 10, access: StoreAccess = .writing) throws(CMLError) {
         location = directory
         self.busyTimeout = busyTimeout
         blobs = BlobStore(directory: directory + "/objects")
         logDirectory = directory + "/logs"
-        do {
-            try FileSystem.makeDirectories(directory)
-        } catch {
-            throw CMLError("cannot use the store at \(directory): \(error.message)", hint: "pass --store or set CML_STORE")
+        let path = directory + "/cml.db"
+        readOnly = Self.isReadOnly(directory: directory, databasePath: path)
+        if readOnly && access == .writing {
+            throw Self.readOnlyError(directory)
         }
-        if access(directory, W_OK) != 0 {
-            throw CMLError("the store at \(directory) is not writable", hint: "pass --store or set CML_STORE")
+        if !readOnly {
+            do {
+                try FileSystem.makeDirectories(directory)
+            } catch {
+                throw CMLError("cannot use the store at \(directory): \(error.message)", hint: "pass --store or set CML_STORE")
+            }
         }
         var configuration = Configuration()
         // WAL is a property of the database file, set once by the migration that creates the schema;
@@ -40,13 +47,66 @@ public final class SQLiteStore: Store {
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true
         configuration.label = "cml"
-        let path = directory + "/cml.db"
         try Self.refuseOrphaningContent(databasePath: path, blobs: blobs, logDirectory: logDirectory)
         do {
-            queue = try Self.openAndMigrate(path: path, configuration: configuration, busyTimeout: busyTimeout)
+            queue = readOnly ? try Self.openReadOnly(directory: directory, path: path, configuration: configuration)
+                : try Self.openAndMigrate(path: path, configuration: configuration, busyTimeout: busyTimeout)
         } catch {
             throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
         }
+    }
+
+    /// The store cannot be written by this process: its directory or its database (a read-only mount,
+    /// `chmod -R a-w`, another user's store). A store that does not exist yet is writable where its
+    /// parent is.
+    private static func isReadOnly(directory: String, databasePath: String) -> Bool {
+        if access(directory, F_OK) != 0 { return false }
+        return access(directory, W_OK) != 0 || (access(databasePath, F_OK) == 0 && access(databasePath, W_OK) != 0)
+    }
+
+    static func readOnlyError(_ directory: String) -> CMLError {
+        CMLError("the store at \(directory) is read-only", hint: "this command writes to it: give it write access, or pass --store")
+    }
+
+    /// Opens a store this process cannot write, for reading, without migrating. SQLite reads a WAL
+    /// database read-only only through its `-shm` index: where the last writer left `cml.db-wal` and
+    /// `cml.db-shm` (cml's commands exit without closing, so they stay), SQLite reads both. Where the
+    /// last writer closed the database, both are gone, the database holds everything, and creating the
+    /// index is not possible in a read-only directory: the file is then opened as immutable.
+    private static func openReadOnly(directory: String, path: String, configuration: Configuration) throws -> DatabaseQueue {
+        var configuration = configuration
+        configuration.readonly = true
+        guard access(path, F_OK) == 0 else {
+            throw CMLError("there is no store at \(directory)", hint: "it is read-only, so none can be made there; pass --store")
+        }
+        var st = stat()
+        let hasLog = stat(path + "-wal", &st) == 0 && st.st_size > 0
+        if hasLog && access(path + "-shm", R_OK) != 0 {
+            throw CMLError("the store at \(directory) is read-only and its write-ahead log cml.db-wal has no index (cml.db-shm)",
+                           hint: "open it once with write access, or read a copy of it")
+        }
+        let queue = try DatabaseQueue(path: hasLog ? path : "file:\(uriPath(path))?immutable=1", configuration: configuration)
+        let version = try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0 }
+        if version < Schema.migrations.count {
+            throw CMLError("the store at \(directory) is read-only and was written by an older cml (schema \(version), this one reads \(Schema.migrations.count))",
+                           hint: "open it once with write access to upgrade it")
+        }
+        if version > Schema.migrations.count { throw Schema.newer(version) }
+        return queue
+    }
+
+    /// A path as the path of a `file:` URI: bytes other than unreserved ones and `/` percent-encoded.
+    static func uriPath(_ path: String) -> String {
+        var out = ""
+        for byte in path.utf8 {
+            let c = Character(Unicode.Scalar(byte))
+            if byte < 0x80, c.isLetter || c.isNumber || "/-._~".contains(c) {
+                out.append(c)
+            } else {
+                out += (byte < 0x10 ? "%0" : "%") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
     }
 
     /// A database that is missing or empty beside run logs or blobs was lost, not never made: opening it
@@ -113,6 +173,7 @@ public final class SQLiteStore: Store {
     }
 
     func write<T>(_ body: (Database) throws -> T) throws(CMLError) -> T {
+        if readOnly { throw Self.readOnlyError(location) }
         do { return try queue.write(body) } catch {
             throw Self.storeError(error, path: location + "/cml.db", busyTimeout: busyTimeout)
         }
@@ -146,15 +207,16 @@ public final class SQLiteStore: Store {
         return run
     }
 
-    /// Inserts a run with its tags, params and patch reference.
-    static func insertRun(_ db: Database, _ record: Run) throws {
+    /// Inserts a run with its tags, params and patch reference. A queued run has not started: until it
+    /// does, `started_at` holds when it was queued, its place in the listing's order.
+    static func insertRun(_ db: Database, _ record: Run, queuedAt: Double? = nil) throws {
         try db.execute(sql: """
             INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: StatementArguments([
                 record.id, record.name, record.project, record.status.rawValue,
                 JSON.array(record.command.map { .string($0) }).serialized,
-                record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt,
+                record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt ?? queuedAt ?? Clock.now(),
                 JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
                 record.code.serialized,
             ] as [(any DatabaseValueConvertible)?]))
@@ -385,12 +447,15 @@ public final class SQLiteStore: Store {
                                  signal: (row["signal"] as Int64?).map { Int32($0) }, cpuUser: row["cpu_user"],
                                  cpuSystem: row["cpu_system"], maxRSS: row["max_rss"], error: row["error"])
                 }
+                // A queued run that has not started keeps its queue time in `started_at` (see `insertRun`).
+                let queue = queueInfo[id]
+                let started = queue.map { status != .queued && !$0.history.isEmpty } ?? true
                 var record = Run(id: id, name: row["name"], project: row["project"], status: status, command: command,
                                  cwd: row["cwd"], host: row["host"], user: row["user"],
-                                 pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: row["started_at"], end: end,
+                                 pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: started ? row["started_at"] : nil, end: end,
                                  environment: environment, code: (try? JSON.parse(row["code"] as String)) ?? .null,
                                  logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
-                                 metrics: metrics[id] ?? [], queue: queueInfo[id])
+                                 metrics: metrics[id] ?? [], queue: queue)
                 record.datasets = datasets[id] ?? []
                 return record
             }

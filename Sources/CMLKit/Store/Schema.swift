@@ -227,13 +227,14 @@ enum Schema {
         """,
     ]
 
+    static func newer(_ version: Int) -> CMLError {
+        CMLError("the store was written by a newer cml (schema \(version), this one knows \(migrations.count))", hint: "upgrade cml")
+    }
+
     static func migrate(_ queue: DatabaseQueue) throws {
         let current = try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0 }
         if current == migrations.count { return }
-        guard current < migrations.count else {
-            throw CMLError("the store was written by a newer cml (schema \(current), this one knows \(migrations.count))",
-                           hint: "upgrade cml")
-        }
+        guard current < migrations.count else { throw newer(current) }
         try queue.writeWithoutTransaction { db in
             if try String.fetchOne(db, sql: "PRAGMA journal_mode") != "wal" {
                 guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {

@@ -1,5 +1,11 @@
 import Glibc
 
+/// What a command does with the store. A command that only reads can read a store it cannot write (an
+/// archive, a read-only mount); one that writes is refused such a store before it starts.
+public enum StoreAccess: Sendable {
+    case reading, writing
+}
+
 /// Where the store is: `--store`, else `$CML_STORE`, else `~/.cml`.
 public enum StoreLocation {
     /// Always absolute, so that the path handed to a run's child means the same after it changes directory.
@@ -16,12 +22,12 @@ public enum StoreLocation {
         return 10
     }
 
-    public static func open(_ option: String?) throws(CMLError) -> any Store {
+    public static func open(_ option: String?, for access: StoreAccess = .writing) throws(CMLError) -> any Store {
         let location = resolve(option)
         if location.hasPrefix("http://") || location.hasPrefix("https://") {
             throw CMLError("remote stores (\(location)) are not supported yet", hint: "use a local directory")
         }
-        return try SQLiteStore(directory: location, busyTimeout: busyTimeout)
+        return try SQLiteStore(directory: location, busyTimeout: busyTimeout, access: access)
     }
 
     /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store (and with cml-log, the

@@ -16,6 +16,12 @@ public struct CMLError: Error, CustomStringConvertible, Sendable {
         CMLError(message, hint: hint, exitCode: 2)
     }
 
+    /// stdout's reader went away (`| head`): the command stops, and its tool ends quietly with status 0,
+    /// as Unix tools do.
+    public static let outputClosed = CMLError("standard output was closed", exitCode: 0)
+
+    public var isOutputClosed: Bool { exitCode == 0 }
+
     public var description: String {
         if let hint { return "\(message) (\(hint))" }
         return message

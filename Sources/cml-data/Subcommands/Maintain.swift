@@ -28,7 +28,7 @@ struct Export: ParsableCommand {
         let bytes = try DatasetArchive.export(found, from: store, to: file)
         if let run = Datasets.currentRun(in: store) { try store.recordDatasetUse(run: run, [found]) }
         guard file != "-" else { return }
-        printLine(.object([("id", .string(found.id)), ("dataset", .string(found.dataset)), ("version", .int(found.number)),
+        try printLine(.object([("id", .string(found.id)), ("dataset", .string(found.dataset)), ("version", .int(found.number)),
                            ("archive", .string(FileSystem.absolutePath(file))), ("bytes", .int(bytes))]))
     }
 }
@@ -58,7 +58,7 @@ struct Import: ParsableCommand {
         let imported = try DatasetArchive.import(from: file, into: try storeOption.open(), name: name)
         guard case .object(var members) = imported.version.json else { return }
         members.append(("already_present", .bool(imported.alreadyPresent)))
-        printLine(.object(members))
+        try printLine(.object(members))
     }
 }
 
@@ -83,9 +83,9 @@ struct Verify: ParsableCommand {
         let store = try storeOption.open()
         let found = try store.resolveDatasetVersion(try VersionReference(version))
         let (damage, blobs, bytes) = try Datasets.verify(found, in: store, jobs: try jobs.resolve())
-        for problem in damage { printLine(problem.json) }
+        for problem in damage { try printLine(problem.json) }
         let missing = damage.filter { $0.problem == "missing" }.count
-        printLine(.object([("id", .string(found.id)), ("dataset", .string(found.dataset)), ("version", .int(found.number)),
+        try printLine(.object([("id", .string(found.id)), ("dataset", .string(found.dataset)), ("version", .int(found.number)),
                            ("blobs_checked", .int(Int64(blobs))), ("bytes_checked", .int(bytes)),
                            ("damaged", .int(Int64(damage.count - missing))), ("missing", .int(Int64(missing)))]))
         if !damage.isEmpty {
@@ -123,9 +123,9 @@ struct Remove: ParsableCommand {
             if !found.contains(where: { $0.id == version.id }) { found.append(version) }
         }
         let names = found.prefix(3).map(\.reference).joined(separator: ", ") + (found.count > 3 ? ", …" : "")
-        if !yes, !FileHandleOutput.confirm("cml-data: remove \(names)?") { throw CMLError("nothing removed") }
+        if !yes, !Console.confirm("cml-data: remove \(names)?") { throw CMLError("nothing removed") }
         let report = try store.removeDatasetVersions(found.map(\.id))
-        printLine(.object([("removed", .array(found.map { .string($0.id) })), ("blobs_removed", .int(Int64(report.blobs))),
+        try printLine(.object([("removed", .array(found.map { .string($0.id) })), ("blobs_removed", .int(Int64(report.blobs))),
                            ("bytes_freed", .int(report.bytesFreed))]))
     }
 }
@@ -150,7 +150,7 @@ struct CollectGarbage: ParsableCommand {
 
     func run() throws {
         let report = try storeOption.open().collectGarbage(dryRun: dryRun)
-        printLine(.object([("blobs_removed", .int(Int64(report.blobs))), ("bytes_freed", .int(report.bytesFreed)),
+        try printLine(.object([("blobs_removed", .int(Int64(report.blobs))), ("bytes_freed", .int(report.bytesFreed)),
                            ("dry_run", .bool(dryRun))]))
     }
 }

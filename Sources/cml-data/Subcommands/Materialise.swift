@@ -36,7 +36,7 @@ struct Checkout: ParsableCommand {
         let report = try Datasets.checkout(found, from: store, to: directory, replace: force,
                                            options: Materializer.Options(link: link, jobs: try jobs.resolve()))
         if let run = Datasets.currentRun(in: store) { try store.recordDatasetUse(run: run, [found]) }
-        printLine(.object([
+        try printLine(.object([
             ("id", .string(found.id)), ("dataset", .string(found.dataset)), ("version", .int(found.number)),
             ("path", .string(FileSystem.absolutePath(directory))), ("files", .int(Int64(report.files))),
             ("bytes", .int(report.bytes)), ("reflinked", .int(Int64(report.reflinked))),
@@ -68,6 +68,6 @@ struct Get: ParsableCommand {
         let found = try store.resolveDatasetVersion(try VersionReference(version))
         let path = try Datasets.cachedCopy(found, from: store)
         if let run = Datasets.currentRun(in: store) { try store.recordDatasetUse(run: run, [found]) }
-        FileHandleOutput.standardOutput(path + "\n")
+        try Console.out(path + "\n")
     }
 }

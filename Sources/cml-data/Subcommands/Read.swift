@@ -22,10 +22,10 @@ struct List: ParsableCommand {
     @Argument(help: ArgumentHelp("A dataset.", valueName: "name")) var name: String?
 
     func run() throws {
-        let outputFormat = try format.resolve()
+        let outputFormat = format.resolve()
         if let name { try DatasetName.check(name) }
-        let versions = try storeOption.open().datasetVersions(dataset: name)
-        printRecords(versions.map(\.json), format: outputFormat) {
+        let versions = try storeOption.open(for: .reading).datasetVersions(dataset: name)
+        try Console.print(versions.map(\.json), format: outputFormat) {
             TextTable(headers: ["ID", "VERSION", "FILES", "SIZE", "NEW", "CREATED", "RUN", "MESSAGE"], rows: versions.map { version in
                 [RunID.short(version.id), version.reference, formatCount(version.files), formatBytes(version.size),
                  formatBytes(version.newBytes), shortTime(version.createdAt), version.run.map(RunID.short) ?? "",
@@ -51,15 +51,15 @@ struct Show: ParsableCommand {
     @Argument(help: ArgumentHelp("The version (NAME, NAME@N, NAME@ID).", valueName: "version")) var version: String
 
     func run() throws {
-        let outputFormat = try format.resolve()
-        let store = try storeOption.open()
+        let outputFormat = format.resolve()
+        let store = try storeOption.open(for: .reading)
         let manifest = try Datasets.manifest(of: try store.resolveDatasetVersion(try VersionReference(version)), in: store)
         if outputFormat == .jsonl {
             // The manifest is already JSON lines.
-            FileHandleOutput.standardOutput(bytes: manifest.encoded)
+            try Console.out(bytes: manifest.encoded)
             return
         }
-        printRecords(manifest.entries.map(\.json), format: outputFormat) {
+        try Console.print(manifest.entries.map(\.json), format: outputFormat) {
             TextTable(headers: ["MODE", "SIZE", "SHA256", "PATH"], rows: manifest.entries.map { entry in
                 ["0" + String(entry.mode, radix: 8), String(entry.size), entry.sha256.map { String($0.prefix(16)) } ?? "link",
                  entry.linkTarget.map { "\(entry.path) -> \($0)" } ?? entry.path]
@@ -89,13 +89,13 @@ struct Diff: ParsableCommand {
     @Argument(help: ArgumentHelp("The newer version.", valueName: "b")) var new: String
 
     func run() throws {
-        let outputFormat = try format.resolve()
-        let store = try storeOption.open()
+        let outputFormat = format.resolve()
+        let store = try storeOption.open(for: .reading)
         let from = try store.resolveDatasetVersion(try VersionReference(old))
         let to = try store.resolveDatasetVersion(try VersionReference(new))
         let changes = ManifestDiff.changes(from: try Datasets.manifest(of: from, in: store), to: try Datasets.manifest(of: to, in: store))
         guard outputFormat == .table else {
-            printRecords(changes.map(\.json), format: outputFormat) {
+            try Console.print(changes.map(\.json), format: outputFormat) {
                 TextTable(headers: ["CHANGE", "PATH", "FROM", "SIZE"], rows: changes.map {
                     [$0.kind.rawValue, $0.path, $0.from ?? "", String($0.size)]
                 })
@@ -112,7 +112,7 @@ struct Diff: ParsableCommand {
             return [kind.rawValue, formatCount(Int64(matching.count)), formatBytes(matching.reduce(0) { $0 + $1.size })]
         }).render(.table)
         if changes.isEmpty { text = "\(from.reference) and \(to.reference) hold the same files\n" }
-        FileHandleOutput.standardOutput(text)
+        try Console.out(text)
     }
 }
 
@@ -136,10 +136,10 @@ struct Log: ParsableCommand {
     @Argument(help: ArgumentHelp("The version (default: the dataset's latest).", valueName: "version")) var version: String
 
     func run() throws {
-        let outputFormat = try format.resolve()
-        let store = try storeOption.open()
+        let outputFormat = format.resolve()
+        let store = try storeOption.open(for: .reading)
         let entries = try Lineage.ancestors(of: try store.resolveDatasetVersion(try VersionReference(version)), in: store)
-        printRecords(entries.map(\.json), format: outputFormat) {
+        try Console.print(entries.map(\.json), format: outputFormat) {
             TextTable(headers: ["VERSION", "ID", "CREATED", "FILES", "SIZE", "PARENTS", "MADE BY", "USED BY", "MESSAGE"],
                       rows: entries.map { entry in
                 guard let version = entry.version else {
@@ -173,8 +173,8 @@ struct Blame: ParsableCommand {
     @Argument(help: ArgumentHelp("A file of it (as cml-data show prints it).", valueName: "path")) var path: String
 
     func run() throws {
-        let store = try storeOption.open()
+        let store = try storeOption.open(for: .reading)
         let found = try store.resolveDatasetVersion(try VersionReference(version))
-        printLine(try Lineage.blame(path, in: found, store: store).json)
+        try printLine(try Lineage.blame(path, in: found, store: store).json)
     }
 }

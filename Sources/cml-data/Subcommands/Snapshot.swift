@@ -64,10 +64,10 @@ struct SnapshotCommand: ParsableCommand {
         members.append(("unchanged_files", .int(Int64(report.unchangedFiles))))
         members.append(("skipped", .array(report.skipped.map(JSON.string))))
         members.append(("seconds", .double(((Clock.now() - started) * 1000).rounded() / 1000)))
-        printLine(.object(members))
+        try printLine(.object(members))
         if isatty(STDERR_FILENO) == 1 {
             let version = report.version
-            FileHandleOutput.standardError("cml-data: \(version.reference): \(formatCount(version.files)) files, "
+            Console.error("cml-data: \(version.reference): \(formatCount(version.files)) files, "
                 + "\(formatBytes(version.size)); hashed \(formatCount(Int64(report.hashedFiles))), "
                 + "stored \(formatBytes(version.newBytes)) new\n")
         }

@@ -15,21 +15,20 @@ struct ArtifactList: ParsableCommand {
 
     @OptionGroup var storeOption: StoreOption
 
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
+    @OptionGroup var formatOption: FormatOption
 
     @Argument(help: ArgumentHelp("The run (id or unique prefix).", valueName: "id"))
     var id: String?
 
     func run() throws {
-        let outputFormat = try OutputFormat.resolve(format)
-        let store = try storeOption.open()
+        let outputFormat = formatOption.resolve()
+        let store = try storeOption.open(for: .reading)
         // An empty pipe names no run: nothing to print.
-        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store).first else {
+        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: Console.stdinLines, store: store).first else {
             return
         }
         let artifacts = try store.artifacts(run: runID)
-        printRecords(artifacts.map(\.json), format: outputFormat) {
+        try Console.print(artifacts.map(\.json), format: outputFormat) {
             TextTable(
                 headers: ["NAME", "VERSION", "KIND", "STEP", "TYPE", "SIZE", "SHA256", "RECORDED"],
                 rows: artifacts.map { artifact in
@@ -82,14 +81,14 @@ struct Get: ParsableCommand {
     var destination: String?
 
     func run() throws {
-        let store = try storeOption.open()
+        let store = try storeOption.open(for: .reading)
         let runID = try store.resolveRunID(id)
         let artifact = try Artifacts.select(try store.artifacts(run: runID), name: name, step: step, version: version)
         if destination == "-" {
-            try Artifacts.stream(artifact, from: store) { chunk in FileHandleOutput.standardOutput(raw: chunk) }
+            try Artifacts.stream(artifact, from: store) { chunk throws(CMLError) in try Console.out(raw: chunk) }
             return
         }
         let written = try Artifacts.fetch(artifact, from: store, to: destination, force: force)
-        FileHandleOutput.standardOutput(written + "\n")
+        try Console.out(written + "\n")
     }
 }

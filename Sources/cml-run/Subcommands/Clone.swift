@@ -66,22 +66,22 @@ struct Clone: ParsableCommand {
             try NameLimits.check(name, "--name")
         }
         let variables = try environment.parsed()
-        let store = try storeOption.open()
-        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        let store = try storeOption.open(for: .reading)
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         var out = BufferedOutput()
         for id in resolved {
             let run = try store.run(id: id)
             var spec = try RunSpec.clone(run, queuedSpec: try store.spec(run: id), settings: parsedSettings) { warning in
-                FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
+                Console.error("cml-run: warning: \(warning)\n")
             }
             if let name { spec.name = name }
             for variable in variables {
                 spec.environment.removeAll { $0.name == variable.name }
                 spec.environment.append(variable)
             }
-            out.withBuffer { spec.json.write(to: &$0); $0 += "\n" }
+            try out.withBuffer { spec.json.write(to: &$0); $0 += "\n" }
         }
-        out.flush()
+        try out.flush()
     }
 }
 
@@ -116,11 +116,11 @@ struct Spec: ParsableCommand {
         let store = try storeOption.open()
         var spec = try RunSpec.capture(command, directory: RunEnvironment.workingDirectory, store: store,
                                        maxPatchBytes: options.maxPatchBytes, maxUntrackedBytes: options.maxUntrackedBytes) { warning in
-            FileHandleOutput.standardError("cml-run: warning: \(warning)\n")
+            Console.error("cml-run: warning: \(warning)\n")
         }
         try record.apply(to: &spec)
         spec.environment = variables
-        FileHandleOutput.standardOutput(spec.json.serialized + "\n")
+        try Console.out(spec.json.serialized + "\n")
     }
 }
 
@@ -148,7 +148,7 @@ struct Abort: ParsableCommand {
 
     func run() throws {
         let store = try storeOption.open()
-        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         for id in resolved {
             let outcome = try RunAbort.abort(id, store: store)
             let fields: [(String, JSON)] = switch outcome {
@@ -157,7 +157,7 @@ struct Abort: ParsableCommand {
             case .signalled(let pid): [("abort", .string("signalled")), ("pid", .int(Int64(pid)))]
             case .stoppedLeftovers(let processes): [("abort", .string("stopped")), ("processes", .int(Int64(processes)))]
             }
-            FileHandleOutput.standardOutput(JSON.object([("id", .string(id))] + fields).serialized + "\n")
+            try Console.out(JSON.object([("id", .string(id))] + fields).serialized + "\n")
         }
     }
 }

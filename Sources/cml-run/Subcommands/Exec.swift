@@ -53,7 +53,7 @@ struct Exec: ParsableCommand {
     static func execute(_ command: [String], options: RunOptions, store location: String?) throws(CMLError) -> Never {
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
-        let warn: @Sendable (String) -> Void = { FileHandleOutput.standardError("cml-run: warning: \($0)\n") }
+        let warn: @Sendable (String) -> Void = { Console.error("cml-run: warning: \($0)\n") }
         let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: StoreLocation.resolve(location), openStore: { () throws(CMLError) in try StoreLocation.open(location) },
                                                  supervisor: signals, warn: warn)
         // Exit here, with the store still open: closing the last connection would checkpoint the WAL

@@ -8,11 +8,17 @@ struct List: ParsableCommand {
         commandName: "ls",
         abstract: "List runs, newest first: JSON lines when piped, a table on a terminal.",
         discussion: """
-            --where compares fields (status, name, project, duration, exit_code, started, agent, …), parameters \
+            On a terminal the table shows, besides id, name and status, the keys sorted and filtered by, the \
+            parameters that differ among the runs listed and the last values of the metrics they share; \
+            columns that do not fit the terminal's width ($COLUMNS, else the terminal's) are left out from \
+            the right. Piped, each run is one JSON line, whole.
+
+            --where compares fields (status, name, project, duration, exit_code, started, queued_at, agent, …), parameters \
             and metric summaries (acc is acc.last; also acc.min, acc.max, acc.count, acc.step) with = != < \
             <= > >= and ~ (glob), joined by and, or, not and parentheses. A key that is both a parameter \
             and a metric is written params.KEY or metrics.KEY. --sort -KEY sorts descending; runs without \
-            the key come last.
+            the key come last. --columns takes globs ('lr*', 'metrics.*', 'val_*.max'); a key that no run \
+            has is a column of empty cells. CSV and TSV headers are the keys as written.
 
             Examples:
               cml-run ls --project mnist --status completed --limit 5
@@ -33,7 +39,7 @@ struct List: ParsableCommand {
     @Option(help: "Only runs with this tag (repeat for runs with all of them).")
     var tag: [String] = []
 
-    @Option(help: ArgumentHelp("Only runs started since then: 30m, 2h, 3d, 1w, or a date such as 2026-11-20.", valueName: "when"))
+    @Option(help: ArgumentHelp("Only runs started (queued runs: queued) since then: 30m, 2h, 3d, 1w, or a date such as 2026-11-20.", valueName: "when"))
     var since: String?
 
     @Option(name: .customLong("where"), help: ArgumentHelp("Only runs for which this holds, e.g. 'acc > 0.9 and lr <= 0.01'.", valueName: "expression"))
@@ -47,14 +53,13 @@ struct List: ParsableCommand {
     @Option(help: "At most this many runs.")
     var limit: Int?
 
-    @Option(help: ArgumentHelp("Only these fields, parameters and metrics, in this order (comma-separated).", valueName: "keys"))
+    @Option(help: ArgumentHelp("Only these fields, parameters and metrics, in this order (comma-separated; globs such as 'lr*' stand for every key they match).", valueName: "keys"))
     var columns: String?
 
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
+    @OptionGroup var formatOption: FormatOption
 
     func run() throws {
-        let outputFormat = try OutputFormat.resolve(format)
+        let outputFormat = formatOption.resolve()
         var query = RunQuery(project: project, tags: tag, limit: limit)
         if let status {
             guard let parsed = RunStatus(rawValue: status) else {
@@ -69,69 +74,31 @@ struct List: ParsableCommand {
         if let columns, columns.split(separator: ",").isEmpty {
             throw CMLError.usage("--columns names no column", hint: "e.g. --columns id,lr,acc.max")
         }
-        let store = try storeOption.open()
+        let store = try storeOption.open(for: .reading)
         let runs = try store.runs(query)
         let catalog = store.catalog()
-        var selected: [RunTerm]?
-        if let columns {
-            selected = try columns.split(separator: ",").map { name throws(CMLError) in try RunTerm.resolve(String(name), in: catalog) }
+        let chosen = try columns.map { text throws(CMLError) in try RunTable.columns(text, runs: runs, catalog: catalog) }
+        if outputFormat == .jsonl || outputFormat == .json {
+            try Console.print(runs.map { run in
+                guard let chosen else { return run.json(full: false) }
+                return .object(chosen.map { ($0.name, $0.term.value(of: run)) })
+            }, format: outputFormat) { TextTable(headers: []) }
+            return
         }
-        // A table shows what the listing was sorted and filtered by, after the usual columns.
+        if let chosen {
+            try Console.out(RunTable.table(runs, columns: chosen, format: outputFormat).render(outputFormat))
+            return
+        }
+        // A table shows what the listing was sorted and filtered by, then what sets the runs apart.
         var extra: [RunTerm] = []
         for name in query.sort.map(\.key) + (query.filter?.keys.map(\.0) ?? []) {
-            if let term = try? RunTerm.resolve(name, in: catalog), !extra.contains(term), !Self.tableFields.contains(term) {
-                extra.append(term)
-            }
+            if let term = try? RunTerm.resolve(name, in: catalog), !extra.contains(term) { extra.append(term) }
         }
-        printRuns(runs, format: outputFormat, columns: selected, extraColumns: extra)
-    }
-
-    static let tableFields: [RunTerm] = [.field(.id), .field(.name), .field(.project), .field(.status), .field(.started),
-                                         .field(.duration), .field(.exitCode), .field(.command)]
-}
-
-func printRuns(_ runs: [Run], format: OutputFormat, columns: [RunTerm]? = nil, extraColumns: [RunTerm] = []) {
-    var out = BufferedOutput()
-    switch format {
-    case .jsonl, .json:
-        let objects: [JSON] = runs.map { run in
-            guard let columns else { return run.json(full: false) }
-            return .object(columns.map { ($0.name, $0.value(of: run)) })
+        let layout = RunTable.defaultColumns(runs: runs, extra: extra)
+        var table = RunTable.table(runs, columns: layout.columns, format: outputFormat)
+        if outputFormat == .table, let width = Console.terminalSize()?.columns {
+            table = table.fitted(to: width, required: layout.required, elastic: layout.elastic)
         }
-        if format == .json {
-            out.append(JSON.array(objects).serialized + "\n")
-        } else {
-            for object in objects { out.withBuffer { object.write(to: &$0); $0 += "\n" } }
-        }
-    case .table, .csv, .tsv:
-        let terms = columns ?? List.tableFields + extraColumns
-        let table = TextTable(
-            headers: terms.map { $0.name.uppercased() },
-            rows: runs.map { run in terms.map { cell($0, of: run, format: format) } })
-        out.append(table.render(format))
-    }
-    out.flush()
-}
-
-/// One table cell: short ids, times without seconds' fractions, durations and numbers made readable on a
-/// terminal; exact values in CSV and TSV.
-private func cell(_ term: RunTerm, of run: Run, format: OutputFormat) -> String {
-    let terminal = format == .table
-    switch term {
-    case .field(.id): return terminal ? RunID.short(run.id) : run.id
-    case .field(.started): return Clock.tableTime(run.startedAt)
-    case .field(.duration): return run.duration.map { terminal ? formatDuration($0) : String($0) } ?? ""
-    case .field(.exitCode): return run.end?.exitCode.map(String.init) ?? run.end?.signal.map { "sig\($0)" } ?? ""
-    case .field(.command):
-        let command = ShellQuoting.commandLine(run.command)
-        return terminal ? TextTable.truncate(TextTable.singleLine(command), to: 60) : command
-    default:
-        switch term.value(of: run) {
-        case .null: return ""
-        case .string(let s): return s
-        case .double(let d) where terminal: return formatNumber(d)
-        case .array(let items): return items.compactMap(\.stringValue).joined(separator: ",")
-        case let other: return other.serialized
-        }
+        try Console.out(table.render(outputFormat))
     }
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
 import CMLCommandLine
 import CMLKit
-import Glibc
 
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,41 +38,14 @@ struct Log: ParsableCommand {
             default: throw CMLError.usage("--stream must be stdout or stderr")
             }
         }
-        let store = try storeOption.open()
+        let store = try storeOption.open(for: .reading)
         // An empty pipe names no run: nothing to print.
-        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store).first else {
+        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: Console.stdinLines, store: store).first else {
             return
         }
-        let reader = try store.logReader(run: runID)
-        var renderer = ConsoleRenderer()
-        var finished = false
-        var toldOfRequeue = false
-        while true {
-            var wrote = false
-            while let record = reader.next() {
-                if let only, record.stream != only { continue }
-                FileHandleOutput.standardOutput(bytes: raw ? record.bytes : renderer.feed(record.bytes))
-                wrote = true
-            }
-            if !follow || finished { break }
-            // One more pass after the run has ended picks up its last records.
-            if !wrote {
-                let run = try store.run(id: runID)
-                let awaitsRequeue = run.awaitsRequeue
-                finished = !awaitsRequeue && run.observedStatus.isFinished
-                if awaitsRequeue && !toldOfRequeue {
-                    toldOfRequeue = true
-                    FileHandleOutput.standardError("cml-run: the agent running \(RunID.short(runID)) is gone; following it into its next attempt once its lease runs out\n")
-                }
-            }
-            if !finished { usleep(200_000) }
-        }
-        if !raw { FileHandleOutput.standardOutput(bytes: renderer.finish()) }
-        // Said after what could be read was printed; a torn last record of a live or lost run is no damage.
-        let problems = reader.problems(of: try store.run(id: runID))
-        if !problems.isEmpty {
-            throw CMLError("the console log of run \(runID) \(problems[0])\(problems.count > 1 ? " (and \(problems.count - 1) more damaged records)" : "")",
-                           hint: "cml-run verify \(RunID.short(runID)) checks everything the run recorded")
-        }
+        let follower = RunLogFollower(store: store, runID: runID, stream: only, raw: raw)
+        try follower.read(follow: follow, awaitingRequeue: {
+            Console.error("cml-run: the agent running \(RunID.short(runID)) is gone; following it into its next attempt once its lease runs out\n")
+        }) { bytes throws(CMLError) in try Console.out(bytes: bytes) }
     }
 }

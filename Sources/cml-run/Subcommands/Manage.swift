@@ -34,15 +34,15 @@ struct TagCommand: ParsableCommand {
             throw CMLError.usage("bad tag \(JSON.string(bad).serialized)", hint: "tags are non-empty text")
         }
         let store = try storeOption.open()
-        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         var out = BufferedOutput()
         for id in resolved {
             try store.removeTags(run: id, remove)
             try store.addTags(run: id, add)
             let run = try store.run(id: id)
-            out.withBuffer { JSON.object([("id", .string(id)), ("tags", .array(run.tags.map(JSON.string)))]).write(to: &$0); $0 += "\n" }
+            try out.withBuffer { JSON.object([("id", .string(id)), ("tags", .array(run.tags.map(JSON.string)))]).write(to: &$0); $0 += "\n" }
         }
-        out.flush()
+        try out.flush()
     }
 }
 
@@ -61,7 +61,7 @@ struct Rename: ParsableCommand {
         let store = try storeOption.open()
         let runID = try store.resolveRunID(id)
         try store.rename(run: runID, to: name.isEmpty ? nil : name)
-        FileHandleOutput.standardOutput(JSON.object([("id", .string(runID)), ("name", name.isEmpty ? .null : .string(name))]).serialized + "\n")
+        try Console.out(JSON.object([("id", .string(runID)), ("name", name.isEmpty ? .null : .string(name))]).serialized + "\n")
     }
 }
 
@@ -87,7 +87,7 @@ struct Remove: ParsableCommand {
 
     func run() throws {
         let store = try storeOption.open()
-        let resolved = Array(Set(try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store))).sorted()
+        let resolved = Array(Set(try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store))).sorted()
         // An empty pipe (no run matched upstream) asks nothing and removes nothing: the report, all zero.
         var blobsRemoved = 0
         var bytesFreed: Int64 = 0
@@ -96,14 +96,14 @@ struct Remove: ParsableCommand {
             if !force, let running = runs.first(where: { $0.observedStatus == .running }) {
                 throw CMLError("run \(RunID.short(running.id)) is still running", hint: "stop it first, or pass --force")
             }
-            if !yes, !FileHandleOutput.confirm("cml-run: remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
+            if !yes, !Console.confirm("cml-run: remove \(runs.count) run\(runs.count == 1 ? "" : "s") (\(runs.prefix(3).map { RunID.short($0.id) }.joined(separator: ", "))\(runs.count > 3 ? ", …" : ""))?") {
                 throw CMLError("nothing removed")
             }
             let report = try store.removeRuns(resolved)
             blobsRemoved = report.blobs
             bytesFreed = report.bytesFreed
         }
-        FileHandleOutput.standardOutput(JSON.object([
+        try Console.out(JSON.object([
             ("removed", .array(resolved.map(JSON.string))), ("blobs_removed", .int(Int64(blobsRemoved))),
             ("bytes_freed", .int(bytesFreed)),
         ]).serialized + "\n")
@@ -118,19 +118,18 @@ struct Projects: ParsableCommand {
 
     @OptionGroup var storeOption: StoreOption
 
-    @Option(help: ArgumentHelp("jsonl, json, table, csv or tsv (default: table on a terminal, else jsonl).", valueName: "format"))
-    var format: String?
+    @OptionGroup var formatOption: FormatOption
 
     func run() throws {
-        let outputFormat = try OutputFormat.resolve(format)
-        let projects = try storeOption.open().projects()
+        let outputFormat = formatOption.resolve()
+        let projects = try storeOption.open(for: .reading).projects()
         let statuses = RunStatus.allCases.map(\.rawValue)
         let objects: [JSON] = projects.map { project in
             .object([("project", .string(project.name)), ("runs", .int(Int64(project.runs)))]
                     + statuses.compactMap { status in project.byStatus[status].map { (status, .int(Int64($0))) } }
                     + [("last_started", .string(Clock.rfc3339(project.lastStarted)))])
         }
-        printRecords(objects, format: outputFormat) {
+        try Console.print(objects, format: outputFormat) {
             TextTable(headers: ["PROJECT", "RUNS"] + statuses.map { $0.uppercased() } + ["LAST STARTED"],
                       rows: projects.map { project in
                           [project.name, String(project.runs)] + statuses.map { String(project.byStatus[$0] ?? 0) }

@@ -23,9 +23,9 @@ struct Metrics: ParsableCommand {
     var id: String?
 
     func run() throws {
-        let store = try storeOption.open()
+        let store = try storeOption.open(for: .reading)
         // An empty pipe names no run: nothing to print.
-        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: FileHandleOutput.stdinLines, store: store).first else {
+        guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: Console.stdinLines, store: store).first else {
             return
         }
         if let key {
@@ -37,10 +37,10 @@ struct Metrics: ParsableCommand {
             }
         }
         var out = MetricLineEncoder()
-        try store.forEachMetric(run: runID, key: key) { point in
+        try store.forEachMetric(run: runID, key: key) { point throws(CMLError) in
             out.append(point)
-            if out.count >= 1 << 16 { FileHandleOutput.standardOutput(bytes: out.take()) }
+            if out.count >= 1 << 16 { try Console.out(bytes: out.take()) }
         }
-        FileHandleOutput.standardOutput(bytes: out.take())
+        try Console.out(bytes: out.take())
     }
 }

@@ -39,10 +39,10 @@ struct Parse: ParsableCommand {
             }
             for point in points { out.append(point) }
             points.removeAll(keepingCapacity: true)
-            FileHandleOutput.standardOutput(bytes: out.take())
+            try Console.out(bytes: out.take())
         }
         console.finish(time: time, into: &points)
         for point in points { out.append(point) }
-        FileHandleOutput.standardOutput(bytes: out.take())
+        try Console.out(bytes: out.take())
     }
 }

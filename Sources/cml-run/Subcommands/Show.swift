@@ -25,22 +25,22 @@ struct Show: ParsableCommand {
     var ids: [String] = []
 
     func run() throws {
-        let store = try storeOption.open()
-        let resolved = try RunInput.ids(arguments: ids, stdinLines: FileHandleOutput.stdinLines, store: store)
+        let store = try storeOption.open(for: .reading)
+        let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         if patch {
             guard resolved.count <= 1 else { throw CMLError.usage("--patch takes one run") }
             guard let id = resolved.first else { return }
             let run = try store.run(id: id)
             if let blob = run.code["patch_blob"]?.stringValue {
-                FileHandleOutput.standardOutput(bytes: try store.blob(blob))
+                try Console.out(bytes: try store.blob(blob))
             }
             return
         }
         var out = BufferedOutput()
         for id in resolved {
             let run = try store.run(id: id)
-            out.withBuffer { run.json(full: true).write(to: &$0); $0 += "\n" }
+            try out.withBuffer { run.json(full: true).write(to: &$0); $0 += "\n" }
         }
-        out.flush()
+        try out.flush()
     }
 }

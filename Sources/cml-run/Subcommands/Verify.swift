@@ -25,25 +25,25 @@ struct Verify: ParsableCommand {
     @Argument(help: ArgumentHelp("Run ids or unique prefixes.", valueName: "id")) var ids: [String] = []
 
     func run() throws {
-        let store = try storeOption.open()
-        let piped = ids.isEmpty ? FileHandleOutput.stdinLines() : nil
+        let store = try storeOption.open(for: .reading)
+        let piped = ids.isEmpty ? Console.stdinLines() : nil
         let runs: [Run]
         if ids.isEmpty && piped == nil {
             runs = try store.runs(RunQuery())
         } else {
             runs = try RunInput.ids(arguments: ids, stdinLines: { piped }, store: store).map { id throws(CMLError) in try store.run(id: id) }
         }
-        let onTerminal = FileHandleOutput.stdoutIsTerminal
+        let onTerminal = Console.stdoutIsTerminal
         var damaged = 0
         for run in runs {
             let report = try RunVerification.verify(run, in: store, jobs: ParallelWork.availableCPUs)
             if !report.ok { damaged += 1 }
             guard onTerminal else {
-                FileHandleOutput.standardOutput(report.json.serialized + "\n")
+                try Console.out(report.json.serialized + "\n")
                 continue
             }
-            FileHandleOutput.standardOutput("\(RunID.short(run.id))  \(report.ok ? "ok" : "DAMAGED")\n")
-            for problem in report.problems { FileHandleOutput.standardOutput("  \(problem.summary)\n") }
+            try Console.out("\(RunID.short(run.id))  \(report.ok ? "ok" : "DAMAGED")\n")
+            for problem in report.problems { try Console.out("  \(problem.summary)\n") }
         }
         if damaged > 0 {
             throw CMLError("\(damaged) of \(runs.count) run\(runs.count == 1 ? "" : "s") damaged",
