@@ -85,7 +85,7 @@ struct SecretParameterTests {
         #expect(!spec.json.serialized.contains("sk-live"))
         #expect(RunSpec(repository: nil, commit: nil, patchBlob: nil, command: ["./run", "--token=abc"]).command == ["./run", "--token=\(marker)"])
         // The queued record is made from it.
-        #expect(spec.queuedRun(id: "01a2", at: 0).params.first { $0.key == "api-key" }?.value == .string(marker))
+        #expect(spec.queuedRun(id: "01a2").params.first { $0.key == "api-key" }?.value == .string(marker))
 
         var cloned = spec
         #expect(throws: CMLError.self) { try cloned.apply([(key: "api-key", value: "sk-live")]) }
@@ -99,7 +99,7 @@ struct SecretParameterTests {
                         LeftOutFile(path: "model.pt", reason: .size, size: 2_000_000, sha256: String(repeating: "c", count: 64))]
         let read = try RunSpec(json: JSON.parse(spec.json.serialized))
         #expect(read == spec)
-        let code = read.queuedRun(id: "01a2", at: 0).code
+        let code = read.queuedRun(id: "01a2").code
         #expect(code["left_out"] == .array(spec.leftOut.map(\.json)) && code["dirty"] == .bool(true))
         do {
             _ = try RunSpec(json: JSON.parse(#"{"command": ["true"], "left_out": [{"path": "x", "reason": "why"}]}"#))
