@@ -40,3 +40,21 @@ int cml_start_writeback(int fd, long long offset, long long length) {
 }
 int cml_allocate(int fd, long long length) { return fallocate(fd, 0, 0, length); }
 int cml_direct_flag(void) { return O_DIRECT; }
+
+#include <signal.h>
+#include <sys/epoll.h>
+int cml_readiness_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
+int cml_readiness_watch(int queue, int fd) {
+    struct epoll_event event = {.events = EPOLLIN | EPOLLET, .data.fd = fd};
+    return epoll_ctl(queue, EPOLL_CTL_ADD, fd, &event);
+}
+int cml_readiness_wait(int queue, int *fds, int max, int timeout_ms) {
+    struct epoll_event events[8];
+    int n = epoll_wait(queue, events, max < 8 ? max : 8, timeout_ms);
+    for (int i = 0; i < n; i++) fds[i] = events[i].data.fd;
+    return n;
+}
+int cml_signal_ignored(int signal) {
+    struct sigaction action;
+    return sigaction(signal, NULL, &action) == 0 && action.sa_handler == SIG_IGN;
+}

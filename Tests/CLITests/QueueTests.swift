@@ -234,6 +234,9 @@ struct QueueEndToEndTests {
         let stopped = try a.wait()
         #expect(stopped.status == 0, "\(stopped.stderr)")
         #expect(stopped.stderr.contains("draining (SIGTERM)"))
+        // Issue 13: runs the agent ended itself gave their leases back; none was taken from it.
+        #expect(stopped.stderr.contains("run \(long.prefix(16)) stopped and requeued"), "\(stopped.stderr)")
+        #expect(!stopped.stderr.contains("taken back"), "\(stopped.stderr)")
         #expect(try q.status(short) == "completed")
         #expect(try q.status(long) == "queued")
         let attempt = try #require(try q.attempts(long).first)
@@ -242,6 +245,19 @@ struct QueueEndToEndTests {
         #expect(try q.show(long)["attempts_counted"] as? Int == 0)
         #expect(try q.status(third) == "queued" && q.attempts(third).isEmpty)
         #expect(try q.agents().first?["state"] as? String == "stopped")
+    }
+
+    @Test func aRunThatCompletedIsNotTakenForOneWhoseLeaseWasTakenBack() throws {
+        // Issue 13: between recording a run's end (which gives its lease back) and freeing its slot (once
+        // its directory is removed) the agent's heartbeats still named the run, and the agent warned that
+        // its lease was taken back. Many files make the removal take several heartbeats.
+        let q = try QueueBox()
+        let id = try q.add(["python3", "-c", "import os\nfor i in range(30000): open(f'f{i}', 'w').close()"])
+        let a = try q.agent("a", ["--once"])
+        let stopped = try a.wait()
+        #expect(stopped.status == 0, "\(stopped.stderr)")
+        #expect(stopped.stderr.contains("run \(id.prefix(16)) completed (exit status 0)"), "\(stopped.stderr)")
+        #expect(!stopped.stderr.contains("taken back"), "\(stopped.stderr)")
     }
 
     @Test func codeThatCannotBeReproducedFailsTheRunWithTheReason() throws {

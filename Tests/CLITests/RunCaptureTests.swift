@@ -54,6 +54,100 @@ struct RunCaptureTests {
         #expect(try box.run("cml-run", ["log", "--stream", "stderr", id]).out == "err\n")
     }
 
+    @Test func stdoutAndStderrAreStoredInTheOrderTheCommandWroteThem() throws {
+        // Issue 13: the two pipes were read on two threads and stored out of order, and a progress bar's
+        // state held back was stored after the line printed next. The command waits after each write
+        // until cml-run has read it (its pipe is empty again): the order written is then the order read.
+        let box = try Sandbox()
+        try box.write("order.py", """
+            import fcntl, os, struct, termios, time
+            def say(fd, text):
+                os.write(fd, text.encode())
+                while struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\\0\\0\\0\\0"))[0]:
+                    time.sleep(0.001)
+            for i in range(20):
+                say(2, f"E{i}\\n")
+                say(1, f"O{i}\\n")
+            say(2, "\\rbar 50%")
+            say(1, "between\\n")
+            say(2, "\\rbar 100%\\n")
+            say(1, "after\\n")
+            """)
+        let result = try box.run("cml-run", ["--no-tty", "--", "python3", "order.py"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let expected = (0..<20).map { "E\($0)\nO\($0)\n" }.joined() + "bar 50%between\nbar 100%\nafter\n"
+        #expect(try box.run("cml-run", ["log", id]).out == expected)
+    }
+
+    @Test func anEndTheStoreCannotTakeIsRecordedWhenTheStoreIsNextOpened() throws {
+        // Issue 13: a command that exited 0 while the store could not be written stayed `lost`.
+        let box = try Sandbox()
+        try box.write("hold.py", """
+            import os, sqlite3, sys, time
+            db = sqlite3.connect(sys.argv[1], isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            while not os.path.exists(sys.argv[2]):
+                time.sleep(0.02)
+            db.execute("COMMIT")
+            """)
+        let go = box.root + "/go", release = box.root + "/release"
+        let running = try box.start("cml-run", ["--monitor-interval", "0", "--", "sh", "-c", "echo ready; while [ ! -e '\(go)' ]; do sleep 0.05; done"],
+                                    env: ["CML_BUSY_TIMEOUT": "0.5"])
+        #expect(waitUntil { running.stdoutSoFar.contains("ready") })
+        let holder = try box.start("/usr/bin/env", ["python3", "hold.py", box.store + "/cml.db", release])
+        #expect(waitUntil { holder.stdoutSoFar.contains("locked") })
+        FileManager.default.createFile(atPath: go, contents: nil)
+        let result = try running.wait()
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("completed (exit status 0), but its end was not recorded: the store \(box.store)/cml.db is locked"), "\(result.stderr)")
+        #expect(result.stderr.contains("it is kept, and recorded when the store is next opened"))
+        FileManager.default.createFile(atPath: release, contents: nil)
+        #expect(try holder.wait().status == 0)
+        let run = try #require(try box.runs().first)
+        #expect(run["status"] as? String == "completed")
+        #expect(run["exit_code"] as? Int == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.store).filter { $0.hasPrefix("unrecorded-end.") }.isEmpty)
+    }
+
+    /// Whether this machine lets a test mount a small tmpfs in a mount namespace of its own (root, or a
+    /// container with CAP_SYS_ADMIN): a real full disk that nothing outside the test sees.
+    static let canMountAFullDisk: Bool = {
+        let directory = NSTemporaryDirectory() + "/cml-mount-probe-\(getpid())"
+        defer { rmdir(directory) }
+        guard mkdir(directory, 0o700) == 0 else { return false }
+        return (try? shell("unshare --mount --propagation private mount -t tmpfs -o size=1m tmpfs '\(directory)'", cwd: "/"))?.status == 0
+    }()
+
+    @Test(.enabled(if: canMountAFullDisk, "mounting a tmpfs in a mount namespace (unshare) is not allowed here"))
+    func aRunThatEndsOnAFullDiskIsRecordedOnceThereIsSpaceAgain() throws {
+        // Issue 13: a command that exited 0 while the store's disk was full stayed `lost`, also after
+        // space was freed. The command itself fills the disk, as a training run's checkpoints may.
+        let box = try Sandbox()
+        let disk = box.root + "/disk"
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+        try box.write("full.sh", """
+            mount -t tmpfs -o size=2m tmpfs \(disk) || exit 3
+            export CML_STORE=\(disk)/store
+            \(binDirectory)/cml-run --monitor-interval 0 -- sh -c 'echo start; dd if=/dev/zero of=\(disk)/fill bs=64k 2>/dev/null; exit 0'
+            echo "status $?"
+            \(binDirectory)/cml-run ls --format jsonl
+            rm \(disk)/fill
+            \(binDirectory)/cml-run ls --format jsonl
+            ls \(disk)/store
+            """)
+        let result = try shell("unshare --mount --propagation private sh full.sh", cwd: box.work)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("completed (exit status 0), but its end was not recorded: the disk holding \(disk)/store/cml.db is full"), "\(result.stderr)")
+        let lines = result.out.split(separator: "\n").map(String.init)
+        #expect(lines.contains("status 0"), "\(result.out)")
+        let records = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(records.map { $0["status"] as? String } == ["lost", "completed"], "\(result.out)")
+        #expect(records.last?["exit_code"] as? Int == 0)
+        #expect(!lines.contains { $0.hasPrefix("unrecorded-end.") })
+    }
+
     @Test func binaryOutputIsStoredByteForByte() throws {
         // Issue 13: a \r in binary output dropped the bytes before it; about half were lost.
         let box = try Sandbox()

@@ -36,6 +36,24 @@ struct SignalTests {
         #expect(try box.runs().first?["status"] as? String == "aborted")
     }
 
+    @Test func aSignalItsLauncherIgnoresDoesNotAbortTheRun() throws {
+        // Issue 13: `cml-run … &` in a script ignores SIGINT, as the shell leaves it to background jobs;
+        // the terminal's Ctrl-C still reached cml-run, which had blocked it (a blocked signal is queued,
+        // an ignored one discarded), and a command that went on to exit 0 was recorded `aborted`.
+        // The script does not `wait`: the test runner starts it with SIGCHLD blocked, where sh's `wait` hangs.
+        let box = try Sandbox()
+        let launcher = try box.start("/bin/sh", ["-c", "\(binDirectory)/cml-run -- sh -c 'echo ready; sleep 1; echo done' & echo $!"])
+        #expect(waitUntil { launcher.stdoutSoFar.contains("ready") })
+        let pid = try #require(Int32(launcher.stdoutSoFar.split(separator: "\n")[0]))
+        kill(pid, SIGINT)
+        #expect(try waitUntil { try box.runs().first?["status"] as? String != "running" })
+        #expect(launcher.stdoutSoFar.hasSuffix("done\n"), "\(launcher.stdoutSoFar)")
+        let run = try #require(try box.runs().first)
+        #expect(run["status"] as? String == "completed")
+        #expect(run["exit_code"] as? Int == 0)
+        _ = try launcher.wait()
+    }
+
     @Test func killNineLosesAtMostTheLastSecond() throws {
         let box = try Sandbox()
         try box.write("ticker.py", """
@@ -99,6 +117,83 @@ struct JobControlTests {
         let result = try running.wait()
         #expect(result.status == 0)
         #expect(result.out.hasSuffix("finished\n"))
+        #expect(try box.runs().first?["status"] as? String == "completed")
+    }
+
+    @Test func ctrlZInATerminalStopsACommandThatHasATerminalOfItsOwn() throws {
+        // Issue 13: in tmux, Ctrl-Z stopped cml-run but not the command, which leads a session of its own
+        // on cml-run's pseudo-terminal, where the kernel discards SIGTSTP. An interactive bash on a
+        // pseudo-terminal runs cml-run as its foreground job, as a user's shell would.
+        let box = try Sandbox()
+        try box.write("ticker.py", """
+            import os, sys, time
+            print(f"pids {os.getpid()} {os.getppid()}", flush=True)
+            i = 0
+            while not os.path.exists(sys.argv[1]):
+                print(f"step={i}", flush=True)
+                i += 1
+                time.sleep(0.05)
+            print("finished", flush=True)
+            """)
+        try box.write("shell.py", """
+            import json, os, pty, re, select, signal, sys, time
+            cml_run, go = sys.argv[1], sys.argv[2]
+            shell, terminal = pty.fork()
+            if shell == 0:
+                os.environ["PS1"] = "prompt$ "
+                os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+            seen = b""
+            def read(seconds):
+                global seen
+                deadline = time.time() + seconds
+                while time.time() < deadline:
+                    if select.select([terminal], [], [], 0.02)[0]:
+                        try:
+                            seen += os.read(terminal, 65536)
+                        except OSError:
+                            return
+            def until(condition, timeout=15):
+                deadline = time.time() + timeout
+                while not condition() and time.time() < deadline:
+                    read(0.05)
+                return bool(condition())
+            def state(pid):
+                try:
+                    text = open(f"/proc/{pid}/stat").read()
+                    return text[text.rindex(")") + 2]
+                except OSError:
+                    return None
+            def last_step():
+                return max([int(n) for n in re.findall(rb"step=(\\d+)", seen)] or [-1])
+            pids = lambda: re.search(rb"pids (\\d+) (\\d+)", seen)
+            until(lambda: b"prompt$ " in seen)
+            os.write(terminal, f"{cml_run} -- python3 ticker.py {go}\\n".encode())
+            until(lambda: pids() and last_step() >= 3)
+            command, cml = (int(n) for n in pids().groups())
+            result = {}
+            os.write(terminal, b"\\x1a")  # Ctrl-Z
+            result["stopped"] = until(lambda: state(command) == "T" and state(cml) == "T", timeout=10)
+            until(lambda: b"Stopped" in seen, timeout=5)
+            before = last_step()
+            read(0.5)
+            result["quiet"] = last_step() == before
+            os.write(terminal, b"fg\\n")
+            result["resumed"] = until(lambda: last_step() > before + 3)
+            open(go, "w").close()
+            result["finished"] = until(lambda: b"finished" in seen and seen.rstrip().endswith(b"prompt$"))
+            for pid in (command, cml, shell):
+                if state(pid) is not None:
+                    os.kill(pid, signal.SIGKILL)
+            os.waitpid(shell, 0)
+            print(json.dumps(result))
+            """)
+        let result = try box.run("/usr/bin/env", ["python3", "shell.py", binDirectory + "/cml-run", box.root + "/go"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let summary = try #require(result.jsonLines.first, "\(result.out)")
+        #expect(summary["stopped"] as? Bool == true, "the command ran on after Ctrl-Z")
+        #expect(summary["quiet"] as? Bool == true)
+        #expect(summary["resumed"] as? Bool == true)
+        #expect(summary["finished"] as? Bool == true)
         #expect(try box.runs().first?["status"] as? String == "completed")
     }
 

@@ -179,8 +179,18 @@ struct OutputCollapserTests {
     }
 
     @Test func redrawOnOneStreamLeavesTheOtherAlone() {
-        let result = stored([(.stderr, "working"), (.stdout, "line\n"), (.stderr, "\rfinished\n")])
-        #expect(result.raw == "line\nfinished\n")
+        let result = stored([(.stdout, "line\n"), (.stderr, "working"), (.stderr, "\rfinished\n"), (.stdout, "next\n")])
+        #expect(result.raw == "line\nfinished\nnext\n")
+    }
+
+    @Test func anUnfinishedLineStaysBeforeTheOtherStreamsBytesAsOnATerminal() {
+        // Issue 13: a bar's state held back was stored after the line the other stream printed next.
+        let bar = stored([(.stderr, "\r 50%"), (.stdout, "loss: 0.3\n"), (.stderr, "\r100%\n"), (.stdout, "done\n")], flushAt: [0, 0.1, 0.2, 0.3])
+        #expect(bar.raw == " 50%loss: 0.3\n\r100%\ndone\n")
+        #expect(bar.rendered == " 50%loss: 0.3\n100%\ndone\n")
+        // A bar blanked for a line on the other stream (tqdm.write) leaves nothing before it.
+        let blanked = stored([(.stderr, "\r 50%"), (.stderr, "\r    \r"), (.stdout, "{'loss': 0.3}\n"), (.stderr, " 60%\n")])
+        #expect(blanked.raw == "{'loss': 0.3}\n 60%\n")
     }
 
     @Test func nonUTF8BytesPassThrough() {

@@ -273,6 +273,39 @@ struct StoreTests {
         #expect(throws: CMLError.self) { try Manifest(decoding: both) }
     }
 
+    @Test func anEndKeptForLaterIsRecordedAtTheNextOpenUnlessTheRunEndedOtherwise() throws {
+        let box = try TemporaryStore()
+        let kept = try box.makeRun()
+        let abortedMeanwhile = try box.makeRun()
+        try box.store.keepEndForLater(run: kept, end: RunEnd(status: .completed, endedAt: 1_700_000_000.25, exitCode: 0,
+                                                             cpuUser: 1.5, cpuSystem: 0.25, maxRSS: 1 << 20), logBytes: 42)
+        try box.store.keepEndForLater(run: abortedMeanwhile, end: RunEnd(status: .failed, endedAt: 1_700_000_000, exitCode: 1), logBytes: 0)
+        try box.store.finishRun(id: abortedMeanwhile, end: RunEnd(status: .aborted, endedAt: 1_700_000_001, error: "aborted"), logBytes: 0)
+        #expect(try box.store.run(id: kept).status == .running)
+
+        let reopened = try SQLiteStore(directory: box.directory)
+        let run = try reopened.run(id: kept)
+        #expect(run.status == .completed && run.end?.exitCode == 0 && run.end?.endedAt == 1_700_000_000.25)
+        #expect(run.end?.cpuUser == 1.5 && run.end?.cpuSystem == 0.25 && run.end?.maxRSS == 1 << 20 && run.logBytes == 42)
+        #expect(try reopened.run(id: abortedMeanwhile).status == .aborted)
+        #expect(FileSystem.entryNames(box.directory)?.filter { $0.hasPrefix(KeptRunEnd.prefix) } == [])
+    }
+
+    @Test func aKeptEndsNameHoldsItWholeAndFitsAFileName() throws {
+        let id = RunID.make()
+        let end = RunEnd(status: .failed, endedAt: 1_700_000_000.5, exitCode: 127, error: "command not found: ./a.b/c%d é")
+        let decoded = try #require(KeptRunEnd(fileName: KeptRunEnd(run: id, end: end, logBytes: 7).fileName))
+        #expect(decoded.run == id && decoded.logBytes == 7)
+        #expect(decoded.end.status == .failed && decoded.end.exitCode == 127 && decoded.end.signal == nil)
+        #expect(decoded.end.endedAt == 1_700_000_000.5 && decoded.end.cpuUser == nil && decoded.end.maxRSS == nil)
+        #expect(decoded.end.error == "command not found: ./a.b/c%d é")
+        // A long error is cut so that the name stays a name the filesystem takes.
+        let long = KeptRunEnd(run: id, end: RunEnd(status: .aborted, endedAt: 1, signal: 15, error: String(repeating: "x/", count: 200)), logBytes: 0)
+        #expect(long.fileName.utf8.count <= 255 && !long.fileName.contains("/"))
+        #expect(KeptRunEnd(fileName: long.fileName)?.end.signal == 15)
+        #expect(KeptRunEnd(fileName: "unrecorded-end.\(id).completed") == nil)
+    }
+
     @Test func corruptDatabaseIsReportedAndLeftAlone() throws {
         let box = try TemporaryStore(open: false)
         let directory = box.directory

@@ -129,6 +129,13 @@ public final class ChildProcess: @unchecked Sendable {
         if sharesGroup || kill(-pid, signal) != 0 { kill(pid, signal) }
     }
 
+    /// Stops the child's group as Ctrl-Z would. Under a pseudo-terminal the child leads a session of its
+    /// own, and the kernel discards SIGTSTP sent to such a group (an orphaned one: no parent in its
+    /// session to resume it), so it gets SIGSTOP, which cannot be discarded.
+    public func stopGroup() {
+        signalGroup(usesTerminal ? SIGSTOP : SIGTSTP)
+    }
+
     /// Copies our terminal's window size to the child's terminal (after SIGWINCH).
     public func copyWindowSize() {
         guard usesTerminal else { return }

@@ -9,7 +9,8 @@ import Glibc
 /// that stream is a byte like any other, and stored. A line's unfinished tail is held back for up to
 /// `holdSeconds` so that the redraws of a progress bar collapse; after that it is written, and a later
 /// redraw is stored as a `\r` that `ConsoleRenderer` applies when the log is read. Streams keep their
-/// order, except that a held tail is written after the other stream's lines that overtook it.
+/// order as a terminal shows it: once the other stream's bytes follow an unfinished line, that line stays
+/// where it is (a terminal's next redraw draws on a new line), so its held bytes are written before them.
 struct OutputCollapser {
     struct Segment {
         var stream: OutputStream
@@ -52,6 +53,7 @@ struct OutputCollapser {
 
     mutating func feed(_ stream: OutputStream, time: Double, _ chunk: [UInt8]) {
         let s = Self.slot(stream)
+        if !chunk.isEmpty { settleLine(of: 1 - s, time: time) }
         chunk.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress, buffer.count > 0 else { return }
             if lines[s].pendingCR {
@@ -100,6 +102,20 @@ struct OutputCollapser {
 
     private mutating func append(_ stream: OutputStream, _ time: Double, _ bytes: [UInt8]) {
         bytes.withUnsafeBufferPointer { append(stream, time, $0) }
+    }
+
+    /// The other stream's bytes come next: the unfinished line of `slot` is no longer held back, and a `\r`
+    /// that ended its last chunk was a redraw (on a terminal, the other stream's text draws over it).
+    private mutating func settleLine(of s: Int, time: Double) {
+        if lines[s].pendingCR {
+            lines[s].pendingCR = false
+            redraw(Self.stream(s), time)
+        }
+        if lines[s].start != nil {
+            lines[s].start = nil
+            lines[s].beganInWritten = true
+            lines[s].checked = 0
+        }
     }
 
     /// A bare carriage return: drop the current line's held bytes, unless they are binary.

@@ -167,8 +167,13 @@ public final class OutputRecorder: @unchecked Sendable {
                 unsavedAdded[source] = nil
             }
         } catch {
-            // Kept for the next batch: the store may be locked for a while.
-            warnOnce("metrics are waiting to be stored: \(error.message)")
+            if final {
+                let lost = unsavedPoints.count + unsavedAdded.values.reduce(0) { $0 + $1.count }
+                warn("\(lost) metric point\(lost == 1 ? " was" : "s were") not stored: \(error.message)")
+            } else {
+                // Kept for the next batch: the store may be locked for a while.
+                warnOnce("metrics are waiting to be stored: \(error.message)")
+            }
         }
     }
 

@@ -94,6 +94,8 @@ public enum RunStop: Sendable, Equatable {
 public protocol RunSupervisor: Sendable {
     /// The command has started; stops go to it from now on (one asked for earlier is sent at once).
     func supervise(_ child: ChildProcess)
+    /// The command has ended and was reaped: its process id may be reused, so nothing goes to it any more.
+    func reaped()
     /// Why the command was stopped, if it was.
     var stop: RunStop? { get }
 }
@@ -135,87 +137,70 @@ public enum RunCapture {
         let store = try openStore()
         let (code, patch) = codeCapture?.value ?? (.null, [])
 
-        var childEnvironment = RunEnvironment.current().filter { !$0.0.hasPrefix("CML_RUN_") }
-        func setDefault(_ name: String, _ value: String, override: Bool) {
-            if let at = childEnvironment.firstIndex(where: { $0.0 == name }) {
-                if override { childEnvironment[at].1 = value }
-            } else {
-                childEnvironment.append((name, value))
-            }
-        }
-        for (name, value) in launch.environment { setDefault(name, value, override: true) }
-        setDefault("PYTHONUNBUFFERED", "1", override: false)
-        setDefault("CML_RUN_ID", id, override: true)
-        if let lease { setDefault("CML_RUN_ATTEMPT", String(lease.attempt), override: true) }
-        setDefault("CML_STORE", store.location, override: true)
         let channel = try LogChannel()
-        setDefault("CML_LOG_FD", String(channel.childDescriptor), override: true)
-        if let cmlLog = PythonModule.cmlLog { setDefault("CML_LOG", cmlLog, override: true) }
-        if let module = PythonModule.directory {
-            // `import cml` works in the child without installing anything.
-            let existing = childEnvironment.first { $0.0 == "PYTHONPATH" }?.1 ?? ""
-            setDefault("PYTHONPATH", existing.isEmpty ? module : module + ":" + existing, override: true)
-        }
-
+        var environment = ChildEnvironment(run: id, lease: lease, launch: launch, store: store, channel: channel)
         // Before the run is recorded: a version that does not exist leaves nothing behind.
+        let inputs = try useDatasets(options.datasets, from: store, in: &environment)
+        let record = RunRecord(store: store, id: id, lease: lease, warn: warn)
+        // The command as recorded: secret values never reach the store (an agent's command has them filled).
+        let recordedCommand = SecretParameters.redact(command)
+        let (log, metrics) = try record.begin(
+            Run(id: id, name: options.name, project: options.project, status: .running, command: recordedCommand,
+                cwd: cwd, host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: getpid(),
+                startedAt: startedAt, environment: RunEnvironment.redact(environment.variables), code: code,
+                tags: options.tags, params: parameters(recordedCommand, given: options.params, warn: warn)),
+            patch: patch, inputs: inputs, channel: channel)
+
+        let child = try start(command, environment: environment, terminal: options.terminal ?? (isatty(STDOUT_FILENO) == 1),
+                              launch: launch, channel: channel, record: record)
+        supervisor.supervise(child)
+        channel.closeChildEnd()
+        let recording = RunRecording(of: child, run: id, store: store, log: log, metrics: metrics, channel: channel,
+                                     options: options, launch: launch, directory: cwd, startedAt: startedAt, warn: warn)
+        let exit = child.wait()
+        // What stopped the command, if anything did: a signal that comes later, while the output drains,
+        // did not.
+        let stop = supervisor.stop
+        supervisor.reaped()
+        let logBytes = recording.finish()
+        record.end(runEnd(exit, stop: stop, leased: lease != nil), logBytes: logBytes)
+        return (exit.shellStatus, exit.signal, store)
+    }
+
+    /// The parameters on the command line, those given with `--param` taking the place of the same keys.
+    static func parameters(_ command: [String], given: [Param], warn: (String) -> Void) -> [Param] {
+        for problem in ParamParser.leftOut(command) { warn(problem) }
+        var params = ParamParser.parse(command)
+        for param in given {
+            params.removeAll { $0.key == param.key }
+            params.append(param)
+        }
+        return params
+    }
+
+    /// Materialises each dataset version the command uses and names its copy in the environment.
+    static func useDatasets(_ references: [VersionReference], from store: any Store,
+                            in environment: inout ChildEnvironment) throws(CMLError) -> [DatasetVersion] {
         var inputs: [DatasetVersion] = []
-        for reference in options.datasets {
+        for reference in references {
             let version = try store.resolveDatasetVersion(reference)
             let variable = Datasets.environmentVariable(for: version.dataset)
             if let other = inputs.first(where: { Datasets.environmentVariable(for: $0.dataset) == variable }) {
                 throw .usage("--data \(reference) and --data \(other.reference) would both set \(variable)")
             }
-            setDefault(variable, try Datasets.cachedCopy(version, from: store), override: true)
+            environment.set(variable, try Datasets.cachedCopy(version, from: store))
             inputs.append(version)
         }
+        return inputs
+    }
 
-        for problem in ParamParser.leftOut(command) { warn(problem) }
-        // The command as recorded: secret values never reach the store (an agent's command has them filled).
-        let recordedCommand = SecretParameters.redact(command)
-        var params = ParamParser.parse(recordedCommand)
-        for given in options.params {
-            params.removeAll { $0.key == given.key }
-            params.append(given)
-        }
-
-        let record = Run(id: id, name: options.name, project: options.project, status: .running, command: recordedCommand,
-                         cwd: cwd, host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: getpid(),
-                         startedAt: startedAt, environment: RunEnvironment.redact(childEnvironment), code: code,
-                         tags: options.tags, params: params)
-        /// Records how the run ended: for a leased run, only while its lease is still held.
-        func finish(_ end: LeasedRunEnd, logBytes: Int64) throws(CMLError) {
-            if let lease {
-                _ = try store.endLeasedRun(lease, end, logBytes: logBytes)
-            } else if case .finished(let end) = end {
-                try store.finishRun(id: id, end: end, logBytes: logBytes)
-            }
-        }
-        if let lease {
-            guard try store.startLeasedRun(record, lease: lease) else {
-                channel.closeChildEnd()
-                throw CMLError("run \(RunID.short(id)) was taken back from this agent before it started")
-            }
-        } else {
-            _ = try store.createRun(record, patch: patch)
-        }
-        let log: RunLogWriter
-        let metrics: any MetricWriter
+    /// Starts the command; one that cannot start is recorded `failed` (127 when it does not exist).
+    static func start(_ command: [String], environment: ChildEnvironment, terminal: Bool, launch: RunLaunch,
+                      channel: LogChannel, record: RunRecord) throws(CMLError) -> ChildProcess {
         do {
-            if !inputs.isEmpty { try store.recordDatasetUse(run: id, inputs) }
-            log = try store.logWriter(run: id)
-            metrics = try store.metricWriter(run: id)
-        } catch {
-            channel.closeChildEnd()
-            try? finish(.finished(RunEnd(status: .failed, endedAt: Clock.now(), error: error.message)), logBytes: 0)
-            throw error
-        }
-
-        let terminal = options.terminal ?? (isatty(STDOUT_FILENO) == 1)
-        let child: ChildProcess
-        do {
-            child = try ChildProcess(argv: command, environment: childEnvironment.map { "\($0.0)=\($0.1)" },
-                                     terminal: terminal, workingDirectory: launch.workingDirectory,
-                                     detached: launch.detached, inherited: [channel.childDescriptor])
+            return try ChildProcess(argv: command, environment: environment.variables.map { "\($0.0)=\($0.1)" },
+                                    terminal: terminal, workingDirectory: launch.workingDirectory,
+                                    detached: launch.detached, inherited: [channel.childDescriptor])
         } catch {
             let (status, message): (Int32, String) = switch error {
             case .notFound(let name): (127, "command not found: \(name)")
@@ -223,53 +208,25 @@ public enum RunCapture {
             case .failed(let why): (126, why)
             }
             channel.closeChildEnd()
-            try finish(.finished(RunEnd(status: .failed, endedAt: Clock.now(), exitCode: status, error: message)), logBytes: 0)
+            record.end(.finished(RunEnd(status: .failed, endedAt: Clock.now(), exitCode: status, error: message)), logBytes: 0)
             throw CMLError(message, exitCode: status)
         }
-        supervisor.supervise(child)
-        channel.closeChildEnd()
+    }
 
-        let recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics,
-                                      patterns: options.metricPatterns, streams: child.outputs.count, warn: warn)
-        let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
-        channel.start { lines, first in sink.handle(lines, firstNumber: first) }
-        let pump = OutputPump(child: child, recorder: recorder, passThrough: launch.passThrough)
-        let sampler = options.monitorInterval > 0
-            ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0, source: .monitor) } : nil
-        let logDirectories = [cwd] + options.tensorBoardDirectories.map { $0.hasPrefix("/") ? $0 : cwd + "/" + $0 }
-        let logFiles = options.importTensorBoard || options.importCSVLogs
-            ? MetricLogWatcher(directories: logDirectories, modifiedSince: startedAt - 1, tensorBoard: options.importTensorBoard,
-                               csv: options.importCSVLogs, interval: options.tensorBoardInterval,
-                               deliver: { recorder.add($0, source: $1) }, warn: warn)
-            : nil
-        let exit = child.wait()
-        sampler?.stop()
-        channel.finish()
-        pump.childExited()
-        pump.waitUntilDrained()
-        // After the output has drained, so that what processes the command left behind wrote is read too.
-        logFiles?.stop()
-        let logBytes = recorder.finish()
-
-        let end: LeasedRunEnd
-        switch supervisor.stop {
+    /// How the run ended: why it was stopped decides, if it was (a program that exits 0 on SIGTERM was
+    /// still interrupted), else its exit status.
+    static func runEnd(_ exit: ChildExit, stop: RunStop?, leased: Bool) -> LeasedRunEnd {
+        switch stop {
         case .requeue(let reason)?:
-            end = lease != nil ? .requeued(reason: reason)
+            return leased ? .requeued(reason: reason)
                 : .finished(RunEnd(status: .aborted, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal, error: reason))
         case let stop:
             var reason: String?
             if case .aborted(let why)? = stop { reason = why }
             let status: RunStatus = stop != nil ? .aborted : (exit.code == 0 ? .completed : .failed)
-            end = .finished(RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
-                                   cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS, error: reason))
+            return .finished(RunEnd(status: status, endedAt: Clock.now(), exitCode: exit.code, signal: exit.signal,
+                                    cpuUser: exit.cpuUser, cpuSystem: exit.cpuSystem, maxRSS: exit.maxRSS, error: reason))
         }
-        do {
-            try finish(end, logBytes: logBytes)
-        } catch {
-            // The command ran: its status is still cml-run's, whatever happened to the record.
-            warn("the end of run \(RunID.short(id)) was not recorded: \(error.message)")
-        }
-        return (exit.shellStatus, exit.signal, store)
     }
 
     /// The code state as JSON, and the patch. A failure of libgit2 is recorded, not fatal. Secret files
@@ -288,44 +245,5 @@ public enum RunCapture {
             warn("the code state was not captured: \(error.description)")
             return (.object([("in_repository", .null), ("error", .string(error.description))]), [])
         }
-    }
-}
-
-/// Takes the log channel's lines on its reader thread: points go to the recorder (stored with its next
-/// batch), parameters and tags straight to the store. A line it cannot read is reported once.
-private final class ChannelSink: @unchecked Sendable {
-    private var interpreter = ChannelInterpreter()
-    private var warned = false
-    private let run: String
-    private let store: any Store
-    private let recorder: OutputRecorder
-    private let warn: @Sendable (String) -> Void
-
-    init(run: String, store: any Store, recorder: OutputRecorder, warn: @escaping @Sendable (String) -> Void) {
-        self.run = run
-        self.store = store
-        self.recorder = recorder
-        self.warn = warn
-    }
-
-    func handle(_ lines: [ArraySlice<UInt8>], firstNumber: Int) {
-        let now = Clock.now()
-        var points: [MetricPoint] = []
-        for (offset, line) in lines.enumerated() {
-            do throws(CMLError) {
-                switch try interpreter.interpret(line, time: now) {
-                case .points(let new)?: points += new
-                case .params(let params)?: try store.addParams(run: run, params)
-                case .tag(let tag)?: try store.addTags(run: run, [tag])
-                case nil: break
-                }
-            } catch {
-                if !warned {
-                    warned = true
-                    warn("line \(firstNumber + offset) of $CML_LOG_FD was not recorded: \(error.message)")
-                }
-            }
-        }
-        if !points.isEmpty { recorder.add(points, source: .log) }
     }
 }

@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import Glibc
 import Synchronization
@@ -6,12 +7,16 @@ import Synchronization
 /// them on one thread with sigwait(2), so no handler runs at an arbitrary point. Termination signals are
 /// forwarded to the child's process group (and remembered, so the run ends `aborted`); SIGTSTP (Ctrl-Z)
 /// stops the child's group and then cml-run, SIGCONT (`fg`) resumes the group; SIGWINCH resizes the
-/// child's terminal.
+/// child's terminal. A signal that cml-run's launcher ignored (`cmd &` in a script ignores SIGINT and
+/// SIGQUIT, `nohup` SIGHUP) stays ignored, for cml-run and the command alike: blocked, it would be
+/// queued for sigwait rather than discarded, and would end a run `aborted` that nothing stopped.
 public final class SignalForwarder: Sendable {
     public static let termination: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
     private struct State {
         var child: ChildProcess?
+        /// The child was reaped: its process id may be reused, so nothing is sent to it any more.
+        var reaped = false
         var received: Int32?
         /// Ctrl-Z came before the child existed: stop it as soon as it does.
         var stopPending = false
@@ -25,7 +30,8 @@ public final class SignalForwarder: Sendable {
     private init() {
         var blocked = sigset_t()
         sigemptyset(&blocked)
-        for signal in Self.termination + [SIGWINCH, SIGTSTP, SIGCONT] { sigaddset(&blocked, signal) }
+        for signal in Self.termination + [SIGTSTP] where cml_signal_ignored(signal) == 0 { sigaddset(&blocked, signal) }
+        for signal in [SIGWINCH, SIGCONT] { sigaddset(&blocked, signal) }
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
         signal(SIGPIPE, SIG_IGN)
         let waitSet = blocked
@@ -42,18 +48,24 @@ public final class SignalForwarder: Sendable {
     }
 
     private func handle(_ signal: Int32, fromTerminal: Bool) {
-        let child = state.withLock { state -> ChildProcess? in
-            if Self.termination.contains(signal) { state.received = signal }
-            if state.child == nil { state.stopPending = signal == SIGTSTP || (state.stopPending && signal != SIGCONT) }
-            return state.child
+        let (child, reaped) = state.withLock { state -> (ChildProcess?, Bool) in
+            // A signal after the child ended did not stop it.
+            if Self.termination.contains(signal) && !state.reaped { state.received = signal }
+            if state.child == nil && !state.reaped {
+                state.stopPending = signal == SIGTSTP || (state.stopPending && signal != SIGCONT)
+            }
+            return (state.child, state.reaped)
         }
         // A child in our own group got the terminal's signals already, as the rest of the job did.
         let delivered = fromTerminal && child?.sharesGroup == true
         switch signal {
         case SIGWINCH: child?.copyWindowSize()
         case SIGTSTP:
-            guard let child else { return }  // stopped by `forward(to:)`, once the child exists
-            if !delivered { child.signalGroup(SIGTSTP) }
+            if let child {
+                if !delivered { child.stopGroup() }
+            } else if !reaped {
+                return  // stopped by `forward(to:)`, once the child exists
+            }
             kill(getpid(), SIGSTOP)
         case SIGCONT:
             child?.signalGroup(SIGCONT)
@@ -72,8 +84,16 @@ public final class SignalForwarder: Sendable {
         }
         if let pending { child.signalGroup(pending) }
         if stop {
-            child.signalGroup(SIGTSTP)
+            child.stopGroup()
             kill(getpid(), SIGSTOP)
+        }
+    }
+
+    /// The child was reaped: no more signals go to it, and none received from now on counts as stopping it.
+    public func reaped() {
+        state.withLock { state in
+            state.child = nil
+            state.reaped = true
         }
     }
 

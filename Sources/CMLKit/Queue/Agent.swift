@@ -104,10 +104,14 @@ final class RunControl: RunSupervisor, @unchecked Sendable {  // all state behin
         child?.signalGroup(SIGKILL)
     }
 
-    /// The command was reaped: its process id may be reused, so no more signals go to it.
-    func finished() {
+    /// The command was reaped (or never started): its process id may be reused, so no more signals go to
+    /// it.
+    func reaped() {
         state.withLock { $0.finished = true }
     }
+
+    /// Its command has ended: the run's end is recorded, or about to be, and its lease given back.
+    var hasEnded: Bool { state.withLock { $0.finished } }
 }
 
 /// Takes queued runs and runs them, each exactly as `cml-run` would (`RunCapture`), keeping its leases
@@ -265,8 +269,9 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         }
         for slot in active {
             let runID = slot.lease.runID
-            // A run this agent is stopping already (drained and requeued, aborted) gave its lease back itself.
-            if reply.notHeld.contains(runID), slot.control.stop == nil {
+            // A run this agent is stopping already (drained and requeued, aborted), or whose command has
+            // ended, gave its lease back itself.
+            if reply.notHeld.contains(runID), slot.control.stop == nil, !slot.control.hasEnded {
                 log(.warning, "run \(RunID.short(runID)): its lease was taken back (heartbeats came too late); stopping it")
                 slot.control.request(.requeue(reason: "its lease was taken back from agent \(configuration.name)"), killAfter: 0)
             } else if reply.abortRequested.contains(runID), slot.control.stop == nil {
@@ -337,7 +342,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         let short = RunID.short(runID)
         let directory = configuration.workDirectory + "/runs/" + runID + "-" + String(lease.attempt)
         defer {
-            control.finished()
+            control.reaped()
             FileSystem.removeTree(directory)
             state.withLock { $0.slots[slot] = nil }
             watcher.interrupt()

@@ -54,6 +54,22 @@ public final class SQLiteStore: Store {
         } catch {
             throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
         }
+        recordKeptEnds()
+    }
+
+    /// Records the run ends that cml-run kept for later (`keepEndForLater`); what the store still cannot
+    /// take stays kept for the next open.
+    private func recordKeptEnds() {
+        guard let names = FileSystem.entryNames(location)?.filter({ $0.hasPrefix(KeptRunEnd.prefix) }) else { return }
+        for name in names {
+            guard let kept = KeptRunEnd(fileName: name) else { continue }
+            do {
+                try write { db in try Self.recordEnd(db, id: kept.run, end: kept.end, logBytes: kept.logBytes, onlyIfRunning: true) }
+            } catch {
+                return
+            }
+            unlink(location + "/" + name)
+        }
     }
 
     /// The store cannot be written by this process: its directory or its database (a read-only mount,
@@ -229,10 +245,19 @@ public final class SQLiteStore: Store {
         try write { db in try Self.recordEnd(db, id: id, end: end, logBytes: logBytes) }
     }
 
-    static func recordEnd(_ db: Database, id: String, end: RunEnd, logBytes: Int64) throws {
+    public func keepEndForLater(run id: String, end: RunEnd, logBytes: Int64) throws(CMLError) {
+        let path = location + "/" + KeptRunEnd(run: id, end: end, logBytes: logBytes).fileName
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystem.error("cannot create", path) }
+        close(fd)
+        try FileSystem.syncDirectory(location)
+    }
+
+    /// `onlyIfRunning`: a run that ended otherwise meanwhile (`cml-run abort`) keeps that end.
+    static func recordEnd(_ db: Database, id: String, end: RunEnd, logBytes: Int64, onlyIfRunning: Bool = false) throws {
         try db.execute(sql: """
             UPDATE runs SET status = ?, ended_at = ?, exit_code = ?, signal = ?, cpu_user = ?, cpu_system = ?,
-                max_rss = ?, error = ?, log_bytes = ? WHERE id = ?
+                max_rss = ?, error = ?, log_bytes = ? WHERE id = ?\(onlyIfRunning ? " AND status = 'running'" : "")
             """, arguments: StatementArguments([
                 end.status.rawValue, end.endedAt, end.exitCode.map { Int64($0) }, end.signal.map { Int64($0) },
                 end.cpuUser, end.cpuSystem, end.maxRSS, end.error, logBytes, id,

@@ -47,6 +47,9 @@ public protocol Store: Sendable {
     /// Records a new run with its params and tags; `patch` (the uncommitted code change) goes to the blob store.
     func createRun(_ run: Run, patch: [UInt8]) throws(CMLError) -> Run
     func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
+    /// Keeps the end of a run that `finishRun` could not record (a full disk, a store locked too long) so
+    /// that the store records it when it is next opened, unless the run has ended otherwise by then.
+    func keepEndForLater(run id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
     /// Adds or replaces parameters of a run (from its log channel or `cml-log`).
     func addParams(run id: String, _ params: [Param]) throws(CMLError)
     func addTags(run id: String, _ tags: [String]) throws(CMLError)

@@ -37,3 +37,15 @@ uint32_t cml_crc32c(uint32_t crc, const void *data, size_t length);
 uint32_t cml_crc32c_combine(uint32_t first, uint32_t second, uint64_t second_length);
 /// The same one table lookup per byte, whatever the CPU (what cml_crc32c falls back to).
 uint32_t cml_crc32c_software(uint32_t crc, const void *data, size_t length);
+/// An epoll instance (close-on-exec) that reports descriptors in the order they became readable; -1
+/// with errno.
+int cml_readiness_open(void);
+/// Watches `fd` for input, edge-triggered: it is reported again only after new bytes arrive, so a reader
+/// must read it until EAGAIN before waiting for it again.
+int cml_readiness_watch(int queue, int fd);
+/// Waits up to `timeout_ms` (-1: no limit) and stores up to `max` descriptors that became readable (or
+/// hung up) in `fds`, in the order they did; returns how many, or -1 with errno.
+int cml_readiness_wait(int queue, int *fds, int max, int timeout_ms);
+/// Whether `signal` is ignored (SIG_IGN), as a launcher may have left it: `cmd &` in a script ignores
+/// SIGINT and SIGQUIT, `nohup` SIGHUP.
+int cml_signal_ignored(int signal);

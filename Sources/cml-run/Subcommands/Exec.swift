@@ -10,7 +10,10 @@ struct Exec: ParsableCommand {
         discussion: """
             The command's output passes through live; its exit status becomes cml-run's (128+N when \
             signal N killed it, 127 when it does not exist). SIGINT, SIGTERM and SIGHUP go to its whole \
-            process group and the run ends `aborted`.
+            process group and the run ends `aborted`; a signal cml-run's launcher ignores (`cml-run … &` \
+            in a script ignores SIGINT, nohup SIGHUP) stays ignored. Ctrl-Z stops the command and \
+            cml-run, `fg` resumes both. When the store cannot record how the command ended (a full \
+            disk), cml-run says so on stderr and the store records it when it is next opened.
 
             Scalars the command writes to TensorBoard event files (SummaryWriter of PyTorch or \
             tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
