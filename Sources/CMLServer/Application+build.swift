@@ -1,6 +1,7 @@
 import CMLKit
 import Hummingbird
 import Logging
+import Glibc
 import NIOCore
 
 /// What `buildApplication` needs besides the store.
@@ -42,4 +43,17 @@ public func buildApplication(store: any Store, configuration: ServerConfiguratio
         },
         logger: logger
     )
+}
+
+/// Runs the application until SIGTERM or SIGINT, which let the requests in progress finish. A failure
+/// to listen is one line naming the address (SwiftNIO's own names the system call).
+public func serve(_ application: some ApplicationProtocol, on address: ListenAddress) async throws(CMLError) {
+    do {
+        try await application.runService()
+    } catch let error as IOError {
+        throw CMLError("cannot listen on \(address.url): \(String(cString: strerror(error.errnoCode)))",
+                       hint: error.errnoCode == EADDRINUSE ? "another server listens there: pick another --listen" : nil)
+    } catch {
+        throw CMLError("cannot serve on \(address.url): \(error)")
+    }
 }

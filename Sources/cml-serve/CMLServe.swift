@@ -47,7 +47,7 @@ struct CMLServe: AsyncParsableCommand {
             do throws(CMLError) { try Console.out("cml-serve: serving \(location) on \(bound.url)\n") } catch {}
             notifier?.notify("READY=1\nSTATUS=serving \(location) on \(bound.url)")
         })
-        try await application.runService()
+        try await serve(application, on: address)
     }
 }
 
