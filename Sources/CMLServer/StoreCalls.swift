@@ -24,43 +24,70 @@ enum StoreCalls {
     static func stream(contentLength: Int? = nil, ahead: Int = 4,
                        _ read: @escaping @Sendable (_ send: (ByteBuffer) throws(CMLError) -> Void) throws(CMLError) -> Void) -> ResponseBody {
         ResponseBody(contentLength: contentLength) { writer in
-            let room = DispatchSemaphore(value: ahead)
-            let stopped = StopFlag()
+            let room = Room(ahead)
             let (chunks, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-            continuation.onTermination = { _ in
-                stopped.set()
-                room.signal()  // a reader waiting for room wakes up and sees the stop
-            }
+            // The response ended, whole or not (the client went away): the reader stops at its next chunk.
+            continuation.onTermination = { _ in room.close() }
             Thread.detachNewThread {
                 do throws(CMLError) {
                     try read { chunk throws(CMLError) in
-                        room.wait()
-                        if stopped.isSet { throw CMLError("the client went away") }
+                        guard room.take() else { throw CMLError("the client went away") }
                         continuation.yield(chunk)
                     }
                     continuation.finish()
                 } catch {
                     // The client has the status and part of the body already: only the log can say why
                     // its connection closed early.
-                    if !stopped.isSet { Console.error("cml-serve: error: \(error)\n") }
+                    if !room.isClosed { Console.error("cml-serve: error: \(error)\n") }
                     continuation.finish(throwing: error)
                 }
             }
             for try await chunk in chunks {
                 try await writer.write(chunk)
-                room.signal()
+                room.give()
             }
             try await writer.finish(nil)
         }
     }
 }
 
-/// Set once, read from any thread.
-final class StopFlag: @unchecked Sendable {  // every access holds the lock
-    private let lock = NSLock()
-    private var value = false
+/// How many more chunks a stream's reader may hand over before the client has taken some. (Not a
+/// DispatchSemaphore: libdispatch traps when one is freed below its initial count, as it is when a
+/// client goes away mid-stream.)
+final class Room: @unchecked Sendable {  // every access holds the condition's lock
+    private let condition = NSCondition()
+    private var free: Int
+    private var closed = false
 
-    var isSet: Bool { lock.withLock { value } }
+    init(_ free: Int) { self.free = free }
 
-    func set() { lock.withLock { value = true } }
+    /// Waits for room for one chunk; false once the stream is closed.
+    func take() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while free == 0 && !closed { condition.wait() }
+        if closed { return false }
+        free -= 1
+        return true
+    }
+
+    func give() {
+        condition.lock()
+        free += 1
+        condition.signal()
+        condition.unlock()
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    var isClosed: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return closed
+    }
 }

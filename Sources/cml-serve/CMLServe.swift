@@ -21,7 +21,7 @@ struct CMLServe: AsyncParsableCommand {
             Examples:
               cml-serve --store ~/.cml
               cml-serve --listen 127.0.0.1:0 &
-              curl -s 'http://127.0.0.1:8080/api/v1/runs?where=acc%20%3E%200.9&sort=-acc&limit=5' | jq -r .id
+              curl -s 'http://127.0.0.1:8080/api/v1/runs?sort=-acc&limit=5' | jq -r .id
               curl -s http://127.0.0.1:8080/api/v1/runs/0192f3a4/log?raw=1
             """
     )

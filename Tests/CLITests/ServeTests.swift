@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import Glibc
 import Testing
+import CMLKit
 @testable import CMLServer
 
 /// A built `cml-serve` on a free loopback port, serving a sandbox's store.
@@ -201,6 +202,47 @@ struct ServeTests {
         #expect(stopped.stderr.contains("cml-serve: error: blob \(sha) is damaged"), "\(stopped.stderr)")
     }
 
+    /// Clients that go away mid-download stop their readers; the server serves on.
+    @Test func abandonedDownloadsLeaveTheServerServing() async throws {
+        let (box, _, _, stored, artifact) = try Self.populatedStore()
+        let sha = try #require(try box.run("cml-run", ["artifacts", stored, "--format", "jsonl"]).jsonLines.first?["sha256"] as? String)
+        let server = try ServerUnderTest(box)
+        let portText = try #require(server.url.split(separator: ":").last)
+        let port = try #require(UInt16(portText))
+        for path in ["/api/v1/blobs/\(sha)", "/api/v1/runs/\(stored)/log?follow=1"] {
+            for _ in 0..<3 {
+                let first = try abandonAfterFirstBytes(port: port, path: path)
+                #expect(first.hasPrefix("HTTP/1.1 200"), "\(path): \(first)")
+            }
+        }
+        let whole = try await HTTPReply.send(server.url + "/api/v1/blobs/" + sha)
+        #expect(whole.status == 200 && whole.body == Data(artifact))
+        #expect(!server.process.hasExited)
+        let stopped = try server.stop()
+        #expect(stopped.status == 0, "\(stopped.stderr)")
+        #expect(stopped.stderr.isEmpty, "\(stopped.stderr)")
+    }
+
+    /// Sends a GET over a socket of its own, reads the first bytes of the answer and closes.
+    func abandonAfterFirstBytes(port: UInt16, path: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        try #require(write(fd, request, request.count) == request.count)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &buffer, buffer.count)
+        return String(decoding: buffer.prefix(max(0, count)), as: UTF8.self)
+    }
+
     @Test func errorsAreOneJSONObjectWithTheirKindAndStatus() async throws {
         let (box, trained, _, _, _) = try Self.populatedStore()
         let server = try ServerUnderTest(box)
@@ -316,6 +358,25 @@ struct ServeTests {
             }
             #expect(section.contains("curl "), "\(route.method) \(route.path) has no curl example")
         }
+    }
+
+    /// The application the executable runs, built and run in this process, as the web UI's tests will.
+    @Test func buildApplicationServesInProcess() async throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--name", "here", "--", "sh", "-c", "echo loss: 0.5"]).status == 0)
+        let store = try SQLiteStore(directory: box.store, access: .reading)
+        let (bound, announce) = AsyncStream.makeStream(of: ListenAddress.self)
+        let application = buildApplication(store: store, configuration: ServerConfiguration(
+            listen: ListenAddress(host: "127.0.0.1", port: 0)) { address in announce.yield(address) })
+        let serving = Task { try await application.run() }
+        var addresses = bound.makeAsyncIterator()
+        let address = try #require(await addresses.next())
+        #expect(address.port != 0)
+        let reply = try await HTTPReply.send(address.url + "/api/v1/runs/here")
+        #expect(reply.status == 200)
+        #expect(reply.body == (try box.run("cml-run", ["show", "here"]).stdout))
+        serving.cancel()
+        try await serving.value
     }
 
     @Test func rangeHeadersMeanWhatRFC9110Says() {
