@@ -11,11 +11,16 @@ let package = Package(
         .executable(name: "cml-data", targets: ["cml-data"]),
         .executable(name: "cml-queue", targets: ["cml-queue"]),
         .executable(name: "cml-agent", targets: ["cml-agent"]),
+        .executable(name: "cml-serve", targets: ["cml-serve"]),
         .library(name: "CMLKit", targets: ["CMLKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Already in Hummingbird's graph; named for the two types CMLServer uses (Channel, Logger).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
@@ -82,9 +87,27 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The HTTP server apart from CMLKit: only cml-serve links Hummingbird and SwiftNIO, so cml-run's
+        // start-up loads none of it.
+        .target(
+            name: "CMLServer",
+            dependencies: [
+                "CMLKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "cml-serve",
+            dependencies: [
+                "CMLKit", "CMLCommandLine", "CMLServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // The fixtures are read from the source tree (#filePath), not bundled.
         .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["CMLKit", "cml-run", "cml-log", "cml-diff", "cml-data", "cml-queue", "cml-agent"]),
+        .testTarget(name: "CLITests", dependencies: ["CMLKit", "CMLServer", "cml-run", "cml-log", "cml-diff", "cml-data", "cml-queue", "cml-agent", "cml-serve"]),
     ],
     swiftLanguageModes: [.v6]
 )

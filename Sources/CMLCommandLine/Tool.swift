@@ -37,11 +37,19 @@ extension ParsableCommand {
             var command = try parseAsRoot(arguments)
             try command.run()
             Glibc.exit(0)
-        } catch let error as CMLError {
-            failTool(error)
-        } catch let exit as ExitCode {
-            Glibc.exit(exit.rawValue)
         } catch {
+            exitFailing(error)
+        }
+    }
+
+    /// Ends the tool after `error`: one line on stderr, or the usage after a usage error (see `runAsTool`).
+    static func exitFailing(_ error: any Error) -> Never {
+        switch error {
+        case let error as CMLError:
+            failTool(error)
+        case let exit as ExitCode:
+            Glibc.exit(exit.rawValue)
+        default:
             if exitCode(for: error) == .validationFailure {
                 let full = fullMessage(for: error)
                 let usage = full.range(of: "Usage:").map { String(full[$0.lowerBound...]) + "\n" } ?? ""
@@ -59,4 +67,21 @@ extension ParsableCommand {
     }
 
     static var toolName: String { configuration.commandName ?? "cml" }
+}
+
+extension AsyncParsableCommand {
+    /// `runAsTool` for a tool whose command runs async (a server).
+    public static func runAsyncTool(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            Glibc.exit(0)
+        } catch {
+            exitFailing(error)
+        }
+    }
 }

@@ -120,7 +120,7 @@ public struct BlobStore: Sendable {
     /// Where blob `id` lies; an error when the store does not hold it. `refresh` rereads the packs first
     /// (after a pack named by an index read earlier turned out to be gone: a concurrent gc rewrote it).
     public func location(of id: String, refresh: Bool = false) throws(CMLError) -> BlobLocation {
-        guard let digest = BlobDigest(hex: id) else { throw CMLError("\(id) is not a blob id") }
+        guard let digest = BlobDigest(hex: id) else { throw CMLError("\(id) is not a blob id", kind: .invalid) }
         if refresh { try packs.refresh() }
         if let (pack, entry) = try packs.find(digest) {
             return BlobLocation(path: packs.path(ofPack: pack), offset: entry.offset, size: entry.size, isWholeFile: false)
@@ -129,7 +129,7 @@ public struct BlobStore: Sendable {
         var st = stat()
         if stat(loose, &st) == 0 { return BlobLocation(path: loose, offset: 0, size: Int64(st.st_size), isWholeFile: true) }
         if !refresh { return try location(of: id, refresh: true) }
-        throw CMLError("blob \(id) is missing from the store \(directory)")
+        throw CMLError("blob \(id) is missing from the store \(directory)", kind: .notFound)
     }
 
     /// Whether the store holds `id`, in a pack known since the last `refreshPacks` or as a file.
@@ -161,7 +161,7 @@ public struct BlobStore: Sendable {
             fd = Glibc.open(location.path, O_RDONLY | O_CLOEXEC)
         }
         guard fd >= 0 else {
-            throw errno == ENOENT ? CMLError("blob \(id) is missing from the store \(directory)")
+            throw errno == ENOENT ? CMLError("blob \(id) is missing from the store \(directory)", kind: .notFound)
                                   : FileSystem.error("cannot read blob", location.path)
         }
         return (fd, location)
@@ -182,7 +182,7 @@ public struct BlobStore: Sendable {
         }
         let actual = hasher.finalizeHex()
         guard actual == id, total == location.size else {
-            throw CMLError("blob \(id) is damaged (its content hashes to \(actual))")
+            throw CMLError("blob \(id) is damaged (its content hashes to \(actual))", kind: .damaged)
         }
     }
 

@@ -49,7 +49,7 @@ public struct RunLogFollower {
         let problems = reader.problems(of: try store.run(id: runID))
         if !problems.isEmpty {
             throw CMLError("the console log of run \(runID) \(problems[0])\(problems.count > 1 ? " (and \(problems.count - 1) more damaged records)" : "")",
-                           hint: "cml-run verify \(RunID.short(runID)) checks everything the run recorded")
+                           hint: "cml-run verify \(RunID.short(runID)) checks everything the run recorded", kind: .damaged)
         }
     }
 }

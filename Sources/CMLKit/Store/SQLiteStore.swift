@@ -81,7 +81,7 @@ public final class SQLiteStore: Store {
     }
 
     static func readOnlyError(_ directory: String) -> CMLError {
-        CMLError("the store at \(directory) is read-only", hint: "this command writes to it: give it write access, or pass --store")
+        CMLError("the store at \(directory) is read-only", hint: "this command writes to it: give it write access, or pass --store", kind: .refused)
     }
 
     /// Opens a store this process cannot write, for reading, without migrating. SQLite reads a WAL
@@ -170,13 +170,13 @@ public final class SQLiteStore: Store {
         switch db.resultCode {
         case .SQLITE_BUSY, .SQLITE_LOCKED:
             return CMLError("the store \(path) is locked by another process (waited \(formatSeconds(busyTimeout)))",
-                            hint: "retry when it is done, or raise CML_BUSY_TIMEOUT")
+                            hint: "retry when it is done, or raise CML_BUSY_TIMEOUT", kind: .busy)
         case .SQLITE_NOTADB, .SQLITE_CORRUPT:
             return CMLError("the store database \(path) is corrupt or not a cml store",
-                            hint: "move it aside to start a new store; nothing was written")
+                            hint: "move it aside to start a new store; nothing was written", kind: .damaged)
         case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM:
             return CMLError("cannot write the store database \(path): \(db.message ?? "read-only")",
-                            hint: "check its permissions, or pass --store")
+                            hint: "check its permissions, or pass --store", kind: .refused)
         case .SQLITE_FULL:
             return CMLError("the disk holding \(path) is full")
         default:
@@ -391,7 +391,7 @@ public final class SQLiteStore: Store {
             }
             if matches.count > 1 {
                 let shown = matches.prefix(5).joined(separator: ", ") + (matches.count > 5 ? ", …" : "")
-                throw CMLError("run id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)")
+                throw CMLError("run id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)", kind: .ambiguous)
             }
         }
         if let id = matches.first { return id }
@@ -402,17 +402,17 @@ public final class SQLiteStore: Store {
         switch named.count {
         case 1: return named[0]
         case 0:
-            throw RunID.isPrefix(text) ? CMLError("no run with id \(prefix)", hint: "nor one named so; see cml-run ls")
-                : CMLError("no run is named '\(prefix)', and it is not a run id", hint: "ids are hexadecimal; see cml-run ls")
+            throw RunID.isPrefix(text) ? CMLError("no run with id \(prefix)", hint: "nor one named so; see cml-run ls", kind: .notFound)
+                : CMLError("no run is named '\(prefix)', and it is not a run id", hint: "ids are hexadecimal; see cml-run ls", kind: .notFound)
         default:
             let shown = named.prefix(5).joined(separator: ", ") + (named.count > 5 ? ", …" : "")
-            throw CMLError("more than one run is named \(prefix)", hint: "give an id: \(shown)")
+            throw CMLError("more than one run is named \(prefix)", hint: "give an id: \(shown)", kind: .ambiguous)
         }
     }
 
     public func run(id: String) throws(CMLError) -> Run {
         let found = try runs(whereSQL: "runs.id = ?", arguments: [id], limit: nil)
-        guard let run = found.first else { throw CMLError("no run with id \(id)", hint: "see cml-run ls") }
+        guard let run = found.first else { throw CMLError("no run with id \(id)", hint: "see cml-run ls", kind: .notFound) }
         return run
     }
 

@@ -1,15 +1,39 @@
 /// The one error type that reaches a command's edge, where it becomes one line on stderr:
-/// `cml-run: error: <message> (<hint>)`.
+/// `cml-run: error: <message> (<hint>)`; `cml-serve` answers it as `{"error": …, "kind": …}` with the
+/// HTTP status its kind maps to.
 public struct CMLError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public let hint: String?
     /// Exit status the command should end with (1 failure, 2 usage).
     public let exitCode: Int32
+    public let kind: Kind
 
-    public init(_ message: String, hint: String? = nil, exitCode: Int32 = 1) {
+    /// What went wrong, in terms a client of a remote store can act on: the same for every store, and
+    /// carried over HTTP (the server maps each kind to a status).
+    public enum Kind: String, Sendable, CaseIterable {
+        /// What was asked for (a run, a blob, a metric) does not exist.
+        case notFound = "not_found"
+        /// A prefix or name matches more than one thing.
+        case ambiguous
+        /// The request itself is wrong (a usage error, a bad expression, a bad value).
+        case invalid
+        /// The request clashes with the store's state (a run not in the state the operation needs).
+        case conflict
+        /// Another process holds the store; retrying later can succeed.
+        case busy
+        /// Not allowed here (a read-only store).
+        case refused
+        /// What the store holds is damaged (a blob whose content does not match its hash, a torn log).
+        case damaged
+        /// Anything else.
+        case failed
+    }
+
+    public init(_ message: String, hint: String? = nil, exitCode: Int32 = 1, kind: Kind? = nil) {
         self.message = message
         self.hint = hint
         self.exitCode = exitCode
+        self.kind = kind ?? (exitCode == 2 ? .invalid : .failed)
     }
 
     public static func usage(_ message: String, hint: String? = nil) -> CMLError {

@@ -60,17 +60,8 @@ struct List: ParsableCommand {
 
     func run() throws {
         let outputFormat = formatOption.resolve()
-        var query = RunQuery(project: project, tags: tag, limit: limit)
-        if let status {
-            guard let parsed = RunStatus(rawValue: status) else {
-                throw CMLError.usage("unknown status '\(status)'", hint: "one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            query.status = parsed
-        }
-        if let limit, limit < 0 { throw CMLError.usage("--limit must not be negative") }
-        if let since { query.since = try SinceParser.parse(since) }
-        if let filter { query.filter = try RunFilter.parse(filter) }
-        query.sort = sort.flatMap { $0.split(separator: ",") }.map { RunSort(String($0)) }
+        let query = try RunQuery.parse(project: project, status: status, tags: tag, since: since, filter: filter,
+                                       sort: sort, limit: limit)
         if let columns, columns.split(separator: ",").isEmpty {
             throw CMLError.usage("--columns names no column", hint: "e.g. --columns id,lr,acc.max")
         }

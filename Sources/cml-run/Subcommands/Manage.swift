@@ -124,12 +124,7 @@ struct Projects: ParsableCommand {
         let outputFormat = formatOption.resolve()
         let projects = try storeOption.open(for: .reading).projects()
         let statuses = RunStatus.allCases.map(\.rawValue)
-        let objects: [JSON] = projects.map { project in
-            .object([("project", .string(project.name)), ("runs", .int(Int64(project.runs)))]
-                    + statuses.compactMap { status in project.byStatus[status].map { (status, .int(Int64($0))) } }
-                    + [("last_started", .string(Clock.rfc3339(project.lastStarted)))])
-        }
-        try Console.print(objects, format: outputFormat) {
+        try Console.print(projects.map(\.json), format: outputFormat) {
             TextTable(headers: ["PROJECT", "RUNS"] + statuses.map { $0.uppercased() } + ["LAST STARTED"],
                       rows: projects.map { project in
                           [project.name, String(project.runs)] + statuses.map { String(project.byStatus[$0] ?? 0) }

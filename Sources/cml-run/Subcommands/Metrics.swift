@@ -28,14 +28,7 @@ struct Metrics: ParsableCommand {
         guard let runID = try RunInput.ids(arguments: id.map { [$0] } ?? [], stdinLines: Console.stdinLines, store: store).first else {
             return
         }
-        if let key {
-            let run = try store.run(id: runID)
-            guard run.metrics.contains(where: { $0.key == key }) else {
-                let known = run.metrics.map(\.key)
-                throw CMLError("run \(RunID.short(runID)) has no metric '\(key)'",
-                               hint: known.isEmpty ? "it has no metrics" : "it has: \(known.joined(separator: ", "))")
-            }
-        }
+        if let key { try store.run(id: runID).requireMetric(key) }
         var out = MetricLineEncoder()
         try store.forEachMetric(run: runID, key: key) { point throws(CMLError) in
             out.append(point)
