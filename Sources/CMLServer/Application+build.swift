@@ -20,15 +20,17 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// The HTTP server of a store: every route of `ServerRoutes.all`, errors as JSON. The executable and the
-/// tests build the same application with it.
-public func buildApplication(store: any Store, configuration: ServerConfiguration) -> some ApplicationProtocol {
+/// The HTTP server of a store: every route of `ServerRoutes.all`, each behind its token check
+/// (`Authorizer`), errors as JSON. The executable and the tests build the same application with it.
+public func buildApplication(store: any Store & TokenStore, configuration: ServerConfiguration) -> some ApplicationProtocol {
     let router = Router()
     router.add(middleware: JSONErrorMiddleware())
+    let authorizer = Authorizer(tokens: store)
     for route in ServerRoutes.all {
         router.on(RouterPath(route.routerPath), method: route.method) { request, context in
+            let access = try await authorizer.access(request, needing: route.scope)
             let query = try QueryParameters(request.uri.query, route: route)
-            return try await route.handler(RouteRequest(request: request, context: context, query: query, store: store))
+            return try await route.handler(RouteRequest(request: request, context: context, query: query, store: store, access: access))
         }
     }
     var logger = Logger(label: "cml-serve")

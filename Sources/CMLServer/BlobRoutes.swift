@@ -7,7 +7,7 @@ import Hummingbird
 enum BlobRoutes {
     static func head(_ route: RouteRequest) async throws -> Response {
         let id = try blobID(route)
-        let size = try await BlobReads(route.store).size(id)
+        let size = try await BlobReads(route).size(id)
         var headers = headers(id)
         headers[.contentLength] = String(size)
         return Response(status: .ok, headers: headers)
@@ -15,7 +15,7 @@ enum BlobRoutes {
 
     static func get(_ route: RouteRequest) async throws -> Response {
         let id = try blobID(route)
-        let reads = BlobReads(route.store)
+        let reads = BlobReads(route)
         let size = try await reads.size(id)
         var headers = headers(id)
         var range: ClosedRange<Int64>?
@@ -90,13 +90,24 @@ enum ByteRange: Equatable {
 /// Everything the blob routes ask of the store, in one place (see `RunReads`).
 struct BlobReads: Sendable {
     let store: any Store
+    let access: RequestAccess
 
-    init(_ store: any Store) { self.store = store }
+    init(_ route: RouteRequest) {
+        store = route.store
+        access = route.access
+    }
 
+    /// The blob's size, once it is known the request may read it: a project-bound token reads only the
+    /// blobs that runs of its projects reference; any other blob is answered as absent.
     func size(_ id: String) async throws(CMLError) -> Int64 {
-        let store = store
+        let store = store, access = access
         do {
-            return try await StoreCalls.run { () throws(CMLError) in try store.blobLocation(id, refresh: false).size }
+            return try await StoreCalls.run { () throws(CMLError) in
+                if access.projects != nil, try !store.projects(referencingBlob: id).contains(where: access.sees) {
+                    throw CMLError("no blob \(id)", kind: .notFound)
+                }
+                return try store.blobLocation(id, refresh: false).size
+            }
         } catch where error.kind == .notFound {
             throw CMLError("no blob \(id)", kind: .notFound)  // without the store's path on the server
         }

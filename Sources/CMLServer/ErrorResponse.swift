@@ -10,6 +10,7 @@ extension CMLError.Kind {
         case .conflict: .conflict
         case .busy: .serviceUnavailable
         case .refused: .forbidden
+        case .unauthenticated: .unauthorized
         case .damaged, .failed: .internalServerError
         }
     }
@@ -26,6 +27,7 @@ extension CMLError {
         var headers = extra
         headers[.contentType] = Media.json
         if kind == .busy { headers[.retryAfter] = "1" }
+        if kind == .unauthenticated { headers[.wwwAuthenticate] = "Bearer realm=\"cml-serve\"" }
         return Response(status: status, headers: headers,
                         body: ResponseBody(byteBuffer: ByteBuffer(string: JSON.object(members).serialized + "\n")))
     }

@@ -10,17 +10,17 @@ enum RunRoutes {
                                        tags: parameters.strings("tag"), since: parameters.string("since"),
                                        filter: parameters.string("where"), sort: parameters.strings("sort"),
                                        limit: try parameters.integer("limit"))
-        let runs = try await RunReads(route.store).runs(query)
+        let runs = try await RunReads(route).runs(query)
         return .whole(lines(runs.map { $0.json(full: false) }), type: Media.jsonLines)
     }
 
     static func show(_ route: RouteRequest) async throws -> Response {
-        let run = try await RunReads(route.store).run(try route.parameter("id"))
+        let run = try await RunReads(route).run(try route.parameter("id"))
         return .whole(lines([run.json(full: true)]), type: Media.json)
     }
 
     static func metrics(_ route: RouteRequest) async throws -> Response {
-        let reads = RunReads(route.store)
+        let reads = RunReads(route)
         let key = route.query.string("key")
         let id = try await reads.metricsRun(try route.parameter("id"), key: key)
         let body = StoreCalls.stream { send throws(CMLError) in try reads.metrics(run: id, key: key, send) }
@@ -37,7 +37,7 @@ enum RunRoutes {
         }
         let raw = try route.query.flag("raw")
         let follow = try route.query.flag("follow")
-        let reads = RunReads(route.store)
+        let reads = RunReads(route)
         let id = try await reads.id(try route.parameter("id"))
         let only = stream
         let body = StoreCalls.stream { send throws(CMLError) in
@@ -47,12 +47,12 @@ enum RunRoutes {
     }
 
     static func artifacts(_ route: RouteRequest) async throws -> Response {
-        let artifacts = try await RunReads(route.store).artifacts(try route.parameter("id"))
+        let artifacts = try await RunReads(route).artifacts(try route.parameter("id"))
         return .whole(lines(artifacts.map(\.json)), type: Media.jsonLines)
     }
 
     static func projects(_ route: RouteRequest) async throws -> Response {
-        let projects = try await RunReads(route.store).projects()
+        let projects = try await RunReads(route).projects()
         return .whole(lines(projects.map(\.json)), type: Media.jsonLines)
     }
 
@@ -67,35 +67,52 @@ enum RunRoutes {
 }
 
 /// Everything the run routes ask of the store, in one place: when `Store` splits by concern, only this
-/// changes. Runs are named as the commands name them: an id, a unique prefix, or a name.
+/// changes. Runs are named as the commands name them: an id, a unique prefix, or a name. A run of a
+/// project the request's token may not see is answered as one that does not exist.
 struct RunReads: Sendable {
     let store: any Store
+    let access: RequestAccess
 
-    init(_ store: any Store) { self.store = store }
+    init(_ route: RouteRequest) {
+        store = route.store
+        access = route.access
+    }
 
     func id(_ reference: String) async throws(CMLError) -> String {
-        let store = store
-        return try await StoreCalls.run { () throws(CMLError) in try store.resolveRunID(reference) }
+        try await run(reference).id
     }
 
     func run(_ reference: String) async throws(CMLError) -> Run {
-        let store = store
-        return try await StoreCalls.run { () throws(CMLError) in try store.run(id: try store.resolveRunID(reference)) }
+        let store = store, access = access
+        return try await StoreCalls.run { () throws(CMLError) in try Self.visibleRun(reference, store: store, access: access) }
+    }
+
+    private static func visibleRun(_ reference: String, store: any Store, access: RequestAccess) throws(CMLError) -> Run {
+        let id: String
+        do {
+            id = try store.resolveRunID(reference)
+        } catch where error.kind == .ambiguous && access.projects != nil {
+            // The candidates may be runs the token may not see: say only that the reference is ambiguous.
+            throw CMLError(error.message, hint: "give more of the id", kind: .ambiguous)
+        }
+        let run = try store.run(id: id)
+        guard access.sees(project: run.project) else { throw RunID.noRun(reference) }
+        return run
     }
 
     func runs(_ query: RunQuery) async throws(CMLError) -> [Run] {
         let store = store
-        return try await StoreCalls.run { () throws(CMLError) in try store.runs(query) }
+        var query = query
+        query.projects = access.projects
+        let only = query
+        return try await StoreCalls.run { () throws(CMLError) in try store.runs(only) }
     }
 
     /// The run's id, once it is known to have the metric `key` (when one is asked for).
     func metricsRun(_ reference: String, key: String?) async throws(CMLError) -> String {
-        let store = store
-        return try await StoreCalls.run { () throws(CMLError) in
-            let id = try store.resolveRunID(reference)
-            if let key { try store.run(id: id).requireMetric(key) }
-            return id
-        }
+        let run = try await run(reference)
+        if let key { try run.requireMetric(key) }
+        return run.id
     }
 
     /// Streams the points as `cml-run metrics` prints them.
@@ -120,11 +137,12 @@ struct RunReads: Sendable {
 
     func artifacts(_ reference: String) async throws(CMLError) -> [Artifact] {
         let store = store
-        return try await StoreCalls.run { () throws(CMLError) in try store.artifacts(run: try store.resolveRunID(reference)) }
+        let id = try await run(reference).id
+        return try await StoreCalls.run { () throws(CMLError) in try store.artifacts(run: id) }
     }
 
     func projects() async throws(CMLError) -> [ProjectSummary] {
-        let store = store
-        return try await StoreCalls.run { () throws(CMLError) in try store.projects() }
+        let store = store, access = access
+        return try await StoreCalls.run { () throws(CMLError) in try store.projects().filter { access.sees(project: $0.name) } }
     }
 }

@@ -9,7 +9,18 @@ public struct ServerRoute: Sendable {
     public let path: String
     /// The query parameters it takes; any other is refused.
     public let parameters: [String]
+    /// The scope a token needs for it (see `TokenScope`); nil: no token is ever needed.
+    public let scope: TokenScope?
     let handler: @Sendable (RouteRequest) async throws -> Response
+
+    init(method: HTTPRequest.Method, path: String, parameters: [String], scope: TokenScope? = .read,
+         handler: @escaping @Sendable (RouteRequest) async throws -> Response) {
+        self.method = method
+        self.path = path
+        self.parameters = parameters
+        self.scope = scope
+        self.handler = handler
+    }
 
     /// Hummingbird's spelling of the path: `{id}` becomes `:id`.
     var routerPath: String {
@@ -23,7 +34,7 @@ public struct ServerRoute: Sendable {
 /// compares it with the routes `docs/http-api.md` documents.
 public enum ServerRoutes {
     public static let all: [ServerRoute] = [
-        ServerRoute(method: .get, path: "/healthz", parameters: []) { _ in
+        ServerRoute(method: .get, path: "/healthz", parameters: [], scope: nil) { _ in
             Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
         },
         ServerRoute(method: .get, path: "/api/v1/runs", parameters: ["where", "sort", "limit", "project", "status", "tag", "since"],
@@ -38,12 +49,13 @@ public enum ServerRoutes {
     ]
 }
 
-/// What a route's handler gets: the request, its decoded query, the store.
+/// What a route's handler gets: the request, its decoded query, the store, and what its token may see.
 struct RouteRequest: Sendable {
     let request: Request
     let context: BasicRequestContext
     let query: QueryParameters
     let store: any Store
+    let access: RequestAccess
 
     /// A path parameter, percent-decoded (a run's name may hold spaces).
     func parameter(_ name: String) throws(CMLError) -> String {

@@ -4,7 +4,7 @@ import CMLKit
 import CMLServer
 import Foundation
 
-/// `cml-serve`: serve a store read-only over HTTP.
+/// `cml-serve`: serve a store read-only over HTTP, and manage the tokens it asks for.
 struct CMLServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cml-serve",
@@ -15,15 +15,30 @@ struct CMLServe: AsyncParsableCommand {
             it listens: cml-serve: serving STORE on http://HOST:PORT. SIGTERM or SIGINT stop it after the \
             requests in progress. Under systemd (Type=notify) it reports READY=1 once it listens.
 
-            There are no tokens yet: an address beyond this machine (0.0.0.0, a LAN address) is refused \
-            unless --insecure, which lets anyone who can reach it read the whole store.
+            Once the store has a token (cml-serve token create), every request but GET /healthz needs \
+            one, as Authorization: Bearer TOKEN; tokens created or revoked take effect at the next \
+            request, while the server runs. A store with no token is served without authentication, on \
+            this machine only: an address beyond it (0.0.0.0, a LAN address) is refused unless the store \
+            has a token, or --insecure lets anyone who can reach it read the whole store.
+
+            The options are listed by cml-serve serve --help.
 
             Examples:
               cml-serve --store ~/.cml
               cml-serve --listen 127.0.0.1:0 &
               curl -s 'http://127.0.0.1:8080/api/v1/runs?sort=-acc&limit=5' | jq -r .id
-              curl -s http://127.0.0.1:8080/api/v1/runs/0192f3a4/log?raw=1
-            """
+              cml-serve token create --name ci --scope read --project vision | jq -r .token > ci.token
+              curl -s -H "Authorization: Bearer $(cat ci.token)" http://127.0.0.1:8080/api/v1/runs
+            """,
+        subcommands: [Serve.self, Token.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the store until stopped (the default: cml-serve [options])."
     )
 
     @OptionGroup var storeOption: StoreOption
@@ -31,19 +46,22 @@ struct CMLServe: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The address to listen on: HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free one).", valueName: "host:port"))
     var listen = "127.0.0.1:8080"
 
-    @Flag(help: "Allow an address beyond this machine, with no authentication (there are no tokens yet).")
+    @Flag(help: "Allow an address beyond this machine while the store has no token: anyone who can connect reads everything.")
     var insecure = false
 
     func run() async throws {
         let address = try ListenAddress(parsing: listen)
-        if !address.isLoopback && !insecure {
-            throw CMLError.usage("--listen \(listen) reaches beyond this machine, and there are no tokens yet: use --insecure to serve it to anyone who can connect",
+        let store = try storeOption.open(for: .reading)
+        guard let served = store as? any Store & TokenStore else {
+            throw CMLError("cannot serve \(store.location): it keeps no tokens", hint: "serve a store directory")
+        }
+        if !address.isLoopback && !insecure, try !served.tokens().contains(where: { $0.revokedAt == nil }) {
+            throw CMLError.usage("--listen \(listen) reaches beyond this machine, and the store has no token: create one with cml-serve token create, or use --insecure to serve it to anyone who can connect",
                                  hint: "or listen on 127.0.0.1 behind a proxy that authenticates")
         }
-        let store = try storeOption.open(for: .reading)
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         let location = store.location
-        let application = buildApplication(store: store, configuration: ServerConfiguration(listen: address) { bound in
+        let application = buildApplication(store: served, configuration: ServerConfiguration(listen: address) { bound in
             do throws(CMLError) { try Console.out("cml-serve: serving \(location) on \(bound.url)\n") } catch {}
             notifier?.notify("READY=1\nSTATUS=serving \(location) on \(bound.url)")
         })

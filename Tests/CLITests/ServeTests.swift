@@ -285,7 +285,7 @@ struct ServeTests {
         let box = try Sandbox()
         let refused = try box.run("cml-serve", ["--listen", "0.0.0.0:0"])
         #expect(refused.status == 2)
-        #expect(refused.stderr.hasPrefix("cml-serve: error: --listen 0.0.0.0:0 reaches beyond this machine, and there are no tokens yet: use --insecure"),
+        #expect(refused.stderr.hasPrefix("cml-serve: error: --listen 0.0.0.0:0 reaches beyond this machine, and the store has no token: create one with cml-serve token create, or use --insecure"),
                 "\(refused.stderr)")
         #expect(refused.out.isEmpty)
         for bad in ["8080", "localhost", "127.0.0.1:99999", "[::1:80"] {

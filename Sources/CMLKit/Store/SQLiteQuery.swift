@@ -41,6 +41,10 @@ extension SQLiteStore {
         var clauses: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []
         if let project = query.project { clauses.append("runs.project = ?"); arguments.append(project) }
+        if let projects = query.projects {
+            clauses.append(projects.isEmpty ? "0" : "runs.project IN (\(Array(repeating: "?", count: projects.count).joined(separator: ", ")))")
+            arguments += projects
+        }
         if let status = query.status { clauses.append("cml_status(runs.status, runs.host, runs.pid) = ?"); arguments.append(status.rawValue) }
         for tag in query.tags {
             clauses.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?)")

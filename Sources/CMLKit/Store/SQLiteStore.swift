@@ -326,6 +326,13 @@ public final class SQLiteStore: Store {
         return Set(left.map(\.hex))
     }
 
+    public func projects(referencingBlob blob: String) throws(CMLError) -> [String] {
+        try read { db in
+            try String.fetchAll(db, sql: "SELECT DISTINCT runs.project FROM run_blobs JOIN runs ON runs.id = run_blobs.run_id WHERE run_blobs.blob = ?",
+                                arguments: [blob])
+        }
+    }
+
     /// Every blob a run or a dataset version references.
     static func referencedBlobs(_ db: Database) throws -> Set<String> {
         var byVersion = Set<BlobDigest>()
@@ -402,8 +409,7 @@ public final class SQLiteStore: Store {
         switch named.count {
         case 1: return named[0]
         case 0:
-            throw RunID.isPrefix(text) ? CMLError("no run with id \(prefix)", hint: "nor one named so; see cml-run ls", kind: .notFound)
-                : CMLError("no run is named '\(prefix)', and it is not a run id", hint: "ids are hexadecimal; see cml-run ls", kind: .notFound)
+            throw RunID.noRun(prefix)
         default:
             let shown = named.prefix(5).joined(separator: ", ") + (named.count > 5 ? ", …" : "")
             throw CMLError("more than one run is named \(prefix)", hint: "give an id: \(shown)", kind: .ambiguous)

@@ -225,6 +225,18 @@ enum Schema {
         """
         ALTER TABLE metric_series ADD COLUMN source TEXT;
         """,
+        // 7: cml-serve's access tokens: their records and the sha256 of each secret, never the secret.
+        """
+        CREATE TABLE tokens (
+            name TEXT PRIMARY KEY NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            scope TEXT NOT NULL,
+            -- a JSON array of project names; empty: every project
+            projects TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     static func newer(_ version: Int) -> CMLError {

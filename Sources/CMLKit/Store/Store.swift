@@ -1,6 +1,8 @@
 /// Which runs `ls` returns: filtered, then sorted (newest first unless `sort` says otherwise).
 public struct RunQuery: Sendable {
     public var project: String?
+    /// Only runs of these projects (a project-bound token's); nil: every project.
+    public var projects: [String]?
     public var status: RunStatus?
     /// Runs that carry every one of these tags.
     public var tags: [String]
@@ -77,6 +79,8 @@ public protocol Store: Sendable {
     /// Streams a run's points in step order (per key), without holding the series in memory.
     func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
     func blob(_ id: String) throws(CMLError) -> [UInt8]
+    /// The projects of the runs that reference a blob (as their patch, an artifact, or a file of one).
+    func projects(referencingBlob blob: String) throws(CMLError) -> [String]
 
     /// Stores a regular file's content (streamed) and returns its sha256 and size.
     func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64)

@@ -21,8 +21,10 @@ public struct CMLError: Error, CustomStringConvertible, Sendable {
         case conflict
         /// Another process holds the store; retrying later can succeed.
         case busy
-        /// Not allowed here (a read-only store).
+        /// Not allowed here (a read-only store, a token whose scope does not allow it).
         case refused
+        /// Who asks is not known: no token, or one that is unknown or revoked.
+        case unauthenticated
         /// What the store holds is damaged (a blob whose content does not match its hash, a torn log).
         case damaged
         /// Anything else.

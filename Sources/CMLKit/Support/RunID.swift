@@ -19,6 +19,13 @@ public enum RunID {
         !text.isEmpty && text.count <= 32 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
+    /// The error for a reference that names no run (as `resolveRunID` throws it): the server answers a
+    /// run a token may not see with it too, so that the answer does not tell whether the run exists.
+    public static func noRun(_ reference: String) -> CMLError {
+        isPrefix(reference.lowercased()) ? CMLError("no run with id \(reference)", hint: "nor one named so; see cml-run ls", kind: .notFound)
+            : CMLError("no run is named '\(reference)', and it is not a run id", hint: "ids are hexadecimal; see cml-run ls", kind: .notFound)
+    }
+
     /// The short form shown in tables: enough digits to tell apart runs started in the same millisecond.
     public static func short(_ id: String) -> String { String(id.prefix(16)) }
 }

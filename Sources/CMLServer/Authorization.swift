@@ -1,0 +1,54 @@
+import CMLKit
+import Hummingbird
+
+/// What a request may see: every project, or only those its token is bound to.
+struct RequestAccess: Sendable {
+    /// nil: every project.
+    let projects: [String]?
+
+    static let everything = RequestAccess(projects: nil)
+
+    func sees(project: String) -> Bool { projects?.contains(project) ?? true }
+}
+
+/// Checks each request's `Authorization: Bearer TOKEN` against the store's tokens, looked up afresh for
+/// every request (one indexed read): a token created or revoked with `cml-serve token` counts from the
+/// next request, with no cache to invalidate. While the store has never had a token, requests without
+/// one see everything (the server then listens on loopback, or was told `--insecure`); once it has
+/// one, every request needs one, even after all are revoked.
+struct Authorizer: Sendable {
+    let tokens: any TokenStore
+
+    /// The access of a request to a route that needs `scope` (nil: open to all, as `/healthz`).
+    func access(_ request: Request, needing scope: TokenScope?) async throws(CMLError) -> RequestAccess {
+        guard let scope else { return .everything }
+        var secret: String?
+        if let header = request.headers[.authorization] {
+            // The scheme is case-insensitive (RFC 9110 §11.1); the token is never echoed back or logged.
+            let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                throw CMLError("the Authorization header is not 'Bearer TOKEN'", hint: "send Authorization: Bearer cml_…", kind: .unauthenticated)
+            }
+            secret = parts[1].trimmingCharacters(in: .whitespaces)
+        }
+        let tokens = tokens
+        let presented = secret
+        let (configured, token) = try await StoreCalls.run { () throws(CMLError) -> (Bool, AccessToken?) in
+            guard let presented else { return (try tokens.hasTokens(), nil) }
+            return (true, try tokens.token(hash: TokenSecret.hash(presented)))
+        }
+        if secret == nil {
+            guard !configured else {
+                throw CMLError("this server needs a token", hint: "send Authorization: Bearer TOKEN; cml-serve token create makes one", kind: .unauthenticated)
+            }
+            return .everything
+        }
+        guard let token else { throw CMLError("the token is not known to this server", kind: .unauthenticated) }
+        guard token.revokedAt == nil else { throw CMLError("the token was revoked", kind: .unauthenticated) }
+        guard token.scope.allows(scope) else {
+            throw CMLError("the token's scope \(token.scope.rawValue) does not allow \(request.method) \(request.uri.path)",
+                           hint: "it needs scope \(scope.rawValue) or above", kind: .refused)
+        }
+        return token.projects.isEmpty ? .everything : RequestAccess(projects: token.projects)
+    }
+}
