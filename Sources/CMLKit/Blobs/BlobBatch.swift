@@ -47,7 +47,7 @@ public final class BlobBatch: @unchecked Sendable {
         let fresh = claimed.insert(digest).inserted
         lock.unlock()
         guard fresh else { return false }
-        if try store.contains(digest, lookingForFiles: size >= Int64(BlobStore.packThreshold)) {
+        if try store.contains(digest, lookingForFiles: size >= BlobStore.smallestFileBlob) {
             release(digest)
             return false
         }

@@ -16,8 +16,8 @@ extension BlobBatch {
     /// one any more, or changes while it is read (its size, times or identity move), fails with `.changed`
     /// and stores nothing, so no content is ever recorded under a wrong hash.
     ///
-    /// A small file is read once into `buffer` (at least `BlobStore.packThreshold + 1` bytes), hashed, and
-    /// appended to the worker's pack if new. A large one is hashed in chunks; with `copyWhileHashing` it is
+    /// A small file is read once into `buffer` (at least `BlobStore.packThreshold + 1` bytes), hashed as
+    /// it is read, and appended to the worker's pack if new. A large one is hashed in chunks; with `copyWhileHashing` it is
     /// copied into the store on another thread meanwhile (worth it when a core is free and the content is
     /// likely new), else copied after hashing, only when the store lacks it.
     public func ingest(path: String, expected: FileIdentity, worker: Int, buffer: UnsafeMutableRawBufferPointer,
@@ -35,6 +35,9 @@ extension BlobBatch {
         return try ingestLarge(fd, path: path, expected: expected, buffer: buffer, copyWhileHashing: copyWhileHashing)
     }
 
+    /// Files are read and hashed this much at a time, each chunk hashed while it is in the CPU's cache.
+    private static let hashChunk = 1 << 20
+
     private func currentIdentity(_ fd: Int32) -> FileIdentity? {
         var st = stat()
         return fstat(fd, &st) == 0 ? FileIdentity(st) : nil
@@ -44,20 +47,20 @@ extension BlobBatch {
                              buffer: UnsafeMutableRawBufferPointer) throws(IngestFailure) -> ContentDigest {
         // Read up to the size the walk saw: a file that grew since shows in its identity afterwards.
         let size = Int(expected.size)
+        var hasher = ContentHasher()
         var total = 0
         while total < size {
-            let n = read(fd, buffer.baseAddress! + total, size - total)
+            let n = read(fd, buffer.baseAddress! + total, min(Self.hashChunk, size - total))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .unreadable("\(path): \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[total..<total + n]))
             total += n
         }
         guard total == size, currentIdentity(fd) == expected else { throw .changed }
         let content = UnsafeRawBufferPointer(rebasing: buffer[0..<total])
-        var hasher = ContentHasher()
-        hasher.update(content)
         let digest = hasher.finalize()
         do throws(CMLError) {
             if try claim(digest.sha256, size: expected.size) {
@@ -91,7 +94,7 @@ extension BlobBatch {
         var total: Int64 = 0
         var readFailure: String?
         while true {
-            let n = read(fd, buffer.baseAddress!, buffer.count)
+            let n = read(fd, buffer.baseAddress!, min(Self.hashChunk, buffer.count))
             if n < 0 {
                 if errno == EINTR { continue }
                 readFailure = "\(path): \(String(cString: strerror(errno)))"
