@@ -100,6 +100,28 @@ struct DataTests {
         #expect(try sameTree(box.work + "/clips", box.root + "/back").status == 0)
     }
 
+    /// With every core hashing (here the only one), a large file new to the store is written out from
+    /// each chunk as it is hashed; it comes back whole, and one written meanwhile leaves nothing behind.
+    @Test func largeFilesWrittenAsTheyAreHashedComeBackWhole() throws {
+        let box = try Sandbox()
+        for index in 0..<2 { try writeBytes(box, "shards/s\(index).bin", seed: 60 + index, size: ownFileSize + index) }
+        let version = try record(box, ["snapshot", "shards", "--jobs", "1"])
+        #expect(version["new_blobs"] as? Int == 3)
+        #expect(objects(box).count { !$0.hasPrefix("packs/") } == 2, "\(objects(box))")
+        #expect(try record(box, ["verify", "shards"])["damaged"] as? Int == 0)
+        try record(box, ["checkout", "shards", box.root + "/back"])
+        #expect(try sameTree(box.work + "/shards", box.root + "/back").status == 0)
+
+        try writeBytes(box, "growing/log.bin", seed: 70, size: ownFileSize)
+        let before = objects(box)
+        let writer = try box.start("/bin/sh", ["-c", "while :; do echo more >> growing/log.bin; done"])
+        defer { kill(writer.pid, SIGKILL); _ = try? writer.wait() }
+        usleep(100_000)
+        let refused = try data(box, ["snapshot", "growing", "--jobs", "1"])
+        #expect(refused.status == 1 && refused.stderr.contains("changed or disappeared"), "\(refused.stderr)")
+        #expect(objects(box) == before)
+    }
+
     @Test func aChangedFileIsTheOnlyOneReadAndRenamesStoreNothing() throws {
         let box = try Sandbox()
         try makeTree(box)

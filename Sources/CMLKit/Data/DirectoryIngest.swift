@@ -137,8 +137,8 @@ struct DirectoryIngest {
             let smallThreads = max(small.count / DirectoryIngest.smallFilesPerThread,
                                    Int(smallBytes / DirectoryIngest.smallBytesPerThread))
             let threads = min(jobs, max(1, toHash.count - small.count + smallThreads))
-            let outcomes = DirectoryIngest.hashFiles(toHash.map { files[$0] }, root: root, batch: batch, cache: cache, jobs: jobs,
-                                     threads: threads, progress: progress)
+            let outcomes = DirectoryIngest.hashFiles(toHash.map { files[$0] }, root: root, batch: batch, cache: cache,
+                                                     jobs: jobs, threads: threads, progress: progress)
             progress?.finish()
             for (index, outcome) in zip(toHash, outcomes) {
                 try record(outcome, of: index, size: files[index].identity.size)
@@ -157,8 +157,8 @@ struct DirectoryIngest {
                     guard lstat(root + "/" + files[index].path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { break }
                     files[index].identity = FileIdentity(st)
                     files[index].mode = UInt32(st.st_mode) & 0o7777
-                    outcome = DirectoryIngest.hashFiles([files[index]], root: root, batch: batch, cache: cache, jobs: 1, threads: 1,
-                                        progress: nil)[0]
+                    outcome = DirectoryIngest.hashFiles([files[index]], root: root, batch: batch, cache: cache, jobs: 1,
+                                                        threads: 1, progress: nil)[0]
                     guard case .failure(.changed) = outcome.result else { break }
                 }
                 try record(outcome, of: index, size: files[index].identity.size)
@@ -175,15 +175,19 @@ struct DirectoryIngest {
             throw CMLError("\(Snapshot.listed(changed)) changed or disappeared while \(reader) read \(changed.count == 1 ? "it" : "them")",
                            hint: "nothing was recorded; try again once the files are written")
         }
-        let leaveOut = skipOption.map { ", or pass \($0) to leave \(walk.badNames.count + digests.unreadable.count == 1 ? "it" : "them") out" } ?? ""
-        guard skipUnreadable || walk.badNames.isEmpty else {
-            let names = Snapshot.listed(walk.badNames.sorted())
-            throw CMLError("the name\(walk.badNames.count == 1 ? " of \(names) is" : "s of \(names) are") not UTF-8",
-                           hint: "nothing was recorded; rename \(walk.badNames.count == 1 ? "it" : "them")\(leaveOut)")
+        func leaveOut(_ count: Int) -> String {
+            skipOption.map { ", or pass \($0) to leave \(count == 1 ? "it" : "them") out" } ?? ""
         }
-        let unreadable = walk.unreadable + digests.unreadable
+        let badNames = walk.badNames.sorted()
+        guard skipUnreadable || badNames.isEmpty else {
+            let one = badNames.count == 1
+            throw CMLError("the name\(one ? "" : "s") of \(Snapshot.listed(badNames)) \(one ? "is" : "are") not UTF-8",
+                           hint: "nothing was recorded; rename \(one ? "it" : "them")\(leaveOut(badNames.count))")
+        }
+        let unreadable = (walk.unreadable + digests.unreadable).sorted()
         guard skipUnreadable || unreadable.isEmpty else {
-            throw CMLError("cannot read \(Snapshot.listed(unreadable.sorted()))", hint: "nothing was recorded; fix the permissions\(leaveOut)")
+            throw CMLError("cannot read \(Snapshot.listed(unreadable))",
+                           hint: "nothing was recorded; fix the permissions\(leaveOut(unreadable.count))")
         }
         let skipped = (unreadable + walk.badNames.map { "\($0): the name is not UTF-8" }).sorted()
         for message in skipped { warn("left out \(message)") }
@@ -256,13 +260,12 @@ struct DirectoryIngest {
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)
             let startedAt = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-            // Copying a large file while hashing it pays when a core would idle otherwise, and the content
-            // is likely new (a moved file keeps its size and time: its content is likely stored).
-            let copyWhileHashing = spareCores && !cache.likelyStored(file.identity)
+            // A moved file keeps its size and time: its content is likely stored, and copied only if not.
+            let copy: LargeFileCopy = cache.likelyStored(file.identity) ? .ifNew : spareCores ? .alongside : .asHashed
             let result: Result<ContentDigest, IngestFailure>
             do throws(IngestFailure) {
                 result = .success(try batch.ingest(path: root + "/" + file.path, expected: file.identity, worker: worker,
-                                                   buffer: buffers[worker], copyWhileHashing: copyWhileHashing))
+                                                   buffer: buffers[worker], copy: copy))
             } catch {
                 result = .failure(error)
             }
