@@ -6,7 +6,8 @@ import Glibc
 /// record), `manifest.jsonl` (its manifest, byte for byte), then `data/PATH` for every file and link.
 ///
 /// Importing trusts nothing in the archive: every entry's path is checked (no absolute path, no `..`),
-/// links must stay inside the dataset, the manifest must hash to the record's manifest id, and every
+/// links must stay inside the dataset (unless allowed: the rule `cml-data snapshot` applies, see
+/// `Manifest.escapingLinks`), the manifest must hash to the record's manifest id, and every
 /// entry must match its manifest line (type, size, mode, sha256, crc32c or link target), with nothing
 /// missing and nothing extra. Content is written to temporary files and packs only, made visible when all of
 /// it checked out; a refused archive leaves the store as it was.
@@ -39,8 +40,7 @@ public enum DatasetArchive {
     /// under a temporary name and renamed when complete.
     public static func export(_ version: DatasetVersion, from store: any Store, to path: String) throws(CMLError) -> Int64 {
         let compression = try Compression(path: path)
-        let manifest = try Datasets.manifest(of: version, in: store)
-        let manifestBytes = manifest.encoded
+        let (manifest, manifestBytes) = try Datasets.manifestWithBytes(of: version, in: store)
         let target = path == "-" ? path : FileSystem.absolutePath(path)
         let temporary = path == "-" ? path : Materializer.temporaryPath(for: target)
         guard let archive = archive_write_new() else { throw CMLError("libarchive could not start an archive") }
@@ -118,19 +118,27 @@ public enum DatasetArchive {
         public var version: DatasetVersion
         /// The store held this version already: nothing was written.
         public var alreadyPresent: Bool
+        /// The dataset it belonged to where it was exported.
+        public var exportedDataset: String
+        /// The number it had there (nil for an archive that does not say), which it keeps unless its
+        /// dataset here has had that number or a later one.
+        public var exportedNumber: Int64?
     }
 
     /// Reads an archive written by `export` (`-`: stdin; compression is recognised by its content) into
-    /// `store`, as dataset `name` when given. Stores only content the store lacks.
-    public static func `import`(from path: String, into store: any Store, name: String?) throws(CMLError) -> Imported {
+    /// `store`, as dataset `name` when given. Stores only content the store lacks. Links that lead out of
+    /// the dataset refuse it unless `allowOutsideLinks`.
+    public static func `import`(from path: String, into store: any Store, name: String?,
+                                allowOutsideLinks: Bool = false) throws(CMLError) -> Imported {
         do {
-            return try importChecked(from: path, into: store, name: name)
+            return try importChecked(from: path, into: store, name: name, allowOutsideLinks: allowOutsideLinks)
         } catch {
             throw CMLError("cannot import \(path): \(error.message)", hint: error.hint ?? "nothing was imported")
         }
     }
 
-    private static func importChecked(from path: String, into store: any Store, name: String?) throws(CMLError) -> Imported {
+    private static func importChecked(from path: String, into store: any Store, name: String?,
+                                      allowOutsideLinks: Bool) throws(CMLError) -> Imported {
         guard let archive = archive_read_new() else { throw CMLError("libarchive could not start reading") }
         defer { archive_read_free(archive) }
         archive_read_support_filter_all(archive)
@@ -155,14 +163,21 @@ public enum DatasetArchive {
             throw CMLError("its \(manifestName) does not match the version record (the sha256 differs)")
         }
         let manifest = try Manifest(decoding: manifestBytes)
-        if let escaping = manifest.escapingLinks.first {
-            throw CMLError("the link \(escaping.path) points outside the dataset (to \(escaping.linkTarget!))")
+        let escaping = manifest.escapingLinks
+        if !escaping.isEmpty && !allowOutsideLinks {
+            throw CMLError(Manifest.describe(escaping, outside: "the dataset"),
+                           hint: "nothing was imported; pass --allow-outside-links to keep \(escaping.count == 1 ? "it" : "them") as links anyway")
         }
         guard Int64(manifest.entries.count) == record.files, manifest.totalSize == record.size else {
             throw CMLError("its manifest has \(manifest.entries.count) files of \(manifest.totalSize) bytes, its record says \(record.files) of \(record.size)")
         }
         if let existing = try store.datasetVersion(id: record.id) {
-            return Imported(version: existing, alreadyPresent: true)
+            if let name, name != existing.dataset {
+                throw CMLError("this store holds the version already, as \(existing.reference)",
+                               hint: "nothing was imported; a version belongs to one dataset, so --name cannot give it another")
+            }
+            return Imported(version: existing, alreadyPresent: true, exportedDataset: record.dataset,
+                            exportedNumber: record.number)
         }
         let dataset = name ?? record.dataset
         try DatasetName.check(dataset)
@@ -199,9 +214,14 @@ public enum DatasetArchive {
             id: record.id, dataset: dataset, parents: record.parents, message: record.message, manifest: record.manifest,
             files: record.files, size: record.size, newBlobs: Int64(stored.blobs), newBytes: stored.bytes,
             source: path == "-" ? nil : FileSystem.absolutePath(path), run: record.run, createdAt: record.createdAt,
-            blobs: (manifest.entries.compactMap(\.sha256) + [record.manifest]).compactMap(BlobDigest.init(hex:)))
+            blobs: (manifest.entries.compactMap(\.sha256) + [record.manifest]).compactMap(BlobDigest.init(hex:)),
+            number: record.number)
         switch try store.createDatasetVersion(draft) {
-        case .created(let version): return Imported(version: version, alreadyPresent: false)
+        case .created(let version):
+            return Imported(version: version, alreadyPresent: false, exportedDataset: record.dataset, exportedNumber: record.number)
+        case .unchanged:
+            // Only a draft that asks (`unlessUnchanged`, which an import does not) gets this.
+            throw CMLError("the store did not record the version")
         case .missingBlobs:
             throw CMLError("a concurrent cml-data gc removed content it had just stored", hint: "import it again")
         }
@@ -210,6 +230,8 @@ public enum DatasetArchive {
     private struct Record {
         var id: String
         var dataset: String
+        /// Its number where it was exported.
+        var number: Int64?
         var parents: [String]
         var message: String?
         var manifest: String
@@ -237,7 +259,14 @@ public enum DatasetArchive {
             throw CMLError("its \(recordName) names parents or a run that are not ids")
         }
         try DatasetName.check(dataset)
-        return Record(id: id, dataset: dataset, parents: parents, message: json["message"]?.stringValue, manifest: manifest,
+        var number: Int64?
+        if let field = json["version"] {
+            guard case .int(let value) = field, value > 0 else {
+                throw CMLError("its \(recordName) has a version number that is not a positive integer")
+            }
+            number = value
+        }
+        return Record(id: id, dataset: dataset, number: number, parents: parents, message: json["message"]?.stringValue, manifest: manifest,
                       files: files, size: size, run: run, createdAt: createdAt)
     }
 

@@ -102,8 +102,8 @@ struct DamageTests {
         let box = try Sandbox()
         try box.write("model.bin", String(repeating: "weights ", count: 100))
         try box.write("checkpoint/a.txt", "first file")
-        // Over the pack threshold (1 MiB), so stored as a file of its own, which the test can delete.
-        try box.write("checkpoint/b.txt", String(repeating: "second file\n", count: 150_000))
+        // Over the pack threshold (16 MiB), so stored as a file of its own, which the test can delete.
+        try box.write("checkpoint/b.txt", String(repeating: "second file\n", count: 1_500_000))
         let log = binDirectory + "/cml-log"
         let id = try recordRun(box, "echo training; \(log) artifact model.bin && \(log) artifact checkpoint")
         let other = try recordRun(box, "echo fine")

@@ -13,8 +13,11 @@ struct DataTests {
         chmod(full, mode_t(mode))
     }
 
+    /// Large enough to be stored as a file of its own; smaller blobs go into packs.
+    private let ownFileSize = 17 << 20
+
     /// A small tree with nested folders, modes, a link, an empty file, two files of equal content and a
-    /// 2 MiB one (stored as a file of its own, not in a pack).
+    /// 17 MiB one (stored as a file of its own, not in a pack).
     private func makeTree(_ box: Sandbox, _ name: String = "data") throws {
         try box.write("\(name)/readme.txt", "hello\n")
         try box.write("\(name)/run.sh", "#!/bin/sh\necho hi\n", mode: 0o755)
@@ -23,7 +26,7 @@ struct DataTests {
         try box.write("\(name)/a/b/c/deep.txt", "deep\n")
         try box.write("\(name)/copy1.txt", "same\n")
         try box.write("\(name)/copy2.txt", "same\n")
-        try writeBytes(box, "\(name)/big.bin", seed: 1, size: 2 << 20)
+        try writeBytes(box, "\(name)/big.bin", seed: 1, size: ownFileSize)
         symlink("readme.txt", box.work + "/\(name)/latest")
         // Old enough for the stat cache to trust on the next snapshot.
         usleep(200_000)
@@ -62,7 +65,7 @@ struct DataTests {
         let version = try record(box, ["snapshot", "data", "-m", "first"])
         #expect(version["dataset"] as? String == "data" && version["version"] as? Int == 1)
         #expect(version["files"] as? Int == 9 && version["hashed_files"] as? Int == 8)
-        #expect(version["size"] as? Int == (2 << 20) + 6 + 18 + 2 + 5 + 5 + 5)
+        #expect(version["size"] as? Int == ownFileSize + 6 + 18 + 2 + 5 + 5 + 5)
         // copy1 and copy2 share one blob: 7 contents plus the manifest.
         #expect(version["new_blobs"] as? Int == 8 && version["message"] as? String == "first")
 
@@ -81,6 +84,42 @@ struct DataTests {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.root + "/out/latest") == "readme.txt")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: box.root).filter { $0.hasPrefix(".out") }
         #expect(leftovers.isEmpty)
+    }
+
+    /// Files under 16 MiB (audio clips, small shards) share packs, written and synced once each, rather
+    /// than each becoming a file synced on its own; they come back whole.
+    @Test func mediumSizedFilesShareAFewPacks() throws {
+        let box = try Sandbox()
+        for index in 0..<20 { try writeBytes(box, "clips/c\(index).wav", seed: 40 + index, size: (2 << 20) + index) }
+        let version = try record(box, ["snapshot", "clips", "--jobs", "2"])
+        #expect(version["new_blobs"] as? Int == 21)
+        let stored = objects(box)
+        #expect(stored.allSatisfy { $0.hasPrefix("packs/") }, "\(stored)")
+        #expect(stored.count { $0.hasSuffix(".pack") } <= 2)
+        try record(box, ["checkout", "clips", box.root + "/back"])
+        #expect(try sameTree(box.work + "/clips", box.root + "/back").status == 0)
+    }
+
+    /// With every core hashing (here the only one), a large file new to the store is written out from
+    /// each chunk as it is hashed; it comes back whole, and one written meanwhile leaves nothing behind.
+    @Test func largeFilesWrittenAsTheyAreHashedComeBackWhole() throws {
+        let box = try Sandbox()
+        for index in 0..<2 { try writeBytes(box, "shards/s\(index).bin", seed: 60 + index, size: ownFileSize + index) }
+        let version = try record(box, ["snapshot", "shards", "--jobs", "1"])
+        #expect(version["new_blobs"] as? Int == 3)
+        #expect(objects(box).count { !$0.hasPrefix("packs/") } == 2, "\(objects(box))")
+        #expect(try record(box, ["verify", "shards"])["damaged"] as? Int == 0)
+        try record(box, ["checkout", "shards", box.root + "/back"])
+        #expect(try sameTree(box.work + "/shards", box.root + "/back").status == 0)
+
+        try writeBytes(box, "growing/log.bin", seed: 70, size: ownFileSize)
+        let before = objects(box)
+        let writer = try box.start("/bin/sh", ["-c", "while :; do echo more >> growing/log.bin; done"])
+        defer { kill(writer.pid, SIGKILL); _ = try? writer.wait() }
+        usleep(100_000)
+        let refused = try data(box, ["snapshot", "growing", "--jobs", "1"])
+        #expect(refused.status == 1 && refused.stderr.contains("changed or disappeared"), "\(refused.stderr)")
+        #expect(objects(box) == before)
     }
 
     @Test func aChangedFileIsTheOnlyOneReadAndRenamesStoreNothing() throws {
@@ -241,7 +280,7 @@ struct DataTests {
         #expect(stat(copy + "/a", &st) == 0 && st.st_mode & 0o7777 == 0o555)
 
         // An executable large file is copied, since a link would take the blob's mode (0444).
-        try writeBytes(box, "data/tool.bin", seed: 8, size: 2 << 20, mode: 0o755)
+        try writeBytes(box, "data/tool.bin", seed: 8, size: ownFileSize, mode: 0o755)
         try record(box, ["snapshot", "data"])
         let executable = try record(box, ["checkout", "data", box.root + "/tools", "--link"])
         #expect(executable["hard_linked"] as? Int == 1)
@@ -277,6 +316,122 @@ struct DataTests {
         #expect(partial["parents"] as? [String] == [version["id"] as! String])
         let piped = try shell("'\(binDirectory)/cml-data' --store '\(box.store)' export data@1 - | '\(binDirectory)/cml-data' --store '\(box.root)/piped' import -", cwd: "/")
         #expect(piped.status == 0, "\(piped.stderr)")
+    }
+
+    /// What `snapshot` records, `import` accepts: links inside the dataset (chains and loops too) go
+    /// through export and import; links that lead out are refused at both ends, naming the link that
+    /// does, unless --allow-outside-links, and then both ends take them.
+    @Test func linksInsideTheDatasetSurviveExportAndImportAndOutsideOnesNeedTheOptionAtBothEnds() throws {
+        let box = try Sandbox()
+        try box.write("t/a", "a\n")
+        try box.write("t/d/b", "b\n")
+        for (link, target) in [("l2", "l1"), ("l1", "l2"), ("chain", "d/up"), ("d/up", "../a"), ("d/self", ".")] {
+            #expect(symlink(target, box.work + "/t/" + link) == 0)
+        }
+        try record(box, ["snapshot", "t"])
+        try record(box, ["export", "t", box.root + "/t.tar"])
+        let other = box.root + "/other"
+        let imported = try record(box, ["--store", other, "import", box.root + "/t.tar"])
+        #expect(imported["files"] as? Int == 7)
+        try record(box, ["--store", other, "checkout", "t", box.root + "/back"])
+        #expect(try sameTree(box.work + "/t", box.root + "/back").status == 0)
+
+        // Out: absolute, .. above the top, and through d/self; `via` leads out only through `up`.
+        for (link, target) in [("host", "/etc/hostname"), ("up", "../x"), ("via", "up"), ("sneaky", "d/self/../..")] {
+            #expect(symlink(target, box.work + "/t/" + link) == 0)
+        }
+        let before = objects(box)
+        let refused = try data(box, ["snapshot", "t"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "cml-data: error: 3 links point outside \(box.work)/t: host (to /etc/hostname), sneaky (to d/self/../..), "
+                + "up (to ../x) (nothing was recorded; pass --allow-outside-links to record them as links anyway)\n")
+        #expect(objects(box) == before)
+        #expect(try data(box, ["ls", "t"]).jsonLines.count == 1)
+
+        let allowed = try record(box, ["snapshot", "t", "--allow-outside-links"])
+        #expect(allowed["version"] as? Int == 2 && allowed["files"] as? Int == 11)
+        try record(box, ["export", "t@2", box.root + "/t2.tar"])
+        let fresh = box.root + "/fresh"
+        let importRefused = try data(box, ["--store", fresh, "import", box.root + "/t2.tar"])
+        #expect(importRefused.status == 1)
+        #expect(importRefused.stderr == "cml-data: error: cannot import \(box.root)/t2.tar: 3 links point outside the dataset: host (to /etc/hostname), "
+                + "sneaky (to d/self/../..), up (to ../x) (nothing was imported; pass --allow-outside-links to keep them as links anyway)\n")
+        let accepted = try record(box, ["--store", fresh, "import", box.root + "/t2.tar", "--allow-outside-links"])
+        #expect(accepted["id"] as? String == allowed["id"] as? String)
+        // Checkout makes them links again, and writes nothing through them.
+        try record(box, ["--store", fresh, "checkout", "t", box.root + "/back2"])
+        #expect(try sameTree(box.work + "/t", box.root + "/back2").status == 0)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.root + "/back2/host") == "/etc/hostname")
+        #expect(!FileManager.default.fileExists(atPath: box.root + "/x"))
+    }
+
+    @Test func importKeepsVersionNumbersOrSaysItRenumberedAndNeverIgnoresName() throws {
+        let box = try Sandbox()
+        for number in 1...3 {
+            try box.write("data/v", "\(number)\n")
+            try record(box, ["snapshot", "data"])
+            try record(box, ["export", "data@\(number)", box.root + "/v\(number).tar"])
+        }
+        let other = ["--store", box.root + "/other"]
+        // Into a store without the dataset: the numbers are kept, gaps and all.
+        let second = try data(box, other + ["import", box.root + "/v2.tar"])
+        #expect(second.status == 0 && second.stderr.isEmpty, "\(second.stderr)")
+        #expect(second.jsonLines.first?["version"] as? Int == 2)
+        // data@1 after data@2: numbers only grow (a removed version's number is never given again).
+        let first = try data(box, other + ["import", box.root + "/v1.tar"])
+        #expect(first.status == 0 && first.jsonLines.first?["version"] as? Int == 3)
+        #expect(first.stderr == "cml-data: data@1 is data@3 in this store (data has had version 1 or a later one here)\n")
+        let listed = try data(box, other + ["ls", "data"]).jsonLines.compactMap { $0["version"] as? Int }
+        #expect(listed.sorted() == [2, 3])
+
+        // --name puts it in another dataset, keeping its number there.
+        let renamed = try record(box, other + ["import", box.root + "/v3.tar", "--name", "copy"])
+        #expect(renamed["dataset"] as? String == "copy" && renamed["version"] as? Int == 3)
+        // It cannot be in two datasets: importing it again under a third name is refused, not ignored.
+        let twice = try data(box, other + ["import", box.root + "/v3.tar", "--name", "third"])
+        #expect(twice.status == 1)
+        #expect(twice.stderr == "cml-data: error: cannot import \(box.root)/v3.tar: this store holds the version already, as copy@3 "
+                + "(nothing was imported; a version belongs to one dataset, so --name cannot give it another)\n")
+        let same = try record(box, other + ["import", box.root + "/v3.tar", "--name", "copy"])
+        #expect(same["already_present"] as? Bool == true)
+    }
+
+    @Test func anUnchangedDirectoryMakesNoNewVersion() throws {
+        let box = try Sandbox()
+        try makeTree(box)
+        let first = try record(box, ["snapshot", "data"])
+        #expect(first["unchanged"] as? Bool == false)
+        let again = try data(box, ["snapshot", "data", "-m", "nothing new"])
+        #expect(again.status == 0)
+        let shown = try #require(again.jsonLines.first)
+        #expect(shown["id"] as? String == first["id"] as? String && shown["unchanged"] as? Bool == true)
+        #expect(shown["hashed_files"] as? Int == 0)
+        #expect(again.stderr == "cml-data: nothing changed since data@1: no version recorded (the message was not kept)\n")
+        #expect(try data(box, ["ls", "data"]).jsonLines.count == 1)
+        // A change, even to a mode alone, is a version.
+        chmod(box.work + "/data/readme.txt", 0o600)
+        let changed = try record(box, ["snapshot", "data"])
+        #expect(changed["version"] as? Int == 2 && changed["unchanged"] as? Bool == false)
+    }
+
+    @Test func aFileWithoutPermissionsAndANameThatIsNotUTF8AreShownForWhatTheyAre() throws {
+        let box = try Sandbox()
+        try box.write("d/none", "x", mode: 0o000)
+        try box.write("d/ok", "y")
+        try record(box, ["snapshot", "d"])
+        let shown = try data(box, ["show", "d@1"]).jsonLines
+        #expect(shown.first { $0["path"] as? String == "none" }?["mode"] as? String == "0000")
+
+        let made = try shell("printf x > \"$(printf 'd/bad\\377name')\"", cwd: box.work)
+        #expect(made.status == 0, "\(made.stderr)")
+        let refused = try data(box, ["snapshot", "d"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "cml-data: error: the name of \(box.work)/d/bad\\xffname is not UTF-8 "
+                + "(nothing was recorded; rename it, or pass --skip-unreadable to leave it out)\n")
+        #expect(try data(box, ["ls"]).jsonLines.count == 1)
+        let skipped = try data(box, ["snapshot", "d", "--skip-unreadable"])
+        #expect(skipped.status == 0)
+        #expect(skipped.jsonLines.first?["skipped"] as? [String] == ["\(box.work)/d/bad\\xffname: the name is not UTF-8"])
     }
 
     /// Writes an archive with Python's tarfile: `entries` is Python code adding members to `tar` (helpers
@@ -364,7 +519,7 @@ struct DataTests {
     @Test func verifyNamesDamagedAndMissingBlobs() throws {
         let box = try Sandbox()
         try makeTree(box)
-        try writeBytes(box, "data/other.bin", seed: 9, size: 3 << 20)
+        try writeBytes(box, "data/other.bin", seed: 9, size: ownFileSize)
         try record(box, ["snapshot", "data"])
         let clean = try data(box, ["verify", "data"])
         #expect(clean.status == 0 && clean.jsonLines.last?["damaged"] as? Int == 0 && clean.jsonLines.last?["blobs_checked"] as? Int == 9)
@@ -401,10 +556,10 @@ struct DataTests {
     }
 
     /// One large file and spare threads: the copy is split into ranges, each copied and read back for its
-    /// CRC-32C, the CRCs joined. Three threads give ranges of 2, 2 and 1 MiB and 12,345 bytes.
+    /// CRC-32C, the CRCs joined. Three threads give ranges of 6, 6 and 4 MiB and 12,345 bytes.
     @Test func aLargeFileIsCopiedInPartsAndCheckedWhole() throws {
         let box = try Sandbox()
-        let size = (5 << 20) + 12_345
+        let size = (16 << 20) + 12_345
         try writeBytes(box, "one/weights.bin", seed: 11, size: size, mode: 0o640)
         try record(box, ["snapshot", "one"])
         let entry = try #require(try data(box, ["show", "one"]).jsonLines.first)
@@ -418,9 +573,9 @@ struct DataTests {
         let blob = box.store + "/objects/" + id.prefix(2) + "/" + id.dropFirst(2)
         chmod(blob, 0o644)
         let handle = try #require(FileHandle(forUpdatingAtPath: blob))
-        try handle.seek(toOffset: 3 << 20)
+        try handle.seek(toOffset: 7 << 20)
         let original = try #require(try handle.read(upToCount: 1)).first!
-        try handle.seek(toOffset: 3 << 20)
+        try handle.seek(toOffset: 7 << 20)
         try handle.write(contentsOf: Data([original ^ 0x10]))
         try handle.close()
         let damaged = try data(box, ["checkout", "one", box.root + "/again", "--jobs", "3"])
@@ -561,7 +716,9 @@ struct DataTests {
     @Test func concurrentSnapshotsAndGarbageCollectionLoseNothing() throws {
         let box = try Sandbox()
         for index in 0..<4 {
+            // Shared content (the garbage collections must keep it), and one file each that makes each tree a version.
             for file in 0..<30 { try writeBytes(box, "d\(index)/f\(file)", seed: file + (index % 2) * 7, size: 5000) }
+            try writeBytes(box, "d\(index)/own", seed: 100 + index, size: 5000)
         }
         var running: [RunningCommand] = []
         for index in 0..<4 { running.append(try box.start("cml-data", ["snapshot", "d\(index)", "--name", "set"])) }

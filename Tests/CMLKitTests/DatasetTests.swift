@@ -161,9 +161,37 @@ struct ManifestRulesTests {
             // `d/self` is the folder d itself; through it, `d/self/../..` is above the top, although the
             // same text read without following links would stay inside.
             link("d/self", "."), link("sneaky", "d/self/../.."),
-            link("loop1", "loop2"), link("loop2", "loop1"),
+            // A loop never leads anywhere, so it never leads out; nor does a chain that stays inside.
+            link("loop1", "loop2"), link("loop2", "loop1"), link("chain", "d/up"),
+            // Through a link that leads out: that link is the one to name, not this one.
+            link("via", "out"), link("d/via", "../abs/y"),
         ])
-        #expect(Set(manifest.escapingLinks.map(\.path)) == ["abs", "out", "d/deep", "sneaky", "loop1", "loop2"])
+        #expect(manifest.escapingLinks.map(\.path) == ["abs", "d/deep", "out", "sneaky"])
+        #expect(Manifest.describe([link("abs", "/etc/passwd")], outside: "the dataset")
+            == "the link abs points outside the dataset (to /etc/passwd)")
+        #expect(Manifest.describe(manifest.escapingLinks, outside: "t")
+            == "4 links point outside t: abs (to /etc/passwd), d/deep (to ../../x), out (to ../x), sneaky (to d/self/../..)")
+    }
+
+    @Test func modesAreOctalWithAtLeastThreeDigitsAfterTheZero() throws {
+        #expect([0, 0o44, 0o600, 0o644, 0o755, 0o4755].map(ManifestEntry.modeText) == ["0000", "0044", "0600", "0644", "0755", "04755"])
+        // The manifest's own encoding (which its id hashes) writes them the same way and reads them back.
+        let entries = zip(["a", "b", "c", "d", "e"], [0, 0o7, 0o44, 0o644, 0o4755]).map { path, mode in
+            ManifestEntry(path: path, size: 1, mode: UInt32(mode), sha256: String(repeating: "a", count: 64))
+        }
+        let manifest = Manifest(entries: entries)
+        let lines = String(decoding: manifest.encoded, as: UTF8.self).split(separator: "\n")
+        #expect(lines.map { $0.split(separator: ",")[2] } == [#""mode":"0000""#, #""mode":"0007""#, #""mode":"0044""#,
+                                                             #""mode":"0644""#, #""mode":"04755""#])
+        #expect(try Manifest(decoding: manifest.encoded) == manifest)
+        #expect(entries.map { $0.json.serialized } == lines.map(String.init))
+    }
+
+    @Test func namesThatAreNotUTF8AreShownWithTheirBadBytesEscaped() {
+        #expect(DirectoryWalk.escaped(Array("plain é.txt".utf8)) == "plain é.txt")
+        #expect(DirectoryWalk.escaped([0x61, 0xFF, 0x62, 0x0A]) == "a\\xffb\n")
+        // A character cut short: its lead byte escaped, what follows read on its own.
+        #expect(DirectoryWalk.escaped([0xC3, 0x41, 0xE2, 0x82]) == "\\xc3A\\xe2\\x82")
     }
 
     @Test func diffsFindRenamesByContent() {
@@ -283,6 +311,44 @@ struct SnapshotStoreTests {
         }
         #expect(blobs == [missing])
         #expect(try box.store.datasetVersions(dataset: nil).isEmpty)
+    }
+
+    @Test func aVersionKeepsTheNumberAskedForUnlessTheDatasetHadItOrALaterOne() throws {
+        let box = try TemporaryStore()
+        func record(_ number: Int64?) throws -> Int64 {
+            let draft = DatasetVersionDraft(id: RunID.make(), dataset: "d", parents: nil, message: nil,
+                                            manifest: String(repeating: "e", count: 64), files: 0, size: 0, newBlobs: 0,
+                                            newBytes: 0, source: nil, run: nil, createdAt: Clock.now(), blobs: [], number: number)
+            guard case .created(let version) = try box.store.createDatasetVersion(draft) else {
+                Issue.record("not recorded")
+                return 0
+            }
+            return version.number
+        }
+        #expect(try record(5) == 5)
+        #expect(try record(3) == 6, "3 is free, but numbers below the next are never given again")
+        #expect(try record(nil) == 7)
+        #expect(try record(9) == 9)
+        let versions = try box.store.datasetVersions(dataset: "d")
+        _ = try box.store.removeDatasetVersions(versions.filter { $0.number == 9 }.map(\.id))
+        #expect(try record(9) == 10, "a removed version's number is not reused")
+    }
+
+    @Test func aSnapshotOfAnUnchangedDirectoryRecordsNothing() throws {
+        let box = try TemporaryStore()
+        let root = box.directory + "/data"
+        try makeTree(root, files: 5)
+        let first = try Snapshot.take(SnapshotRequest(directory: root, name: "t"), store: box.store) { _ in }
+        let again = try Snapshot.take(SnapshotRequest(directory: root, name: "t", message: "again"), store: box.store) { _ in }
+        #expect(again.unchanged && again.version.id == first.version.id && !first.unchanged)
+        // Another line of history (no parent) is a version of its own, even with the same files.
+        let fresh = try Snapshot.take(SnapshotRequest(directory: root, name: "t", parents: []), store: box.store) { _ in }
+        #expect(!fresh.unchanged && fresh.version.number == 2)
+        // So is the first version of another dataset whose parent holds the same files.
+        let derived = try Snapshot.take(SnapshotRequest(directory: root, name: "u", parents: [try VersionReference("t@1")]),
+                                        store: box.store) { _ in }
+        #expect(!derived.unchanged && derived.version.parents == [first.version.id])
+        #expect(try box.store.datasetVersions(dataset: nil).count == 3)
     }
 
     @Test func removingRunsAndVersionsKeepsWhatTheOtherStillReferences() throws {

@@ -30,7 +30,7 @@ public enum Artifacts {
         case S_IFDIR:
             if image { throw CMLError("\(path) is a directory, not an image") }
             let tree = try DirectoryIngest.store(absolute, into: store, jobs: ParallelWork.availableCPUs, cache: StatCache(),
-                                                 reader: "cml-log", skipUnreadable: false, skipOption: nil,
+                                                 reader: "cml-log", skipUnreadable: false, skipOption: nil, outsideLinks: .warn,
                                                  progressLabel: "cml-log: storing", warn: warn)
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: tree.manifestID,
                                     size: tree.manifest.totalSize, files: Int64(tree.manifest.entries.count), isDirectory: true,

@@ -47,7 +47,7 @@ public final class BlobBatch: @unchecked Sendable {
         let fresh = claimed.insert(digest).inserted
         lock.unlock()
         guard fresh else { return false }
-        if try store.contains(digest, lookingForFiles: size >= Int64(BlobStore.packThreshold)) {
+        if try store.contains(digest, lookingForFiles: size >= BlobStore.smallestFileBlob) {
             release(digest)
             return false
         }
@@ -76,10 +76,15 @@ public final class BlobBatch: @unchecked Sendable {
         count(content.count)
     }
 
+    /// A new name for a temporary file in the store (for a large blob being written), its folder made.
+    func temporaryPath() throws(CMLError) -> String {
+        try FileSystem.makeDirectories(store.directory)
+        return "\(store.directory)/.tmp-\(getpid())-\(RunID.make())"
+    }
+
     /// A new temporary file in the store, for a large blob being written.
     public func makeTemporaryFile() throws(CMLError) -> (path: String, fd: Int32) {
-        try FileSystem.makeDirectories(store.directory)
-        let path = "\(store.directory)/.tmp-\(getpid())-\(RunID.make())"
+        let path = try temporaryPath()
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         guard fd >= 0 else { throw FileSystem.error("cannot write blob", path) }
         return (path, fd)

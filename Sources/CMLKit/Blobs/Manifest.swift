@@ -24,11 +24,18 @@ public struct ManifestEntry: Sendable, Equatable {
 
     public var json: JSON {
         var members: [(String, JSON)] = [("path", .string(path)), ("size", .int(size)),
-                                         ("mode", .string("0" + String(mode, radix: 8)))]
+                                         ("mode", .string(Self.modeText(mode)))]
         if let sha256 { members.append(("sha256", .string(sha256))) }
         if let crc32c { members.append(("crc32c", .string(CRC32C.hex(crc32c)))) }
         if let linkTarget { members.append(("link", .string(linkTarget))) }
         return .object(members)
+    }
+
+    /// Permission bits as octal with a leading zero and at least three digits after it, as `ls` users
+    /// and chmod(1) read them: `0644`, `0000`, `04755`.
+    public static func modeText(_ mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return "0" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
     }
 
     init(json: JSON) throws(CMLError) {
@@ -126,7 +133,10 @@ public struct Manifest: Sendable, Equatable {
         out.append(contentsOf: #","size":"#.utf8)
         if entry.size < 0 { out.append(0x2D) }
         number(entry.size.magnitude, radix: 10)
+        // What `ManifestEntry.modeText` gives: at least three digits after the leading zero.
         out.append(contentsOf: #","mode":"0"#.utf8)
+        if entry.mode < 0o100 { out.append(0x30) }
+        if entry.mode < 0o10 { out.append(0x30) }
         number(UInt64(entry.mode), radix: 8)
         out.append(0x22)
         if let sha256 = entry.sha256 {
@@ -177,40 +187,68 @@ public struct Manifest: Sendable, Equatable {
         }
     }
 
-    /// The links whose target, followed through the manifest's own links, leads out of the directory
-    /// (an absolute target, or `..` past its top).
+    /// The links that lead out of the directory, each named once: a link whose own target is absolute or
+    /// climbs past the top with `..`, where the links it goes through are followed as the system would
+    /// (so `d/self -> .` cannot let `d/self/../..` out). A link that only leads to another link leading
+    /// out is not named: that one is. A chain or loop of links that stays inside is fine (following a loop
+    /// fails; it never leaves).
     public var escapingLinks: [ManifestEntry] {
         var targets: [String: String] = [:]
         for entry in entries { if let target = entry.linkTarget { targets[entry.path] = target } }
-        return entries.filter { entry in
-            guard let target = entry.linkTarget else { return false }
+        var culprits = Set<String>()
+        for entry in entries where entry.linkTarget != nil {
             var hops = 0
-            let parent = entry.path.split(separator: "/").dropLast().map(String.init)
-            return Self.resolve(target, from: parent, links: targets, hops: &hops) == nil
+            let folder = entry.path.split(separator: "/").dropLast().map(String.init)
+            if case .leaves(let culprit) = Self.resolve(entry.path, from: folder, links: targets, hops: &hops) {
+                culprits.insert(culprit)
+            }
         }
+        return entries.filter { culprits.contains($0.path) }
     }
 
-    /// The components of where `target`, read in the folder `from`, leads; nil when it leaves the
-    /// directory or loops.
-    private static func resolve(_ target: String, from folder: [String], links: [String: String], hops: inout Int) -> [String]? {
-        if target.hasPrefix("/") { return nil }
+    /// The links of `escapingLinks` named for a message: "the link a points outside PLACE (to /x)", or
+    /// "2 links point outside PLACE: a (to /x), b (to ../y)" (five at most, then how many more).
+    public static func describe(_ links: [ManifestEntry], outside place: String) -> String {
+        let named = links.map { "\($0.path) (to \($0.linkTarget ?? ""))" }
+        if let link = links.first, links.count == 1 {
+            return "the link \(link.path) points outside \(place) (to \(link.linkTarget ?? ""))"
+        }
+        let shown = named.prefix(5).joined(separator: ", ")
+        return "\(named.count) links point outside \(place): \(shown)\(named.count > 5 ? " and \(named.count - 5) more" : "")"
+    }
+
+    /// Where following a link leads.
+    private enum Resolution {
+        case inside([String])
+        /// Out of the directory, while reading the target of the link `culprit`.
+        case leaves(culprit: String)
+        /// More than 40 links followed, where the system gives up (ELOOP): it leads nowhere.
+        case loops
+    }
+
+    /// Follows the link `link`, whose target is read in the folder `folder`.
+    private static func resolve(_ link: String, from folder: [String], links: [String: String], hops: inout Int) -> Resolution {
+        let target = links[link]!
+        if target.hasPrefix("/") { return .leaves(culprit: link) }
         var current = folder
         for part in target.split(separator: "/") where part != "." {
             if part == ".." {
-                if current.isEmpty { return nil }
+                if current.isEmpty { return .leaves(culprit: link) }
                 current.removeLast()
                 continue
             }
             current.append(String(part))
-            if let next = links[current.joined(separator: "/")] {
-                hops += 1
-                if hops > 40 { return nil }
-                current.removeLast()
-                guard let resolved = resolve(next, from: current, links: links, hops: &hops) else { return nil }
-                current = resolved
+            let path = current.joined(separator: "/")
+            guard links[path] != nil else { continue }
+            hops += 1
+            if hops > 40 { return .loops }
+            current.removeLast()
+            switch resolve(path, from: current, links: links, hops: &hops) {
+            case .inside(let resolved): current = resolved
+            case let other: return other
             }
         }
-        return current
+        return .inside(current)
     }
 
     /// A path that stays inside the directory it is written under.

@@ -3,9 +3,16 @@ import Glibc
 /// Reading versions back: manifests, materialised copies, and the run a command runs inside.
 public enum Datasets {
     public static func manifest(of version: DatasetVersion, in store: any Store) throws(CMLError) -> Manifest {
+        try manifestWithBytes(of: version, in: store).manifest
+    }
+
+    /// The manifest and the bytes it was stored as, which hash to the version's manifest id (a manifest
+    /// written by an older build may not encode to the same bytes again).
+    public static func manifestWithBytes(of version: DatasetVersion,
+                                         in store: any Store) throws(CMLError) -> (manifest: Manifest, bytes: [UInt8]) {
         var bytes: [UInt8] = []
         try store.readBlob(version.manifest) { chunk throws(CMLError) in bytes.append(contentsOf: chunk) }
-        do { return try Manifest(decoding: bytes) } catch {
+        do { return (try Manifest(decoding: bytes), bytes) } catch {
             throw CMLError("the manifest of \(version.reference) is damaged: \(error.message)")
         }
     }

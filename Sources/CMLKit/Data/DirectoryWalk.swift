@@ -19,6 +19,9 @@ struct DirectoryWalk {
     var files: [WalkedFile] = []
     /// `path: reason` for each directory that cannot be listed (the snapshot cannot be complete).
     var unreadable: [String] = []
+    /// Each file or folder whose name is not UTF-8 (a manifest's paths are), its bytes that are not shown
+    /// escaped as `\xff`.
+    var badNames: [String] = []
 
     /// A file or link, listed but not looked at yet.
     private struct Listed {
@@ -57,10 +60,9 @@ struct DirectoryWalk {
             defer { closedir(handle) }
             let folder = dirfd(handle)
             while let entry = readdir(handle) {
-                guard let name = withUnsafeBytes(of: entry.pointee.d_name, { raw in
-                    String(validating: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }) else {
-                    result.unreadable.append("\(absolute)/\(FileSystem.entryName(entry)): the name is not UTF-8")
+                let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+                guard let name = String(validating: bytes, as: UTF8.self) else {
+                    result.badNames.append("\(absolute)/\(Self.escaped(bytes))")
                     continue
                 }
                 if name == "." || name == ".." { continue }
@@ -107,6 +109,27 @@ struct DirectoryWalk {
             }
         }
         return result
+    }
+
+    /// A name that is not UTF-8, readable: its valid characters as they are, other bytes as `\xff`.
+    static func escaped(_ bytes: [UInt8]) -> String {
+        var shown = ""
+        var start = 0
+        while start < bytes.count {
+            // The shortest run of bytes from `start` that is one valid character (UTF-8 takes at most 4).
+            let character = (1...min(4, bytes.count - start)).lazy.compactMap { length in
+                String(validating: bytes[start..<start + length], as: UTF8.self).map { ($0, length) }
+            }.first
+            if let (text, length) = character {
+                shown += text
+                start += length
+            } else {
+                let hex = String(bytes[start], radix: 16)
+                shown += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+                start += 1
+            }
+        }
+        return shown
     }
 
     private static func type(of st: stat) -> Int32 {

@@ -20,7 +20,7 @@ public struct ManifestChange: Sendable, Equatable {
         if let from { members.append(("from", .string(from))) }
         func describe(_ entry: ManifestEntry, _ prefix: String) {
             members.append((prefix + "size", .int(entry.size)))
-            members.append((prefix + "mode", .string("0" + String(entry.mode, radix: 8))))
+            members.append((prefix + "mode", .string(ManifestEntry.modeText(entry.mode))))
             if let sha256 = entry.sha256 { members.append((prefix + "sha256", .string(sha256))) }
             if let link = entry.linkTarget { members.append((prefix + "link", .string(link))) }
         }

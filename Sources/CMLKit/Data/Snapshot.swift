@@ -10,18 +10,21 @@ public struct SnapshotRequest: Sendable {
     public var message: String?
     /// Leave unreadable files out (each named in a warning) instead of refusing the snapshot.
     public var skipUnreadable: Bool
+    /// Record links that lead out of the directory as links instead of refusing the snapshot.
+    public var allowOutsideLinks: Bool
     /// Hashing threads; default: one per available CPU.
     public var jobs: Int?
     /// The run recording it (inside `cml-run`).
     public var run: String?
 
     public init(directory: String, name: String? = nil, parents: [VersionReference]? = nil, message: String? = nil,
-                skipUnreadable: Bool = false, jobs: Int? = nil, run: String? = nil) {
+                skipUnreadable: Bool = false, allowOutsideLinks: Bool = false, jobs: Int? = nil, run: String? = nil) {
         self.directory = directory
         self.name = name
         self.parents = parents
         self.message = message
         self.skipUnreadable = skipUnreadable
+        self.allowOutsideLinks = allowOutsideLinks
         self.jobs = jobs
         self.run = run
     }
@@ -36,11 +39,15 @@ public struct SnapshotReport: Sendable {
     public var unchangedFiles: Int
     /// Unreadable files left out (`skipUnreadable`).
     public var skipped: [String]
+    /// The directory holds what its dataset's latest version (the parent it would have had) holds:
+    /// `version` is that one, and nothing was recorded.
+    public var unchanged: Bool
 }
 
 /// Records a directory as a dataset version: its files stored as `DirectoryIngest` does (hashed on every
 /// core unless the stat cache vouches for them, new content in one batch), then the version recorded with
-/// its blob references.
+/// its blob references. Like DVC and ClearML, a directory that holds what its parent version holds makes
+/// no new version.
 public enum Snapshot {
     public static func take(_ request: SnapshotRequest, store: any Store,
                             warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> SnapshotReport {
@@ -61,18 +68,23 @@ public enum Snapshot {
         let cache = StatCache.load(cachePath)
         let tree = try DirectoryIngest.store(root, into: store, jobs: jobs, cache: cache, reader: "the snapshot",
                                              skipUnreadable: request.skipUnreadable, skipOption: "--skip-unreadable",
+                                             outsideLinks: request.allowOutsideLinks ? .record : .refuse(option: "--allow-outside-links"),
                                              progressLabel: "cml-data: hashing", warn: warn)
         var draft = DatasetVersionDraft(
             id: RunID.make(at: startedAt), dataset: name, parents: parents, message: request.message, manifest: tree.manifestID,
             files: Int64(tree.manifest.entries.count), size: tree.manifest.totalSize, newBlobs: Int64(tree.stored.blobs),
             newBytes: tree.stored.bytes, source: root, run: request.run, createdAt: startedAt,
-            blobs: tree.blobs)
+            blobs: tree.blobs, unlessUnchanged: true)
         for _ in 0..<3 {
-            switch try store.createDatasetVersion(draft) {
-            case .created(let version):
+            let recorded = try store.createDatasetVersion(draft)
+            switch recorded {
+            case .created(let version), .unchanged(let version):
                 StatCache.save(tree.cacheEntries, to: cachePath)
+                var unchanged = false
+                if case .unchanged = recorded { unchanged = true }
                 return SnapshotReport(version: version, hashedFiles: tree.hashedFiles, hashedBytes: tree.hashedBytes,
-                                      unchangedFiles: tree.cacheEntries.count - tree.hashedFiles, skipped: tree.skipped)
+                                      unchangedFiles: tree.cacheEntries.count - tree.hashedFiles, skipped: tree.skipped,
+                                      unchanged: unchanged)
             case .missingBlobs(let missing):
                 // Freed by a concurrent `cml-data gc` or `rm` after this snapshot found them: store them again.
                 let again = try tree.storeAgain(missing, into: store)

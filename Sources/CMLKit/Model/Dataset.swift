@@ -71,10 +71,18 @@ public struct DatasetVersionDraft: Sendable {
     /// Every blob the version references: its manifest and the content of its files (in any order,
     /// repeats allowed).
     public var blobs: [BlobDigest]
+    /// The number to give it (an import keeps the one it had), unless the dataset has had that number or
+    /// a later one already (numbers are never reused); nil: the dataset's next number.
+    public var number: Int64?
+    /// Record nothing when its only parent, of the same dataset, has the same manifest: the store answers
+    /// `.unchanged` with that version (a snapshot of a directory that did not change).
+    public var unlessUnchanged: Bool
 
     public init(id: String, dataset: String, parents: [String]?, message: String?, manifest: String, files: Int64,
                 size: Int64, newBlobs: Int64, newBytes: Int64, source: String?, run: String?, createdAt: Double,
-                blobs: [BlobDigest]) {
+                blobs: [BlobDigest], number: Int64? = nil, unlessUnchanged: Bool = false) {
+        self.number = number
+        self.unlessUnchanged = unlessUnchanged
         self.id = id
         self.dataset = dataset
         self.parents = parents
@@ -94,6 +102,9 @@ public struct DatasetVersionDraft: Sendable {
 /// What recording a version came to.
 public enum DatasetVersionCommit: Sendable {
     case created(DatasetVersion)
+    /// Nothing was recorded: the draft asked `unlessUnchanged`, and this version, its only parent, holds
+    /// the same manifest.
+    case unchanged(DatasetVersion)
     /// Blobs it references that the store lacks at the moment of recording (a `cml-data gc` or `rm` in
     /// another process freed them after the snapshot found them): store them again, then retry.
     case missingBlobs(Set<String>)

@@ -29,12 +29,18 @@ extension SQLiteStore {
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM dataset_versions WHERE id = ?", arguments: [draft.id]) == true {
                 throw CMLError("the store holds version \(draft.id) already")
             }
-            try db.execute(sql: "INSERT OR IGNORE INTO datasets (name, next_number) VALUES (?, 1)", arguments: [draft.dataset])
-            let number = try Int64.fetchOne(db, sql: "SELECT next_number FROM datasets WHERE name = ?", arguments: [draft.dataset])!
-            try db.execute(sql: "UPDATE datasets SET next_number = ? WHERE name = ?", arguments: [number + 1, draft.dataset])
             let parents = try draft.parents ?? String.fetchAll(db, sql: """
                 SELECT id FROM dataset_versions WHERE dataset = ? ORDER BY number DESC LIMIT 1
                 """, arguments: [draft.dataset])
+            if draft.unlessUnchanged, parents.count == 1,
+               let parent = try Self.versions(db, whereSQL: "id = ?", arguments: [parents[0]]).first,
+               parent.dataset == draft.dataset, parent.manifest == draft.manifest {
+                return .unchanged(parent)
+            }
+            try db.execute(sql: "INSERT OR IGNORE INTO datasets (name, next_number) VALUES (?, 1)", arguments: [draft.dataset])
+            let next = try Int64.fetchOne(db, sql: "SELECT next_number FROM datasets WHERE name = ?", arguments: [draft.dataset])!
+            let number = max(next, draft.number ?? next)
+            try db.execute(sql: "UPDATE datasets SET next_number = ? WHERE name = ?", arguments: [number + 1, draft.dataset])
             let version = DatasetVersion(id: draft.id, dataset: draft.dataset, number: number, parents: parents,
                                          message: draft.message, manifest: draft.manifest, files: draft.files,
                                          size: draft.size, newBlobs: draft.newBlobs, newBytes: draft.newBytes,

@@ -38,10 +38,14 @@ struct Import: ParsableCommand {
         commandName: "import",
         abstract: "Read a version from an archive written by export, storing only content the store lacks.",
         discussion: """
-            The version keeps its id, parents, message, run and time, and gets the next number of its \
-            dataset in this store. Importing it again changes nothing. An archive with an absolute path \
-            or .. in an entry, a link pointing out of the dataset, or contents that do not match its \
-            manifest is refused before anything is stored. Prints the version as JSON.
+            The version keeps its id, parents, message, run and time, and its number, unless its \
+            dataset in this store has had that number or a later one: then it gets the dataset's next \
+            number, and a note on stderr says so (numbers are never reused). --name imports it into \
+            another dataset. Importing it again changes nothing (with --name naming another dataset, it \
+            is refused: a version belongs to one dataset). An archive with an absolute path or .. in an \
+            entry, a link pointing out of the dataset (unless --allow-outside-links, as for snapshot), \
+            or contents that do not match its manifest is refused before anything is stored. Prints the \
+            version as JSON.
 
             Examples:
               cml-data import mnist-v2.tar.zst
@@ -52,13 +56,21 @@ struct Import: ParsableCommand {
     @OptionGroup var storeOption: StoreOption
     @Argument(help: ArgumentHelp("The archive (- for stdin).", valueName: "file")) var file: String
     @Option(help: ArgumentHelp("Import it as this dataset (default: the name it had).", valueName: "name")) var name: String?
+    @Flag(help: "Keep links that lead out of the dataset as links instead of refusing the archive.")
+    var allowOutsideLinks = false
 
     func run() throws {
         if let name { try DatasetName.check(name) }
-        let imported = try DatasetArchive.import(from: file, into: try storeOption.open(), name: name)
-        guard case .object(var members) = imported.version.json else { return }
+        let imported = try DatasetArchive.import(from: file, into: try storeOption.open(), name: name,
+                                                 allowOutsideLinks: allowOutsideLinks)
+        let version = imported.version
+        guard case .object(var members) = version.json else { return }
         members.append(("already_present", .bool(imported.alreadyPresent)))
         try printLine(.object(members))
+        if let exported = imported.exportedNumber, exported != version.number {
+            Console.error("cml-data: \(imported.exportedDataset)@\(exported) is \(version.reference) in this store "
+                + "(\(version.dataset) has had version \(exported) or a later one here)\n")
+        }
     }
 }
 

@@ -61,7 +61,7 @@ struct Show: ParsableCommand {
         }
         try Console.print(manifest.entries.map(\.json), format: outputFormat) {
             TextTable(headers: ["MODE", "SIZE", "SHA256", "PATH"], rows: manifest.entries.map { entry in
-                ["0" + String(entry.mode, radix: 8), String(entry.size), entry.sha256.map { String($0.prefix(16)) } ?? "link",
+                [ManifestEntry.modeText(entry.mode), String(entry.size), entry.sha256.map { String($0.prefix(16)) } ?? "link",
                  entry.linkTarget.map { "\(entry.path) -> \($0)" } ?? entry.path]
             })
         }

@@ -11,10 +11,17 @@ struct SnapshotCommand: ParsableCommand {
             Every regular file is hashed (sha256, and CRC-32C for checkout to check) on all cores, except files unchanged since the last \
             snapshot of the dataset (same device, inode, size, modification and change time); content \
             the store lacks is stored, once however many files hold it, so renaming or moving files \
-            stores nothing. Symbolic links are recorded as links; modes are kept; sockets, pipes and \
-            devices are skipped with a warning. A file that changes while it is read is read again, \
-            twice at most, then the snapshot is refused. Unreadable files refuse the snapshot unless \
-            --skip-unreadable. Inside cml-run the version records the run that made it.
+            stores nothing. Symbolic links are recorded as links (their target text), never followed; a \
+            link that leads out of the directory (an absolute target, or .. above it) refuses the \
+            snapshot, since what it points to would not be stored, unless --allow-outside-links. Modes \
+            are kept; sockets, pipes and devices are skipped with a warning. A file that changes while \
+            it is read is read again, twice at most, then the snapshot is refused. Unreadable files, and \
+            names that are not UTF-8, refuse the snapshot unless --skip-unreadable. Inside cml-run the \
+            version records the run that made it.
+
+            A directory that holds exactly what the dataset's latest version holds (the parent the new \
+            version would have) makes no new version: that version is printed, with "unchanged": true, \
+            and a note on stderr.
 
             The new version's parent is the dataset's latest version unless --parent is given (repeat \
             it for a merge; --parent none starts a new line).
@@ -40,8 +47,11 @@ struct SnapshotCommand: ParsableCommand {
     @Option(name: [.customShort("m"), .long], help: "What this version is.")
     var message: String?
 
-    @Flag(help: "Leave out files that cannot be read (each named in a warning) instead of refusing.")
+    @Flag(help: "Leave out files that cannot be read, or whose names are not UTF-8 (each named in a warning), instead of refusing.")
     var skipUnreadable = false
+
+    @Flag(help: "Record links that lead out of the directory as links instead of refusing.")
+    var allowOutsideLinks = false
 
     @OptionGroup var jobs: JobsOption
 
@@ -54,7 +64,8 @@ struct SnapshotCommand: ParsableCommand {
             parentReferences = try parents.map { text throws(CMLError) in try VersionReference(text) }
         }
         let request = SnapshotRequest(directory: directory, name: name, parents: parentReferences, message: message,
-                                      skipUnreadable: skipUnreadable, jobs: try jobs.resolve(),
+                                      skipUnreadable: skipUnreadable, allowOutsideLinks: allowOutsideLinks,
+                                      jobs: try jobs.resolve(),
                                       run: Datasets.currentRun(in: store))
         let started = Clock.now()
         let report = try Snapshot.take(request, store: store, warn: warn)
@@ -63,9 +74,13 @@ struct SnapshotCommand: ParsableCommand {
         members.append(("hashed_bytes", .int(report.hashedBytes)))
         members.append(("unchanged_files", .int(Int64(report.unchangedFiles))))
         members.append(("skipped", .array(report.skipped.map(JSON.string))))
+        members.append(("unchanged", .bool(report.unchanged)))
         members.append(("seconds", .double(((Clock.now() - started) * 1000).rounded() / 1000)))
         try printLine(.object(members))
-        if isatty(STDERR_FILENO) == 1 {
+        if report.unchanged {
+            Console.error("cml-data: nothing changed since \(report.version.reference): no version recorded"
+                + (message == nil ? "" : " (the message was not kept)") + "\n")
+        } else if isatty(STDERR_FILENO) == 1 {
             let version = report.version
             Console.error("cml-data: \(version.reference): \(formatCount(version.files)) files, "
                 + "\(formatBytes(version.size)); hashed \(formatCount(Int64(report.hashedFiles))), "
