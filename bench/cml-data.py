@@ -5,16 +5,18 @@
   (b) the same after changing 10 files                 target: under 0.3 s (also after 50 versions)
   (c) one 1 GiB file, first snapshot                   floor: `openssl dgst -sha256` over it
   (d) 100 files of 2 MiB, first snapshot               floor: `openssl dgst -sha256` over the files
+  (e) 12 files of 20 MiB, first snapshot               floor: `openssl dgst -sha256` over the files
   checkout of (a) and of (c)                           floor: `cp -r`
 
 (d) is the mix between (a) and (c): audio clips or model shards, each over the 1 MiB that packs once
-stopped at, none large enough for its hashing to hide a file and an fsync of its own.
+stopped at, none large enough for its hashing to hide a file and an fsync of its own. (e) has more large
+files than cores, so no core is spare to copy one while another hashes.
 
 (a) is also timed against the disk: writing its 200 MB to one file and fsyncing it. A snapshot stores its
 content durably, so it can take no less than that, and on this VM that floor drifts by the hour.
 
-openssl runs as one process over all the files (one core; it uses the CPU's SHA instructions). (a), (c)
-and (d) are measured with every CPU and under `taskset -c 0` (one core). Each figure is the median, and the
+openssl runs as one process over all the files (one core; it uses the CPU's SHA instructions). (a), (c),
+(d) and (e) are measured with every CPU and under `taskset -c 0` (one core). Each figure is the median, and the
 best, of --repeat runs, cml-data's and the floor's interleaved; everything reads from the page cache (one warm-up
 run first), and the disk is synced before each timed run so that one run's writeback does not land on
 the next (and 3 s pass). The data is written once, then left a second: files written less than 0.1 s before they are
@@ -29,7 +31,7 @@ with much of the memory in the page cache, as later in this script, runs still l
 at random, and a median can then be 3 times the best for either side. The best of the runs is the cost
 without the host's faults; both are printed, each with its ratio.
 
-With --against OLD_BIN, another build's first snapshots of (a), (c) and (d) are timed interleaved with these:
+With --against OLD_BIN, another build's first snapshots of (a), (c), (d) and (e) are timed interleaved with these:
 how this build compares with that one in the same minutes, whatever the VM's pace then; and (b) is
 timed for it too, in a store of its own grown to 50 versions.
 
@@ -51,13 +53,14 @@ parser.add_argument("--repeat", type=int, default=5)
 parser.add_argument("--scratch", default=None, help="where to write the data (default: a temporary directory)")
 parser.add_argument("--samples", action="store_true", help="print every timed run, not only the medians")
 parser.add_argument("--against", default=None, metavar="OLD_BIN",
-                    help="another build's cml-data: its first snapshots of (a), (c) and (d), on every CPU, and (b) after 50 versions, are timed in the same runs")
+                    help="another build's cml-data: its first snapshots of (a), (c), (d) and (e), on every CPU, and (b) after 50 versions, are timed in the same runs")
 args = parser.parse_args()
 cml = os.path.abspath(args.bin)
 scratch = tempfile.mkdtemp(prefix="cml-bench-data-", dir=args.scratch)
 small_dir = os.path.join(scratch, "a")
 large_dir = os.path.join(scratch, "c")
 medium_dir = os.path.join(scratch, "d")
+shards_dir = os.path.join(scratch, "e")
 
 
 def make_data():
@@ -78,6 +81,10 @@ def make_data():
     for f in range(100):
         with open(os.path.join(medium_dir, f"clip{f:03}.wav"), "wb") as out:
             out.write(rng.randbytes(2 << 20))
+    os.makedirs(shards_dir)
+    for f in range(12):
+        with open(os.path.join(shards_dir, f"shard{f:02}.bin"), "wb") as out:
+            out.write(rng.randbytes(20 << 20))
     return total
 
 
@@ -132,7 +139,7 @@ def median_pairs(pairs):
 
 total = make_data()
 small_files = files_under(small_dir)
-print(f"data: (a) {len(small_files):,} files, {total / 1e6:.0f} MB; (c) 1 GiB; (d) 100 x 2 MiB; {os.cpu_count()} CPUs; {cml}")
+print(f"data: (a) {len(small_files):,} files, {total / 1e6:.0f} MB; (c) 1 GiB; (d) 100 x 2 MiB; (e) 12 x 20 MiB; {os.cpu_count()} CPUs; {cml}")
 time.sleep(1)
 one_core = ["taskset", "-c", "0"]
 
@@ -152,11 +159,11 @@ def write_durably(size):
     return lambda: timed_call(run, before=lambda: os.path.exists(path) and os.unlink(path))
 
 
-# (a), (c) and (d) first snapshots: every CPU, one core, and the openssl floor; for (a), also the disk's
+# (a), (c), (d) and (e) first snapshots: every CPU, one core, and the openssl floor; for (a), also the disk's
 # floor: writing its 200 MB to one file and fsyncing it (the snapshot stores them durably).
 results = {}
 for label, folder, files in (("a", small_dir, small_files), ("c", large_dir, files_under(large_dir)),
-                             ("d", medium_dir, files_under(medium_dir))):
+                             ("d", medium_dir, files_under(medium_dir)), ("e", shards_dir, files_under(shards_dir))):
     pairs = [
         ("openssl", lambda files=files: timed(["openssl", "dgst", "-sha256"] + files)),
         *([("disk", write_durably(total))] if label == "a" else []),
@@ -241,7 +248,7 @@ def row(name, mine, floor, target):
 
 
 for label, name in (("a", "(a) 20,000 files, 200 MB, first snapshot"), ("c", "(c) one 1 GiB file, first snapshot"),
-                    ("d", "(d) 100 files of 2 MiB, first snapshot")):
+                    ("d", "(d) 100 files of 2 MiB, first snapshot"), ("e", "(e) 12 files of 20 MiB, first snapshot")):
     r = results[label]
     row(name, r["all"], r["openssl"], "<= 1.5 x openssl")
     if "disk" in r:
