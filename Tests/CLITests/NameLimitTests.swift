@@ -90,6 +90,44 @@ struct NameLimitTests {
         #expect((run["metrics"] as? [String: Any])?.keys.sorted() == ["loss"])
     }
 
+    @Test func overLongKeysFromOutputAndLogFilesAreLeftOutAndArtifactAndDatasetNamesRefused() throws {
+        let box = try TensorBoardImportTests.sandbox()
+        // Printed, in a Lightning CSV log and as a TensorBoard tag, beside keys of a fine length.
+        try box.write("train.py", """
+            import os
+            from tensorboardX import SummaryWriter
+            print("\(long)=1 loss=0.5", flush=True)
+            os.makedirs("logs", exist_ok=True)
+            with open("logs/metrics.csv", "w") as f:
+                f.write("step,\(long),acc\\n0,1,0.75\\n")
+            w = SummaryWriter("tb")
+            w.add_scalar("\(long)", 1.0, 0)
+            w.add_scalar("val_loss", 0.25, 0)
+            w.close()
+            """)
+        let result = try box.run("cml-run", ["--monitor-interval", "0", "--", "python3", "train.py"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("metrics.csv: metric name \(shown): its column is not recorded"), "\(result.stderr)")
+        #expect(result.stderr.contains("metric name \(shown): its scalars are not recorded"), "\(result.stderr)")
+        #expect(result.stderr.utf8.count < 2_000, "a warning repeats the whole name")
+        let run = try #require(try box.runs().first)
+        #expect((run["metrics"] as? [String: Any])?.keys.sorted() == ["acc", "loss", "val_loss"], "\(run["metrics"] ?? "")")
+
+        let id = try #require(run["id"] as? String)
+        try box.write("f.txt", "x")
+        for arguments in [["artifact", "f.txt", "--name", long], ["text", "note", "--name", long]] {
+            let refused = try box.run("cml-log", arguments + ["--run", id])
+            #expect(refused.status == 2 && refused.stderr.contains("artifact name \(shown)"), "\(refused.stderr)")
+        }
+        #expect(try box.run("cml-run", ["artifacts", id]).out.isEmpty)
+
+        try FileManager.default.createDirectory(atPath: box.work + "/data", withIntermediateDirectories: true)
+        try box.write("data/a", "a")
+        let snapshot = try box.run("cml-data", ["snapshot", "data", "--name", String(repeating: "d", count: 300)])
+        #expect(snapshot.status == 2 && snapshot.stderr.contains("is not a valid dataset name (over 200 bytes)"), "\(snapshot.stderr)")
+        #expect(snapshot.stderr.utf8.count < 400, "the error repeats the whole name")
+    }
+
     @Test func aQueuedSpecWithAnOverLongNameIsRefused() throws {
         let box = try Sandbox()
         let spec = try box.run("cml-run", ["spec", "--", "true"])

@@ -389,10 +389,14 @@ struct RunCaptureTests {
 
     @Test func storeLockedWhileTheCommandRunsKeepsItsExitStatus() throws {
         let box = try Sandbox()
-        let running = try box.start("cml-run", ["--", "sh", "-c", "echo started; sleep 0.6; echo loss=1; exit 7"],
+        // The command ends only once the store is locked: on a busy machine the lock could come late.
+        let go = box.root + "/go"
+        let running = try box.start("cml-run", ["--", "sh", "-c", "echo started; while [ ! -e '\(go)' ]; do sleep 0.05; done; echo loss=1; exit 7"],
                                     env: ["CML_BUSY_TIMEOUT": "0.3"])
         #expect(waitUntil { running.stdoutSoFar.contains("started") })
-        let holder = try box.lockStore(seconds: 2)
+        let holder = try box.lockStore(seconds: 5)
+        #expect(waitUntil { holder.stdoutSoFar.contains("locked") })
+        FileManager.default.createFile(atPath: go, contents: nil)
         let result = try running.wait()
         #expect(result.status == 7)
         #expect(result.out == "started\nloss=1\n")

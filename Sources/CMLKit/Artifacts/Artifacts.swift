@@ -117,6 +117,7 @@ public enum Artifacts {
 
     static func checkedName(_ name: String, what: String) throws(CMLError) -> String {
         if name.isEmpty { throw CMLError("the \(what) is empty") }
+        try NameLimits.check(name, what)
         if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             throw CMLError("the \(what) \(JSON.string(name).serialized) holds a control character")
         }

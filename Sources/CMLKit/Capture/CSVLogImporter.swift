@@ -110,6 +110,11 @@ struct CSVLogFile: Sendable {
             header = Array(head[headerRange])
             let name = path[path.index(after: path.lastIndex(of: "/") ?? path.startIndex)...]
             layout = header.withUnsafeBufferPointer { CSVLogLayout(header: $0, fileName: name) }
+            for column in layout?.columns ?? [] {
+                if let problem = NameLimits.problem(column, "metric name") {
+                    warn("CSV metric log \(path): \(problem): its column is not recorded")
+                }
+            }
             resumeOffset = nil
         }
         guard let layout else { return [] }
@@ -206,7 +211,7 @@ struct CSVLogLayout: Sendable {
               stepValue.rounded() == stepValue, abs(stepValue) < 0x1p63 else { return [] }
         let step = Int64(stepValue)
         var points: [MetricPoint] = []
-        for (column, field) in zip(columns.indices, fields) where column != stepColumn {
+        for (column, field) in zip(columns.indices, fields) where column != stepColumn && columns[column].utf8.count <= NameLimits.nameBytes {
             guard let value = Self.number(UnsafeBufferPointer(rebasing: record[field])) else { continue }
             points.append(MetricPoint(key: columns[column], step: step, value: value, time: time))
         }

@@ -617,7 +617,8 @@ public struct MetricExtractor: Sendable {
         else if let lineStep = pairs.first?.step, pairs.allSatisfy({ $0.step == lineStep }) { currentStep = lineStep }
         var out: [MetricPoint] = []
         out.reserveCapacity(pairs.count)
-        for pair in pairs where pair.key != stepKey {
+        // A key longer than a name may be (`NameLimits`) is prose, not a metric.
+        for pair in pairs where pair.key != stepKey && pair.key.utf8.count <= NameLimits.nameBytes {
             let step: Int64
             let previous = lastStep[pair.key]
             if let explicit = pair.step, stepKey == nil {

@@ -151,7 +151,7 @@ public enum DatasetName {
                 || byte == 0x2E || byte == 0x5F || byte == 0x2D
         }
         guard !name.isEmpty, name.utf8.count <= 200, allowed, !name.hasPrefix("."), !name.hasPrefix("-") else {
-            throw CMLError.usage("\(JSON.string(name).serialized) is not a valid dataset name",
+            throw CMLError.usage("\(NameLimits.excerpt(name)) is not a valid dataset name\(name.utf8.count > 200 ? " (over 200 bytes)" : "")",
                                  hint: "letters, digits, '.', '_' and '-', not starting with '.' or '-'")
         }
     }

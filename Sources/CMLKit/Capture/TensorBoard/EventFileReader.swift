@@ -85,7 +85,7 @@ struct EventFileReader {
                 break
             }
             do throws(ProtobufError) {
-                points += scalars(of: try TensorBoardEvent(decoding: buffer, range: data))
+                points += scalars(of: try TensorBoardEvent(decoding: buffer, range: data), warn: warn)
             } catch {
                 // The framing is sound, so the next record can still be read.
                 warn("TensorBoard events \(path): the record at offset \(recordOffset) was skipped: \(error.reason)")
@@ -101,7 +101,7 @@ struct EventFileReader {
     }
 
     /// The event's scalars as points; remembers the plugins its metadata names.
-    private mutating func scalars(of event: TensorBoardEvent) -> [MetricPoint] {
+    private mutating func scalars(of event: TensorBoardEvent, warn: (String) -> Void) -> [MetricPoint] {
         var points: [MetricPoint] = []
         for value in event.values {
             if let plugin = value.plugin { plugins[value.tag] = plugin }
@@ -115,7 +115,11 @@ struct EventFileReader {
             case nil: continue
             }
             let key = keys[value.tag] ?? seriesKey(value.tag)
+            if keys[value.tag] == nil, let problem = NameLimits.problem(key, "metric name") {
+                warn("TensorBoard events \(path): \(problem): its scalars are not recorded")
+            }
             keys[value.tag] = key
+            guard key.utf8.count <= NameLimits.nameBytes else { continue }
             points.append(MetricPoint(key: key, step: event.step, value: number, time: event.wallTime))
         }
         return points
