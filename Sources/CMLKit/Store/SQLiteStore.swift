@@ -54,7 +54,8 @@ public final class SQLiteStore: Store {
         } catch {
             throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
         }
-        recordKeptEnds()
+        // A store opened read-only could not record them: leave them for the next writer.
+        if !readOnly { recordKeptEnds() }
     }
 
     /// Records the run ends that cml-run kept for later (`keepEndForLater`); what the store still cannot
