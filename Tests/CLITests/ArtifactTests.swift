@@ -123,7 +123,10 @@ struct ArtifactTests {
         // Issue 13: after two notes, the first could not be fetched (no steps to name it by).
         let box = try Sandbox()
         let id = try runID(box)
-        for note in ["first", "second"] { #expect(try box.run("cml-log", ["text", note, "--run", id]).status == 0) }
+        // What cml-log prints is the record as stored: each note with its own version.
+        let printed = try ["first", "second"].map { note in try box.run("cml-log", ["text", note, "--run", id]) }
+        #expect(printed.map(\.status) == [0, 0])
+        #expect(printed.map { $0.jsonLines.first?["version"] as? Int } == [1, 2])
         #expect(try artifactRows(box, id).map { $0["version"] as? Int } == [1, 2])
         // Times are RFC 3339, as everywhere else (issue 13).
         #expect(try artifactRows(box, id).allSatisfy { ($0["time"] as? String)?.hasSuffix("Z") == true })

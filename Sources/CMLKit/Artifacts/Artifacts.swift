@@ -25,8 +25,7 @@ public enum Artifacts {
             let (id, size) = try store.putBlob(file: absolute)
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: id, size: size, files: 1,
                                     isDirectory: false, mediaType: mediaType, source: absolute, time: time)
-            try store.addArtifact(artifact)
-            return artifact
+            return try store.addArtifact(artifact)
         case S_IFDIR:
             if image { throw CMLError("\(path) is a directory, not an image") }
             let tree = try DirectoryIngest.store(absolute, into: store, jobs: ParallelWork.availableCPUs, cache: StatCache(),
@@ -35,8 +34,7 @@ public enum Artifacts {
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: tree.manifestID,
                                     size: tree.manifest.totalSize, files: Int64(tree.manifest.entries.count), isDirectory: true,
                                     mediaType: nil, source: absolute, time: time)
-            try store.addArtifact(artifact)
-            return artifact
+            return try store.addArtifact(artifact)
         default:
             throw CMLError("\(path) is not a regular file or directory")
         }
@@ -49,8 +47,7 @@ public enum Artifacts {
         let artifact = Artifact(run: run, name: try checkedName(name ?? "text", what: "artifact name"), kind: "text",
                                 step: step, sha256: try store.putBlob(bytes), size: Int64(bytes.count), files: 1,
                                 isDirectory: false, mediaType: "text/plain; charset=utf-8", source: nil, time: Clock.now())
-        try store.addArtifact(artifact)
-        return artifact
+        return try store.addArtifact(artifact)
     }
 
     /// The artifact called `name`: its `version` or the one at `step` when given, else the one recorded last.

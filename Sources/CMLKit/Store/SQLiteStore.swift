@@ -572,7 +572,8 @@ public final class SQLiteStore: Store {
 
     // MARK: Artifacts
 
-    public func addArtifact(_ artifact: Artifact) throws(CMLError) {
+    @discardableResult
+    public func addArtifact(_ artifact: Artifact) throws(CMLError) -> Artifact {
         // A directory references its manifest and every file the manifest names.
         var referenced = [artifact.sha256]
         if artifact.isDirectory {
@@ -580,7 +581,7 @@ public final class SQLiteStore: Store {
             try readBlob(artifact.sha256) { chunk throws(CMLError) in manifestBytes += chunk }
             referenced += try Manifest(decoding: manifestBytes).entries.compactMap(\.sha256)
         }
-        try write { db in
+        return try write { db in
             // Checked under the write lock, which removals hold too: a `gc` could have deleted a blob
             // between its storing and this reference to it.
             try blobs.refreshPacks()
@@ -596,6 +597,10 @@ public final class SQLiteStore: Store {
                     artifact.run, artifact.name, artifact.kind, artifact.step, artifact.sha256, artifact.size,
                     artifact.files, artifact.isDirectory, artifact.mediaType, artifact.source, artifact.time,
                 ] as [(any DatabaseValueConvertible)?]))
+            var stored = artifact
+            stored.version = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM artifacts WHERE run_id = ? AND name = ?",
+                                              arguments: [artifact.run, artifact.name]) ?? 1
+            return stored
         }
     }
 

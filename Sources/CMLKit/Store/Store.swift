@@ -87,7 +87,9 @@ public protocol Store: Sendable {
     func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String
     /// Streams a blob's bytes, verifying its hash (an error after the last chunk when it does not match).
     func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError)
-    func addArtifact(_ artifact: Artifact) throws(CMLError)
+    /// Records an artifact; returns it as stored, with its version (1 for the first of its name in the run).
+    @discardableResult
+    func addArtifact(_ artifact: Artifact) throws(CMLError) -> Artifact
     /// A run's artifacts in the order they were recorded.
     func artifacts(run id: String) throws(CMLError) -> [Artifact]
     func hasBlob(_ id: String) -> Bool
