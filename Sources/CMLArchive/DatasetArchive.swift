@@ -128,7 +128,7 @@ public enum DatasetArchive {
     /// Reads an archive written by `export` (`-`: stdin; compression is recognised by its content) into
     /// `store`, as dataset `name` when given. Stores only content the store lacks. Links that lead out of
     /// the dataset refuse it unless `allowOutsideLinks`.
-    public static func `import`(from path: String, into store: any Store, name: String?,
+    public static func `import`(from path: String, into store: SQLiteStore, name: String?,
                                 allowOutsideLinks: Bool = false) throws(CMLError) -> Imported {
         do {
             return try importChecked(from: path, into: store, name: name, allowOutsideLinks: allowOutsideLinks)
@@ -137,7 +137,7 @@ public enum DatasetArchive {
         }
     }
 
-    private static func importChecked(from path: String, into store: any Store, name: String?,
+    private static func importChecked(from path: String, into store: SQLiteStore, name: String?,
                                       allowOutsideLinks: Bool) throws(CMLError) -> Imported {
         guard let archive = archive_read_new() else { throw CMLError("libarchive could not start reading") }
         defer { archive_read_free(archive) }
@@ -186,7 +186,7 @@ public enum DatasetArchive {
         for entry in manifest.entries { expected[entry.path] = entry }
         var seen = Set<String>()
         let batch = try store.blobBatch(workers: 1)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BlobStore.packThreshold, alignment: 64)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BlobDirectory.packThreshold, alignment: 64)
         defer { buffer.deallocate() }
         while let item = try reader.next() {
             if item.type == S_IFDIR, item.path == "data" || item.path.hasPrefix(dataPrefix) { continue }
@@ -247,7 +247,7 @@ public enum DatasetArchive {
         do { json = try JSON.parse(bytes: &bytes) } catch { throw CMLError("its \(recordName) is not JSON: \(error.message)") }
         func isID(_ text: String?) -> Bool { text.map { $0.utf8.count == 32 && RunID.isPrefix($0) } ?? false }
         guard let id = json["id"]?.stringValue, isID(id), let dataset = json["dataset"]?.stringValue,
-              let manifest = json["manifest"]?.stringValue, BlobStore.isBlobID(manifest),
+              let manifest = json["manifest"]?.stringValue, BlobDirectory.isBlobID(manifest),
               case .int(let files)? = json["files"], case .int(let size)? = json["size"],
               case .array(let parentList)? = json["parents"],
               let created = json["created_at"]?.stringValue, let createdAt = Clock.parseTime(created) else {

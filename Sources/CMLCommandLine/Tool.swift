@@ -14,6 +14,12 @@ public struct StoreOption: ParsableArguments {
     public func open(for access: StoreAccess = .writing) throws(CMLError) -> any Store {
         try StoreLocation.open(store, for: access)
     }
+
+    /// The store as a directory on this machine, for what only such a store does (see
+    /// `StoreLocation.openDirectory`).
+    public func openDirectory(for access: StoreAccess = .writing) throws(CMLError) -> SQLiteStore {
+        try StoreLocation.openDirectory(store, for: access)
+    }
 }
 
 extension OutputFormat: ExpressibleByArgument {}

@@ -106,7 +106,7 @@ struct BlobReads: Sendable {
                 if access.projects != nil, try !store.projects(referencingBlob: id).contains(where: access.sees) {
                     throw CMLError("no blob \(id)", kind: .notFound)
                 }
-                return try store.blobLocation(id, refresh: false).size
+                return try store.blobSize(id)
             }
         } catch where error.kind == .notFound {
             throw CMLError("no blob \(id)", kind: .notFound)  // without the store's path on the server

@@ -93,7 +93,7 @@ struct Work: ParsableCommand {
 
     func run() throws {
         let configuration = try makeConfiguration()
-        let store = try storeOption.open()
+        let store = try storeOption.openDirectory()
         let known = try store.queueNames()
         for queue in configuration.queues where !known.contains(queue) {
             guard create else {

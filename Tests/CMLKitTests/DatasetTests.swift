@@ -40,9 +40,9 @@ struct BlobPackTests {
 
     @Test func aBatchStoresSmallBlobsInPacksVisibleOnlyWhenFinished() throws {
         let box = try TemporaryStore(open: false)
-        let blobs = BlobStore(directory: box.directory + "/objects")
+        let blobs = BlobDirectory(directory: box.directory + "/objects")
         let small = (0..<300).map { content($0, 100 + $0) }
-        let large = content(999, BlobStore.packThreshold + 5)
+        let large = content(999, BlobDirectory.packThreshold + 5)
         let batch = try BlobBatch(store: blobs, workers: 2)
         var ids: [String] = []
         for (index, bytes) in small.enumerated() { ids.append(try batch.put(bytes, worker: index % 2)) }
@@ -72,7 +72,7 @@ struct BlobPackTests {
 
     @Test func removingBlobsRewritesTheirPacksAndFreesTheirBytes() throws {
         let box = try TemporaryStore(open: false)
-        let blobs = BlobStore(directory: box.directory + "/objects")
+        let blobs = BlobDirectory(directory: box.directory + "/objects")
         let batch = try BlobBatch(store: blobs, workers: 1)
         let ids = try (0..<10).map { try batch.put(content($0, 1000)) }
         try batch.finish()
@@ -86,7 +86,7 @@ struct BlobPackTests {
 
     @Test func aDamagedPackIndexOrPackIsReportedNotBelieved() throws {
         let box = try TemporaryStore(open: false)
-        let blobs = BlobStore(directory: box.directory + "/objects")
+        let blobs = BlobDirectory(directory: box.directory + "/objects")
         let batch = try BlobBatch(store: blobs, workers: 1)
         let id = try batch.put(content(1, 500))
         try batch.finish()
@@ -106,7 +106,7 @@ struct BlobPackTests {
         bytes[20] ^= 1
         chmod(index, 0o644)
         try Data(bytes).write(to: URL(fileURLWithPath: index))
-        #expect(throws: CMLError.self) { try BlobStore(directory: box.directory + "/objects").refreshPacks() }
+        #expect(throws: CMLError.self) { try BlobDirectory(directory: box.directory + "/objects").refreshPacks() }
     }
 }
 

@@ -149,7 +149,7 @@ struct StoreTests {
     @Test func blobsAreStoredOnceAndAtomically() throws {
         let box = try TemporaryStore(open: false)
         let directory = box.directory
-        let blobs = BlobStore(directory: directory + "/objects")
+        let blobs = BlobDirectory(directory: directory + "/objects")
         let content = Array("hello\n".utf8)
         let id = try blobs.put(content)
         #expect(id == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
@@ -241,7 +241,7 @@ struct StoreTests {
 
     @Test func filesAreStoredStreamingUnderTheSameIdAsTheirBytes() throws {
         let box = try TemporaryStore(open: false)
-        let blobs = BlobStore(directory: box.directory + "/objects")
+        let blobs = BlobDirectory(directory: box.directory + "/objects")
         var content = [UInt8](repeating: 0, count: (3 << 20) + 17)
         for i in content.indices { content[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
         let path = box.directory + "/input.bin"
@@ -327,7 +327,7 @@ struct StoreTests {
         let fd = open(directory + "/logs/r1.log", O_WRONLY | O_APPEND)
         _ = [UInt8]([1, 0, 0, 0]).withUnsafeBytes { write(fd, $0.baseAddress, 4) }
         close(fd)
-        let reader = try store.logReader(run: "r1")
+        let reader = RunLogReader(store: store, run: "r1")
         let first = try #require(reader.next())
         let second = try #require(reader.next())
         #expect(first.stream == .stdout && first.bytes == [0x61, 0x0A] && first.time == 10.5)
@@ -348,7 +348,7 @@ struct StoreTests {
         let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/logs/r2.log")[.size] as? Int)
         #expect(size < text.count / 10 + noise.count + 100, "text is stored compressed, noise as it is")
         #expect(writer.bytesWritten == Int64(text.count + noise.count + 1))
-        let reader = try store.logReader(run: "r2")
+        let reader = RunLogReader(store: store, run: "r2")
         #expect(try #require(reader.next()).bytes == text)
         let second = try #require(reader.next())
         #expect(second.bytes == noise && second.stream == .stderr)

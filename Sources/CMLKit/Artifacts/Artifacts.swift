@@ -28,7 +28,10 @@ public enum Artifacts {
             return try store.addArtifact(artifact)
         case S_IFDIR:
             if image { throw CMLError("\(path) is a directory, not an image") }
-            let tree = try DirectoryIngest.store(absolute, into: store, jobs: ParallelWork.availableCPUs, cache: StatCache(),
+            guard let local = store as? SQLiteStore else {
+                throw CMLError("storing a directory into \(store.location) is not supported yet", hint: "store a file, or use a store directory")
+            }
+            let tree = try DirectoryIngest.store(absolute, into: local, jobs: ParallelWork.availableCPUs, cache: StatCache(),
                                                  reader: "cml-log", skipUnreadable: false, skipOption: nil, outsideLinks: .warn,
                                                  progressLabel: "cml-log: storing", warn: warn)
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: tree.manifestID,
@@ -78,7 +81,7 @@ public enum Artifacts {
     /// it when that is an existing directory, as `cp` does) and returns the path written. The content is
     /// written under a temporary name, verified against its hash, and only then renamed into place, so
     /// a failure leaves nothing behind. An existing file or directory is replaced only with `force`.
-    public static func fetch(_ artifact: Artifact, from store: any Store, to destination: String?,
+    public static func fetch(_ artifact: Artifact, from store: SQLiteStore, to destination: String?,
                              force: Bool) throws(CMLError) -> String {
         var target = FileSystem.absolutePath(destination ?? FileSystem.baseName(artifact.name))
         if destination != nil, FileSystem.isDirectory(target) {

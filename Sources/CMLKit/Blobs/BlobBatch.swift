@@ -7,7 +7,7 @@ import Glibc
 /// visible in the store until `finish`; `discard` (or dropping the batch unfinished) leaves the store as
 /// it was. Each worker thread passes its own number, so that its pack needs no lock.
 public final class BlobBatch: @unchecked Sendable {
-    public let store: BlobStore
+    public let store: BlobDirectory
     private let lock = NSLock()
     private var claimed: Set<BlobDigest> = []
     private let slots: [Slot]
@@ -22,7 +22,7 @@ public final class BlobBatch: @unchecked Sendable {
         var writer: PackWriter?
     }
 
-    public init(store: BlobStore, workers: Int) throws(CMLError) {
+    public init(store: BlobDirectory, workers: Int) throws(CMLError) {
         self.store = store
         slots = (0..<max(workers, 1)).map { _ in Slot() }
         try store.refreshPacks()
@@ -47,7 +47,7 @@ public final class BlobBatch: @unchecked Sendable {
         let fresh = claimed.insert(digest).inserted
         lock.unlock()
         guard fresh else { return false }
-        if try store.contains(digest, lookingForFiles: size >= BlobStore.smallestFileBlob) {
+        if try store.contains(digest, lookingForFiles: size >= BlobDirectory.smallestFileBlob) {
             release(digest)
             return false
         }
@@ -115,7 +115,7 @@ public final class BlobBatch: @unchecked Sendable {
         let id = digest.hex
         guard try claim(digest, size: Int64(content.count)) else { return id }
         do throws(CMLError) {
-            if content.count < BlobStore.packThreshold {
+            if content.count < BlobDirectory.packThreshold {
                 var failure: CMLError?
                 content.withUnsafeBytes { raw in
                     do throws(CMLError) { try addPacked(digest, raw, worker: worker) } catch { failure = error }

@@ -155,7 +155,7 @@ struct PackIndex: Sendable {
 }
 
 /// The packs of a blob store, their indexes loaded on first use and reloaded when a blob is not found
-/// (another process may have added a pack since). Shared by every copy of a `BlobStore`.
+/// (another process may have added a pack since). Shared by every copy of a `BlobDirectory`.
 final class PackSet: @unchecked Sendable {
     let directory: String
     private let lock = NSLock()

@@ -31,7 +31,7 @@ extension BlobBatch {
     /// one any more, or changes while it is read (its size, times or identity move), fails with `.changed`
     /// and stores nothing, so no content is ever recorded under a wrong hash.
     ///
-    /// A small file is read once into `buffer` (at least `BlobStore.packThreshold + 1` bytes), hashed as
+    /// A small file is read once into `buffer` (at least `BlobDirectory.packThreshold + 1` bytes), hashed as
     /// it is read, and appended to the worker's pack if new. A large one is hashed in chunks and reaches
     /// the store as `copy` says.
     public func ingest(path: String, expected: FileIdentity, worker: Int, buffer: UnsafeMutableRawBufferPointer,
@@ -43,7 +43,7 @@ extension BlobBatch {
         }
         defer { close(fd) }
         guard currentIdentity(fd) == expected else { throw .changed }
-        if expected.size < Int64(BlobStore.packThreshold) {
+        if expected.size < Int64(BlobDirectory.packThreshold) {
             return try ingestSmall(fd, path: path, expected: expected, worker: worker, buffer: buffer)
         }
         return try ingestLarge(fd, path: path, expected: expected, buffer: buffer, copy: copy)

@@ -57,7 +57,7 @@ public struct ManifestEntry: Sendable, Equatable {
         if case .int(let size)? = json["size"], size >= 0 { self.size = size } else {
             throw CMLError("the manifest entry \(path) has no valid size")
         }
-        guard (sha256 == nil) != (linkTarget == nil), sha256.map(BlobStore.isBlobID) ?? true else {
+        guard (sha256 == nil) != (linkTarget == nil), sha256.map(BlobDirectory.isBlobID) ?? true else {
             throw CMLError("the manifest entry \(path) must name either a sha256 or a link")
         }
     }

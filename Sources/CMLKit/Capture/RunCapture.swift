@@ -122,8 +122,8 @@ public enum RunCapture {
     /// the work tree.
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
                            storeDirectory: String? = nil,
-                           openStore: () throws(CMLError) -> any Store, supervisor: any RunSupervisor,
-                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: any Store) {
+                           openStore: () throws(CMLError) -> SQLiteStore, supervisor: any RunSupervisor,
+                           warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: SQLiteStore) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
         let startedAt = Clock.now()
         let lease: QueueLease? = if case .leased(let lease) = launch.record { lease } else { nil }
@@ -179,7 +179,7 @@ public enum RunCapture {
     }
 
     /// Materialises each dataset version the command uses and names its copy in the environment.
-    static func useDatasets(_ references: [VersionReference], from store: any Store,
+    static func useDatasets(_ references: [VersionReference], from store: SQLiteStore,
                             in environment: inout ChildEnvironment) throws(CMLError) -> [DatasetVersion] {
         var inputs: [DatasetVersion] = []
         for reference in references {

@@ -7,7 +7,7 @@ import Glibc
 public final class RunLogTarget {
     private enum Destination {
         case channel(Int32)
-        case store(any Store, String, any MetricWriter)
+        case store(any Store, String)
     }
 
     private let destination: Destination
@@ -23,7 +23,7 @@ public final class RunLogTarget {
             return
         }
         let (store, id) = try Self.storeAndRun(run: run, store: location)
-        destination = .store(store, id, try store.metricWriter(run: id))
+        destination = .store(store, id)
     }
 
     /// The store and the full id of the run to record into: `run` when given, else the cml-run this
@@ -55,10 +55,10 @@ public final class RunLogTarget {
 
     /// Stores what was gathered when writing to the store directly (the points in one transaction).
     public func close() throws(CMLError) {
-        guard case .store(let store, let id, let writer) = destination else { return }
+        guard case .store(let store, let id) = destination else { return }
         if !params.isEmpty { try store.addParams(run: id, params) }
         if !tags.isEmpty { try store.addTags(run: id, tags) }
-        if !points.isEmpty { try writer.append(points, source: .log) }
+        if !points.isEmpty { try store.appendMetrics(run: id, points, source: .log) }
         params.removeAll()
         tags.removeAll()
         points.removeAll()

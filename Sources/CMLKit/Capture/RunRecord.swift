@@ -1,7 +1,7 @@
 /// A run's record in the store from its start to its end: a new run's, or the leased run of an agent,
 /// whose writes count only while the agent holds the lease.
 struct RunRecord {
-    let store: any Store
+    let store: SQLiteStore
     let id: String
     let lease: QueueLease?
     let warn: @Sendable (String) -> Void

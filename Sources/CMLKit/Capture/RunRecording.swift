@@ -10,7 +10,7 @@ final class RunRecording {
     private let sampler: ResourceSampler?
     private let logFiles: MetricLogWatcher?
 
-    init(of child: ChildProcess, run id: String, store: any Store, log: RunLogWriter, metrics: any MetricWriter,
+    init(of child: ChildProcess, run id: String, store: SQLiteStore, log: RunLogWriter, metrics: any MetricWriter,
          channel: LogChannel, options: RunOptions, launch: RunLaunch, directory: String, startedAt: Double,
          warn: @escaping @Sendable (String) -> Void) {
         recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics,
@@ -49,11 +49,11 @@ private final class ChannelSink: @unchecked Sendable {
     private var interpreter = ChannelInterpreter()
     private var warned = false
     private let run: String
-    private let store: any Store
+    private let store: SQLiteStore
     private let recorder: OutputRecorder
     private let warn: @Sendable (String) -> Void
 
-    init(run: String, store: any Store, recorder: OutputRecorder, warn: @escaping @Sendable (String) -> Void) {
+    init(run: String, store: SQLiteStore, recorder: OutputRecorder, warn: @escaping @Sendable (String) -> Void) {
         self.run = run
         self.store = store
         self.recorder = recorder

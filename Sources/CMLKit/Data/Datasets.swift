@@ -32,7 +32,7 @@ public enum Datasets {
 
     /// Writes `version` into `target` (created; an existing empty directory is fine, anything else only
     /// with `replace`). Every blob is checked as it is written; on failure nothing is left behind.
-    public static func checkout(_ version: DatasetVersion, from store: any Store, to target: String, replace: Bool,
+    public static func checkout(_ version: DatasetVersion, from store: SQLiteStore, to target: String, replace: Bool,
                                 options: Materializer.Options) throws(CMLError) -> Materializer.Report {
         let target = FileSystem.absolutePath(target)
         try Materializer.checkDestination(target, replace: replace)
@@ -75,7 +75,7 @@ public enum Datasets {
         -> (damage: [Damage], blobs: Int, bytes: Int64) {
         let manifest: Manifest
         do { manifest = try self.manifest(of: version, in: store) } catch {
-            let missing = (try? store.blobLocation(version.manifest, refresh: false)) == nil
+            let missing = (try? store.blobSize(version.manifest)) == nil
             return ([Damage(blob: version.manifest, problem: missing ? "missing" : "damaged", detail: error.message,
                             paths: ["(its manifest)"])], 1, 0)
         }
@@ -94,7 +94,7 @@ public enum Datasets {
         let outcomes = ParallelWork.map(count: blobs.count, workers: jobs) { _, item -> Damage? in
             defer { progress?.add(bytes: blobSizes[item]) }
             let blob = blobs[item]
-            do throws(CMLError) { _ = try store.blobLocation(blob, refresh: false) } catch {
+            do throws(CMLError) { _ = try store.blobSize(blob) } catch {
                 return Damage(blob: blob, problem: "missing", detail: error.message, paths: [])
             }
             do throws(CMLError) {
@@ -113,7 +113,7 @@ public enum Datasets {
     /// there: the copy is made again when any file of it was added, removed or changed since it was made.
     /// Telling costs one `fstatat` per file, against the identities (inode, size, status-change time,
     /// which any write or chmod moves and `touch` cannot set back) recorded beside it when it was made.
-    public static func cachedCopy(_ version: DatasetVersion, from store: any Store) throws(CMLError) -> String {
+    public static func cachedCopy(_ version: DatasetVersion, from store: SQLiteStore) throws(CMLError) -> String {
         let target = "\(store.cacheDirectory)/datasets/\(version.id)"
         let stamp = target + ".identity"
         if FileSystem.isDirectory(target) {

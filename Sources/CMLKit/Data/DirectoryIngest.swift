@@ -42,7 +42,7 @@ struct DirectoryIngest {
 
     /// `reader` names what reads, in the error for a file that keeps changing ("the snapshot");
     /// `skipOption` is the option that would leave unreadable files out, for the error naming them.
-    static func store(_ root: String, into store: any Store, jobs: Int, cache: StatCache, reader: String,
+    static func store(_ root: String, into store: SQLiteStore, jobs: Int, cache: StatCache, reader: String,
                       skipUnreadable: Bool, skipOption: String?, outsideLinks: OutsideLinks, progressLabel: String,
                       warn: (String) -> Void) throws(CMLError) -> DirectoryIngest {
         var walk = DirectoryWalk.walk(root, excluding: store.location, jobs: jobs, warn: warn)
@@ -95,12 +95,12 @@ struct DirectoryIngest {
         var unreadable: [String] = []
 
         /// Files the cache vouches for keep their hash, as long as the store still holds the content.
-        init(vouchedFor files: [WalkedFile], by cache: StatCache, in blobs: BlobStore) throws(CMLError) {
+        init(vouchedFor files: [WalkedFile], by cache: StatCache, in blobs: BlobDirectory) throws(CMLError) {
             digests = [ContentDigest?](repeating: nil, count: files.count)
             hashedAt = [Int64](repeating: 0, count: files.count)
             for (index, file) in files.enumerated() where file.linkTarget == nil {
                 if let known = cache.lookup(file.identity),
-                   try blobs.contains(known.digest.sha256, lookingForFiles: file.identity.size >= BlobStore.smallestFileBlob) {
+                   try blobs.contains(known.digest.sha256, lookingForFiles: file.identity.size >= BlobDirectory.smallestFileBlob) {
                     digests[index] = known.digest
                     hashedAt[index] = known.hashedAt
                 } else {
@@ -132,7 +132,7 @@ struct DirectoryIngest {
             // Each thread that stores a small file writes a pack of its own, so a few small files get one
             // thread, not one per core: a directory artifact logged every epoch would otherwise leave a pack
             // per core each time. Large files (never packed) get a thread each.
-            let small = toHash.filter { files[$0].identity.size < Int64(BlobStore.packThreshold) }
+            let small = toHash.filter { files[$0].identity.size < Int64(BlobDirectory.packThreshold) }
             let smallBytes = small.reduce(Int64(0)) { $0 + files[$1].identity.size }
             let smallThreads = max(small.count / DirectoryIngest.smallFilesPerThread,
                                    Int(smallBytes / DirectoryIngest.smallBytesPerThread))
@@ -218,7 +218,7 @@ struct DirectoryIngest {
 
     /// Stores again the blobs of `missing` (removed by a concurrent `cml-data gc` or `rm` after this found
     /// them in the store), from the files that held them; what that stored.
-    func storeAgain(_ missing: Set<String>, into store: any Store) throws(CMLError) -> (blobs: Int, bytes: Int64) {
+    func storeAgain(_ missing: Set<String>, into store: SQLiteStore) throws(CMLError) -> (blobs: Int, bytes: Int64) {
         let again = try store.blobBatch(workers: 1)
         var sources: [String: WalkedFile] = [:]
         for (file, cached) in zip(files, cacheEntries) {
@@ -253,7 +253,7 @@ struct DirectoryIngest {
     /// On `threads` threads; `jobs` is the cores there are, some of which may copy large files meanwhile.
     private static func hashFiles(_ files: [WalkedFile], root: String, batch: BlobBatch, cache: StatCache, jobs: Int,
                                   threads: Int, progress: Progress?) -> [Outcome] {
-        let buffers = WorkerBuffers(count: threads, size: BlobStore.packThreshold + 1)
+        let buffers = WorkerBuffers(count: threads, size: BlobDirectory.packThreshold + 1)
         let spareCores = jobs > 1 && files.count < jobs * 2
         return ParallelWork.map(count: files.count, workers: threads) { worker, item in
             let file = files[item]

@@ -33,7 +33,7 @@ public enum Materializer {
     }
 
     /// Writes `manifest`'s files and links under `directory`, which must not exist yet (it is created).
-    public static func write(_ manifest: Manifest, from store: any Store, into directory: String, options: Options,
+    public static func write(_ manifest: Manifest, from store: SQLiteStore, into directory: String, options: Options,
                              progress: Progress? = nil) throws(CMLError) -> Report {
         try manifest.checkStructure()
         guard mkdir(directory, 0o755) == 0 else { throw FileSystem.error("cannot create directory", directory) }
@@ -50,7 +50,7 @@ public enum Materializer {
             guard mkdir(directory + "/" + folder, 0o755) == 0 else { throw FileSystem.error("cannot create directory", directory + "/" + folder) }
         }
         let files = manifest.entries
-        let buffers = WorkerBuffers(count: options.jobs, size: BlobStore.packThreshold)
+        let buffers = WorkerBuffers(count: options.jobs, size: BlobDirectory.packThreshold)
         let packs = PackDescriptors(count: options.jobs)
         let spareCores = options.jobs > 1 && files.count < options.jobs * 2
         let outcomes = ParallelWork.map(count: files.count, workers: options.jobs) { worker, item -> Result<FileCopy.Method?, CMLError> in
@@ -98,16 +98,16 @@ public enum Materializer {
 
     /// Writes one blob as a new file at `path` (its sha256 checked), with `mode`; returns how the bytes
     /// got there (nil: hard-linked).
-    public static func writeFile(_ blob: String, size: Int64, mode: UInt32, to path: String, from store: any Store,
+    public static func writeFile(_ blob: String, size: Int64, mode: UInt32, to path: String, from store: SQLiteStore,
                                  options: Options = Options(jobs: 1)) throws(CMLError) -> FileCopy.Method? {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BlobStore.packThreshold, alignment: 64)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BlobDirectory.packThreshold, alignment: 64)
         defer { buffer.deallocate() }
         let packs = PackDescriptors(count: 1)
         return try writeFile(Expected(blob: blob, size: size, crc32c: nil), mode: mode, to: path, from: store, options: options,
                              buffer: buffer, packs: packs.forWorker(0), copyWhileHashing: false)
     }
 
-    private static func writeFile(_ expected: Expected, mode: UInt32, to path: String, from store: any Store,
+    private static func writeFile(_ expected: Expected, mode: UInt32, to path: String, from store: SQLiteStore,
                                   options: Options, buffer: UnsafeMutableRawBufferPointer, packs: PackDescriptors.Worker,
                                   copyWhileHashing: Bool) throws(CMLError) -> FileCopy.Method? {
         let (blob, size) = (expected.blob, expected.size)
@@ -334,7 +334,7 @@ final class PackDescriptors: @unchecked Sendable {
 
         /// A descriptor for the file holding `blob` (a blob file of its own is opened anew: the caller
         /// closes it; a pack stays open).
-        func open(_ blob: String, store: any Store, refresh: Bool = false) throws(CMLError) -> (Int32, BlobLocation) {
+        func open(_ blob: String, store: SQLiteStore, refresh: Bool = false) throws(CMLError) -> (Int32, BlobLocation) {
             let location = try store.blobLocation(blob, refresh: refresh)
             if !location.isWholeFile, !refresh, let fd = open[location.path] { return (fd, location) }
             let fd = Glibc.open(location.path, O_RDONLY | O_CLOEXEC)

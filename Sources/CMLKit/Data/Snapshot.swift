@@ -49,7 +49,7 @@ public struct SnapshotReport: Sendable {
 /// its blob references. Like DVC and ClearML, a directory that holds what its parent version holds makes
 /// no new version.
 public enum Snapshot {
-    public static func take(_ request: SnapshotRequest, store: any Store,
+    public static func take(_ request: SnapshotRequest, store: SQLiteStore,
                             warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> SnapshotReport {
         let root = try checkedDirectory(request.directory)
         let name = request.name ?? FileSystem.baseName(root)

@@ -2,7 +2,7 @@
 /// the blob store: the file's own blob, or for a directory the blob of its manifest. Records are only
 /// added, never replaced: logging `model.pt` every epoch keeps every version, numbered from 1 in the order
 /// recorded, and `cml-run get` fetches the latest unless a step or a version is named.
-public struct Artifact: Sendable, Equatable {
+public struct Artifact: Sendable, Codable, Equatable {
     public var run: String
     public var name: String
     /// What it is to the user: `model`, `image`, `text`, `data`…; `artifact` when nothing was said.

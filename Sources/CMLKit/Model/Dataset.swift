@@ -1,6 +1,6 @@
 /// One version of a dataset: a manifest (path, size, mode, sha256 or link target per file) in the blob
 /// store, its place in the lineage (parents, the run that made it), and what storing it cost.
-public struct DatasetVersion: Sendable, Equatable {
+public struct DatasetVersion: Sendable, Codable, Equatable {
     public var id: String
     public var dataset: String
     /// 1, 2, 3 … per dataset, in the order versions were recorded; never reused.
@@ -54,7 +54,7 @@ public struct DatasetVersion: Sendable, Equatable {
 }
 
 /// A version about to be recorded.
-public struct DatasetVersionDraft: Sendable {
+public struct DatasetVersionDraft: Sendable, Codable {
     public var id: String
     public var dataset: String
     /// nil: the dataset's latest version when it is recorded (none for its first).
@@ -100,7 +100,7 @@ public struct DatasetVersionDraft: Sendable {
 }
 
 /// What recording a version came to.
-public enum DatasetVersionCommit: Sendable {
+public enum DatasetVersionCommit: Sendable, Codable {
     case created(DatasetVersion)
     /// Nothing was recorded: the draft asked `unlessUnchanged`, and this version, its only parent, holds
     /// the same manifest.
@@ -111,7 +111,7 @@ public enum DatasetVersionCommit: Sendable {
 }
 
 /// A dataset version a run used (`cml-run --data NAME@VER`, or `cml-data get|checkout` inside a run).
-public struct DatasetUse: Sendable, Equatable {
+public struct DatasetUse: Sendable, Codable, Equatable {
     public var dataset: String
     public var number: Int64
     public var id: String
@@ -128,7 +128,7 @@ public struct DatasetUse: Sendable, Equatable {
 }
 
 /// What removing versions or collecting garbage freed.
-public struct BlobRemovalReport: Sendable, Equatable {
+public struct BlobRemovalReport: Sendable, Codable, Equatable {
     public var versions: [String]
     public var blobs: Int
     /// Bytes of blobs deleted and of packs rewritten without them, of leftovers of interrupted writers,
@@ -159,8 +159,8 @@ public enum DatasetName {
 
 /// How users name a version: `NAME` (its latest), `NAME@latest`, `NAME@3` (version number), `NAME@019a3f`
 /// (id prefix), or a bare id prefix (when no dataset has that name).
-public struct VersionReference: Sendable, Equatable, CustomStringConvertible {
-    public enum Selector: Sendable, Equatable {
+public struct VersionReference: Sendable, Codable, Equatable, CustomStringConvertible {
+    public enum Selector: Sendable, Codable, Equatable {
         case latest
         case number(Int64)
         case idPrefix(String)

@@ -14,7 +14,7 @@ public enum QueueName {
 
 /// What a run that went through a queue carries besides the run record: where it was queued, how many
 /// times an agent started it, and each attempt.
-public struct QueueEntryInfo: Sendable {
+public struct QueueEntryInfo: Sendable, Codable {
     public var queue: String
     public var priority: Int
     public var enqueuedAt: Double
@@ -31,7 +31,7 @@ public struct QueueEntryInfo: Sendable {
 }
 
 /// One start of a queued run by an agent, and how it ended.
-public struct RunAttempt: Sendable, Equatable {
+public struct RunAttempt: Sendable, Codable, Equatable {
     public var number: Int
     public var agent: String
     public var host: String
@@ -43,7 +43,7 @@ public struct RunAttempt: Sendable, Equatable {
 }
 
 /// A queued run an agent has taken: the lease it holds and what to run.
-public struct QueueLease: Sendable {
+public struct QueueLease: Sendable, Codable {
     public var runID: String
     /// The agent (its `AgentRecord.id`) holding the lease.
     public var agentID: String
@@ -55,7 +55,7 @@ public struct QueueLease: Sendable {
 
 /// What a heartbeat learns: runs whose abort was asked for, and runs the agent believed it held whose
 /// lease another agent has reclaimed meanwhile (the agent was too slow to renew it).
-public struct HeartbeatReply: Sendable, Equatable {
+public struct HeartbeatReply: Sendable, Codable, Equatable {
     public var abortRequested: [String] = []
     public var notHeld: [String] = []
 
@@ -66,7 +66,7 @@ public struct HeartbeatReply: Sendable, Equatable {
 }
 
 /// A lease that ran out: the run and the agent that held it.
-public struct ExpiredLease: Sendable, Equatable {
+public struct ExpiredLease: Sendable, Codable, Equatable {
     public var runID: String
     public var attempt: Int
     public var agentID: String
@@ -76,15 +76,15 @@ public struct ExpiredLease: Sendable, Equatable {
 }
 
 /// How a leased run ends: recorded as it ended, or put back on its queue (drain) with a reason.
-public enum LeasedRunEnd: Sendable {
+public enum LeasedRunEnd: Sendable, Codable {
     case finished(RunEnd)
     case requeued(reason: String)
 }
 
 /// An agent process as the store knows it. `id` is unique to the process; `name` is what users see and
 /// no two live agents share.
-public struct AgentRecord: Sendable {
-    public enum State: String, Sendable, CaseIterable {
+public struct AgentRecord: Sendable, Codable {
+    public enum State: String, Sendable, Codable, CaseIterable {
         case idle, busy, draining, stopped
         /// Its heartbeat ran out without a `stopped`, or it was found dead on its host.
         case lost
@@ -134,7 +134,7 @@ public struct AgentRecord: Sendable {
 }
 
 /// One queue's load (`cml-queue stats`).
-public struct QueueStats: Sendable, Equatable {
+public struct QueueStats: Sendable, Codable, Equatable {
     public var queue: String
     /// Runs waiting.
     public var depth: Int
@@ -147,7 +147,7 @@ public struct QueueStats: Sendable, Equatable {
 }
 
 /// What `cml-run abort` did.
-public enum AbortOutcome: Sendable, Equatable {
+public enum AbortOutcome: Sendable, Codable, Equatable {
     /// It was waiting: it ends `aborted` without having run.
     case dequeued
     /// An agent holds it and stops it on its next heartbeat.

@@ -1,12 +1,12 @@
 /// The states of a run; see cml-run(1), OUTPUT FIELDS.
-public enum RunStatus: String, Sendable, CaseIterable {
+public enum RunStatus: String, Sendable, Codable, CaseIterable {
     case queued, running, completed, failed, aborted, lost
 
     public var isFinished: Bool { self != .queued && self != .running }
 }
 
 /// One parameter of a run: from its command line (`argv`) or given with `--param` (`option`).
-public struct Param: Sendable, Equatable {
+public struct Param: Sendable, Codable, Equatable {
     public var key: String
     public var value: JSON
     public var source: String
@@ -32,7 +32,7 @@ public struct Param: Sendable, Equatable {
 }
 
 /// One point of a metric series.
-public struct MetricPoint: Sendable, Equatable {
+public struct MetricPoint: Sendable, Codable, Equatable {
     public var key: String
     public var step: Int64
     public var value: Double
@@ -50,7 +50,7 @@ public struct MetricPoint: Sendable, Equatable {
 /// ranks higher than the one its points came from so far, those points are dropped and the series starts
 /// again (the points a progress bar showed give way to the same key in an event file); points from a
 /// lower one are left out.
-public enum MetricSource: String, Sendable, Equatable, CaseIterable {
+public enum MetricSource: String, Sendable, Codable, Equatable, CaseIterable {
     /// Parsed from the console output.
     case console
     /// CSV logs the framework wrote (Lightning's and Keras's `CSVLogger`).
@@ -73,7 +73,7 @@ public enum MetricSource: String, Sendable, Equatable, CaseIterable {
 }
 
 /// What a run keeps per metric so that listing and sorting never read the series.
-public struct MetricSummary: Sendable, Equatable {
+public struct MetricSummary: Sendable, Codable, Equatable {
     public var key: String
     public var count: Int64
     public var last: Double
@@ -86,7 +86,7 @@ public struct MetricSummary: Sendable, Equatable {
 }
 
 /// How a run's process ended.
-public struct RunEnd: Sendable {
+public struct RunEnd: Sendable, Codable {
     public var status: RunStatus
     public var endedAt: Double
     public var exitCode: Int32?

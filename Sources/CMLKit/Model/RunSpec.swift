@@ -3,7 +3,7 @@
 /// parameters, environment overrides, and what the run is recorded as. `cml-run clone` and `cml-run spec`
 /// print it as a JSON line; `cml-queue add` reads it. Its command never holds a secret value
 /// (`SecretParameters`): the agent fills them in from its environment.
-public struct RunSpec: Sendable, Equatable {
+public struct RunSpec: Sendable, Codable, Equatable {
     /// A URL or a local path git can clone; nil when the command was not in a repository (it then starts
     /// in an empty directory).
     public var repository: String?
@@ -49,7 +49,7 @@ public struct RunSpec: Sendable, Equatable {
     }
 }
 
-public struct EnvironmentVariable: Sendable, Equatable {
+public struct EnvironmentVariable: Sendable, Codable, Equatable {
     public var name: String
     public var value: String
 
@@ -74,7 +74,7 @@ public struct EnvironmentVariable: Sendable, Equatable {
 }
 
 /// How `cml-run` records what the command prints: the options of `cml-run` that the agent applies too.
-public struct CaptureSettings: Sendable, Equatable {
+public struct CaptureSettings: Sendable, Codable, Equatable {
     public var parseMetrics = true
     public var metricPatterns: [String] = []
     public var monitorInterval = 10.0

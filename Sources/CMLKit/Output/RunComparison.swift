@@ -75,7 +75,7 @@ public enum RunComparison {
     /// The unified diff of two runs' console output as `cml-run log` renders it; empty when it is the same.
     public static func logDiff(_ base: Run, _ other: Run, store: any Store) throws(CMLError) -> String {
         let logs = try [base, other].map { run throws(CMLError) -> [UInt8] in
-            let reader = try store.logReader(run: run.id)
+            let reader = RunLogReader(store: store, run: run.id)
             var renderer = ConsoleRenderer()
             var text: [UInt8] = []
             while let record = reader.next() { text += renderer.feed(record.bytes) }

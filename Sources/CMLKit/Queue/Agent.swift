@@ -132,7 +132,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     public let configuration: AgentConfiguration
     /// This process's identity in the store (its leases are this id's).
     let id = RunID.make()
-    private let store: any Store
+    private let store: SQLiteStore
     private let log: AgentLog
     private let notifier: SystemdNotifier?
     private let watcher: QueueWatcher
@@ -140,7 +140,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     private let state: Mutex<State>
     private let host = RunEnvironment.hostName
 
-    public init(configuration: AgentConfiguration, store: any Store, log: AgentLog, notifier: SystemdNotifier?) throws(CMLError) {
+    public init(configuration: AgentConfiguration, store: SQLiteStore, log: AgentLog, notifier: SystemdNotifier?) throws(CMLError) {
         self.configuration = configuration
         self.store = store
         self.log = log

@@ -6,19 +6,19 @@
 ///
 /// A bare word on the right of a comparison that names no key is text (`status = completed`); text may
 /// also be quoted with ' or ". Keys with other characters are written in backquotes: `` `my key` > 1 ``.
-public indirect enum RunFilter: Sendable, Equatable {
+public indirect enum RunFilter: Sendable, Codable, Equatable {
     case and(RunFilter, RunFilter)
     case or(RunFilter, RunFilter)
     case not(RunFilter)
     case compare(key: String, keyPosition: Int, op: ComparisonOperator, value: FilterValue)
 
-    public enum ComparisonOperator: String, Sendable, Equatable {
+    public enum ComparisonOperator: String, Sendable, Codable, Equatable {
         case equal = "=", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
         /// Glob match of text (`*`, `?`), as in `name ~ 'bert*'`.
         case matches = "~"
     }
 
-    public enum FilterValue: Sendable, Equatable {
+    public enum FilterValue: Sendable, Codable, Equatable {
         case number(Double)
         case text(String)
         /// A bare word: a key when one is called so, else text.

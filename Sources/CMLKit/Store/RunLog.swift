@@ -97,46 +97,41 @@ public final class RunLogWriter {
 /// header is garbled ends the reading (what follows it cannot be found again) and is noted in `damage`; a
 /// record whose compressed bytes do not decode is printed as a note, noted, and skipped.
 public final class RunLogReader {
-    public let path: String
-    private var fd: Int32 = -1
+    private let store: any RunStore
+    public let runID: String
     private var buffer: [UInt8] = []
     private var start = 0
-    /// The file offset of `buffer[0]`.
+    /// The log offset of `buffer[0]`.
     private var bufferOffset: Int64 = 0
     private let decompressor: OpaquePointer? = ZSTD_createDCtx()
     /// Output bytes of the records read so far (after decompression).
     public private(set) var outputBytes: Int64 = 0
-    /// Set when the file could not be opened: `ENOENT` for a missing log.
-    public private(set) var openError: Int32?
-    /// Each damaged record met so far, in file order.
+    /// Set when the store says the run has no log (it never wrote output).
+    public private(set) var missing = false
+    /// Set when the log could not be read; why.
+    public private(set) var readError: CMLError?
+    /// Each damaged record met so far, in log order.
     public private(set) var damage: [RunLogDamage] = []
     /// After a garbled header: where the next record starts is unknown.
     private var stopped = false
 
-    init(path: String) {
-        self.path = path
+    /// Reads through `store.readLog`, so the same reader serves a local store and a remote one.
+    public init(store: any RunStore, run id: String) {
+        self.store = store
+        self.runID = id
     }
 
     deinit {
-        if fd >= 0 { close(fd) }
         ZSTD_freeDCtx(decompressor)
     }
 
-    /// The file offset of the first byte not yet read as part of a complete record.
+    /// The log offset of the first byte not yet read as part of a complete record.
     public var offset: Int64 { bufferOffset + Int64(start) }
 
     /// Bytes after the last complete record (a record still being written, or a torn one), as far as read.
     public var incompleteBytes: Int { buffer.count - start }
 
     public func next() -> LogRecord? {
-        if fd < 0 {
-            fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                openError = errno
-                return nil
-            }
-            openError = nil
-        }
         while !stopped {
             if let record = decode() { return record }
             if stopped || !fill() { return nil }
@@ -187,17 +182,28 @@ public final class RunLogReader {
         return out
     }
 
-    /// Reads more of the file; false when nothing more is there yet.
+    /// Reads more of the log; false when nothing more is there yet.
     private func fill() -> Bool {
         if start > 0 {
             buffer.removeSubrange(0..<start)
             bufferOffset += Int64(start)
             start = 0
         }
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return false }
-        buffer.append(contentsOf: chunk[0..<n])
+        let chunk: [UInt8]?
+        do {
+            chunk = try store.readLog(run: runID, from: bufferOffset + Int64(buffer.count), limit: 1 << 20)
+        } catch {
+            readError = error
+            return false
+        }
+        readError = nil
+        guard let chunk else {
+            missing = true
+            return false
+        }
+        missing = false
+        guard !chunk.isEmpty else { return false }
+        buffer.append(contentsOf: chunk)
         return true
     }
 
@@ -205,10 +211,8 @@ public final class RunLogReader {
     /// or whose recorder was killed (`lost`), may end in a torn record: only a run that ended otherwise
     /// (and so recorded its output's size) is held to having every byte.
     public func problems(of run: Run) -> [RunLogProblem] {
-        if let openError {
-            if openError != ENOENT { return [.unreadable(String(cString: strerror(openError)))] }
-            return run.logBytes > 0 ? [.missing(recordedBytes: run.logBytes)] : []
-        }
+        if let readError { return [.unreadable(readError.description)] }
+        if missing { return run.logBytes > 0 ? [.missing(recordedBytes: run.logBytes)] : [] }
         var found = damage.map(RunLogProblem.damaged)
         guard run.end != nil, run.status != .lost, damage.isEmpty else { return found }
         if incompleteBytes > 0 {

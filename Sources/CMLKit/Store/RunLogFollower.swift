@@ -21,7 +21,7 @@ public struct RunLogFollower {
     /// of a live or lost run is no damage).
     public func read(follow: Bool, awaitingRequeue: () -> Void = {},
                      _ write: ([UInt8]) throws(CMLError) -> Void) throws(CMLError) {
-        let reader = try store.logReader(run: runID)
+        let reader = RunLogReader(store: store, run: runID)
         var renderer = ConsoleRenderer()
         var finished = false
         var toldOfRequeue = false

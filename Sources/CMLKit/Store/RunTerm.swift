@@ -160,7 +160,7 @@ public enum RunTerm: Hashable, Sendable {
 }
 
 /// One `--sort` key: `-acc` sorts by acc descending.
-public struct RunSort: Sendable, Equatable {
+public struct RunSort: Sendable, Codable, Equatable {
     public var key: String
     public var descending: Bool
 

@@ -70,7 +70,7 @@ public enum RunVerification {
         let checks = expected
         problems += ParallelWork.map(count: checks.count, workers: jobs) { _, item -> Problem? in
             let check = checks[item]
-            do throws(CMLError) { _ = try store.blobLocation(check.blob, refresh: false) } catch {
+            do throws(CMLError) { _ = try store.blobSize(check.blob) } catch {
                 return Problem(part: check.part, name: check.name, sha256: check.blob, problem: "missing", detail: error.message)
             }
             do throws(CMLError) {
@@ -85,11 +85,8 @@ public enum RunVerification {
 
     /// Reads the run's console log through to its end.
     private static func logProblems(_ run: Run, in store: any Store) -> [Problem] {
-        let reader: RunLogReader
-        do { reader = try store.logReader(run: run.id) } catch {
-            return [Problem(part: "log", problem: "damaged", detail: error.message)]
-        }
+        let reader = RunLogReader(store: store, run: run.id)
         while reader.next() != nil {}
-        return reader.problems(of: run).map { Problem(part: "log", problem: $0.kind, detail: "\(reader.path) \($0)") }
+        return reader.problems(of: run).map { Problem(part: "log", problem: $0.kind, detail: "console log: \($0)") }
     }
 }

@@ -7,7 +7,7 @@ import Glibc
 public final class SQLiteStore: Store {
     public let location: String
     let queue: DatabaseQueue
-    let blobs: BlobStore
+    let blobs: BlobDirectory
     let logDirectory: String
     let busyTimeout: Double
     /// Opened read-only: the store could not be written, and the command only reads.
@@ -19,7 +19,7 @@ public final class SQLiteStore: Store {
     public init(directory: String, busyTimeout: Double = 10, access: StoreAccess = .writing) throws(CMLError) {
         location = directory
         self.busyTimeout = busyTimeout
-        blobs = BlobStore(directory: directory + "/objects")
+        blobs = BlobDirectory(directory: directory + "/objects")
         logDirectory = directory + "/logs"
         let path = directory + "/cml.db"
         readOnly = Self.isReadOnly(directory: directory, databasePath: path)
@@ -131,7 +131,7 @@ public final class SQLiteStore: Store {
     /// or `objects/` is written only after a process has created the schema (and the database file never
     /// becomes empty again), so when content is found the database is looked at once more: a process
     /// that created it meanwhile is not taken for a lost database.
-    private static func refuseOrphaningContent(databasePath path: String, blobs: BlobStore, logDirectory: String) throws(CMLError) {
+    private static func refuseOrphaningContent(databasePath path: String, blobs: BlobDirectory, logDirectory: String) throws(CMLError) {
         func databaseState() -> String? {
             var st = stat()
             if stat(path, &st) != 0 { return errno == ENOENT ? "missing" : nil }
@@ -517,8 +517,13 @@ public final class SQLiteStore: Store {
 
     // MARK: Metrics
 
+    /// A writer for one run's points, for a recorder that appends many batches.
     public func metricWriter(run id: String) throws(CMLError) -> any MetricWriter {
         try SQLiteMetricWriter(store: self, runID: id)
+    }
+
+    public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
+        try SQLiteMetricWriter(store: self, runID: id).append(points, source: source)
     }
 
     public func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError) {
@@ -564,6 +569,10 @@ public final class SQLiteStore: Store {
 
     public func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String {
         try blobs.put(bytes)
+    }
+
+    public func blobSize(_ id: String) throws(CMLError) -> Int64 {
+        try blobs.location(of: id, refresh: false).size
     }
 
     public func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError) {
@@ -628,8 +637,19 @@ public final class SQLiteStore: Store {
         return try RunLogWriter(path: logPath(id))
     }
 
-    public func logReader(run id: String) throws(CMLError) -> RunLogReader {
-        RunLogReader(path: logPath(id))
+    public func readLog(run id: String, from offset: Int64, limit: Int) throws(CMLError) -> [UInt8]? {
+        let path = logPath(id)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw CMLError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: max(0, limit))
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        if n < 0 { throw CMLError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        bytes.removeLast(bytes.count - n)
+        return bytes
     }
 }
 

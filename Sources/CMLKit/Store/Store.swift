@@ -1,5 +1,5 @@
 /// Which runs `ls` returns: filtered, then sorted (newest first unless `sort` says otherwise).
-public struct RunQuery: Sendable {
+public struct RunQuery: Sendable, Codable {
     public var project: String?
     /// Only runs of these projects (a project-bound token's); nil: every project.
     public var projects: [String]?
@@ -25,14 +25,14 @@ public struct RunQuery: Sendable {
 }
 
 /// What `removeRuns` removed and freed.
-public struct RemovalReport: Sendable, Equatable {
+public struct RemovalReport: Sendable, Codable, Equatable {
     public var runs: Int
     public var blobs: Int
     /// Bytes of blobs and console logs deleted.
     public var bytesFreed: Int64
 }
 
-public struct ProjectSummary: Sendable, Equatable {
+public struct ProjectSummary: Sendable, Codable, Equatable {
     public var name: String
     public var runs: Int
     /// Runs by stored status (`running` includes runs whose cml-run is gone).
@@ -40,18 +40,21 @@ public struct ProjectSummary: Sendable, Equatable {
     public var lastStarted: Double
 }
 
-/// Everything the commands do with a store. The SQLite store implements it on a local directory; a later
-/// HTTP store implements it against `cml-serve`, so no command talks SQL or HTTP itself.
-public protocol Store: Sendable {
-    /// Where the store lives, as the user named it.
+/// Everything the commands do with a store, split by concern so that each part can be served and tested
+/// on its own. The SQLite store implements it on a local directory, the HTTP store against `cml-serve`,
+/// so no command talks SQL or HTTP itself. Nothing that only means something on the store's own machine
+/// (a path inside it, an open log file, where a blob's bytes lie, a cache directory) crosses it: those
+/// are `SQLiteStore`'s own, for the commands that record on this machine.
+public protocol Store: RunStore, BlobStore, QueueStore, DatasetStore {
+    /// Where the store lives, as the user named it (a directory or a URL).
     var location: String { get }
+}
 
+/// Runs: their records, parameters, tags, metrics, console output and artifacts.
+public protocol RunStore: Sendable {
     /// Records a new run with its params and tags; `patch` (the uncommitted code change) goes to the blob store.
     func createRun(_ run: Run, patch: [UInt8]) throws(CMLError) -> Run
     func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
-    /// Keeps the end of a run that `finishRun` could not record (a full disk, a store locked too long) so
-    /// that the store records it when it is next opened, unless the run has ended otherwise by then.
-    func keepEndForLater(run id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
     /// Adds or replaces parameters of a run (from its log channel or `cml-log`).
     func addParams(run id: String, _ params: [Param]) throws(CMLError)
     func addTags(run id: String, _ tags: [String]) throws(CMLError)
@@ -62,11 +65,6 @@ public protocol Store: Sendable {
     func removeRuns(_ ids: [String]) throws(CMLError) -> RemovalReport
     /// Projects with their run counts, most recently used first.
     func projects() throws(CMLError) -> [ProjectSummary]
-    /// A writer that appends metric points to one run in batched transactions and keeps its summaries.
-    func metricWriter(run id: String) throws(CMLError) -> any MetricWriter
-    /// An appender for the run's console output.
-    func logWriter(run id: String) throws(CMLError) -> RunLogWriter
-    func logReader(run id: String) throws(CMLError) -> RunLogReader
 
     /// The full id for a unique prefix; an error naming the candidates otherwise.
     func resolveRunID(_ prefix: String) throws(CMLError) -> String
@@ -75,27 +73,44 @@ public protocol Store: Sendable {
     /// `RunTerm.resolve`); filtering and sorting read only the per-run summaries, never metric series.
     func runs(_ query: RunQuery) throws(CMLError) -> [Run]
     /// Parameters and metrics by what the store holds, for resolving keys.
-    func catalog() -> RunTerm.Catalog
+    func catalog() throws(CMLError) -> RunTerm.Catalog
+
+    /// Appends metric points from `source` to a run in one transaction, with their summaries. A series
+    /// keeps the points of one source (see `MetricSource`): the points of a key whose series came from a
+    /// higher-ranking source are left out, and a series from a lower-ranking one is emptied first.
+    func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError)
     /// Streams a run's points in step order (per key), without holding the series in memory.
     func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
-    func blob(_ id: String) throws(CMLError) -> [UInt8]
-    /// The projects of the runs that reference a blob (as their patch, an artifact, or a file of one).
-    func projects(referencingBlob blob: String) throws(CMLError) -> [String]
+    /// Up to `limit` bytes of a run's console log from `offset`, in the log's record format (see
+    /// `RunLogReader`), as far as written; empty at its end; nil when the run never wrote output.
+    func readLog(run id: String, from offset: Int64, limit: Int) throws(CMLError) -> [UInt8]?
 
-    /// Stores a regular file's content (streamed) and returns its sha256 and size.
-    func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64)
-    func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String
-    /// Streams a blob's bytes, verifying its hash (an error after the last chunk when it does not match).
-    func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError)
-    /// Records an artifact; returns it as stored, with its version (1 for the first of its name in the run).
+    /// Records an artifact whose blobs are in the store; returns it as stored, with its version (1 for
+    /// the first of its name in the run).
     @discardableResult
     func addArtifact(_ artifact: Artifact) throws(CMLError) -> Artifact
     /// A run's artifacts in the order they were recorded.
     func artifacts(run id: String) throws(CMLError) -> [Artifact]
+}
+
+/// Content by sha256: patches, artifacts, dataset files and manifests.
+public protocol BlobStore: Sendable {
+    func blob(_ id: String) throws(CMLError) -> [UInt8]
+    /// Stores the content of a regular file on this machine (streamed) and returns its sha256 and size.
+    func putBlob(file path: String) throws(CMLError) -> (id: String, size: Int64)
+    func putBlob(_ bytes: [UInt8]) throws(CMLError) -> String
+    /// Streams a blob's bytes, verifying its hash (an error after the last chunk when it does not match).
+    func readBlob(_ id: String, _ body: (UnsafeRawBufferPointer) throws(CMLError) -> Void) throws(CMLError)
     func hasBlob(_ id: String) -> Bool
+    /// A blob's size; a `notFound` error when the store does not hold it.
+    func blobSize(_ id: String) throws(CMLError) -> Int64
+    /// The projects of the runs that reference a blob (as their patch, an artifact, or a file of one).
+    func projects(referencingBlob blob: String) throws(CMLError) -> [String]
+}
 
-    // MARK: Queues (docs/design.md explains leases, heartbeats and requeueing)
-
+/// Queues, the runs on them, and the agents that take them (docs/design.md explains leases, heartbeats
+/// and requeueing).
+public protocol QueueStore: Sendable {
     /// Queues one run per spec on `queue`, creating the queue when it is new; all of them or, on an
     /// error, none. Returns the queued runs and whether the queue was created.
     func enqueue(_ specs: [RunSpec], queue: String, priority: Int, maxAttempts: Int) throws(CMLError) -> (runs: [Run], createdQueue: Bool)
@@ -114,8 +129,6 @@ public protocol Store: Sendable {
     func spec(run id: String) throws(CMLError) -> RunSpec?
     /// Stops a queued run: a waiting one ends `aborted` at once, a running one is flagged for its agent.
     func requestAbort(run id: String) throws(CMLError) -> AbortOutcome
-
-    // MARK: Agents
 
     /// Records a starting agent; an error when a live agent already has its name.
     func registerAgent(_ agent: AgentRecord) throws(CMLError)
@@ -143,19 +156,10 @@ public protocol Store: Sendable {
     func agents() throws(CMLError) -> [AgentRecord]
     /// Wakes its waiter when the queues may have changed (a run queued, requeued, moved or aborted).
     func queueWatcher() throws(CMLError) -> QueueWatcher
+}
 
-    // MARK: Blobs in bulk
-
-    /// A writer that stores many blobs from several threads with one sync (see `BlobBatch`).
-    func blobBatch(workers: Int) throws(CMLError) -> BlobBatch
-    /// Where a blob's bytes lie, for copying them without reading them through (`cml-data checkout`).
-    /// `refresh`: look again at what the store holds (a location found earlier had gone).
-    func blobLocation(_ id: String, refresh: Bool) throws(CMLError) -> BlobLocation
-
-    // MARK: Datasets
-
-    /// A directory on this machine for caches: `cml-data get` copies, the snapshot's stat cache.
-    var cacheDirectory: String { get }
+/// Dataset versions, their blob references, and which runs used them.
+public protocol DatasetStore: Sendable {
     /// Records a version and its blob references, once every blob it references is in the store (checked
     /// under the write lock, which removals hold too); nothing is written when some are missing.
     func createDatasetVersion(_ draft: DatasetVersionDraft) throws(CMLError) -> DatasetVersionCommit

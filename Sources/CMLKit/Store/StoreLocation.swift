@@ -23,11 +23,21 @@ public enum StoreLocation {
     }
 
     public static func open(_ option: String?, for access: StoreAccess = .writing) throws(CMLError) -> any Store {
+        try openDirectory(option, for: access)
+    }
+
+    /// The store as a directory on this machine, for what only such a store does (recording a run's
+    /// console output as it comes, ingesting a directory in parallel, copying blobs without reading them).
+    public static func openDirectory(_ option: String?, for access: StoreAccess = .writing) throws(CMLError) -> SQLiteStore {
         let location = resolve(option)
-        if location.hasPrefix("http://") || location.hasPrefix("https://") {
+        if isRemote(location) {
             throw CMLError("remote stores (\(location)) are not supported yet", hint: "use a local directory")
         }
         return try SQLiteStore(directory: location, busyTimeout: busyTimeout, access: access)
+    }
+
+    public static func isRemote(_ location: String) -> Bool {
+        location.hasPrefix("http://") || location.hasPrefix("https://")
     }
 
     /// `cml-run --store DIR ls …` means `cml-run ls --store DIR …`: the store (and with cml-log, the

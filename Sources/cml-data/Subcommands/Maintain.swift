@@ -61,7 +61,7 @@ struct Import: ParsableCommand {
 
     func run() throws {
         if let name { try DatasetName.check(name) }
-        let imported = try DatasetArchive.import(from: file, into: try storeOption.open(), name: name,
+        let imported = try DatasetArchive.import(from: file, into: try storeOption.openDirectory(), name: name,
                                                  allowOutsideLinks: allowOutsideLinks)
         let version = imported.version
         guard case .object(var members) = version.json else { return }

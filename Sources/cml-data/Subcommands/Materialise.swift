@@ -31,7 +31,7 @@ struct Checkout: ParsableCommand {
     @OptionGroup var jobs: JobsOption
 
     func run() throws {
-        let store = try storeOption.open()
+        let store = try storeOption.openDirectory()
         let found = try store.resolveDatasetVersion(try VersionReference(version))
         let report = try Datasets.checkout(found, from: store, to: directory, replace: force,
                                            options: Materializer.Options(link: link, jobs: try jobs.resolve()))
@@ -64,7 +64,7 @@ struct Get: ParsableCommand {
     @Argument(help: ArgumentHelp("The version.", valueName: "version")) var version: String
 
     func run() throws {
-        let store = try storeOption.open()
+        let store = try storeOption.openDirectory()
         let found = try store.resolveDatasetVersion(try VersionReference(version))
         let path = try Datasets.cachedCopy(found, from: store)
         if let run = Datasets.currentRun(in: store) { try store.recordDatasetUse(run: run, [found]) }

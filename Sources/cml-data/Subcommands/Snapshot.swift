@@ -56,7 +56,7 @@ struct SnapshotCommand: ParsableCommand {
     @OptionGroup var jobs: JobsOption
 
     func run() throws {
-        let store = try storeOption.open()
+        let store = try storeOption.openDirectory()
         var parentReferences: [VersionReference]?
         if parents == ["none"] {
             parentReferences = []

@@ -57,7 +57,7 @@ struct Exec: ParsableCommand {
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
         let warn: @Sendable (String) -> Void = { Console.error("cml-run: warning: \($0)\n") }
-        let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: StoreLocation.resolve(location), openStore: { () throws(CMLError) in try StoreLocation.open(location) },
+        let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: StoreLocation.resolve(location), openStore: { () throws(CMLError) in try StoreLocation.openDirectory(location) },
                                                  supervisor: signals, warn: warn)
         // Exit here, with the store still open: closing the last connection would checkpoint the WAL
         // with two fsyncs, milliseconds that every run would pay; the next writer's commits do it instead.

@@ -67,7 +67,7 @@ struct List: ParsableCommand {
         }
         let store = try storeOption.open(for: .reading)
         let runs = try store.runs(query)
-        let catalog = store.catalog()
+        let catalog = try store.catalog()
         let chosen = try columns.map { text throws(CMLError) in try RunTable.columns(text, runs: runs, catalog: catalog) }
         if outputFormat == .jsonl || outputFormat == .json {
             try Console.print(runs.map { run in

@@ -109,7 +109,7 @@ extension TensorBoardImporter {
             }
         }
         let new = points.filter { known.insert(PointIdentity(key: $0.key, step: $0.step, time: $0.time.bitPattern)).inserted }
-        try store.metricWriter(run: id).append(new, source: .tensorboard)
+        try store.appendMetrics(run: id, new, source: .tensorboard)
         return (new.count, points.count - new.count)
     }
 }

@@ -14,7 +14,7 @@ public struct BlobLocation: Sendable, Equatable {
 /// stored in a batch (a dataset snapshot, an import), a range of a pack in `objects/packs/` (see
 /// `PackIndex`). A blob is written to a temporary file, fsynced and renamed into place, so a reader never
 /// sees a partial blob, and identical content is stored once.
-public struct BlobStore: Sendable {
+public struct BlobDirectory: Sendable {
     public let directory: String
     let packs: PackSet
 

@@ -1,0 +1,180 @@
+import Foundation
+
+/// How records travel between a store and its clients (`cml-serve` and `HTTPStore`): every field of the
+/// model, numbers exact (a Double is written in its shortest form that reads back to the same bits,
+/// NaN and the infinities as strings), apart from the JSON the commands print for people and `jq`,
+/// which may round, rename and leave out.
+public enum WireCodec {
+    static let nan = "NaN", infinity = "Infinity", negativeInfinity = "-Infinity"
+
+    public static func encode<Value: Encodable>(_ value: Value) throws(CMLError) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: infinity, negativeInfinity: negativeInfinity, nan: nan)
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            throw CMLError("cannot encode \(Value.self) for the wire: \(error)")
+        }
+    }
+
+    /// `what` names the record in the error: a malformed body is an `invalid` error saying what was wrong.
+    public static func decode<Value: Decodable>(_ type: Value.Type, from bytes: [UInt8], what: String) throws(CMLError) -> Value {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: infinity, negativeInfinity: negativeInfinity, nan: nan)
+        do {
+            return try decoder.decode(type, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw CMLError("\(what) is not a valid record: \(describe(error))", kind: .invalid)
+        } catch {
+            throw CMLError("\(what) is not a valid record: \(error)", kind: .invalid)
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined()
+            return keys.isEmpty ? "" : " at \(keys.hasPrefix(".") ? String(keys.dropFirst()) : keys)"
+        }
+        switch error {
+        case .dataCorrupted(let context): return context.debugDescription + path(context)
+        case .keyNotFound(let key, let context): return "missing \(key.stringValue)\(path(context))"
+        case .typeMismatch(let type, let context): return "expected \(type)\(path(context))"
+        case .valueNotFound(let type, let context): return "expected \(type)\(path(context))"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+/// A JSON value on the wire: null, booleans, integers, strings and arrays as themselves; a double as
+/// `{"d": 2}` (a bare `2.0` would read back as an int) and an object as `{"o": [[key, value], …]}` (its
+/// members keep their order).
+extension JSON: Codable {
+    private enum Tag: String, CodingKey { case d, o }
+
+    public init(from decoder: any Decoder) throws {
+        if let container = try? decoder.singleValueContainer() {
+            if container.decodeNil() { self = .null; return }
+            if let value = try? container.decode(Bool.self) { self = .bool(value); return }
+            if let value = try? container.decode(Int64.self) { self = .int(value); return }
+            if let value = try? container.decode(String.self) { self = .string(value); return }
+            if let value = try? container.decode([JSON].self) { self = .array(value); return }
+        }
+        let tagged = try decoder.container(keyedBy: Tag.self)
+        if tagged.contains(.d) {
+            self = .double(try tagged.decode(Double.self, forKey: .d))
+        } else {
+            self = .object(try tagged.decode([Member].self, forKey: .o).map { ($0.key, $0.value) })
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .double(let value):
+            var tagged = encoder.container(keyedBy: Tag.self)
+            try tagged.encode(value, forKey: .d)
+        case .object(let members):
+            var tagged = encoder.container(keyedBy: Tag.self)
+            try tagged.encode(members.map { Member(key: $0.0, value: $0.1) }, forKey: .o)
+        default:
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .null: try container.encodeNil()
+            case .bool(let value): try container.encode(value)
+            case .int(let value): try container.encode(value)
+            case .string(let value): try container.encode(value)
+            case .array(let values): try container.encode(values)
+            case .double, .object: break
+            }
+        }
+    }
+
+    /// An object member, as a pair in an array.
+    private struct Member: Codable {
+        var key: String
+        var value: JSON
+
+        init(key: String, value: JSON) {
+            self.key = key
+            self.value = value
+        }
+
+        init(from decoder: any Decoder) throws {
+            var container = try decoder.unkeyedContainer()
+            key = try container.decode(String.self)
+            value = try container.decode(JSON.self)
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.unkeyedContainer()
+            try container.encode(key)
+            try container.encode(value)
+        }
+    }
+}
+
+extension BlobDigest: Codable {
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let digest = BlobDigest(hex: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\(text) is not a sha256"))
+        }
+        self = digest
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(hex)
+    }
+}
+
+extension Run: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case id, name, project, status, command, cwd, host, user, pid, startedAt, end, environment, code, logBytes,
+             tags, params, metrics, queue, datasets
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(id: try c.decode(String.self, forKey: .id), name: try c.decodeIfPresent(String.self, forKey: .name),
+                  project: try c.decode(String.self, forKey: .project), status: try c.decode(RunStatus.self, forKey: .status),
+                  command: try c.decode([String].self, forKey: .command), cwd: try c.decode(String.self, forKey: .cwd),
+                  host: try c.decode(String.self, forKey: .host), user: try c.decode(String.self, forKey: .user),
+                  pid: try c.decodeIfPresent(Int32.self, forKey: .pid),
+                  startedAt: try c.decodeIfPresent(Double.self, forKey: .startedAt),
+                  end: try c.decodeIfPresent(RunEnd.self, forKey: .end),
+                  environment: try c.decode([[String]].self, forKey: .environment).map { pair in
+                      guard pair.count == 2 else {
+                          throw DecodingError.dataCorruptedError(forKey: .environment, in: c, debugDescription: "a variable is not a [name, value] pair")
+                      }
+                      return (pair[0], pair[1])
+                  },
+                  code: try c.decode(JSON.self, forKey: .code), logBytes: try c.decode(Int64.self, forKey: .logBytes),
+                  tags: try c.decode([String].self, forKey: .tags), params: try c.decode([Param].self, forKey: .params),
+                  metrics: try c.decode([MetricSummary].self, forKey: .metrics),
+                  queue: try c.decodeIfPresent(QueueEntryInfo.self, forKey: .queue))
+        datasets = try c.decode([DatasetUse].self, forKey: .datasets)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encodeIfPresent(name, forKey: .name)
+        try c.encode(project, forKey: .project)
+        try c.encode(status, forKey: .status)
+        try c.encode(command, forKey: .command)
+        try c.encode(cwd, forKey: .cwd)
+        try c.encode(host, forKey: .host)
+        try c.encode(user, forKey: .user)
+        try c.encodeIfPresent(pid, forKey: .pid)
+        try c.encodeIfPresent(startedAt, forKey: .startedAt)
+        try c.encodeIfPresent(end, forKey: .end)
+        try c.encode(environment.map { [$0.0, $0.1] }, forKey: .environment)
+        try c.encode(code, forKey: .code)
+        try c.encode(logBytes, forKey: .logBytes)
+        try c.encode(tags, forKey: .tags)
+        try c.encode(params, forKey: .params)
+        try c.encode(metrics, forKey: .metrics)
+        try c.encodeIfPresent(queue, forKey: .queue)
+        try c.encode(datasets, forKey: .datasets)
+    }
+}
