@@ -38,9 +38,41 @@ enum BlobRoutes {
         return Response(status: range == nil ? .ok : .partialContent, headers: headers, body: body)
     }
 
+    /// Stores the body as blob `sha256`, once its content is known to have that hash: the body goes to a
+    /// file as it arrives (a blob of many GB never sits in memory), hashed on the way; a body whose hash
+    /// differs is refused (400) and nothing is stored.
+    static func put(_ route: RouteRequest) async throws -> Response {
+        let id = try blobID(route)
+        let store = route.store
+        if store.hasBlob(id) {
+            // Already there: the upload is not read (the client may stop sending).
+            return Response(status: .noContent)
+        }
+        let temporary = FileSystem.temporaryDirectory + "/cml-serve-upload-" + RunID.make()
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystem.error("cannot store an upload in", temporary) }
+        defer { unlink(temporary) }
+        var hasher = SHA256Hasher()
+        do {
+            defer { close(fd) }
+            for try await buffer in route.request.body {
+                try buffer.withUnsafeReadableBytes { bytes throws(CMLError) in
+                    hasher.update(bytes)
+                    try FileSystem.writeAll(fd, bytes, path: temporary)
+                }
+            }
+        }
+        let received = hasher.finalizeHex()
+        guard received == id else {
+            throw CMLError("the body's sha256 is \(received), not \(id)", hint: "the upload was cut or changed on the way", kind: .invalid)
+        }
+        _ = try await StoreCalls.run { () throws(CMLError) in try store.putBlob(file: temporary) }
+        return Response(status: .created)
+    }
+
     /// The id in the path, when it is one: anything but 64 lowercase hex digits names no blob, and is
     /// answered without looking at the store (no path the client makes up reaches the filesystem).
-    private static func blobID(_ route: RouteRequest) throws(CMLError) -> String {
+    static func blobID(_ route: RouteRequest) throws(CMLError) -> String {
         let id = route.context.parameters.get("sha256") ?? ""
         guard id.utf8.count == 64, id.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
             throw CMLError("no blob \(id.prefix(80))", hint: "a blob is named by the sha256 of its content, 64 lowercase hex digits",

@@ -11,6 +11,7 @@ extension CMLError.Kind {
         case .busy: .serviceUnavailable
         case .refused: .forbidden
         case .unauthenticated: .unauthorized
+        case .tooLarge: .contentTooLarge
         case .damaged, .failed: .internalServerError
         }
     }

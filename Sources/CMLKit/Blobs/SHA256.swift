@@ -1,4 +1,5 @@
 import CLibCrypto
+import Glibc
 
 /// SHA-256 through OpenSSL's libcrypto, which uses the CPU's SHA instructions (the `openssl dgst` floor).
 public struct SHA256Hasher: ~Copyable {
@@ -38,5 +39,24 @@ public struct SHA256Hasher: ~Copyable {
         var hasher = SHA256Hasher()
         hasher.update(bytes)
         return hasher.finalizeHex()
+    }
+}
+
+extension SHA256Hasher {
+    /// The sha256 (hex) and size of a regular file's content, read in chunks.
+    public static func hashFile(_ path: String) throws(CMLError) -> (id: String, size: Int64) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystem.error("cannot read", path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystem.error("cannot read", path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CMLError("\(path) is not a regular file") }
+        var hasher = SHA256Hasher()
+        var size: Int64 = 0
+        try FileSystem.copyChunks(from: fd, path: path) { chunk throws(CMLError) in
+            hasher.update(chunk)
+            size += Int64(chunk.count)
+        }
+        return (hasher.finalizeHex(), size)
     }
 }

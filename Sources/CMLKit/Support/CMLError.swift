@@ -27,6 +27,8 @@ public struct CMLError: Error, CustomStringConvertible, Sendable {
         case unauthenticated
         /// What the store holds is damaged (a blob whose content does not match its hash, a torn log).
         case damaged
+        /// What was sent is larger than the store takes at once.
+        case tooLarge = "too_large"
         /// Anything else.
         case failed
     }

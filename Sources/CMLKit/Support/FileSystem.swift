@@ -19,6 +19,12 @@ public enum FileSystem {
         if mkdir(path, 0o755) != 0 && errno != EEXIST { throw error("cannot create directory", path) }
     }
 
+    /// `$TMPDIR`, else /tmp.
+    public static var temporaryDirectory: String {
+        if let value = getenv("TMPDIR"), value.pointee != 0 { return String(cString: value) }
+        return "/tmp"
+    }
+
     /// Writes all of `bytes` at the descriptor's position, or at `position` when given (pwrite).
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int64? = nil,
                                 path: String) throws(CMLError) {
