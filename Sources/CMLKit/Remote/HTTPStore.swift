@@ -37,7 +37,8 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         lock.lock()
         let taken = idle.popLast()
         lock.unlock()
-        let client = try taken ?? HTTPClient()
+        let client: HTTPClient
+        if let taken { client = taken } else { client = try HTTPClient() }
         defer {
             lock.lock()
             idle.append(client)
@@ -219,10 +220,12 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         let request = request("GET", Self.blobPath(id))
         let response = try withClient { client throws(CMLError) in
             try client.send(request) { chunk throws(CMLError) in
-                try chunk.withUnsafeBytes { bytes throws(CMLError) in
-                    hasher.update(bytes)
-                    try body(bytes)
+                hasher.update(chunk)
+                var failure: CMLError?
+                chunk.withUnsafeBytes { bytes in
+                    do throws(CMLError) { try body(bytes) } catch { failure = error }
                 }
+                if let failure { throw failure }
             }
         }
         if let error = response.cmlError { throw error }
