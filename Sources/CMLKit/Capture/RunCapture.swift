@@ -119,10 +119,11 @@ public enum RunCapture {
     /// that killed it if one did, and the store,
     /// which `openStore` opens while the code state is captured on another thread.
     /// `storeDirectory` is where `openStore` opens the store, left out of the code state when it lies in
-    /// the work tree.
+    /// the work tree. `recorded` is called with the run's id once the run is in the store.
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
                            storeDirectory: String? = nil,
-                           openStore: () throws(CMLError) -> SQLiteStore, supervisor: any RunSupervisor,
+                           openStore: () throws(CMLError) -> SQLiteStore, recorded: (String) -> Void = { _ in },
+                           supervisor: any RunSupervisor,
                            warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: SQLiteStore) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
         let startedAt = Clock.now()
@@ -150,6 +151,7 @@ public enum RunCapture {
                 startedAt: startedAt, environment: RunEnvironment.redact(environment.variables), code: code,
                 tags: options.tags, params: parameters(recordedCommand, given: options.params, warn: warn)),
             patch: patch, inputs: inputs, channel: channel)
+        recorded(id)
 
         let child = try start(command, environment: environment, terminal: options.terminal ?? (isatty(STDOUT_FILENO) == 1),
                               launch: launch, channel: channel, record: record)
