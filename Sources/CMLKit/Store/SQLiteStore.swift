@@ -231,14 +231,15 @@ public final class SQLiteStore: Store {
     /// does, `started_at` holds when it was queued, its place in the listing's order.
     static func insertRun(_ db: Database, _ record: Run, queuedAt: Double? = nil) throws {
         try db.execute(sql: """
-            INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code,
+                heartbeat_at, heartbeat_interval, pid_scope)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: StatementArguments([
                 record.id, record.name, record.project, record.status.rawValue,
                 JSON.array(record.command.map { .string($0) }).serialized,
                 record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt ?? queuedAt ?? Clock.now(),
                 JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
-                record.code.serialized,
+                record.code.serialized, record.heartbeat?.at, record.heartbeat?.interval, record.pidScope,
             ] as [(any DatabaseValueConvertible)?]))
         try insertTags(db, run: record.id, record.tags)
         try insertParams(db, run: record.id, record.params)
@@ -378,7 +379,7 @@ public final class SQLiteStore: Store {
             var summaries: [String: ProjectSummary] = [:]
             var order: [String] = []
             for row in try Row.fetchAll(db, sql: """
-                SELECT project, cml_status(status, host, pid) AS observed, COUNT(*) AS runs, MAX(started_at) AS last
+                SELECT project, \(Self.observedStatusSQL) AS observed, COUNT(*) AS runs, MAX(started_at) AS last
                 FROM runs GROUP BY project, observed ORDER BY last DESC
                 """) {
                 let name: String = row["project"]
@@ -510,6 +511,10 @@ public final class SQLiteStore: Store {
                                  logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
                                  metrics: metrics[id] ?? [], queue: queue)
                 record.datasets = datasets[id] ?? []
+                if let at: Double = row["heartbeat_at"], let interval: Double = row["heartbeat_interval"] {
+                    record.heartbeat = Heartbeat(at: at, interval: interval, abortRequested: row["abort_requested"])
+                }
+                record.pidScope = row["pid_scope"]
                 return record
             }
         }

@@ -72,7 +72,9 @@ public struct RunSpool: Sendable {
 }
 
 /// Uploads one run from the spool while its command runs, on a thread of its own: every second while
-/// the server answers, backing off to 30 s while it does not, so the command never waits on it.
+/// the server answers, backing off to 30 s while it does not, so the command never waits on it. Each
+/// upload also renews the run's heartbeat on the server, and an abort asked for there (`cml-run abort
+/// --store URL`) is passed to the spool, where the run's cml-run hears it.
 public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `condition`
     private let spool: RunSpool
     private let store: SQLiteStore
@@ -105,7 +107,10 @@ public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `
         while !isStopped(waiting: pause) {
             do throws(CMLError) {
                 if remote == nil { remote = try HTTPStore(url: spool.url, token: token) }
-                _ = try spool.upload(runID, from: store, to: remote!)
+                if let copy = try spool.upload(runID, from: store, to: remote!), !copy.complete,
+                   try remote!.heartbeatWriter(run: runID).beat() {
+                    try store.requestAbort(directRun: runID)
+                }
                 pause = 1
             } catch {
                 if !warned && error.kind != .unavailable && error.kind != .busy {

@@ -15,6 +15,10 @@ struct Exec: ParsableCommand {
             cml-run, `fg` resumes both. When the store cannot record how the command ended (a full \
             disk), cml-run says so on stderr and the store records it when it is next opened.
 
+            While the command runs, cml-run renews the run's heartbeat in the store every 5 s \
+            ($CML_HEARTBEAT_INTERVAL): a run with six missed beats shows as lost on any host, and \
+            `cml-run abort` from another host reaches it through the store within a second.
+
             Scalars the command writes to TensorBoard event files (SummaryWriter of PyTorch or \
             tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
             with their steps and times, every --tb-interval seconds and once more at the end.
