@@ -101,7 +101,8 @@ public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `
     }
 
     private func loop() {
-        var remote: HTTPStore?
+        // Loaded now, while the command runs, rather than on the way out: libcurl takes milliseconds.
+        var remote = try? HTTPStore(url: spool.url, token: token)
         var pause = 1.0
         var warned = false
         while !isStopped(waiting: pause) {

@@ -84,8 +84,9 @@ public struct RunSync {
             if let name = run.name, name != there.name { try target.rename(run: id, to: name) }
         }
         copy.points = try copyPoints(run, have: there)
-        copy.logBytes = try copyLog(id)
-        try copyArtifacts(id, into: &copy)
+        // A run created just now has no log or artifacts there: two questions fewer.
+        copy.logBytes = try copyLog(id, have: copy.created ? 0 : try target.logSize(run: id))
+        try copyArtifacts(id, have: copy.created ? 0 : try target.artifacts(run: id).count, into: &copy)
         if let end = run.end {
             if there.end == nil {
                 try target.finishRun(id: id, end: end, logBytes: run.logBytes)
@@ -122,8 +123,8 @@ public struct RunSync {
     }
 
     /// The log's whole records past the target's size.
-    private func copyLog(_ id: String) throws(CMLError) -> Int64 {
-        var offset = try target.logSize(run: id)
+    private func copyLog(_ id: String, have: Int64) throws(CMLError) -> Int64 {
+        var offset = have
         let start = offset
         while true {
             guard let bytes = try source.readLog(run: id, from: offset, limit: logBytesPerRequest), !bytes.isEmpty else { break }
@@ -138,9 +139,8 @@ public struct RunSync {
     }
 
     /// The artifacts past the number the target has, each after its blobs: versions stay the same on both.
-    private func copyArtifacts(_ id: String, into copy: inout Copy) throws(CMLError) {
+    private func copyArtifacts(_ id: String, have: Int, into copy: inout Copy) throws(CMLError) {
         let artifacts = try source.artifacts(run: id)
-        let have = try target.artifacts(run: id).count
         guard artifacts.count > have else { return }
         for artifact in artifacts[have...] {
             var blobs = [artifact.sha256]
