@@ -81,7 +81,7 @@ public enum Artifacts {
     /// it when that is an existing directory, as `cp` does) and returns the path written. The content is
     /// written under a temporary name, verified against its hash, and only then renamed into place, so
     /// a failure leaves nothing behind. An existing file or directory is replaced only with `force`.
-    public static func fetch(_ artifact: Artifact, from store: SQLiteStore, to destination: String?,
+    public static func fetch(_ artifact: Artifact, from store: any Store, to destination: String?,
                              force: Bool) throws(CMLError) -> String {
         var target = FileSystem.absolutePath(destination ?? FileSystem.baseName(artifact.name))
         if destination != nil, FileSystem.isDirectory(target) {
@@ -90,13 +90,18 @@ public enum Artifacts {
         try Materializer.checkDestination(target, replace: force)
         let temporary = Materializer.temporaryPath(for: target)
         do throws(CMLError) {
-            if artifact.isDirectory {
-                var manifestBytes: [UInt8] = []
-                try store.readBlob(artifact.sha256) { chunk throws(CMLError) in manifestBytes += chunk }
-                _ = try Materializer.write(try Manifest(decoding: manifestBytes), from: store, into: temporary,
-                                           options: Materializer.Options())
+            if let local = store as? SQLiteStore {
+                try fetchLocal(artifact, from: local, to: temporary)
             } else {
-                _ = try Materializer.writeFile(artifact.sha256, size: artifact.size, mode: 0o644, to: temporary, from: store)
+                guard !artifact.isDirectory else {
+                    throw CMLError("fetching the directory \(artifact.name) from \(store.location) is not supported yet",
+                                   hint: "cml-serve pull the run into a store directory, then get it from there")
+                }
+                // Through the store, hashed as it comes (readBlob checks it) into the temporary file.
+                let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                guard fd >= 0 else { throw FileSystem.error("cannot create", temporary) }
+                defer { close(fd) }
+                try store.readBlob(artifact.sha256) { chunk throws(CMLError) in try FileSystem.writeAll(fd, chunk, path: temporary) }
             }
             try Materializer.place(temporary, at: target, replace: force)
         } catch {
@@ -104,6 +109,18 @@ public enum Artifacts {
             throw error
         }
         return target
+    }
+
+    /// From a store directory: blobs are copied without reading them through (see `Materializer`).
+    private static func fetchLocal(_ artifact: Artifact, from store: SQLiteStore, to temporary: String) throws(CMLError) {
+        if artifact.isDirectory {
+            var manifestBytes: [UInt8] = []
+            try store.readBlob(artifact.sha256) { chunk throws(CMLError) in manifestBytes += chunk }
+            _ = try Materializer.write(try Manifest(decoding: manifestBytes), from: store, into: temporary,
+                                       options: Materializer.Options())
+        } else {
+            _ = try Materializer.writeFile(artifact.sha256, size: artifact.size, mode: 0o644, to: temporary, from: store)
+        }
     }
 
     /// Streams a file artifact's content to `body` (for `cml-run get ID NAME -`).

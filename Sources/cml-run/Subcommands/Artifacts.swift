@@ -81,7 +81,7 @@ struct Get: ParsableCommand {
     var destination: String?
 
     func run() throws {
-        let store = try storeOption.openDirectory(for: .reading)
+        let store = try storeOption.open(for: .reading)
         let runID = try store.resolveRunID(id)
         let artifact = try Artifacts.select(try store.artifacts(run: runID), name: name, step: step, version: version)
         if destination == "-" {
