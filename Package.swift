@@ -30,10 +30,14 @@ let package = Package(
         // zlib: libgit2 loads it anyway; cml-diff reads the sizes in git's binary deltas with it.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CSupport"),
+        // libcurl's header only: the library is loaded with dlopen when a remote store is used, so that
+        // no executable links it (it and its dependencies cost every start milliseconds). dlopen is in
+        // glibc's libc since 2.34, so nothing else is linked either.
+        .target(name: "CCurl"),
         .target(
             name: "CMLKit",
             dependencies: [
-                "CGit2", "CLibCrypto", "CSupport", "CZlib", "CZstd",
+                "CCurl", "CGit2", "CLibCrypto", "CSupport", "CZlib", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -4,15 +4,18 @@ import Glibc
 
 /// `--store`, taken by every command that reads or writes the store.
 public struct StoreOption: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The store directory (default: $CML_STORE, else ~/.cml).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("The store: a directory, or cml-serve's URL (default: $CML_STORE, else ~/.cml).", valueName: "path|url"))
     public var store: String?
+
+    @Option(name: .long, help: ArgumentHelp("A file holding the token for a cml-serve store (default: $CML_TOKEN).", valueName: "path"))
+    public var tokenFile: String?
 
     public init() {}
 
     /// The store, for a command that only reads (`.reading`: a store it cannot write opens read-only) or
     /// one that writes.
     public func open(for access: StoreAccess = .writing) throws(CMLError) -> any Store {
-        try StoreLocation.open(store, for: access)
+        try StoreLocation.open(store, for: access, tokenFile: tokenFile)
     }
 
     /// The store as a directory on this machine, for what only such a store does (see

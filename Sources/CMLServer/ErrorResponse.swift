@@ -8,7 +8,7 @@ extension CMLError.Kind {
         case .notFound: .notFound
         case .ambiguous, .invalid: .badRequest
         case .conflict: .conflict
-        case .busy: .serviceUnavailable
+        case .busy, .unavailable: .serviceUnavailable
         case .refused: .forbidden
         case .unauthenticated: .unauthorized
         case .tooLarge: .contentTooLarge

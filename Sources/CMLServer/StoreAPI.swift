@@ -104,6 +104,19 @@ enum StoreAPI {
             guard let bytes else { return Response(status: .noContent) }
             return Response(status: .ok, headers: [.contentType: Media.bytes], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         },
+        ServerRoute(method: .get, path: "/api/v1/store/runs/{id}/log/size", parameters: []) { route in
+            let id = try await RunReads(route).id(try route.parameter("id")), store = route.store
+            return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.logSize(run: id) })
+        },
+        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/log", parameters: ["offset"], scope: .write) { route in
+            guard let offset = try route.query.integer("offset") else { throw CMLError.usage("a log upload needs ?offset=N") }
+            let bytes = try await route.bodyBytes(limit: StoreAPI.maxRecordBytes)
+            let id = try route.parameter("id"), store = route.store, access = route.access
+            return try .wire(try await StoreCalls.run { () throws(CMLError) in
+                if access.projects != nil { try access.requireWrite(project: try store.run(id: id).project) }
+                return try store.appendLog(run: id, at: Int64(offset), bytes)
+            })
+        },
         ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/artifacts", parameters: [], scope: .write) { route in
             let artifact = try await route.body(Artifact.self, what: "the artifact")
             let id = try route.parameter("id")

@@ -19,6 +19,20 @@ public struct LogRecord: Sendable {
 
     static let headerSize = 13
     static let compressedFlag: UInt8 = 0x80
+
+    /// How many of `bytes` (read from a record boundary) are whole records; the rest is the start of a
+    /// record still to come. Nil when a header is garbled (an unknown stream).
+    public static func wholeRecordsLength(_ bytes: ArraySlice<UInt8>) -> Int? {
+        var position = bytes.startIndex
+        while bytes.endIndex - position >= headerSize {
+            guard OutputStream(rawValue: bytes[position] & ~compressedFlag) != nil else { return nil }
+            var length = 0
+            for i in 0..<4 { length |= Int(bytes[position + 9 + i]) << (8 * i) }
+            guard bytes.endIndex - position >= headerSize + length else { break }
+            position += headerSize + length
+        }
+        return position - bytes.startIndex
+    }
 }
 
 /// Appends records to a run's log file. Each record goes out in one writev(2), so what was handed to the

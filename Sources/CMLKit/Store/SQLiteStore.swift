@@ -637,6 +637,44 @@ public final class SQLiteStore: Store {
         return try RunLogWriter(path: logPath(id))
     }
 
+    public func logSize(run id: String) throws(CMLError) -> Int64 {
+        var st = stat()
+        if stat(logPath(id), &st) != 0 {
+            if errno == ENOENT { return 0 }
+            throw FileSystem.error("cannot read", logPath(id))
+        }
+        return Int64(st.st_size)
+    }
+
+    @discardableResult
+    public func appendLog(run id: String, at offset: Int64, _ records: [UInt8]) throws(CMLError) -> Int64 {
+        guard offset >= 0 else { throw CMLError("a log offset must not be negative", kind: .invalid) }
+        guard LogRecord.wholeRecordsLength(records[...]) == records.count else {
+            throw CMLError("the log bytes for run \(id) are not whole records", kind: .invalid)
+        }
+        _ = try run(id: id)
+        try FileSystem.makeDirectories(logDirectory)
+        let path = logPath(id)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystem.error("cannot open the run's log", path) }
+        defer { close(fd) }
+        // One appender at a time: the size read here is where these bytes go.
+        guard flock(fd, LOCK_EX) == 0 else { throw FileSystem.error("cannot lock", path) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystem.error("cannot read", path) }
+        let size = Int64(st.st_size)
+        guard offset <= size else {
+            throw CMLError("the log of run \(id) has \(size) bytes; bytes from \(offset) would leave a gap", kind: .conflict)
+        }
+        let skip = Int(size - offset)
+        guard skip < records.count else { return size }
+        guard LogRecord.wholeRecordsLength(records[..<skip]) == skip else {
+            throw CMLError("the log of run \(id) ends inside these bytes' records, at \(size)", kind: .conflict)
+        }
+        try FileSystem.writeAll(fd, Array(records[skip...]), path: path)
+        return offset + Int64(records.count)
+    }
+
     public func readLog(run id: String, from offset: Int64, limit: Int) throws(CMLError) -> [UInt8]? {
         let path = logPath(id)
         let fd = open(path, O_RDONLY | O_CLOEXEC)

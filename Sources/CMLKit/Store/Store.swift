@@ -84,6 +84,14 @@ public protocol RunStore: Sendable {
     /// Up to `limit` bytes of a run's console log from `offset`, in the log's record format (see
     /// `RunLogReader`), as far as written; empty at its end; nil when the run never wrote output.
     func readLog(run id: String, from offset: Int64, limit: Int) throws(CMLError) -> [UInt8]?
+    /// The size of a run's console log as written so far, in bytes of its record format; 0 when none.
+    func logSize(run id: String) throws(CMLError) -> Int64
+    /// Appends whole log records that start at `offset` of the run's log and returns the log's size
+    /// after. Idempotent: the part of them the log holds already is skipped, so a retried upload is
+    /// never written twice; an `offset` past the log's end (a gap) is a `conflict`, and bytes that are
+    /// not whole records are `invalid`, with nothing written either way.
+    @discardableResult
+    func appendLog(run id: String, at offset: Int64, _ records: [UInt8]) throws(CMLError) -> Int64
 
     /// Records an artifact whose blobs are in the store; returns it as stored, with its version (1 for
     /// the first of its name in the run).

@@ -22,8 +22,12 @@ public enum StoreLocation {
         return 10
     }
 
-    public static func open(_ option: String?, for access: StoreAccess = .writing) throws(CMLError) -> any Store {
-        try openDirectory(option, for: access)
+    /// The store at `--store`, `$CML_STORE` or ~/.cml: a directory, or `cml-serve` at an http(s) URL
+    /// (with the token from `tokenFile`, else `$CML_TOKEN`).
+    public static func open(_ option: String?, for access: StoreAccess = .writing, tokenFile: String? = nil) throws(CMLError) -> any Store {
+        let location = resolve(option)
+        if isRemote(location) { return try HTTPStore(url: location, token: try HTTPStore.token(file: tokenFile)) }
+        return try openDirectory(option, for: access)
     }
 
     /// The store as a directory on this machine, for what only such a store does (recording a run's
@@ -31,7 +35,7 @@ public enum StoreLocation {
     public static func openDirectory(_ option: String?, for access: StoreAccess = .writing) throws(CMLError) -> SQLiteStore {
         let location = resolve(option)
         if isRemote(location) {
-            throw CMLError("remote stores (\(location)) are not supported yet", hint: "use a local directory")
+            throw CMLError("this needs the store on this machine, not \(location), for now", hint: "use a store directory")
         }
         return try SQLiteStore(directory: location, busyTimeout: busyTimeout, access: access)
     }

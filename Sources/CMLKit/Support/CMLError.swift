@@ -21,6 +21,9 @@ public struct CMLError: Error, CustomStringConvertible, Sendable {
         case conflict
         /// Another process holds the store; retrying later can succeed.
         case busy
+        /// The store cannot be reached now (a server refusing connections, a name that does not resolve,
+        /// a timeout, a connection lost); retrying later can succeed.
+        case unavailable
         /// Not allowed here (a read-only store, a token whose scope does not allow it).
         case refused
         /// Who asks is not known: no token, or one that is unknown or revoked.

@@ -1,0 +1,193 @@
+import Glibc
+
+/// Copies runs from one store to another, sending only what the other side lacks: it asks first (the run
+/// by id, its series' point counts, its log's size, its artifacts, each blob by hash) and sends the
+/// rest. Every step is idempotent, so an interrupted copy resumes where it stopped and a second copy
+/// sends nothing. A run whose id the other side holds for a different run (another command, host or
+/// start) is refused, never overwritten. The same engine uploads a remote store's spool
+/// (`RunSpool`) and serves `cml-serve push` and `pull`.
+public struct RunSync {
+    public let source: any Store
+    public let target: any Store
+    /// Points per request.
+    public var pointsPerBatch = 20_000
+    /// Log bytes per request.
+    public var logBytesPerRequest = 4 << 20
+
+    public init(from source: any Store, to target: any Store) {
+        self.source = source
+        self.target = target
+    }
+
+    /// What one copy sent.
+    public struct Copy: Sendable, Equatable {
+        public var id: String
+        /// The run was new to the target.
+        public var created = false
+        public var params = 0
+        public var tags = 0
+        public var points = 0
+        public var logBytes: Int64 = 0
+        public var artifacts = 0
+        public var blobs = 0
+        public var blobBytes: Int64 = 0
+        /// The run's end was recorded on the target.
+        public var finished = false
+        /// The run is ended on the source and everything of it is on the target.
+        public var complete = false
+
+        public var sentNothing: Bool {
+            !created && params == 0 && tags == 0 && points == 0 && logBytes == 0 && artifacts == 0 && blobs == 0 && !finished
+        }
+
+        public var json: JSON {
+            .object([("id", .string(id)), ("created", .bool(created)), ("params", .int(Int64(params))), ("tags", .int(Int64(tags))),
+                     ("points", .int(Int64(points))), ("log_bytes", .int(logBytes)), ("artifacts", .int(Int64(artifacts))),
+                     ("blobs", .int(Int64(blobs))), ("blob_bytes", .int(blobBytes)), ("finished", .bool(finished)),
+                     ("complete", .bool(complete))])
+        }
+    }
+
+    /// Copies what the target lacks of run `id`; the run's end goes last, so that a run the target
+    /// shows ended has everything.
+    public func copyRun(_ id: String) throws(CMLError) -> Copy {
+        var copy = Copy(id: id)
+        let run = try source.run(id: id)
+        var there: Run?
+        do { there = try target.run(id: id) } catch where error.kind == .notFound { there = nil }
+        if let there {
+            try Self.requireSameRun(run, there, source: source.location, target: target.location)
+        } else {
+            var fresh = run
+            // Recorded as running until everything else is there (see `finishRun` below).
+            if fresh.status.isFinished { fresh.status = .running }
+            fresh.end = nil
+            fresh.metrics = []
+            fresh.logBytes = 0
+            let patch = try run.code["patch_blob"]?.stringValue.map { blob throws(CMLError) in try source.blob(blob) } ?? []
+            there = try target.createRun(fresh, patch: patch)
+            copy.created = true
+            copy.params = run.params.count
+            copy.tags = run.tags.count
+        }
+        guard let there else { return copy }
+        if !copy.created {
+            if !Self.sameParams(run.params, there.params) {
+                try target.addParams(run: id, run.params)
+                copy.params = run.params.count
+            }
+            let missingTags = run.tags.filter { !there.tags.contains($0) }
+            if !missingTags.isEmpty {
+                try target.addTags(run: id, missingTags)
+                copy.tags = missingTags.count
+            }
+            if let name = run.name, name != there.name { try target.rename(run: id, to: name) }
+        }
+        copy.points = try copyPoints(run, have: there)
+        copy.logBytes = try copyLog(id)
+        try copyArtifacts(id, into: &copy)
+        if let end = run.end {
+            if there.end == nil {
+                try target.finishRun(id: id, end: end, logBytes: run.logBytes)
+                copy.finished = true
+            }
+            copy.complete = true
+        }
+        return copy
+    }
+
+    /// The points of each series past the count the target has of it.
+    private func copyPoints(_ run: Run, have there: Run) throws(CMLError) -> Int {
+        var sent = 0
+        for summary in run.metrics {
+            let have = there.metrics.first { $0.key == summary.key }?.count ?? 0
+            guard summary.count > have else { continue }
+            var index: Int64 = 0
+            var batch: [MetricPoint] = []
+            let source = summary.source ?? .log
+            try self.source.forEachMetric(run: run.id, key: summary.key) { point throws(CMLError) in
+                defer { index += 1 }
+                guard index >= have else { return }
+                batch.append(point)
+                if batch.count >= pointsPerBatch {
+                    try target.appendMetrics(run: run.id, batch, source: source)
+                    sent += batch.count
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            try target.appendMetrics(run: run.id, batch, source: source)
+            sent += batch.count
+        }
+        return sent
+    }
+
+    /// The log's whole records past the target's size.
+    private func copyLog(_ id: String) throws(CMLError) -> Int64 {
+        var offset = try target.logSize(run: id)
+        let start = offset
+        while true {
+            guard let bytes = try source.readLog(run: id, from: offset, limit: logBytesPerRequest), !bytes.isEmpty else { break }
+            guard let whole = LogRecord.wholeRecordsLength(bytes[...]) else {
+                throw CMLError("the log of run \(id) in \(source.location) is damaged at byte \(offset)", kind: .damaged)
+            }
+            // A record still being written stays for the next copy.
+            if whole == 0 { break }
+            offset = try target.appendLog(run: id, at: offset, Array(bytes[..<whole]))
+        }
+        return offset - start
+    }
+
+    /// The artifacts past the number the target has, each after its blobs: versions stay the same on both.
+    private func copyArtifacts(_ id: String, into copy: inout Copy) throws(CMLError) {
+        let artifacts = try source.artifacts(run: id)
+        let have = try target.artifacts(run: id).count
+        guard artifacts.count > have else { return }
+        for artifact in artifacts[have...] {
+            var blobs = [artifact.sha256]
+            if artifact.isDirectory {
+                try copyBlob(artifact.sha256, into: &copy)
+                blobs = try Manifest(decoding: try target.blob(artifact.sha256)).entries.compactMap(\.sha256)
+            }
+            for blob in blobs { try copyBlob(blob, into: &copy) }
+            try target.addArtifact(artifact)
+            copy.artifacts += 1
+        }
+    }
+
+    /// Sends a blob the target lacks: through memory when small, through a temporary file when large.
+    public func copyBlob(_ id: String, into copy: inout Copy) throws(CMLError) {
+        guard !target.hasBlob(id) else { return }
+        let size = try source.blobSize(id)
+        if size <= 64 << 20 {
+            _ = try target.putBlob(try source.blob(id))
+        } else {
+            let path = FileSystem.temporaryDirectory + "/cml-sync-" + RunID.make()
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw FileSystem.error("cannot create", path) }
+            defer { unlink(path) }
+            do {
+                defer { close(fd) }
+                try source.readBlob(id) { chunk throws(CMLError) in try FileSystem.writeAll(fd, chunk, path: path) }
+            }
+            _ = try target.putBlob(file: path)
+        }
+        copy.blobs += 1
+        copy.blobBytes += size
+    }
+
+    private static func sameParams(_ a: [Param], _ b: [Param]) -> Bool {
+        a.count == b.count && a.allSatisfy { param in b.contains { $0.key == param.key && $0.value == param.value } }
+    }
+
+    /// The same id on both sides names the same run only when what identifies a run agrees.
+    static func requireSameRun(_ run: Run, _ there: Run, source: String, target: String) throws(CMLError) {
+        func describe(_ run: Run) -> String {
+            "\(ShellQuoting.commandLine(run.command)) on \(run.host) in project \(run.project), started \(run.startedAt.map(Clock.rfc3339) ?? "never")"
+        }
+        guard run.project == there.project, run.command == there.command, run.host == there.host,
+              run.startedAt == there.startedAt, run.code == there.code else {
+            throw CMLError("run \(run.id) is another run in \(target): here (\(source)) \(describe(run)); there \(describe(there))",
+                           hint: "nothing of it was copied", kind: .conflict)
+        }
+    }
+}
