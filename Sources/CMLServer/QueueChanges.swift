@@ -1,12 +1,13 @@
 import CMLKit
 import Foundation
+import ServiceLifecycle
 import Synchronization
 
 /// The long poll behind `GET /api/v1/store/queue-changes`, which wakes remote agents as the store's
 /// `QueueWatcher` wakes local ones: a count of the times the served store's queues may have changed
 /// (its doorbell rang: a run queued, requeued or moved, an abort asked for, through this server or by a
 /// command on its machine). A request that names the count it saw is held until the count moves on, or
-/// for at most the seconds it asked for. The count starts at the server's start time in milliseconds, so
+/// for at most the seconds it asked for. The count starts at the time it is made, in milliseconds, so
 /// that a restarted server never answers a count an agent took for the current one.
 final class QueueChanges: Sendable {
     static let longestWait = 60
@@ -38,34 +39,41 @@ final class QueueChanges: Sendable {
             while true {
                 // Returning on its timeout counts too: a change at most an hour late beats one lost.
                 watcher.wait(timeout: 3600)
-                changed()
+                wakeAll(counting: true)
             }
         }
     }
 
-    private func changed() {
+    private func wakeAll(counting: Bool) {
         let woken = state.withLock { state in
-            state.count += 1
+            if counting { state.count += 1 }
             defer { state.waiters = [:] }
             return Array(state.waiters.values)
         }
         for waiter in woken { waiter.resume() }
     }
 
-    /// The count, once it differs from `after` or `seconds` have passed; at once without `after`.
+    /// The count, once it differs from `after` or `seconds` have passed; at once without `after`, and
+    /// once the server begins to shut down (which waits for the requests in progress).
     func next(after: Int?, waiting seconds: Int) async -> Int {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let waiter = state.withLock { state -> Int? in
-                guard let after, after == state.count, seconds > 0 else { return nil }
-                state.nextWaiter += 1
-                state.waiters[state.nextWaiter] = continuation
-                return state.nextWaiter
+        await withGracefulShutdownHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waiter = state.withLock { state -> Int? in
+                    // A request that comes while the server shuts down (on a kept-alive connection) found the
+                    // shutdown's handler run already: it must not wait either.
+                    guard let after, after == state.count, seconds > 0, !Task.isShuttingDownGracefully else { return nil }
+                    state.nextWaiter += 1
+                    state.waiters[state.nextWaiter] = continuation
+                    return state.nextWaiter
+                }
+                guard let waiter else { return continuation.resume() }
+                Task {
+                    try? await Task.sleep(for: .seconds(seconds))
+                    self.state.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume()
+                }
             }
-            guard let waiter else { return continuation.resume() }
-            Task {
-                try? await Task.sleep(for: .seconds(seconds))
-                self.state.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume()
-            }
+        } onGracefulShutdown: {
+            self.wakeAll(counting: false)
         }
         return state.withLock { $0.count }
     }
