@@ -5,7 +5,9 @@
      and in a directory of 60,000 files (the bound of the search for TensorBoard event files);
   2. throughput of a child writing 1 GiB to stdout through cml-run, against the same child through `cat`
      (to /dev/null: a bare pipe; and to a file: a pipe that also stores every byte, as cml-run does);
-  3. lines per second of the metric parser (`cml-run parse`) on a million lines of training output.
+  3. lines per second of the metric parser (`cml-run parse`) on a million lines of training output;
+  4. (row `server`) what `cml-run --store http://…` adds over a local store, against a cml-serve on
+     loopback (the run goes to the spool, then up before cml-run exits): median over N interleaved pairs.
 
 With --against OTHER (another build of cml-run, say an older commit's), every row also times OTHER,
 interleaved with the rest, each binary with its own store.
@@ -30,7 +32,8 @@ parser.add_argument("--pairs", type=int, default=30)
 parser.add_argument("--gib", type=float, default=1.0)
 parser.add_argument("--repeat", type=int, default=3)
 parser.add_argument("--against", help="another cml-run binary to time in every row, interleaved")
-parser.add_argument("--rows", default="overhead,throughput,parser", help="which of overhead, throughput, parser to measure")
+parser.add_argument("--rows", default="overhead,throughput,parser", help="which of overhead, throughput, parser, server to measure")
+parser.add_argument("--serve", help="the cml-serve for the server row (default: beside --bin, else the debug build)")
 args = parser.parse_args()
 cml = os.path.abspath(args.bin)
 scratch = tempfile.mkdtemp(prefix="cml-bench-")
@@ -171,3 +174,27 @@ if "parser" in rows:
           f"({parse_time:.3f} s including start-up and JSON output; wc -l takes {wc_time:.3f} s; target >= 1 M lines/s)"
           + (f"; {args.against}: {1e6 / other_parse / 1e6:.2f} M lines/s ({other_parse:.3f} s)" if other_parse else ""))
 shutil.rmtree(scratch)
+
+if "server" in rows:
+    serve = args.serve or os.path.join(os.path.dirname(cml), "cml-serve")
+    if not os.path.exists(serve):
+        serve = os.path.join(os.path.dirname(__file__), "..", ".build", "debug", "cml-serve")
+    served = dict(os.environ, CML_STORE=os.path.join(scratch, "served"), XDG_CACHE_HOME=os.path.join(scratch, "cache"))
+    server = subprocess.Popen([serve, "--listen", "127.0.0.1:0"], env=served, stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip().split(" on ")[-1]
+        remote = dict(served, CML_STORE=url)
+        plain = os.path.join(scratch, "plain-server")
+        os.makedirs(plain, exist_ok=True)
+        for e in (env, remote):
+            subprocess.run([cml, "--", "true"], check=True, env=e, cwd=plain)
+        local, over = [], []
+        for _ in range(args.pairs):
+            local.append(timed([cml, "--", "true"], cwd=plain))
+            over.append(timed([cml, "--", "true"], env=remote, cwd=plain))
+        l, o = statistics.median(local), statistics.median(over)
+        print(f"server: cml-run -- true {l * 1e3:.2f} ms on a local store, {o * 1e3:.2f} ms with --store {url} "
+              f"({os.path.relpath(serve)}), added {(o - l) * 1e3:.2f} ms (median of {args.pairs} pairs; target <= 5 ms)")
+    finally:
+        server.terminate()
+        server.wait()

@@ -117,6 +117,20 @@ enum StoreAPI {
                 return try store.appendLog(run: id, at: Int64(offset), bytes)
             })
         },
+        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/heartbeat", parameters: [], scope: .write) { route in
+            let id = try route.parameter("id"), store = route.store, access = route.access
+            return try .wire(try await StoreCalls.run { () throws(CMLError) in
+                if access.projects != nil { try access.requireWrite(project: try store.run(id: id).project) }
+                return try store.heartbeatWriter(run: id).beat()
+            })
+        },
+        ServerRoute(method: .get, path: "/api/v1/store/runs/{id}/abort", parameters: []) { route in
+            let id = try await RunReads(route).id(try route.parameter("id")), store = route.store
+            return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.heartbeatWriter(run: id).abortRequested() })
+        },
+        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/abort", parameters: [], scope: .write) { route in
+            try await route.writeRun { store, id throws(CMLError) in try store.requestAbort(directRun: id) }
+        },
         ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/artifacts", parameters: [], scope: .write) { route in
             let artifact = try await route.body(Artifact.self, what: "the artifact")
             let id = try route.parameter("id")

@@ -4,13 +4,15 @@ import CMLKit
 import CMLServer
 import Foundation
 
-/// `cml-serve`: serve a store read-only over HTTP, and manage the tokens it asks for.
+/// `cml-serve`: serve a store over HTTP, manage the tokens it asks for, and copy runs between stores.
 struct CMLServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cml-serve",
-        abstract: "Serve a store over HTTP (read-only for now): runs, metrics, console output, artifacts and blobs.",
+        abstract: "Serve a store over HTTP to every cml command (--store http://HOST:PORT), and copy runs between stores.",
         discussion: """
-            Answers with the JSON the commands print (docs/http-api.md lists every route). Listens on \
+            Every command takes --store http://HOST:PORT (or CML_STORE=http://…) and the token from \
+            $CML_TOKEN or --token-file. The routes for people and scripts answer with the JSON the \
+            commands print (docs/http-api.md lists every route). Listens on \
             127.0.0.1:8080 unless --listen says otherwise; port 0 picks a free port. Prints one line once \
             it listens: cml-serve: serving STORE on http://HOST:PORT. SIGTERM or SIGINT stop it after the \
             requests in progress. Under systemd (Type=notify) it reports READY=1 once it listens.
@@ -29,8 +31,10 @@ struct CMLServe: AsyncParsableCommand {
               curl -s 'http://127.0.0.1:8080/api/v1/runs?sort=-acc&limit=5' | jq -r .id
               cml-serve token create --name ci --scope read --project vision | jq -r .token > ci.token
               curl -s -H "Authorization: Bearer $(cat ci.token)" http://127.0.0.1:8080/api/v1/runs
+              CML_TOKEN=$(cat ci.token) cml-run ls --store http://127.0.0.1:8080
+              cml-run ls --where 'acc > 0.9' | cml-serve push http://gpu-box:8080
             """,
-        subcommands: [Serve.self, Token.self],
+        subcommands: [Serve.self, Token.self, Push.self, Pull.self],
         defaultSubcommand: Serve.self
     )
 }

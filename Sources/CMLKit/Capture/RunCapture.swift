@@ -98,6 +98,8 @@ public protocol RunSupervisor: Sendable {
     func reaped()
     /// Why the command was stopped, if it was.
     var stop: RunStop? { get }
+    /// Stops the command because `cml-run abort` asked, the way that this supervisor aborts.
+    func abort()
 }
 
 extension SignalForwarder: RunSupervisor {
@@ -119,15 +121,18 @@ public enum RunCapture {
     /// that killed it if one did, and the store,
     /// which `openStore` opens while the code state is captured on another thread.
     /// `storeDirectory` is where `openStore` opens the store, left out of the code state when it lies in
-    /// the work tree.
+    /// the work tree. `recorded` is called with the run's id once the run is in the store.
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
                            storeDirectory: String? = nil,
-                           openStore: () throws(CMLError) -> SQLiteStore, supervisor: any RunSupervisor,
+                           openStore: () throws(CMLError) -> SQLiteStore, recorded: (String) -> Void = { _ in },
+                           supervisor: any RunSupervisor,
                            warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: SQLiteStore) {
         guard !command.isEmpty else { throw .usage("no command given after --", hint: "cml-run [options] -- CMD [ARGS…]") }
         let startedAt = Clock.now()
         let lease: QueueLease? = if case .leased(let lease) = launch.record { lease } else { nil }
         let id = lease?.runID ?? RunID.make(at: startedAt)
+        // A new run keeps a heartbeat; a leased one has its agent's lease.
+        let heartbeatInterval = lease == nil ? try RunHeartbeat.configuredInterval() : nil
         let cwd = launch.workingDirectory ?? RunEnvironment.workingDirectory
 
         let codeCapture = lease == nil ? Background {
@@ -144,17 +149,26 @@ public enum RunCapture {
         let record = RunRecord(store: store, id: id, lease: lease, warn: warn)
         // The command as recorded: secret values never reach the store (an agent's command has them filled).
         let recordedCommand = SecretParameters.redact(command)
-        let (log, metrics) = try record.begin(
-            Run(id: id, name: options.name, project: options.project, status: .running, command: recordedCommand,
-                cwd: cwd, host: RunEnvironment.hostName, user: RunEnvironment.userName, pid: getpid(),
-                startedAt: startedAt, environment: RunEnvironment.redact(environment.variables), code: code,
-                tags: options.tags, params: parameters(recordedCommand, given: options.params, warn: warn)),
-            patch: patch, inputs: inputs, channel: channel)
+        var newRun = Run(id: id, name: options.name, project: options.project, status: .running, command: recordedCommand,
+                         cwd: cwd, host: ProcessPlace.here.host, user: RunEnvironment.userName, pid: getpid(),
+                         startedAt: startedAt, environment: RunEnvironment.redact(environment.variables), code: code,
+                         tags: options.tags, params: parameters(recordedCommand, given: options.params, warn: warn))
+        let recordedAt = Clock.now()
+        if let heartbeatInterval {
+            newRun.heartbeat = Heartbeat(at: recordedAt, interval: heartbeatInterval)
+            newRun.pidScope = ProcessPlace.here.scope
+        }
+        let (log, metrics) = try record.begin(newRun, patch: patch, inputs: inputs, channel: channel)
+        recorded(id)
 
         let child = try start(command, environment: environment, terminal: options.terminal ?? (isatty(STDOUT_FILENO) == 1),
                               launch: launch, channel: channel, record: record)
         supervisor.supervise(child)
         channel.closeChildEnd()
+        let heartbeat = heartbeatInterval.map { interval in
+            RunHeartbeat(writer: store.heartbeatWriter(run: id), interval: interval, startedAt: recordedAt,
+                         onAbort: { supervisor.abort() })
+        }
         let recording = RunRecording(of: child, run: id, store: store, log: log, metrics: metrics, channel: channel,
                                      options: options, launch: launch, directory: cwd, startedAt: startedAt, warn: warn)
         let exit = child.wait()
@@ -163,6 +177,8 @@ public enum RunCapture {
         let stop = supervisor.stop
         supervisor.reaped()
         let logBytes = recording.finish()
+        // The run lives until its end is recorded: output left behind may take a while to drain.
+        heartbeat?.stop()
         record.end(runEnd(exit, stop: stop, leased: lease != nil), logBytes: logBytes)
         return (exit.shellStatus, exit.signal, store)
     }

@@ -97,6 +97,11 @@ public final class SignalForwarder: Sendable {
         }
     }
 
+    /// Does what SIGTERM to cml-run does, as `cml-run abort` used to send on the run's host only.
+    public func abort() {
+        handle(SIGTERM, fromTerminal: false)
+    }
+
     /// The last termination signal received, if any.
     public var receivedSignal: Int32? { state.withLock { $0.received } }
 }

@@ -154,6 +154,8 @@ public enum AbortOutcome: Sendable, Codable, Equatable {
     case requested(agent: String)
     /// A `cml-run` on this host runs it: it got SIGTERM.
     case signalled(pid: Int32)
+    /// A `cml-run` elsewhere runs it: asked through the store, it stops the command within a second.
+    case requestedOfCMLRun(host: String)
     /// Its `cml-run` was gone (`lost`), and the processes it left on this host were stopped.
     case stoppedLeftovers(processes: Int)
 }

@@ -109,6 +109,22 @@ public struct RunEnd: Sendable, Codable {
     }
 }
 
+/// The heartbeat of a run recorded by cml-run, as last stored (see `RunHeartbeat` and `RunLiveness`).
+public struct Heartbeat: Sendable, Codable, Equatable {
+    /// When its cml-run last beat.
+    public var at: Double
+    /// Seconds between beats, as its cml-run keeps them.
+    public var interval: Double
+    /// `cml-run abort` asked its cml-run to stop it.
+    public var abortRequested: Bool
+
+    public init(at: Double, interval: Double, abortRequested: Bool = false) {
+        self.at = at
+        self.interval = interval
+        self.abortRequested = abortRequested
+    }
+}
+
 /// A run record as stored: what was run, where, by whom, how it ended, and what it recorded.
 public struct Run: Sendable {
     public var id: String
@@ -136,6 +152,10 @@ public struct Run: Sendable {
     public var queue: QueueEntryInfo?
     /// Dataset versions it used (`cml-run --data`, `cml-data get|checkout` inside it).
     public var datasets: [DatasetUse] = []
+    /// Kept by the cml-run that records it; nil for a queued run and for one recorded before heartbeats.
+    public var heartbeat: Heartbeat?
+    /// Where `pid` names its process (`ProcessPlace.scope`); nil when it was not recorded.
+    public var pidScope: String?
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
                 host: String, user: String, pid: Int32?, startedAt: Double?, end: RunEnd? = nil,

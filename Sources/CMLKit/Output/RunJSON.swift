@@ -1,12 +1,8 @@
-import Glibc
-
 extension Run {
-    /// The status to show: a run still marked `running` whose cml-run process on this host is gone
-    /// (killed with -9, machine rebooted) is `lost`.
+    /// The status to show: a run still marked `running` whose cml-run stopped beating, or whose process
+    /// is gone from this machine, is `lost` (see `RunLiveness`).
     public var observedStatus: RunStatus {
-        guard status == .running, let pid, host == RunEnvironment.hostName else { return status }
-        if kill(pid, 0) != 0 && errno == ESRCH { return .lost }
-        return status
+        liveness.observedStatus(now: Clock.now())
     }
 
     /// Observed `lost` (its agent is gone) while its queue still holds it: once the lease runs out an agent
@@ -69,6 +65,12 @@ extension Run {
                 ("code", code),
                 ("env", .object(environment.map { ($0.0, .string($0.1)) })),
             ]
+            if let heartbeat {
+                members += [
+                    ("heartbeat_at", .string(Clock.rfc3339(heartbeat.at))),
+                    ("abort_requested", .bool(heartbeat.abortRequested)),
+                ]
+            }
             if let queue {
                 members += [
                     ("max_attempts", .int(Int64(queue.maxAttempts))),

@@ -52,6 +52,7 @@ public struct AgentConfiguration: Sendable {
 /// or a lease another agent has taken back. SIGTERM goes to the command's process group at once and
 /// SIGKILL after the grace; the first reason given is how the run ends.
 final class RunControl: RunSupervisor, @unchecked Sendable {  // all state behind the mutex
+    private let killGrace: Double
     private struct State {
         var child: ChildProcess?
         var finished = false
@@ -60,6 +61,11 @@ final class RunControl: RunSupervisor, @unchecked Sendable {  // all state behin
         var killAt: Double?
     }
     private let state = Mutex(State())
+
+    /// `killGrace`: how long an aborted command gets between SIGTERM and SIGKILL.
+    init(killGrace: Double) {
+        self.killGrace = killGrace
+    }
 
     func supervise(_ child: ChildProcess) {
         let pending = state.withLock { state -> Bool in
@@ -85,6 +91,10 @@ final class RunControl: RunSupervisor, @unchecked Sendable {  // all state behin
             return child
         }
         if let child { terminate(child) }
+    }
+
+    func abort() {
+        request(.aborted(reason: "aborted with cml-run abort"), killAfter: killGrace)
     }
 
     private func terminate(_ child: ChildProcess) {
@@ -246,7 +256,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
                 return started
             }
             guard let lease else { return started }
-            let control = RunControl()
+            let control = RunControl(killGrace: configuration.killGrace)
             state.withLock { $0.slots[slot] = Slot(lease: lease, control: control) }
             Thread.detachNewThread { [self] in
                 execute(lease, slot: slot, control: control)
@@ -276,7 +286,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
                 slot.control.request(.requeue(reason: "its lease was taken back from agent \(configuration.name)"), killAfter: 0)
             } else if reply.abortRequested.contains(runID), slot.control.stop == nil {
                 log(.info, "run \(RunID.short(runID)): aborting (cml-run abort)")
-                slot.control.request(.aborted(reason: "aborted with cml-run abort"), killAfter: configuration.killGrace)
+                slot.control.abort()
             }
         }
         let count = active.count

@@ -1,10 +1,11 @@
 import Glibc
 
-/// `cml-run abort`: a queued run through its queue (see `Store.requestAbort`), a run recorded by
-/// `cml-run` on this host by SIGTERM to that cml-run, which forwards it and records the run `aborted`.
-/// A run whose cml-run is gone (`lost`: killed with `kill -9`) may have left its command running: those
-/// processes, found on this host by the `CML_RUN_ID` in their environment, get SIGTERM, then SIGKILL,
-/// and the run ends `aborted`.
+/// `cml-run abort`: a queued run through its queue (see `Store.requestAbort(run:)`); a run recorded by
+/// `cml-run` through the store (`Store.requestAbort(directRun:)`), which its cml-run hears within a
+/// second on whatever host it runs, or, when it runs here, by SIGTERM to that cml-run at once; either way
+/// cml-run forwards SIGTERM and records the run `aborted`. A run whose cml-run is gone (`lost`: killed
+/// with `kill -9`) may have left its command running: those processes, found on this host by the
+/// `CML_RUN_ID` in their environment, get SIGTERM, then SIGKILL, and the run ends `aborted`.
 public enum RunAbort {
     /// How long the processes a lost run left get to exit after SIGTERM.
     static let leftoverGrace = 3.0
@@ -12,19 +13,27 @@ public enum RunAbort {
     public static func abort(_ id: String, store: any Store) throws(CMLError) -> AbortOutcome {
         let run = try store.run(id: id)
         if run.queue != nil { return try store.requestAbort(run: id) }
-        if run.observedStatus == .lost, run.host == RunEnvironment.hostName {
+        let status = run.observedStatus
+        let here = run.liveness.pidIsHere(.here)
+        if status == .lost, here {
             return try stopLeftovers(of: run, store: store)
         }
-        guard run.observedStatus == .running, let pid = run.pid else {
-            throw CMLError("run \(RunID.short(id)) has already ended (\(run.observedStatus.rawValue))")
+        guard status == .running, let pid = run.pid else {
+            throw CMLError("run \(RunID.short(id)) has already ended (\(status.rawValue))",
+                           hint: status == .lost ? "its cml-run on \(run.host) stopped answering; run cml-run abort there to stop what it left" : nil)
         }
-        guard run.host == RunEnvironment.hostName else {
-            throw CMLError("run \(RunID.short(id)) runs under cml-run on \(run.host) (pid \(pid))", hint: "stop it there")
+        if here {
+            guard kill(pid, SIGTERM) == 0 else {
+                throw CMLError("cannot signal the cml-run of run \(RunID.short(id)) (pid \(pid)): \(String(cString: strerror(errno)))")
+            }
+            return .signalled(pid: pid)
         }
-        guard kill(pid, SIGTERM) == 0 else {
-            throw CMLError("cannot signal the cml-run of run \(RunID.short(id)) (pid \(pid)): \(String(cString: strerror(errno)))")
+        guard run.heartbeat != nil else {
+            throw CMLError("run \(RunID.short(id)) runs under cml-run on \(run.host) (pid \(pid)), which predates aborts through the store",
+                           hint: "stop it there")
         }
-        return .signalled(pid: pid)
+        try store.requestAbort(directRun: id)
+        return .requestedOfCMLRun(host: run.host)
     }
 
     private static func stopLeftovers(of run: Run, store: any Store) throws(CMLError) -> AbortOutcome {

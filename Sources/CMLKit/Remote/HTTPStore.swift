@@ -192,6 +192,14 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         try call("GET", Self.runPath(id, "/artifacts"), as: [Artifact].self)
     }
 
+    public func heartbeatWriter(run id: String) -> any HeartbeatWriter {
+        RemoteHeartbeat(store: self, run: id)
+    }
+
+    public func requestAbort(directRun id: String) throws(CMLError) {
+        try send(request("POST", Self.runPath(id, "/abort")))
+    }
+
     // MARK: Blobs
 
     private static func blobPath(_ id: String) -> String { "/api/v1/blobs/" + id }
@@ -255,4 +263,23 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
 extension CharacterSet {
     /// RFC 3986's unreserved characters: everything else in a query value or path segment is escaped.
     static let urlUnreservedCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+}
+
+/// A run's heartbeat kept on the server: each beat one request, which answers whether an abort was asked.
+final class RemoteHeartbeat: HeartbeatWriter {
+    private let store: HTTPStore
+    private let runID: String
+
+    init(store: HTTPStore, run id: String) {
+        self.store = store
+        self.runID = id
+    }
+
+    func beat() throws(CMLError) -> Bool {
+        try store.call("POST", HTTPStore.runPath(runID, "/heartbeat"), sending: [String](), as: Bool.self)
+    }
+
+    func abortRequested() throws(CMLError) -> Bool {
+        try store.call("GET", HTTPStore.runPath(runID, "/abort"), as: Bool.self)
+    }
 }

@@ -130,7 +130,7 @@ extension BlobDigest: Codable {
 extension Run: Codable {
     private enum CodingKeys: String, CodingKey {
         case id, name, project, status, command, cwd, host, user, pid, startedAt, end, environment, code, logBytes,
-             tags, params, metrics, queue, datasets
+             tags, params, metrics, queue, datasets, heartbeat, pidScope
     }
 
     public init(from decoder: any Decoder) throws {
@@ -153,6 +153,8 @@ extension Run: Codable {
                   metrics: try c.decode([MetricSummary].self, forKey: .metrics),
                   queue: try c.decodeIfPresent(QueueEntryInfo.self, forKey: .queue))
         datasets = try c.decode([DatasetUse].self, forKey: .datasets)
+        heartbeat = try c.decodeIfPresent(Heartbeat.self, forKey: .heartbeat)
+        pidScope = try c.decodeIfPresent(String.self, forKey: .pidScope)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -176,5 +178,7 @@ extension Run: Codable {
         try c.encode(metrics, forKey: .metrics)
         try c.encodeIfPresent(queue, forKey: .queue)
         try c.encode(datasets, forKey: .datasets)
+        try c.encodeIfPresent(heartbeat, forKey: .heartbeat)
+        try c.encodeIfPresent(pidScope, forKey: .pidScope)
     }
 }

@@ -1,17 +1,22 @@
 import GRDB
-import Glibc
 
 /// `RunQuery` as SQL: filters and sort keys become correlated subqueries on the per-run tables (params,
 /// metric summaries, tags), each an index lookup, so listing never reads a metric series.
 extension SQLiteStore {
-    /// `cml_status(status, host, pid)`: the status a reader sees, `lost` for a `running` run whose
-    /// cml-run on this host is gone (as `Run.observedStatus`), so `--where status = lost` works in SQL.
-    static let observedStatusFunction = DatabaseFunction("cml_status", argumentCount: 3, pure: false) { values in
-        guard let status = String.fromDatabaseValue(values[0]) else { return nil }
-        guard status == RunStatus.running.rawValue, String.fromDatabaseValue(values[1]) == RunEnvironment.hostName,
-              let pid = Int32.fromDatabaseValue(values[2]) else { return status }
-        return kill(pid, 0) != 0 && errno == ESRCH ? RunStatus.lost.rawValue : status
+    /// `cml_status(status, host, pid, pid_scope, heartbeat_at, heartbeat_interval)`: the status a reader
+    /// sees, by the rule of `Run.observedStatus` (`RunLiveness`), so `--where status = lost` works in SQL.
+    static let observedStatusFunction = DatabaseFunction("cml_status", argumentCount: 6, pure: false) { values in
+        guard let text = String.fromDatabaseValue(values[0]) else { return nil }
+        guard let status = RunStatus(rawValue: text), status == .running else { return text }
+        let liveness = RunLiveness(status: status, host: String.fromDatabaseValue(values[1]) ?? "",
+                                   pid: Int32.fromDatabaseValue(values[2]), pidScope: String.fromDatabaseValue(values[3]),
+                                   heartbeatAt: Double.fromDatabaseValue(values[4]),
+                                   heartbeatInterval: Double.fromDatabaseValue(values[5]))
+        return liveness.observedStatus(now: Clock.now()).rawValue
     }
+
+    /// The observed status of the row `runs` in SQL.
+    static let observedStatusSQL = "cml_status(runs.status, runs.host, runs.pid, runs.pid_scope, runs.heartbeat_at, runs.heartbeat_interval)"
 
     /// `cml_command_line(command)`: the stored JSON array of arguments as the shell-quoted line
     /// (`ShellQuoting.commandLine`) that `command` means in `--where` and `--sort`, so that
@@ -45,7 +50,7 @@ extension SQLiteStore {
             clauses.append(projects.isEmpty ? "0" : "runs.project IN (\(Array(repeating: "?", count: projects.count).joined(separator: ", ")))")
             arguments += projects
         }
-        if let status = query.status { clauses.append("cml_status(runs.status, runs.host, runs.pid) = ?"); arguments.append(status.rawValue) }
+        if let status = query.status { clauses.append("\(Self.observedStatusSQL) = ?"); arguments.append(status.rawValue) }
         for tag in query.tags {
             clauses.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?)")
             arguments.append(tag)
@@ -84,7 +89,7 @@ extension SQLiteStore {
             case .id: "runs.id"
             case .name: "runs.name"
             case .project: "runs.project"
-            case .status: "cml_status(runs.status, runs.host, runs.pid)"
+            case .status: observedStatusSQL
             case .command: "cml_command_line(runs.command)"
             case .host: "runs.host"
             case .user: "runs.user"

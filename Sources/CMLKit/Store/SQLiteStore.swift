@@ -219,6 +219,9 @@ public final class SQLiteStore: Store {
             // Under the write lock, which removals hold too: a `gc` that deleted the patch since it was
             // stored (it was not referenced yet) cannot run now, and the patch is stored again.
             if let blob = record.code["patch_blob"]?.stringValue, try !blobs.contains(blob) { _ = try blobs.put(patch) }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [record.id]) == true {
+                throw CMLError("the store has a run with id \(record.id) already", kind: .conflict)
+            }
             try Self.insertRun(db, record)
         }
         return run
@@ -228,14 +231,15 @@ public final class SQLiteStore: Store {
     /// does, `started_at` holds when it was queued, its place in the listing's order.
     static func insertRun(_ db: Database, _ record: Run, queuedAt: Double? = nil) throws {
         try db.execute(sql: """
-            INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code,
+                heartbeat_at, heartbeat_interval, pid_scope)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: StatementArguments([
                 record.id, record.name, record.project, record.status.rawValue,
                 JSON.array(record.command.map { .string($0) }).serialized,
                 record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt ?? queuedAt ?? Clock.now(),
                 JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
-                record.code.serialized,
+                record.code.serialized, record.heartbeat?.at, record.heartbeat?.interval, record.pidScope,
             ] as [(any DatabaseValueConvertible)?]))
         try insertTags(db, run: record.id, record.tags)
         try insertParams(db, run: record.id, record.params)
@@ -243,7 +247,10 @@ public final class SQLiteStore: Store {
     }
 
     public func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError) {
-        try write { db in try Self.recordEnd(db, id: id, end: end, logBytes: logBytes) }
+        try write { db in
+            try Self.requireRun(db, id)
+            try Self.recordEnd(db, id: id, end: end, logBytes: logBytes)
+        }
     }
 
     public func keepEndForLater(run id: String, end: RunEnd, logBytes: Int64) throws(CMLError) {
@@ -266,21 +273,36 @@ public final class SQLiteStore: Store {
     }
 
     public func addParams(run id: String, _ params: [Param]) throws(CMLError) {
-        try write { db in try Self.insertParams(db, run: id, params) }
+        try write { db in
+            try Self.requireRun(db, id)
+            try Self.insertParams(db, run: id, params)
+        }
     }
 
     public func addTags(run id: String, _ tags: [String]) throws(CMLError) {
-        try write { db in try Self.insertTags(db, run: id, tags) }
+        try write { db in
+            try Self.requireRun(db, id)
+            try Self.insertTags(db, run: id, tags)
+        }
     }
 
     public func removeTags(run id: String, _ tags: [String]) throws(CMLError) {
         try write { db in
+            try Self.requireRun(db, id)
             for tag in tags { try db.execute(sql: "DELETE FROM run_tags WHERE run_id = ? AND tag = ?", arguments: [id, tag]) }
         }
     }
 
     public func rename(run id: String, to name: String?) throws(CMLError) {
-        try write { db in try db.execute(sql: "UPDATE runs SET name = ? WHERE id = ?", arguments: [name, id]) }
+        try write { db in
+            try Self.requireRun(db, id)
+            try db.execute(sql: "UPDATE runs SET name = ? WHERE id = ?", arguments: [name, id])
+        }
+    }
+
+    /// A write to a run that is not there is `notFound`, on every store, not a constraint failure.
+    static func requireRun(_ db: Database, _ id: String) throws {
+        guard try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [id]) == true else { throw RunID.noRun(id) }
     }
 
     static func insertBlobReferences(_ db: Database, run id: String, _ blobs: some Sequence<String>) throws {
@@ -357,7 +379,7 @@ public final class SQLiteStore: Store {
             var summaries: [String: ProjectSummary] = [:]
             var order: [String] = []
             for row in try Row.fetchAll(db, sql: """
-                SELECT project, cml_status(status, host, pid) AS observed, COUNT(*) AS runs, MAX(started_at) AS last
+                SELECT project, \(Self.observedStatusSQL) AS observed, COUNT(*) AS runs, MAX(started_at) AS last
                 FROM runs GROUP BY project, observed ORDER BY last DESC
                 """) {
                 let name: String = row["project"]
@@ -489,6 +511,10 @@ public final class SQLiteStore: Store {
                                  logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
                                  metrics: metrics[id] ?? [], queue: queue)
                 record.datasets = datasets[id] ?? []
+                if let at: Double = row["heartbeat_at"], let interval: Double = row["heartbeat_interval"] {
+                    record.heartbeat = Heartbeat(at: at, interval: interval, abortRequested: row["abort_requested"])
+                }
+                record.pidScope = row["pid_scope"]
                 return record
             }
         }
@@ -523,6 +549,7 @@ public final class SQLiteStore: Store {
     }
 
     public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
+        try read { db in try Self.requireRun(db, id) }
         try SQLiteMetricWriter(store: self, runID: id).append(points, source: source)
     }
 
@@ -655,7 +682,7 @@ public final class SQLiteStore: Store {
         _ = try run(id: id)
         try FileSystem.makeDirectories(logDirectory)
         let path = logPath(id)
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystem.error("cannot open the run's log", path) }
         defer { close(fd) }
         // One appender at a time: the size read here is where these bytes go.
@@ -667,6 +694,13 @@ public final class SQLiteStore: Store {
             throw CMLError("the log of run \(id) has \(size) bytes; bytes from \(offset) would leave a gap", kind: .conflict)
         }
         let skip = Int(size - offset)
+        // What the log holds already must be these bytes: a retry, not another log.
+        let overlap = min(skip, records.count)
+        var held = [UInt8](repeating: 0, count: overlap)
+        let read = held.withUnsafeMutableBytes { pread(fd, $0.baseAddress, overlap, off_t(offset)) }
+        guard read == overlap, held[...] == records[..<overlap] else {
+            throw CMLError("the log of run \(id) holds other bytes from \(offset)", kind: .conflict)
+        }
         guard skip < records.count else { return size }
         guard LogRecord.wholeRecordsLength(records[..<skip]) == skip else {
             throw CMLError("the log of run \(id) ends inside these bytes' records, at \(size)", kind: .conflict)

@@ -237,6 +237,18 @@ enum Schema {
             revoked_at REAL
         ) WITHOUT ROWID;
         """,
+        // 8: heartbeats of runs recorded by cml-run, so that `lost` and `cml-run abort` go through the
+        // store on any host (`RunLiveness`, `RunHeartbeat`). NULL for queued runs (their agents' leases
+        // say it) and for runs recorded before.
+        """
+        -- The last beat, and the seconds between beats its cml-run keeps: readers judge a run by its own.
+        ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
+        ALTER TABLE runs ADD COLUMN heartbeat_interval REAL;
+        -- Where its pid means something (`ProcessPlace.scope`): the kernel's boot id and pid namespace.
+        ALTER TABLE runs ADD COLUMN pid_scope TEXT;
+        -- `cml-run abort` of a run recorded by cml-run (a queued run's flag is its queue entry's).
+        ALTER TABLE runs ADD COLUMN abort_requested INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     static func newer(_ version: Int) -> CMLError {

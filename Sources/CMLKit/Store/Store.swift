@@ -99,6 +99,14 @@ public protocol RunStore: Sendable {
     func addArtifact(_ artifact: Artifact) throws(CMLError) -> Artifact
     /// A run's artifacts in the order they were recorded.
     func artifacts(run id: String) throws(CMLError) -> [Artifact]
+
+    /// The heartbeat of a run that cml-run records (queued runs have their agents' leases instead): its
+    /// cml-run renews it while the command runs, and learns through it of `cml-run abort`. Connects
+    /// when first used, so that asking costs nothing.
+    func heartbeatWriter(run id: String) -> any HeartbeatWriter
+    /// Asks the cml-run recording a running run (one with a heartbeat) to stop its command, as
+    /// `cml-run abort` does on any host; it hears it within a second (`RunHeartbeat`).
+    func requestAbort(directRun id: String) throws(CMLError)
 }
 
 /// Content by sha256: patches, artifacts, dataset files and manifests.
@@ -185,6 +193,15 @@ public protocol DatasetStore: Sendable {
     func recordDatasetUse(run id: String, _ versions: [DatasetVersion]) throws(CMLError)
     /// The runs that used a version, oldest first.
     func runsUsing(version id: String) throws(CMLError) -> [String]
+}
+
+/// Renews one run's heartbeat (see `Store.heartbeatWriter`). Used from one thread.
+public protocol HeartbeatWriter: AnyObject {
+    /// Renews the heartbeat of the run while it is `running`; says whether an abort was asked for. An
+    /// error (the store locked beyond a short wait, a full disk) means the beat was skipped.
+    func beat() throws(CMLError) -> Bool
+    /// Whether an abort was asked for: a read, cheap enough for every second.
+    func abortRequested() throws(CMLError) -> Bool
 }
 
 public protocol MetricWriter: AnyObject {

@@ -23,11 +23,24 @@ public enum StoreLocation {
     }
 
     /// The store at `--store`, `$CML_STORE` or ~/.cml: a directory, or `cml-serve` at an http(s) URL
-    /// (with the token from `tokenFile`, else `$CML_TOKEN`).
+    /// (with the token from `tokenFile`, else `$CML_TOKEN`). Runs that waited in a server's spool (their
+    /// cml-run could not reach it) are uploaded first, when the server answers.
     public static func open(_ option: String?, for access: StoreAccess = .writing, tokenFile: String? = nil) throws(CMLError) -> any Store {
         let location = resolve(option)
-        if isRemote(location) { return try HTTPStore(url: location, token: try HTTPStore.token(file: tokenFile)) }
-        return try openDirectory(option, for: access)
+        guard isRemote(location) else { return try openDirectory(option, for: access) }
+        let store = try HTTPStore(url: location, token: try HTTPStore.token(file: tokenFile))
+        let spool = RunSpool(for: location)
+        let waiting = spool.waiting()
+        if !waiting.isEmpty {
+            do {
+                let copies = try spool.uploadAll(to: store) { Console.error("cml: warning: \($0)\n") }
+                let uploaded = copies.filter(\.complete).count
+                if uploaded > 0 { Console.error("cml: uploaded \(uploaded) run\(uploaded == 1 ? "" : "s") that waited in \(spool.directory)\n") }
+            } catch where error.kind == .unavailable {
+                // The command itself will say that the server cannot be reached.
+            }
+        }
+        return store
     }
 
     /// The store as a directory on this machine, for what only such a store does (recording a run's

@@ -132,8 +132,11 @@ struct Abort: ParsableCommand {
             A waiting run ends aborted without running. A run on an agent is stopped at the agent's next \
             heartbeat at the latest (the store wakes it at once): SIGTERM to its process group, SIGKILL \
             after the agent's --kill-grace. A run of cml-run on this machine gets SIGTERM through its \
-            cml-run. Runs are ids or unique prefixes, or JSON lines with an "id" on stdin. Prints one \
-            line per run: {"id", "abort": dequeued|requested|signalled, "agent"}.
+            cml-run; one on another machine is asked through the store, and its cml-run stops it within \
+            a second as SIGTERM would. A lost run's processes left on this machine are stopped. Runs are \
+            ids or unique prefixes, or JSON lines with an "id" on stdin. Prints one line per run: \
+            {"id", "abort": dequeued|requested|signalled|stopped, and "agent", "host", "pid" or \
+            "processes"}.
 
             Examples:
               cml-run abort 0192f3a4
@@ -155,6 +158,7 @@ struct Abort: ParsableCommand {
             case .dequeued: [("abort", .string("dequeued"))]
             case .requested(let agent): [("abort", .string("requested")), ("agent", .string(agent))]
             case .signalled(let pid): [("abort", .string("signalled")), ("pid", .int(Int64(pid)))]
+            case .requestedOfCMLRun(let host): [("abort", .string("requested")), ("host", .string(host))]
             case .stoppedLeftovers(let processes): [("abort", .string("stopped")), ("processes", .int(Int64(processes)))]
             }
             try Console.out(JSON.object([("id", .string(id))] + fields).serialized + "\n")

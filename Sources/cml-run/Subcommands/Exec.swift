@@ -15,6 +15,10 @@ struct Exec: ParsableCommand {
             cml-run, `fg` resumes both. When the store cannot record how the command ended (a full \
             disk), cml-run says so on stderr and the store records it when it is next opened.
 
+            While the command runs, cml-run renews the run's heartbeat in the store every 5 s \
+            ($CML_HEARTBEAT_INTERVAL): a run with six missed beats shows as lost on any host, and \
+            `cml-run abort` from another host reaches it through the store within a second.
+
             Scalars the command writes to TensorBoard event files (SummaryWriter of PyTorch or \
             tensorboardX, TensorFlow) under the working directory or a --tb-dir are imported as metrics \
             with their steps and times, every --tb-interval seconds and once more at the end.
@@ -48,20 +52,51 @@ struct Exec: ParsableCommand {
     func run() throws {
         var options = try record.runOptions()
         options.terminal = tty
-        try Self.execute(command, options: options, store: storeOption.store)
+        try Self.execute(command, options: options, store: storeOption.store, tokenFile: storeOption.tokenFile)
     }
 
     /// Runs and records `command`, then exits with its status. `cml-run -- CMD` (no options) comes here
     /// straight from main: parsing nothing with ArgumentParser still costs about 2 ms of start-up.
-    static func execute(_ command: [String], options: RunOptions, store location: String?) throws(CMLError) -> Never {
+    static func execute(_ command: [String], options: RunOptions, store location: String?, tokenFile: String? = nil) throws(CMLError) -> Never {
         // Main has called RunCapture.prepare() already when it saw a run; if not, this is still first.
         let signals = SignalForwarder.shared
         let warn: @Sendable (String) -> Void = { Console.error("cml-run: warning: \($0)\n") }
-        let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: StoreLocation.resolve(location), openStore: { () throws(CMLError) in try StoreLocation.openDirectory(location) },
+        let resolved = StoreLocation.resolve(location)
+        guard StoreLocation.isRemote(resolved) else {
+            let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: resolved,
+                                                     openStore: { () throws(CMLError) in try StoreLocation.openDirectory(location) },
+                                                     supervisor: signals, warn: warn)
+            // Exit here, with the store still open: closing the last connection would checkpoint the WAL
+            // with two fsyncs, milliseconds that every run would pay; the next writer's commits do it instead.
+            withExtendedLifetime(store) { Glibc.exit(status) }
+        }
+        // A server's runs are recorded into its spool here and uploaded as they go (see `RunSpool`).
+        let token = try HTTPStore.token(file: tokenFile)
+        let spool = RunSpool(for: resolved)
+        var spoolStore: SQLiteStore?
+        var uploader: SpoolUploader?
+        let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: spool.directory,
+                                                 openStore: { () throws(CMLError) in
+                                                     let store = try spool.open()
+                                                     spoolStore = store
+                                                     return store
+                                                 },
+                                                 recorded: { id in
+                                                     guard let spoolStore else { return }
+                                                     uploader = SpoolUploader(spool: spool, store: spoolStore, run: id, token: token, warn: warn)
+                                                     uploader?.start()
+                                                 },
                                                  supervisor: signals, warn: warn)
-        // Exit here, with the store still open: closing the last connection would checkpoint the WAL
-        // with two fsyncs, milliseconds that every run would pay; the next writer's commits do it instead.
+        if let uploader, !uploader.finish(deadline: uploadDeadline) {
+            warn("\(resolved) has not all of the run yet: it waits in \(spool.directory), and goes up with the next cml command that reaches the server, or with cml-serve push \(resolved)")
+        }
         withExtendedLifetime(store) { Glibc.exit(status) }
+    }
+
+    /// Seconds cml-run keeps trying to upload the end of a run to an unreachable server:
+    /// `$CML_UPLOAD_WAIT`, default 10.
+    static var uploadDeadline: Double {
+        getenv("CML_UPLOAD_WAIT").flatMap { Double(String(cString: $0)) }.map { max(0, $0) } ?? 10
     }
 
     /// The project when `--project` is not given: `$CML_PROJECT`, else `default`.

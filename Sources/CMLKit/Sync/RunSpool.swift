@@ -1,0 +1,155 @@
+import Foundation
+import Glibc
+
+/// Where runs recorded against a remote store wait to be uploaded: a store directory on this machine, one
+/// per server (`$XDG_CACHE_HOME/cml/spool/HOST_PORT-HASH`, else under ~/.cache). `cml-run --store
+/// http://…` records into it exactly as into a local store, so the command's start never waits on the
+/// network and an unreachable server loses nothing; `RunSync` copies each run up while it runs and
+/// after, and a run leaves the spool once the server has all of it. So the spool holds exactly the runs
+/// still waiting to upload: `cml-run ls` marks them, and the next command that reaches the server (or
+/// `cml-serve push`) uploads what a cml-run could not before it exited.
+public struct RunSpool: Sendable {
+    public let url: String
+    public let directory: String
+
+    public init(for url: String) {
+        self.url = url
+        let cache = getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+            ?? FileSystem.homeDirectory + "/.cache"
+        let address = url.split(separator: "/").dropFirst(1).first.map(String.init) ?? "server"
+        let readable = String(address.map { $0.isLetter || $0.isNumber || $0 == "." ? $0 : "_" })
+        directory = "\(cache)/cml/spool/\(readable)-\(SHA256Hasher.hex(Array(url.utf8)).prefix(12))"
+    }
+
+    /// The spool's store, made when missing.
+    public func open() throws(CMLError) -> SQLiteStore {
+        try FileSystem.makeDirectories(directory)
+        return try SQLiteStore(directory: directory, busyTimeout: StoreLocation.busyTimeout)
+    }
+
+    /// The ids of the runs still waiting to upload, without making the spool.
+    public func waiting() -> [String] {
+        guard FileSystem.isDirectory(directory), let store = try? SQLiteStore(directory: directory, access: .reading) else { return [] }
+        return (try? store.runs(RunQuery()).map(\.id)) ?? []
+    }
+
+    /// Uploads what `remote` lacks of the spool's run `id`, and takes the run out of the spool once
+    /// it has ended and the server has all of it. Nil when another process is uploading it just now.
+    /// Only one process uploads a run at a time (a lock file per run): two uploaders asking the server's
+    /// counts at once would both send the same points.
+    public func upload(_ id: String, from spool: SQLiteStore, to remote: any Store) throws(CMLError) -> RunSync.Copy? {
+        let locks = directory + "/uploading"
+        try FileSystem.makeDirectories(locks)
+        let lockPath = locks + "/" + id
+        let fd = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystem.error("cannot create", lockPath) }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
+        let copy = try RunSync(from: spool, to: remote).copyRun(id)
+        if copy.complete {
+            _ = try spool.removeRuns([id])
+            unlink(lockPath)
+        }
+        return copy
+    }
+
+    /// Uploads every run waiting in the spool; a run the server refuses (another run has its id) is
+    /// reported and stays. Stops at the first failure to reach the server.
+    public func uploadAll(to remote: any Store, warn: (String) -> Void) throws(CMLError) -> [RunSync.Copy] {
+        let ids = waiting()
+        guard !ids.isEmpty else { return [] }
+        let spool = try open()
+        var copies: [RunSync.Copy] = []
+        for id in ids {
+            do {
+                if let copy = try upload(id, from: spool, to: remote) { copies.append(copy) }
+            } catch where error.kind == .conflict || error.kind == .refused {
+                warn("run \(RunID.short(id)) stays in the spool \(directory): \(error.message)")
+            }
+        }
+        return copies
+    }
+}
+
+/// Uploads one run from the spool while its command runs, on a thread of its own: every second while
+/// the server answers, backing off to 30 s while it does not, so the command never waits on it. Each
+/// upload also renews the run's heartbeat on the server, and an abort asked for there (`cml-run abort
+/// --store URL`) is passed to the spool, where the run's cml-run hears it.
+public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `condition`
+    private let spool: RunSpool
+    private let store: SQLiteStore
+    private let runID: String
+    private let condition = NSCondition()
+    private var stopped = false
+    private var thread: Thread?
+    private let token: String?
+    private let warn: @Sendable (String) -> Void
+
+    public init(spool: RunSpool, store: SQLiteStore, run id: String, token: String?, warn: @escaping @Sendable (String) -> Void) {
+        self.spool = spool
+        self.store = store
+        self.runID = id
+        self.token = token
+        self.warn = warn
+    }
+
+    public func start() {
+        let thread = Thread { [self] in loop() }
+        thread.name = "cml-upload"
+        self.thread = thread
+        thread.start()
+    }
+
+    private func loop() {
+        var remote: HTTPStore?
+        var pause = 1.0
+        var warned = false
+        while !isStopped(waiting: pause) {
+            do throws(CMLError) {
+                if remote == nil { remote = try HTTPStore(url: spool.url, token: token) }
+                if let copy = try spool.upload(runID, from: store, to: remote!), !copy.complete,
+                   try remote!.heartbeatWriter(run: runID).beat() {
+                    try store.requestAbort(directRun: runID)
+                }
+                pause = 1
+            } catch {
+                if !warned && error.kind != .unavailable && error.kind != .busy {
+                    warn("the run is kept in \(spool.directory) for now: \(error.message)")
+                    warned = true
+                }
+                pause = min(pause * 2, 30)
+            }
+        }
+    }
+
+    /// Waits up to `seconds` for `stop`; true once stopped.
+    private func isStopped(waiting seconds: Double) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: seconds)) }
+        return stopped
+    }
+
+    /// Stops the background uploads, then uploads the rest of the ended run, giving up after `deadline`
+    /// seconds of trying (the run then waits in the spool). Returns whether the server has all of it.
+    public func finish(deadline: Double) -> Bool {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
+        let end = Clock.now() + deadline
+        var pause = 0.2
+        while true {
+            do throws(CMLError) {
+                let remote = try HTTPStore(url: spool.url, token: token)
+                if let copy = try spool.upload(runID, from: store, to: remote), copy.complete { return true }
+            } catch where error.kind != .unavailable && error.kind != .busy {
+                warn("run \(RunID.short(runID)) is kept in \(spool.directory): \(error.message)")
+                return false
+            } catch {}
+            if Clock.now() + pause > end { return false }
+            usleep(useconds_t(pause * 1_000_000))
+            pause = min(pause * 2, 2)
+        }
+    }
+}
