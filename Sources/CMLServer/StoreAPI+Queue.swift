@@ -76,7 +76,7 @@ extension StoreAPI {
             let store = route.store
             return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.spec(run: run.id) })
         },
-        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/abort", parameters: [], scope: .write) { route in
+        ServerRoute(method: .post, path: "/api/v1/store/queued/{id}/abort", parameters: [], scope: .write) { route in
             let id = try route.parameter("id"), store = route.store, access = route.access
             return try .wire(try await StoreCalls.run { () throws(CMLError) in
                 try access.requireWrite(runs: [id], in: store)

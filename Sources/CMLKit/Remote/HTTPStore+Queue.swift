@@ -50,7 +50,7 @@ extension HTTPStore {
     }
 
     public func requestAbort(run id: String) throws(CMLError) -> AbortOutcome {
-        try call("POST", Self.runPath(id, "/abort"), as: AbortOutcome.self)
+        try call("POST", "/api/v1/store/queued/" + Self.escape(id) + "/abort", as: AbortOutcome.self)
     }
 
     // MARK: Agents and leases
