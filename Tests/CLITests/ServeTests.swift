@@ -56,9 +56,10 @@ struct HTTPReply {
         return URLSession(configuration: configuration)
     }()
 
-    static func send(_ url: String, method: String = "GET", headers: [String: String] = [:]) async throws -> HTTPReply {
+    static func send(_ url: String, method: String = "GET", headers: [String: String] = [:], body: Data? = nil) async throws -> HTTPReply {
         var request = URLRequest(url: try #require(URL(string: url)))
         request.httpMethod = method
+        request.httpBody = body
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let (body, response) = try await session.data(for: request)
         let http = try #require(response as? HTTPURLResponse)
