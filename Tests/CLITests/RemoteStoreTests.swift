@@ -375,6 +375,72 @@ struct RemoteStoreTests {
         _ = try serverB.stop()
     }
 
+    /// A batch of points whose answer is lost after the server stored it (a proxy drops the answer and
+    /// closes the kept connection) is not sent again blindly: the copy stops, and the next one asks what
+    /// arrived, so the server has every point once. libcurl alone would resend it on a fresh connection.
+    @Test func aBatchWhoseAnswerIsLostIsNotCountedTwice() throws {
+        let boxA = try Sandbox(), boxB = try Sandbox()
+        let ran = try boxA.run("cml-run", ["--monitor-interval", "0", "--", "python3", "-c", "for i in range(30): print(f'step={i} loss={i / 7:.4f}')"])
+        #expect(ran.status == 0, "\(ran.stderr)")
+        let id = try #require(Self.runsIn(boxA.store).first?.id)
+        let server = try ServerUnderTest(boxB)
+        let upstream = try #require(server.url.split(separator: ":").last.map(String.init))
+        try boxA.write("proxy.py", """
+            import socket, sys, threading
+            def read_message(f, has_body=True):
+                head = b""
+                while not head.endswith(b"\\r\\n\\r\\n"):
+                    c = f.read(1)
+                    if not c:
+                        return None
+                    head += c
+                length = 0
+                for line in head.split(b"\\r\\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                return head + (f.read(length) if has_body else b"")
+            dropped = []
+            def serve(client):
+                f = client.makefile("rb")
+                served = 0
+                while True:
+                    request = read_message(f)
+                    if request is None:
+                        break
+                    up = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+                    up.sendall(request)
+                    answer = read_message(up.makefile("rb"), not request.startswith(b"HEAD"))
+                    up.close()
+                    # The first batch of points sent on a kept connection: stored, but its answer never comes.
+                    if served > 0 and request.startswith(b"POST") and b"/metrics" in request.split(b"\\r\\n")[0] and not dropped:
+                        dropped.append(1)
+                        print("dropped", flush=True)
+                        break
+                    client.sendall(answer)
+                    served += 1
+                client.close()
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", int(sys.argv[1])))
+            listener.listen(16)
+            print("listening", flush=True)
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+            """)
+        let port = try Self.freePort()
+        let proxy = try boxA.start("/usr/bin/env", ["python3", "proxy.py", String(port), upstream])
+        defer { kill(proxy.pid, SIGKILL) }
+        #expect(waitUntil(timeout: 20) { proxy.stdoutSoFar.contains("listening") })
+        let env = Self.remote(boxA)
+        let cut = try boxA.run("cml-serve", ["push", "http://127.0.0.1:\(port)", id, "--store", boxA.store], env: env)
+        #expect(proxy.stdoutSoFar.contains("dropped"))
+        #expect(cut.status == 1 && cut.stderr.contains("lost the connection to http://127.0.0.1:\(port)/"), "\(cut.out) \(cut.stderr)")
+        let again = try boxA.run("cml-serve", ["push", "http://127.0.0.1:\(port)", id, "--store", boxA.store], env: env)
+        #expect(again.status == 0 && Self.int(Self.copies(again)[id]?["points"]) == 0, "\(again.out) \(again.stderr)")
+        #expect(Self.runsIn(boxB.store).first?.metrics.first { $0.key == "loss" }?.count == 30)
+        #expect(try Self.readings(boxA, id, store: boxA.store) == Self.readings(boxB, id, store: boxB.store))
+        _ = try server.stop()
+    }
+
     /// Tokens through the commands: a read token cannot write (403, naming its scope), a token bound to
     /// a project writes only there, and a server with tokens answers no token with a clear 401.
     @Test func tokenScopesHoldThroughTheCommands() async throws {
