@@ -192,11 +192,12 @@ extension RouteRequest {
         }
     }
 
-    /// Runs `write` on the run the path names, once the token may write to its project; answers 204.
+    /// Runs `write` on the run the path names, once it exists (404, where the store would only fail on
+    /// a missing row) and the token may write to its project; answers 204.
     func writeRun(_ write: @escaping @Sendable (any Store, String) throws(CMLError) -> Void) async throws(CMLError) -> Response {
         let id = try parameter("id"), store = store, access = access
         try await StoreCalls.run { () throws(CMLError) in
-            if access.projects != nil { try access.requireWrite(project: try store.run(id: id).project) }
+            try access.requireWrite(project: try store.run(id: id).project)
             try write(store, id)
         }
         return .done

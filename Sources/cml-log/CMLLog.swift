@@ -49,12 +49,12 @@ struct Target: ParsableArguments {
     var store: String? { storeOption.store }
 
     func open() throws(CMLError) -> RunLogTarget {
-        try RunLogTarget(run: run, store: store)
+        try RunLogTarget(run: run, store: store, tokenFile: storeOption.tokenFile)
     }
 
     /// Stores an artifact (always into the store: see `RunLogTarget.storeAndRun`) and prints its record.
     func recordArtifact(_ body: (any Store, String) throws(CMLError) -> Artifact) throws(CMLError) {
-        let (store, id) = try RunLogTarget.storeAndRun(run: run, store: self.store)
+        let (store, id) = try RunLogTarget.storeAndRun(run: run, store: self.store, tokenFile: storeOption.tokenFile)
         try Console.out(try body(store, id).json.serialized + "\n")
     }
 
@@ -220,7 +220,7 @@ struct TensorBoard: ParsableCommand {
     @Argument(help: ArgumentHelp("The directory holding the event files.", valueName: "dir")) var directory: String
 
     func run() throws {
-        let (store, id) = try RunLogTarget.storeAndRun(run: target.run, store: target.store)
+        let (store, id) = try RunLogTarget.storeAndRun(run: target.run, store: target.store, tokenFile: target.storeOption.tokenFile)
         let (added, skipped) = try TensorBoardImporter.importAll(from: directory, into: id, store: store, warn: warnLine)
         // A count for a person watching; scripts check the metrics themselves.
         if Console.stderrIsTerminal {

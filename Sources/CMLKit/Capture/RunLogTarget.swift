@@ -16,24 +16,25 @@ public final class RunLogTarget {
     private var params: [Param] = []
     private var tags: [String] = []
 
-    public init(run: String?, store location: String?) throws(CMLError) {
+    public init(run: String?, store location: String?, tokenFile: String? = nil) throws(CMLError) {
         let environment = { (name: String) -> String? in getenv(name).map { String(cString: $0) } }
         if run == nil, let descriptor = environment("CML_LOG_FD").flatMap(Int32.init), fcntl(descriptor, F_GETFD) >= 0 {
             destination = .channel(descriptor)
             return
         }
-        let (store, id) = try Self.storeAndRun(run: run, store: location)
+        let (store, id) = try Self.storeAndRun(run: run, store: location, tokenFile: tokenFile)
         destination = .store(store, id)
     }
 
     /// The store and the full id of the run to record into: `run` when given, else the cml-run this
     /// process runs inside (`$CML_RUN_ID`, `$CML_STORE`). Artifacts always go this way, since the channel
     /// carries JSON lines only, and storing a file before cml-log returns means a script may delete it next.
-    public static func storeAndRun(run: String?, store location: String?) throws(CMLError) -> (any Store, String) {
+    /// `tokenFile` holds the token for a server (else `$CML_TOKEN`).
+    public static func storeAndRun(run: String?, store location: String?, tokenFile: String? = nil) throws(CMLError) -> (any Store, String) {
         guard let run = run ?? getenv("CML_RUN_ID").map({ String(cString: $0) }) else {
             throw CMLError.usage("no run to log to", hint: "run inside cml-run, or pass --run ID")
         }
-        let store = try StoreLocation.open(location)
+        let store = try StoreLocation.open(location, tokenFile: tokenFile)
         return (store, try store.resolveRunID(run))
     }
 

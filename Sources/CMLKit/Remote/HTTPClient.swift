@@ -22,6 +22,10 @@ public struct HTTPRequest: Sendable {
     /// Seconds without a byte moving after which the exchange ends (whole seconds, at least 1); nil: no
     /// limit, for a followed log that may stay quiet.
     public var idleTimeout: Double?
+    /// Whether libcurl may send it again on a fresh connection when a kept one closes before any answer.
+    /// Not a request that does twice what it does once (appending points): the server may have done it
+    /// before the connection closed, so the caller asks what arrived instead.
+    public var resendable = true
 
     public init(_ url: String, method: String = "GET", headers: [(name: String, value: String)] = [], body: Body? = nil,
                 timeout: Double? = nil, connectTimeout: Double = 10, idleTimeout: Double? = 60) {
@@ -219,13 +223,20 @@ public final class HTTPClient {
             Unmanaged<Exchange>.fromOpaque(context!).takeUnretainedValue().readUpload(into: buffer!, capacity: size * count)
         }
         setPointer(CURLOPT_READDATA, exchange)
-        // A body may have to be sent again on a fresh connection, when a kept one turns out closed.
+        // A body may have to be sent again on a fresh connection, when a kept one turns out closed. Without
+        // this callback libcurl cannot rewind it, and fails the request (CURLE_SEND_FAIL_REWIND) instead.
+        guard request.resendable else { return headers(for: request) }
         cml_curl_setopt_seek_callback(handle) { context, offset, origin in
             guard origin == SEEK_SET else { return CURL_SEEKFUNC_CANTSEEK }
             return Unmanaged<Exchange>.fromOpaque(context!).takeUnretainedValue().rewindUpload(to: Int(offset))
                 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL
         }
         setPointer(CURLOPT_SEEKDATA, exchange)
+        return headers(for: request)
+    }
+
+    /// The headers that go with a body.
+    private func headers(for request: HTTPRequest) -> [String] {
         // cml-serve never answers `Expect: 100-continue`, so libcurl would wait a second before each large
         // body; an early error answer still stops the upload.
         var headers = ["Expect:"]
@@ -259,6 +270,10 @@ public final class HTTPClient {
         case CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
              CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM:
             return CMLError("\(answered ? "lost the connection to" : "cannot reach") \(url): \(reason)", kind: .unavailable)
+        case CURLE_SEND_FAIL_REWIND:
+            // Only a request that is not `resendable` gets here.
+            return CMLError("lost the connection to \(url) before its answer", hint: "not sent again: it may have arrived",
+                            kind: .unavailable)
         case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
             return CMLError("\(url) is not an http or https URL: \(reason)", exitCode: 2)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:

@@ -146,7 +146,11 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
 
     public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
         if points.isEmpty { return }
-        try post(Self.runPath(id, "/metrics"), query: [("source", source.rawValue)], sending: points)
+        // Appended as sent: never sent twice by libcurl (`RunSync` asks the counts, then sends what is missing).
+        var request = request("POST", Self.runPath(id, "/metrics"), query: [("source", source.rawValue)],
+                              body: .bytes(try WireCodec.encode(points)), type: "application/json")
+        request.resendable = false
+        try send(request)
     }
 
     public func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError) {
@@ -185,7 +189,11 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
 
     @discardableResult
     public func addArtifact(_ artifact: Artifact) throws(CMLError) -> Artifact {
-        try call("POST", Self.runPath(artifact.run, "/artifacts"), sending: artifact, as: Artifact.self)
+        // Each call adds a version: never sent twice by libcurl (`RunSync` counts what arrived).
+        let path = Self.runPath(artifact.run, "/artifacts")
+        var request = request("POST", path, body: .bytes(try WireCodec.encode(artifact)), type: "application/json")
+        request.resendable = false
+        return try WireCodec.decode(Artifact.self, from: try send(request).body, what: "the answer to POST \(path)")
     }
 
     public func artifacts(run id: String) throws(CMLError) -> [Artifact] {

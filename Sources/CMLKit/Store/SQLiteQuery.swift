@@ -43,6 +43,13 @@ extension SQLiteStore {
     }
 
     public func runs(_ query: RunQuery) throws(CMLError) -> [Run] {
+        try runs(query, resolvingKeysIn: catalog())
+    }
+
+    /// The runs of `query`, its keys resolved in `catalog` rather than in this store's own: a server's
+    /// spool lists its runs by the keys the server knows (`RunSpool.listing`), a key only the server has
+    /// being one that none of them has.
+    public func runs(_ query: RunQuery, resolvingKeysIn catalog: RunTerm.Catalog) throws(CMLError) -> [Run] {
         var clauses: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []
         if let project = query.project { clauses.append("runs.project = ?"); arguments.append(project) }
@@ -56,7 +63,6 @@ extension SQLiteStore {
             arguments.append(tag)
         }
         if let since = query.since { clauses.append("runs.started_at >= ?"); arguments.append(since) }
-        let catalog = catalog()
         if let filter = query.filter {
             let (sql, values) = try Self.sql(for: filter, catalog: catalog)
             clauses.append(sql)

@@ -13,6 +13,9 @@ public struct RunSpool: Sendable {
     public let directory: String
 
     public init(for url: String) {
+        var url = url
+        // `http://host:8080/` is the server `http://host:8080` is, and has the same spool.
+        while url.hasSuffix("/") { url.removeLast() }
         self.url = url
         let cache = getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
             ?? FileSystem.homeDirectory + "/.cache"
@@ -31,6 +34,42 @@ public struct RunSpool: Sendable {
     public func waiting() -> [String] {
         guard FileSystem.isDirectory(directory), let store = try? SQLiteStore(directory: directory, access: .reading) else { return [] }
         return (try? store.runs(RunQuery()).map(\.id)) ?? []
+    }
+
+    /// What `cml-run ls` lists of the server: `listed`, the server's answer to `query`, with the runs
+    /// waiting here that match it and never reached the server placed among them in the query's order
+    /// (keys resolved as the server resolved them), and the ids of the listed runs still waiting here.
+    /// Opens nothing when no run was ever spooled for this server.
+    public func listing(_ listed: [Run], query: RunQuery, server: any Store,
+                        catalog: RunTerm.Catalog) throws(CMLError) -> (runs: [Run], waiting: Set<String>) {
+        guard FileSystem.isDirectory(directory), let spool = try? SQLiteStore(directory: directory, access: .reading) else {
+            return (listed, [])
+        }
+        let waiting = Set(try spool.runs(RunQuery()).map(\.id))
+        guard !waiting.isEmpty else { return (listed, []) }
+        let onServer = Set(listed.map(\.id))
+        var local: [Run] = []
+        for run in try spool.runs(query, resolvingKeysIn: catalog) where !onServer.contains(run.id) {
+            // A run the server has but did not list (it has less of it so far) is left out, as the server left it.
+            do { _ = try server.run(id: run.id) } catch where error.kind == .notFound { local.append(run) }
+        }
+        var runs = listed
+        if !local.isEmpty {
+            let order = try RunOrder(query.sort, catalog: catalog)
+            runs = []
+            var serverIndex = listed.startIndex, localIndex = local.startIndex
+            while serverIndex < listed.endIndex || localIndex < local.endIndex {
+                if localIndex < local.endIndex && (serverIndex == listed.endIndex || order.precedes(local[localIndex], listed[serverIndex])) {
+                    runs.append(local[localIndex])
+                    localIndex += 1
+                } else {
+                    runs.append(listed[serverIndex])
+                    serverIndex += 1
+                }
+            }
+            if let limit = query.limit { runs = Array(runs.prefix(limit)) }
+        }
+        return (runs, waiting.intersection(runs.map(\.id)))
     }
 
     /// Uploads what `remote` lacks of the spool's run `id`, and takes the run out of the spool once

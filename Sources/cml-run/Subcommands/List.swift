@@ -20,6 +20,11 @@ struct List: ParsableCommand {
             the key come last. --columns takes globs ('lr*', 'metrics.*', 'val_*.max'); a key that no run \
             has is a column of empty cells. CSV and TSV headers are the keys as written.
 
+            Against cml-serve (--store http://…), runs still waiting in this machine's spool to upload \
+            (still running, or recorded while the server could not be reached or refused them) are \
+            listed too, in their place: their JSON has "upload": "pending", and the table marks their \
+            status with * (explained on stderr).
+
             Examples:
               cml-run ls --project mnist --status completed --limit 5
               cml-run ls --where 'acc > 0.9 and lr <= 0.01 and status = completed' --sort -acc
@@ -66,18 +71,29 @@ struct List: ParsableCommand {
             throw CMLError.usage("--columns names no column", hint: "e.g. --columns id,lr,acc.max")
         }
         let store = try storeOption.open(for: .reading)
-        let runs = try store.runs(query)
+        var runs = try store.runs(query)
         let catalog = try store.catalog()
+        // A server's runs still waiting in this machine's spool are listed too, and marked.
+        var spool: RunSpool?
+        var waiting: Set<String> = []
+        let location = StoreLocation.resolve(storeOption.store)
+        if StoreLocation.isRemote(location) {
+            spool = RunSpool(for: location)
+            (runs, waiting) = try spool!.listing(runs, query: query, server: store, catalog: catalog)
+        }
         let chosen = try columns.map { text throws(CMLError) in try RunTable.columns(text, runs: runs, catalog: catalog) }
         if outputFormat == .jsonl || outputFormat == .json {
             try Console.print(runs.map { run in
-                guard let chosen else { return run.json(full: false) }
-                return .object(chosen.map { ($0.name, $0.term.value(of: run)) })
+                var record = chosen.map { JSON.object($0.map { ($0.name, $0.term.value(of: run)) }) } ?? run.json(full: false)
+                if waiting.contains(run.id), case .object(let members) = record { record = .object(members + [("upload", .string("pending"))]) }
+                return record
             }, format: outputFormat) { TextTable(headers: []) }
             return
         }
         if let chosen {
-            try Console.out(RunTable.table(runs, columns: chosen, format: outputFormat).render(outputFormat))
+            var table = RunTable.table(runs, columns: chosen, format: outputFormat)
+            if outputFormat == .table { Self.mark(waiting, in: &table, runs: runs, columns: chosen, spool: spool) }
+            try Console.out(table.render(outputFormat))
             return
         }
         // A table shows what the listing was sorted and filtered by, then what sets the runs apart.
@@ -87,9 +103,20 @@ struct List: ParsableCommand {
         }
         let layout = RunTable.defaultColumns(runs: runs, extra: extra)
         var table = RunTable.table(runs, columns: layout.columns, format: outputFormat)
+        if outputFormat == .table { Self.mark(waiting, in: &table, runs: runs, columns: layout.columns, spool: spool) }
         if outputFormat == .table, let width = Console.terminalSize()?.columns {
             table = table.fitted(to: width, required: layout.required, elastic: layout.elastic)
         }
         try Console.out(table.render(outputFormat))
+    }
+
+    /// On a terminal, a run still waiting in the spool has its status (else its id) marked `*`, and a
+    /// line on stderr says what the mark means.
+    static func mark(_ waiting: Set<String>, in table: inout TextTable, runs: [Run], columns: [RunColumn], spool: RunSpool?) {
+        guard let spool, !waiting.isEmpty,
+              let column = columns.firstIndex(where: { $0.term == .field(.status) }) ?? columns.firstIndex(where: { $0.term == .field(.id) })
+        else { return }
+        for (row, run) in runs.enumerated() where waiting.contains(run.id) { table.rows[row][column] += "*" }
+        Console.error("* still waiting in \(spool.directory) to upload to \(spool.url)\n")
     }
 }
