@@ -67,12 +67,22 @@ enum StoreAPI {
                 return try store.removeRuns(ids)
             })
         },
-        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/metrics", parameters: ["source"], scope: .write) { route in
+        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/metrics", parameters: ["source", "from"], scope: .write) { route in
             guard let name = route.query.string("source"), let source = MetricSource(rawValue: name) else {
                 throw CMLError.usage("metrics need ?source= one of \(MetricSource.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            var positions: [String: Int64]?
+            for text in route.query.strings("from") {
+                guard let colon = text.lastIndex(of: ":"), let at = Int64(text[text.index(after: colon)...]), at >= 0 else {
+                    throw CMLError.usage("from=\(text) is not KEY:POSITION")
+                }
+                positions = (positions ?? [:]).merging([String(text[..<colon]): at]) { $1 }
+            }
             let points = try await route.body([MetricPoint].self, what: "the points")
-            return try await route.writeRun { store, id throws(CMLError) in try store.appendMetrics(run: id, points, source: source) }
+            let from = positions
+            return try await route.writeRun { store, id throws(CMLError) in
+                try store.appendMetrics(run: id, points, source: source, continuing: from)
+            }
         },
         ServerRoute(method: .get, path: "/api/v1/store/runs/{id}/metrics", parameters: ["key"]) { route in
             let reads = RunReads(route)

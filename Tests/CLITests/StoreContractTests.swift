@@ -151,6 +151,25 @@ func errorKind(_ body: () throws(CMLError) -> Void) -> CMLError.Kind? {
         #expect(try store.run(id: run.id).metrics.first?.count == 1)
     }
 
+    @Test(arguments: StoreKind.allCases) func aBatchThatSaysWhereItStartsCountsOnceHoweverOftenItIsSent(kind: StoreKind) throws {
+        let fixture = try ContractStore(kind)
+        let store = fixture.store
+        let run = ContractStore.run()
+        _ = try store.createRun(run, patch: [])
+        func points(_ steps: ClosedRange<Int64>) -> [MetricPoint] {
+            steps.map { MetricPoint(key: "loss", step: $0, value: Double($0), time: Double($0)) }
+        }
+        try store.appendMetrics(run: run.id, points(0...2), source: .log, continuing: ["loss": 0])
+        try store.appendMetrics(run: run.id, points(0...2), source: .log, continuing: ["loss": 0])
+        try store.appendMetrics(run: run.id, points(2...4), source: .log, continuing: ["loss": 2])
+        var steps: [Int64] = []
+        try store.forEachMetric(run: run.id, key: "loss") { steps.append($0.step) }
+        #expect(steps == [0, 1, 2, 3, 4])
+        #expect(try store.run(id: run.id).metrics.first?.count == 5)
+        #expect(errorKind { () throws(CMLError) in try store.appendMetrics(run: run.id, points(9...9), source: .log, continuing: ["loss": 9]) } == .conflict)
+        #expect(try store.run(id: run.id).metrics.first?.count == 5, "a gap writes nothing")
+    }
+
     @Test(arguments: StoreKind.allCases) func theLogIsAppendedOnceAndReadFromAnyOffset(kind: StoreKind) throws {
         let fixture = try ContractStore(kind)
         let store = fixture.store

@@ -144,12 +144,15 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
                                allKeys: { (keys.params, keys.metrics) })
     }
 
-    public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
+    public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource,
+                              continuing positions: [String: Int64]?) throws(CMLError) {
         if points.isEmpty { return }
-        // Appended as sent: never sent twice by libcurl (`RunSync` asks the counts, then sends what is missing).
-        var request = request("POST", Self.runPath(id, "/metrics"), query: [("source", source.rawValue)],
+        // Without positions a batch is appended as sent, so libcurl must never send it twice; with them
+        // (`RunSync`'s) a second copy is skipped by the store.
+        let from = (positions ?? [:]).sorted { $0.key < $1.key }.map { ("from", "\($0.key):\($0.value)") }
+        var request = request("POST", Self.runPath(id, "/metrics"), query: [("source", source.rawValue)] + from,
                               body: .bytes(try WireCodec.encode(points)), type: "application/json")
-        request.resendable = false
+        request.resendable = positions != nil
         try send(request)
     }
 

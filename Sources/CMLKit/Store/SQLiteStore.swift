@@ -548,9 +548,10 @@ public final class SQLiteStore: Store {
         try SQLiteMetricWriter(store: self, runID: id)
     }
 
-    public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
+    public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource,
+                              continuing positions: [String: Int64]?) throws(CMLError) {
         try read { db in try Self.requireRun(db, id) }
-        try SQLiteMetricWriter(store: self, runID: id).append(points, source: source)
+        try SQLiteMetricWriter(store: self, runID: id).append(points, source: source, continuing: positions)
     }
 
     public func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError) {
@@ -757,8 +758,15 @@ final class SQLiteMetricWriter: MetricWriter {
     /// Each batch reads the state of the series it touches inside its own write transaction, so other
     /// writers to the same run (`cml-log --run`, another process) interleave safely between batches.
     func append(_ points: [MetricPoint], source: MetricSource) throws(CMLError) {
+        try append(points, source: source, continuing: nil)
+    }
+
+    /// `continuing`: where each key's points in `points` start in its series (see `RunStore.appendMetrics`).
+    func append(_ points: [MetricPoint], source: MetricSource, continuing positions: [String: Int64]?) throws(CMLError) {
         if points.isEmpty { return }
         try store.write { db in
+            // The position in its series of the next point of each key in this batch.
+            var position = positions ?? [:]
             // nil: the key's series keeps another source's points, and these are left out.
             var state: [String: Series?] = [:]
             let insert = try db.cachedStatement(sql: "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?, ?, ?, ?, ?)")
@@ -796,6 +804,15 @@ final class SQLiteMetricWriter: MetricWriter {
                                    arguments: [runID, point.key, source.rawValue])
                     series = Series(id: db.lastInsertedRowID, nextSeq: 0, summary: MetricSummary(
                         key: point.key, count: 0, last: .nan, min: .nan, max: .nan, lastStep: 0, lastTime: 0))
+                }
+                if let at = position[point.key] {
+                    position[point.key] = at + 1
+                    // Sent before and stored: a batch repeated after its answer was lost counts once.
+                    if at < series.nextSeq { continue }
+                    guard at == series.nextSeq else {
+                        throw CMLError("the series \(point.key) of run \(runID) has \(series.nextSeq) points; points from \(at) would leave a gap",
+                                       kind: .conflict)
+                    }
                 }
                 // Bound directly: this loop runs once per point, up to millions per run.
                 sqlite3_bind_int64(raw, 1, series.id)

@@ -78,7 +78,12 @@ public protocol RunStore: Sendable {
     /// Appends metric points from `source` to a run in one transaction, with their summaries. A series
     /// keeps the points of one source (see `MetricSource`): the points of a key whose series came from a
     /// higher-ranking source are left out, and a series from a lower-ranking one is emptied first.
-    func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError)
+    ///
+    /// With `continuing`, the points of each key it names are that series' points from the position it
+    /// gives on, in order: those the series holds already are skipped, so a batch sent again (its answer
+    /// was lost) is counted once, and a position past the series' end is a `conflict` (a gap), with
+    /// nothing written.
+    func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource, continuing: [String: Int64]?) throws(CMLError)
     /// Streams a run's points in step order (per key), without holding the series in memory.
     func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
     /// Up to `limit` bytes of a run's console log from `offset`, in the log's record format (see
@@ -210,4 +215,11 @@ public protocol MetricWriter: AnyObject {
     /// came from a higher-ranking source are left out, and a series from a lower-ranking one is emptied
     /// first.
     func append(_ points: [MetricPoint], source: MetricSource) throws(CMLError)
+}
+
+extension RunStore {
+    /// Appends points as they come, with no positions (see `appendMetrics(run:_:source:continuing:)`).
+    public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
+        try appendMetrics(run: id, points, source: source, continuing: nil)
+    }
 }

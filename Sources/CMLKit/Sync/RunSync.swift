@@ -106,17 +106,20 @@ public struct RunSync {
             var index: Int64 = 0
             var batch: [MetricPoint] = []
             let source = summary.source ?? .log
+            // Each batch says where it starts in the series, so one that arrived twice counts once.
+            var start = have
             try self.source.forEachMetric(run: run.id, key: summary.key) { point throws(CMLError) in
                 defer { index += 1 }
                 guard index >= have else { return }
                 batch.append(point)
                 if batch.count >= pointsPerBatch {
-                    try target.appendMetrics(run: run.id, batch, source: source)
+                    try target.appendMetrics(run: run.id, batch, source: source, continuing: [summary.key: start])
                     sent += batch.count
+                    start += Int64(batch.count)
                     batch.removeAll(keepingCapacity: true)
                 }
             }
-            try target.appendMetrics(run: run.id, batch, source: source)
+            try target.appendMetrics(run: run.id, batch, source: source, continuing: [summary.key: start])
             sent += batch.count
         }
         return sent
