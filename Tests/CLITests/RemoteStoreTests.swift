@@ -161,7 +161,7 @@ struct RemoteStoreTests {
         let server = try ServerUnderTest(box, ["--listen", "127.0.0.1:\(port)"])
         let listed = try box.run("cml-run", ["ls", "--store", url], env: env)
         #expect(listed.status == 0, "\(listed.stderr)")
-        #expect(listed.stderr.hasPrefix("cml: uploaded 1 run that waited in \(box.root)/cache/cml/spool/"), "\(listed.stderr)")
+        #expect(listed.stderr.hasPrefix("cml-run: uploaded 1 run that waited in \(box.root)/cache/cml/spool/"), "\(listed.stderr)")
         let run = try #require(listed.jsonLines.first)
         #expect(listed.jsonLines.count == 1 && run["upload"] == nil, "\(listed.out)")
         #expect(run["status"] as? String == "failed" && Self.int(run["exit_code"]) == 3, "\(run)")

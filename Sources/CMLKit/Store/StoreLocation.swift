@@ -33,9 +33,11 @@ public enum StoreLocation {
         let waiting = spool.waiting()
         if !waiting.isEmpty {
             do {
-                let copies = try spool.uploadAll(to: store) { Console.error("cml: warning: \($0)\n") }
+                // Said in the name of the command that opened the store, as its own messages are.
+                let tool = FileSystem.baseName(CommandLine.arguments.first ?? "cml")
+                let copies = try spool.uploadAll(to: store) { Console.error("\(tool): warning: \($0)\n") }
                 let uploaded = copies.filter(\.complete).count
-                if uploaded > 0 { Console.error("cml: uploaded \(uploaded) run\(uploaded == 1 ? "" : "s") that waited in \(spool.directory)\n") }
+                if uploaded > 0 { Console.error("\(tool): uploaded \(uploaded) run\(uploaded == 1 ? "" : "s") that waited in \(spool.directory)\n") }
             } catch where error.kind == .unavailable {
                 // The command itself will say that the server cannot be reached.
             }
