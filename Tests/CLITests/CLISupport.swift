@@ -156,3 +156,38 @@ func shell(_ command: String, cwd: String) throws -> CommandResult {
     let scratch = NSTemporaryDirectory()
     return try RunningCommand(executable: "/bin/sh", args: ["-c", command], env: env, cwd: cwd, stdin: nil, scratch: scratch).wait()
 }
+
+/// Raw loopback sockets, for what a test must do below HTTP.
+enum LoopbackSocket {
+    /// A TCP socket connected to 127.0.0.1:`port`.
+    static func connect(port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if connected != 0 { close(fd) }
+        try #require(connected == 0)
+        return fd
+    }
+
+    /// A socket bound to a free loopback port, not listening (connecting to it is refused), and the port.
+    static func bound() throws -> (Int32, UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        if !bound { close(fd) }
+        try #require(bound)
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+}
