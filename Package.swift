@@ -21,6 +21,8 @@ let package = Package(
         // Already in Hummingbird's graph; named for the two types CMLServer uses (Channel, Logger).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // HummingbirdTLS's own; named for the TLS context cml-serve checks its certificate and key with.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
@@ -91,13 +93,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // The HTTP server apart from CMLKit: only cml-serve links Hummingbird and SwiftNIO, so cml-run's
-        // start-up loads none of it.
+        // The HTTP server apart from CMLKit: only cml-serve links Hummingbird, SwiftNIO and BoringSSL
+        // (swift-nio-ssl's), so cml-run's start-up loads none of it.
         .target(
             name: "CMLServer",
             dependencies: [
                 "CMLKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
