@@ -39,6 +39,7 @@ public struct ServerConfiguration: Sendable {
 /// (`Authorizer`), errors as JSON. The executable and the tests build the same application with it.
 public func buildApplication(store: any Store & TokenStore, configuration: ServerConfiguration) -> some ApplicationProtocol {
     let router = Router()
+    router.add(middleware: GzipMiddleware())
     router.add(middleware: JSONErrorMiddleware())
     let authorizer = Authorizer(tokens: store)
     for route in ServerRoutes.all {

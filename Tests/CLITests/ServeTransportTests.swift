@@ -4,8 +4,10 @@ import FoundationNetworking
 #endif
 import Glibc
 import Testing
+import CMLKit
+@testable import CMLServer
 
-/// cml-serve's connections: https, timeouts for clients that stall.
+/// cml-serve's connections: https, timeouts for clients that stall, compression.
 struct ServeTransportTests {
     /// A self-signed certificate for 127.0.0.1, made by the openssl command in the box's work directory.
     static func certificate(in box: Sandbox, name: String = "cert") throws -> (certificate: String, key: String) {
@@ -140,6 +142,76 @@ struct ServeTransportTests {
         #expect(followed.out == "early\nlate\n")
         #expect(try run.wait().status == 0)
         #expect(try server.stop().status == 0)
+    }
+
+    /// Answers of 1 KiB or more are gzipped when the client asks (libcurl, as every command does, asks
+    /// and decodes), sent as they are when it does not; blobs never are.
+    @Test func answersAreGzippedOnlyWhenTheClientAsks() throws {
+        let (box, _, _, stored, artifact) = try ServeTests.populatedStore()
+        let long = try box.run("cml-run", ["--name", "long", "--", "python3", "-c",
+                                           "for i in range(3000): print(f'step {i} loss: {1 / (i + 1):.5f} acc: {i / 3000:.4f}')"])
+        #expect(long.status == 0)
+        let sha = try #require(try box.run("cml-run", ["artifacts", stored, "--format", "jsonl"]).jsonLines.first?["sha256"] as? String)
+        let server = try ServerUnderTest(box)
+        let port = try #require(server.url.split(separator: ":").last.flatMap { UInt16($0) })
+        let client = try HTTPClient()
+        for (path, command) in [("/api/v1/runs/long/log", ["log", "long"]), ("/api/v1/runs/long/metrics", ["metrics", "long"]),
+                                ("/api/v1/runs", ["ls", "--format", "jsonl"])] {
+            let printed = try box.run("cml-run", command).stdout
+            try #require(printed.count >= 1024)
+            let asked = try client.send(HTTPRequest(server.url + path))
+            #expect(asked.status == 200 && asked.headers["content-encoding"] == "gzip" && asked.headers["vary"] == "Accept-Encoding", "\(path)")
+            #expect(asked.body == Array(printed), "\(path)")
+
+            let plain = try RawConnection(port: port)
+            try plain.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            let answer = try #require(plain.readUntilClosed()).lowercased()
+            let head = answer.components(separatedBy: "\r\n\r\n").first ?? ""
+            #expect(head.hasPrefix("http/1.1 200") && !head.contains("content-encoding") && head.contains("vary: accept-encoding"), "\(head)")
+            let firstLine = String(decoding: printed.prefix { $0 != 0x0A }, as: UTF8.self).lowercased()
+            #expect(answer.contains(firstLine), "\(path)")
+        }
+        // Small whole answers (streams are compressed whatever their length), blobs and their ranges go as
+        // they are, asked or not.
+        let small = try client.send(HTTPRequest(server.url + "/api/v1/projects"))
+        #expect(small.status == 200 && small.body.count < 1024 && small.headers["content-encoding"] == nil)
+        let blob = try client.send(HTTPRequest(server.url + "/api/v1/blobs/" + sha))
+        #expect(blob.status == 200 && blob.headers["content-encoding"] == nil && blob.body == artifact)
+        let range = try client.send(HTTPRequest(server.url + "/api/v1/blobs/" + sha, headers: [("Range", "bytes=100-5000")]))
+        #expect(range.status == 206 && range.headers["content-encoding"] == nil && range.body == Array(artifact[100...5000]))
+        #expect(try server.stop().status == 0)
+    }
+
+    /// A followed log is compressed chunk by chunk and flushed: the run prints its second line only once
+    /// the client has decoded its first.
+    @Test func aGzippedFollowArrivesAsItIsWritten() throws {
+        let box = try Sandbox()
+        let running = try box.start("cml-run", ["--", "sh", "-c", """
+            echo first; i=0; while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+            if [ -e go ]; then echo second; else echo gave up; fi
+            """])
+        var id = ""
+        #expect(waitUntil(timeout: 20) { id = (try? box.runs().first?["id"] as? String) ?? ""; return !id.isEmpty })
+        let server = try ServerUnderTest(box)
+        var received: [UInt8] = []
+        let followed = try HTTPClient().send(HTTPRequest(server.url + "/api/v1/runs/\(id)/log?follow=1", idleTimeout: nil)) { bytes throws(CMLError) in
+            received += bytes
+            if String(decoding: received, as: UTF8.self).contains("first\n") {
+                _ = FileManager.default.createFile(atPath: box.work + "/go", contents: nil)
+            }
+        }
+        #expect(followed.status == 200 && followed.headers["content-encoding"] == "gzip")
+        #expect(String(decoding: received, as: UTF8.self) == "first\nsecond\n")
+        #expect(try running.wait().status == 0)
+    }
+
+    @Test func acceptEncodingIsReadAsRFC9110Says() {
+        for accepted in ["gzip", "GZIP", "gzip, deflate, br", "br;q=1.0, gzip;q=0.5", "*", "x-gzip", "identity, *;q=0.1", "gzip ; q=1"] {
+            #expect(Gzip.isAccepted(by: accepted), "\(accepted)")
+        }
+        for refused in ["", "identity", "br, zstd", "gzip;q=0", "gzip;q=0.000", "*;q=0", "*, gzip;q=0", "gzipped"] {
+            #expect(!Gzip.isAccepted(by: refused), "\(refused)")
+        }
     }
 }
 
