@@ -77,7 +77,7 @@ private func httpServer(_ configuration: ServerConfiguration) -> HTTPServerBuild
 
 /// Runs the application until SIGTERM or SIGINT, which let the requests in progress finish. A failure
 /// to listen is one line naming the address (SwiftNIO's own names the system call).
-public func serve(_ application: some ApplicationProtocol, at configuration: ServerConfiguration) async throws(CMLError) {
+public func serve(_ application: some ApplicationProtocol, configuration: ServerConfiguration) async throws(CMLError) {
     let url = configuration.listen.url(scheme: configuration.scheme)
     do {
         try await application.runService()

@@ -13,23 +13,12 @@ public struct ServerTLS: Sendable {
     /// `certificateFile`: PEM, the server's certificate first, then the chain up to its CA if any;
     /// `keyFile`: its unencrypted PEM private key.
     public init(certificateFile: String, keyFile: String) throws(CMLError) {
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMBytes(Self.read(certificateFile, option: "--tls-cert"))
-        } catch let error as CMLError {
-            throw error
-        } catch {
-            chain = []
-        }
-        guard !chain.isEmpty else {
+        let certificateBytes = try Self.read(certificateFile, option: "--tls-cert")
+        guard let chain = try? NIOSSLCertificate.fromPEMBytes(certificateBytes), !chain.isEmpty else {
             throw CMLError("--tls-cert: \(certificateFile) holds no PEM certificate", hint: "a file that begins -----BEGIN CERTIFICATE-----")
         }
-        let key: NIOSSLPrivateKey
-        do {
-            key = try NIOSSLPrivateKey(bytes: try Self.read(keyFile, option: "--tls-key"), format: .pem)
-        } catch let error as CMLError {
-            throw error
-        } catch {
+        let keyBytes = try Self.read(keyFile, option: "--tls-key")
+        guard let key = try? NIOSSLPrivateKey(bytes: keyBytes, format: .pem) else {
             throw CMLError("--tls-key: \(keyFile) holds no PEM private key, or an encrypted one",
                            hint: "a file that begins -----BEGIN PRIVATE KEY-----, without a passphrase")
         }

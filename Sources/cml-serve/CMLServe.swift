@@ -74,8 +74,8 @@ struct Serve: AsyncParsableCommand {
         guard (tlsCertificate == nil) == (tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
         }
-        guard idleTimeout.isFinite, idleTimeout > 0 else {
-            throw ValidationError("--idle-timeout must be a number of seconds above 0")
+        guard idleTimeout > 0, idleTimeout <= 86_400 else {
+            throw ValidationError("--idle-timeout must be a number of seconds above 0 and at most 86400 (a day)")
         }
     }
 
@@ -101,7 +101,7 @@ struct Serve: AsyncParsableCommand {
             do throws(CMLError) { try Console.out("cml-serve: serving \(location) on \(url)\n") } catch {}
             notifier?.notify("READY=1\nSTATUS=serving \(location) on \(url)")
         }
-        try await serve(buildApplication(store: served, configuration: configuration), at: configuration)
+        try await serve(buildApplication(store: served, configuration: configuration), configuration: configuration)
     }
 }
 

@@ -78,7 +78,7 @@ struct ServeTransportTests {
         // https does not stand for a token: beyond loopback a store without one is still refused.
         let open = try box.run("cml-serve", ["--listen", "0.0.0.0:0", "--tls-cert", certificate, "--tls-key", key])
         #expect(open.status == 2 && open.stderr.contains("reaches beyond this machine, and the store has no token"), "\(open.stderr)")
-        for bad in ["0", "-1", "soon", "nan"] {
+        for bad in ["0", "-1", "soon", "nan", "1e30"] {
             let result = try box.run("cml-serve", ["--listen", "127.0.0.1:0", "--idle-timeout", bad])
             #expect(result.status == 2 && result.stderr.hasPrefix("cml-serve: error: "), "\(bad): \(result.stderr)")
         }
