@@ -23,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // Also in Hummingbird's graph: a long poll ends when the server begins to shut down.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // HummingbirdTLS's own; named for the TLS context cml-serve checks its certificate and key with.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // gzip for cml-serve's answers (over the system's zlib).
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
@@ -93,13 +97,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // The HTTP server apart from CMLKit: only cml-serve links Hummingbird and SwiftNIO, so cml-run's
-        // start-up loads none of it.
+        // The HTTP server apart from CMLKit: only cml-serve links Hummingbird, SwiftNIO and BoringSSL
+        // (swift-nio-ssl's), so cml-run's start-up loads none of it.
         .target(
             name: "CMLServer",
             dependencies: [
                 "CMLKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -14,7 +14,7 @@ struct CMLServe: AsyncParsableCommand {
             $CML_TOKEN or --token-file. The routes for people and scripts answer with the JSON the \
             commands print (docs/http-api.md lists every route). Listens on \
             127.0.0.1:8080 unless --listen says otherwise; port 0 picks a free port. Prints one line once \
-            it listens: cml-serve: serving STORE on http://HOST:PORT. SIGTERM or SIGINT stop it after the \
+            it listens: cml-serve: serving STORE on http://HOST:PORT (https:// with TLS). SIGTERM or SIGINT stop it after the \
             requests in progress. Under systemd (Type=notify) it reports READY=1 once it listens.
 
             Once the store has a token (cml-serve token create), every request but GET /healthz needs \
@@ -22,6 +22,12 @@ struct CMLServe: AsyncParsableCommand {
             request, while the server runs. A store with no token is served without authentication, on \
             this machine only: an address beyond it (0.0.0.0, a LAN address) is refused unless the store \
             has a token, or --insecure lets anyone who can reach it read the whole store.
+
+            Beyond this machine, serve https: --tls-cert and --tls-key (PEM; clients check the \
+            certificate against the system's CAs, or the file in $CML_CA_FILE), or a reverse proxy that \
+            terminates TLS and forwards to 127.0.0.1. A connection that sends nothing for \
+            --idle-timeout seconds (60) while a request is awaited or being read is closed; answers, \
+            such as a followed log, are never cut.
 
             The options are listed by cml-serve serve --help.
 
@@ -32,6 +38,8 @@ struct CMLServe: AsyncParsableCommand {
               cml-serve token create --name ci --scope read --project vision | jq -r .token > ci.token
               curl -s -H "Authorization: Bearer $(cat ci.token)" http://127.0.0.1:8080/api/v1/runs
               CML_TOKEN=$(cat ci.token) cml-run ls --store http://127.0.0.1:8080
+              cml-serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+              CML_CA_FILE=cert.pem cml-run ls --store https://gpu-box:8443
               cml-run ls --where 'acc > 0.9' | cml-serve push http://gpu-box:8080
             """,
         subcommands: [Serve.self, Token.self, Push.self, Pull.self],
@@ -53,6 +61,24 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Allow an address beyond this machine while the store has no token: anyone who can connect reads everything.")
     var insecure = false
 
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("Serve https with this certificate (PEM; the server's first, then its chain); needs --tls-key.", valueName: "pem"))
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("The certificate's private key (PEM, without a passphrase).", valueName: "pem"))
+    var tlsKey: String?
+
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a connection that sends nothing for this long while a request is awaited or being read (a response in progress is never cut).", valueName: "seconds"))
+    var idleTimeout: Double = 60
+
+    func validate() throws {
+        guard (tlsCertificate == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
+        }
+        guard idleTimeout > 0, idleTimeout <= 86_400 else {
+            throw ValidationError("--idle-timeout must be a number of seconds above 0 and at most 86400 (a day)")
+        }
+    }
+
     func run() async throws {
         let address = try ListenAddress(parsing: listen)
         let store = try storeOption.open(for: .reading)
@@ -63,13 +89,19 @@ struct Serve: AsyncParsableCommand {
             throw CMLError.usage("--listen \(listen) reaches beyond this machine, and the store has no token: create one with cml-serve token create, or use --insecure to serve it to anyone who can connect",
                                  hint: "or listen on 127.0.0.1 behind a proxy that authenticates")
         }
+        var configuration = ServerConfiguration(listen: address, idleTimeout: .milliseconds(Int64((idleTimeout * 1000).rounded(.up))))
+        if let tlsCertificate, let tlsKey {
+            configuration.tls = try ServerTLS(certificateFile: tlsCertificate, keyFile: tlsKey)
+        }
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         let location = store.location
-        let application = buildApplication(store: served, configuration: ServerConfiguration(listen: address) { bound in
-            do throws(CMLError) { try Console.out("cml-serve: serving \(location) on \(bound.url)\n") } catch {}
-            notifier?.notify("READY=1\nSTATUS=serving \(location) on \(bound.url)")
-        })
-        try await serve(application, on: address)
+        let scheme = configuration.scheme
+        configuration.whenListening = { bound in
+            let url = bound.url(scheme: scheme)
+            do throws(CMLError) { try Console.out("cml-serve: serving \(location) on \(url)\n") } catch {}
+            notifier?.notify("READY=1\nSTATUS=serving \(location) on \(url)")
+        }
+        try await serve(buildApplication(store: served, configuration: configuration), configuration: configuration)
     }
 }
 

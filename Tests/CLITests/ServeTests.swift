@@ -12,13 +12,14 @@ final class ServerUnderTest {
     let process: RunningCommand
     let url: String
 
-    init(_ box: Sandbox, _ args: [String] = ["--listen", "127.0.0.1:0"], env: [String: String] = [:]) throws {
+    /// `scheme`: what the first line must say it serves (https with --tls-cert).
+    init(_ box: Sandbox, _ args: [String] = ["--listen", "127.0.0.1:0"], env: [String: String] = [:], scheme: String = "http") throws {
         let started = try box.start("cml-serve", args, env: env)
         process = started
         // The first line says where it listens: port 0 let the system choose.
         _ = waitUntil(timeout: 20) { started.stdoutSoFar.contains("\n") || started.hasExited }
         let line = started.stdoutSoFar.split(separator: "\n").first.map(String.init) ?? ""
-        guard line.hasPrefix("cml-serve: serving \(box.store) on http://"), let at = line.range(of: " on ") else {
+        guard line.hasPrefix("cml-serve: serving \(box.store) on \(scheme)://"), let at = line.range(of: " on ") else {
             kill(started.pid, SIGKILL)
             throw ServeTestError("cml-serve did not say where it listens: \(line) \(started.stderrSoFar)")
         }

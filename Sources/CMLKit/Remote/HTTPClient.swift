@@ -111,6 +111,8 @@ public struct HTTPResponse: Sendable {
 /// none, and following one would carry the token elsewhere.
 public final class HTTPClient {
     private let handle: UnsafeMutableRawPointer
+    /// libcurl's own account of a failure, more precise than its code's (which certificate check failed).
+    private let errorDetail = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     /// The certificates https servers are checked against; nil: the system's.
     public let caFile: String?
 
@@ -121,7 +123,10 @@ public final class HTTPClient {
         self.caFile = caFile.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    deinit { cml_curl_easy_cleanup(handle) }
+    deinit {
+        cml_curl_easy_cleanup(handle)
+        errorDetail.deallocate()
+    }
 
     /// Sends `request` and returns the whole answer, whatever its status (see `HTTPResponse.cmlError`).
     /// A failure to reach the server, or a connection lost or timed out, throws a `CMLError` of kind
@@ -173,7 +178,9 @@ public final class HTTPClient {
 
         let code = withExtendedLifetime(exchange) { cml_curl_easy_perform(handle) }
         if let failure = exchange.failure { throw failure }
-        guard code == CURLE_OK else { throw Self.error(code, url: shown, answered: exchange.status != 0) }
+        guard code == CURLE_OK else {
+            throw Self.error(code, url: shown, answered: exchange.status != 0, detail: String(cString: errorDetail))
+        }
         var status = 0
         cml_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         exchange.status = status
@@ -195,6 +202,8 @@ public final class HTTPClient {
     private func setTransferOptions(_ request: HTTPRequest) {
         setString(CURLOPT_URL, request.url)
         setString(CURLOPT_PROTOCOLS_STR, "http,https")
+        errorDetail[0] = 0
+        cml_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorDetail)
         // No signals: libcurl would otherwise use SIGALRM for DNS timeouts, which threads cannot share.
         setLong(CURLOPT_NOSIGNAL, 1)
         setLong(CURLOPT_TCP_KEEPALIVE, 1)
@@ -264,7 +273,7 @@ public final class HTTPClient {
     }
 
     /// What a failed transfer means to the caller.
-    private static func error(_ code: CURLcode, url: String, answered: Bool) -> CMLError {
+    private static func error(_ code: CURLcode, url: String, answered: Bool, detail: String) -> CMLError {
         let reason = String(cString: cml_curl_easy_strerror(code))
         switch code {
         case CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
@@ -277,7 +286,8 @@ public final class HTTPClient {
         case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
             return CMLError("\(url) is not an http or https URL: \(reason)", exitCode: 2)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
-            return CMLError("cannot trust \(url): \(reason)",
+            // "SSL certificate problem: self-signed certificate", where the code says only "not OK".
+            return CMLError("cannot trust \(url): \(detail.isEmpty ? reason : detail)",
                             hint: "for a server with a certificate of its own, name it (or its CA) in CML_CA_FILE")
         default:
             return CMLError("request to \(url) failed: \(reason)")
