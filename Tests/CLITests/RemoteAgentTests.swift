@@ -147,4 +147,23 @@ struct RemoteAgentTests {
         kill(b.pid, SIGTERM)
         #expect(try b.wait().status == 0)
     }
+
+    /// A dataset version on the server is checked out on the agent's machine, from blobs it fetched.
+    @Test func aRemoteAgentsRunReadsTheServersDatasetVersion() throws {
+        let r = try Remote()
+        try r.q.box.write("data/labels.csv", "1,2\n")
+        // Snapshotted into the served store (the server's machine); the agent sees it only through the URL.
+        let snapshot = try r.q.box.run("cml-data", ["snapshot", r.q.box.work + "/data", "--name", "labels"])
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        let spec = #"{"command": ["sh", "-c", "cat \"$CML_DATA_LABELS/labels.csv\""], "data": ["labels@1"]}"# + "\n"
+        let added = try r.q.box.run("cml-queue", ["add", "q", "--store", r.url], env: ["CML_TOKEN": ""], stdin: Data(spec.utf8))
+        #expect(added.status == 0, "\(added.stderr)")
+        let id = try #require(added.jsonLines.first?["id"] as? String)
+        let a = try r.agent("a")
+        #expect(try waitUntil(timeout: 30) { try r.status(id) == "completed" }, "\(r.describe(id)) \(a.stderrSoFar)")
+        #expect(try r.cmlRun(["log", id]).out == "1,2\n")
+        #expect((try r.show(id)["datasets"] as? [Any])?.count == 1)
+        kill(a.pid, SIGTERM)
+        #expect(try a.wait().status == 0)
+    }
 }

@@ -147,7 +147,7 @@ public enum RunCapture {
         let channel = try LogChannel()
         var environment = ChildEnvironment(run: id, lease: lease, launch: launch, store: store, channel: channel)
         // Before the run is recorded: a version that does not exist leaves nothing behind.
-        let inputs = try useDatasets(options.datasets, from: store, in: &environment)
+        let inputs = try useDatasets(options.datasets, from: store, server: queueStore, in: &environment)
         let record = RunRecord(store: store, id: id, lease: lease, queue: queueStore, warn: warn)
         // The command as recorded: secret values never reach the store (an agent's command has them filled).
         let recordedCommand = SecretParameters.redact(command)
@@ -196,16 +196,18 @@ public enum RunCapture {
         return params
     }
 
-    /// Materialises each dataset version the command uses and names its copy in the environment.
-    static func useDatasets(_ references: [VersionReference], from store: SQLiteStore,
+    /// Materialises each dataset version the command uses and names its copy in the environment. A
+    /// remote agent's versions are the `server`'s, fetched into `store` (its spool) to be checked out.
+    static func useDatasets(_ references: [VersionReference], from store: SQLiteStore, server: (any Store)?,
                             in environment: inout ChildEnvironment) throws(CMLError) -> [DatasetVersion] {
         var inputs: [DatasetVersion] = []
         for reference in references {
-            let version = try store.resolveDatasetVersion(reference)
+            let version = try (server ?? store).resolveDatasetVersion(reference)
             let variable = Datasets.environmentVariable(for: version.dataset)
             if let other = inputs.first(where: { Datasets.environmentVariable(for: $0.dataset) == variable }) {
                 throw .usage("--data \(reference) and --data \(other.reference) would both set \(variable)")
             }
+            if let server { try Datasets.fetch(version, from: server, into: store) }
             environment.set(variable, try Datasets.cachedCopy(version, from: store))
             inputs.append(version)
         }

@@ -27,7 +27,7 @@ struct RunRecord {
             _ = try store.createRun(run, patch: patch)
         }
         do {
-            if !inputs.isEmpty { try store.recordDatasetUse(run: id, inputs) }
+            if !inputs.isEmpty { try (queue ?? store).recordDatasetUse(run: id, inputs) }
             return (try store.logWriter(run: id), try store.metricWriter(run: id))
         } catch {
             channel.closeChildEnd()
