@@ -10,13 +10,14 @@ struct RemoteAgentTests {
     /// A queue box whose store is served, and what its remote agents and commands need.
     final class Remote {
         let q: QueueBox
-        let server: ServerUnderTest
+        var server: ServerUnderTest
         var url: String { server.url }
 
-        init() throws {
+        /// `port`: where the server listens, so that it can be started again at the same URL.
+        init(port: UInt16 = 0) throws {
             q = try QueueBox()
             _ = try SQLiteStore(directory: q.box.store)
-            server = try ServerUnderTest(q.box)
+            server = try ServerUnderTest(q.box, ["--listen", "127.0.0.1:\(port)"])
         }
 
         /// A machine of its own: its cache (spool, clone cache) and working directory, and a CML_STORE
@@ -163,6 +164,32 @@ struct RemoteAgentTests {
         #expect(try waitUntil(timeout: 30) { try r.status(id) == "completed" }, "\(r.describe(id)) \(a.stderrSoFar)")
         #expect(try r.cmlRun(["log", id]).out == "1,2\n")
         #expect((try r.show(id)["datasets"] as? [Any])?.count == 1)
+        kill(a.pid, SIGTERM)
+        #expect(try a.wait().status == 0)
+    }
+
+    /// The server is killed while the run goes and the command ends before it is back: the run waits in
+    /// the agent's spool, and once the server answers again all of it goes up and it ends there, once.
+    @Test func aRunThatEndsWhileTheServerIsDownGoesUpWhenItIsBack() throws {
+        let port = try RemoteStoreTests.freePort()
+        let r = try Remote(port: port)
+        let a = try r.agent("a")
+        let stop = r.q.box.root + "/stop"
+        let id = try r.add(["sh", "-c", "echo started; while [ ! -e \(stop) ]; do sleep 0.05; done; echo 'loss: 0.25'; echo ended"])
+        #expect(try waitUntil(timeout: 30) { try r.cmlRun(["log", id]).out == "started\n" }, "\(a.stderrSoFar)")
+        kill(r.server.process.pid, SIGKILL)
+        _ = try r.server.process.wait()
+        try r.q.box.write(stop, "")
+        #expect(waitUntil(timeout: 30) { r.spooled("a").first?.status == .completed }, "\(a.stderrSoFar)")
+        #expect(waitUntil(timeout: 30) { a.stderrSoFar.contains("run \(RunID.short(id)): the server has not all of it yet") }, "\(a.stderrSoFar)")
+
+        r.server = try ServerUnderTest(r.q.box, ["--listen", "127.0.0.1:\(port)"])
+        #expect(try waitUntil(timeout: 90) { try r.status(id) == "completed" }, "\(r.describe(id)) \(a.stderrSoFar)")
+        #expect(try r.cmlRun(["log", id]).out == "started\nloss: 0.25\nended\n")
+        #expect(try r.cmlRun(["metrics", id, "--key", "loss"]).jsonLines.count == 1)
+        let attempts = try r.show(id)["attempts"] as? [[String: Any]] ?? []
+        #expect(attempts.map { $0["outcome"] as? String } == ["completed"], "\(attempts)")
+        #expect(waitUntil(timeout: 10) { r.spooled("a").isEmpty })
         kill(a.pid, SIGTERM)
         #expect(try a.wait().status == 0)
     }
