@@ -19,6 +19,12 @@ struct CMLAgent: ParsableCommand {
             value, recorded as <redacted>, comes from $CML_SECRET_NAME (--api-key: CML_SECRET_API_KEY) in \
             the agent's environment; without it the run fails naming the variable.
 
+            With --store URL (cml-serve) the agent works on another machine than the store: it leases \
+            and heartbeats through the server, records each run into a spool under $XDG_CACHE_HOME (else \
+            ~/.cache)/cml/agent-spool, uploads it as it runs, and ends the run on the server once all of it \
+            is there. While the server does not answer, a run that ended waits in the spool and its slot \
+            stays taken; should its lease run out meanwhile, the server requeues the run.
+
             SIGTERM (or SIGINT, SIGHUP) drains the agent: it takes nothing new, lets its runs finish \
             within --grace, then stops and requeues what still runs; a second signal ends the grace. \
             Under systemd (Type=notify) it reports READY, WATCHDOG and STATUS through $NOTIFY_SOCKET; its \
@@ -30,6 +36,7 @@ struct CMLAgent: ParsableCommand {
               cml-agent --queue gpu --gpus 0,1
               cml-agent --queue urgent --queue default --slots 4 --name cpu-box
               cml-agent --queue nightly --create --until-empty
+              cml-agent --store http://tracker:8080 --queue gpu
               cml-agent ls
             """,
         subcommands: [Work.self, AgentList.self],
@@ -93,7 +100,10 @@ struct Work: ParsableCommand {
 
     func run() throws {
         let configuration = try makeConfiguration()
-        let store = try storeOption.openDirectory()
+        let location = StoreLocation.resolve(storeOption.store)
+        let remote = StoreLocation.isRemote(location)
+        // A server's queue is worked from here; the runs record into this machine's spool of it and go up from there.
+        let store: any Store = remote ? try storeOption.open() : try storeOption.openDirectory()
         let known = try store.queueNames()
         for queue in configuration.queues where !known.contains(queue) {
             guard create else {
@@ -107,7 +117,11 @@ struct Work: ParsableCommand {
         // What systemd gave the agent is not for its runs.
         for variable in SystemdNotifier.serviceVariables { unsetenv(variable) }
         let log = AgentLog(name: configuration.name, environment: environment)
-        let agent = try Agent(configuration: configuration, store: store, log: log, notifier: notifier)
+        let agent = if remote {
+            try Agent(configuration: configuration, server: store, spool: RunSpool(for: location, agent: true), log: log, notifier: notifier)
+        } else {
+            try Agent(configuration: configuration, store: store as! SQLiteStore, log: log, notifier: notifier)
+        }
         ShutdownSignals.listen { signal in agent.drain(signal: signal) }
         let status = try agent.run()
         withExtendedLifetime(store) { Glibc.exit(status) }

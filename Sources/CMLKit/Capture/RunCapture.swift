@@ -122,8 +122,10 @@ public enum RunCapture {
     /// which `openStore` opens while the code state is captured on another thread.
     /// `storeDirectory` is where `openStore` opens the store, left out of the code state when it lies in
     /// the work tree. `recorded` is called with the run's id once the run is in the store.
+    /// `queueStore`: where a leased run's lease is, when not in the opened store (a remote agent's
+    /// server): the run starts there, and its end is recorded only in the opened store (see `RunRecord`).
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
-                           storeDirectory: String? = nil,
+                           storeDirectory: String? = nil, queueStore: (any Store)? = nil,
                            openStore: () throws(CMLError) -> SQLiteStore, recorded: (String) -> Void = { _ in },
                            supervisor: any RunSupervisor,
                            warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: SQLiteStore) {
@@ -145,8 +147,8 @@ public enum RunCapture {
         let channel = try LogChannel()
         var environment = ChildEnvironment(run: id, lease: lease, launch: launch, store: store, channel: channel)
         // Before the run is recorded: a version that does not exist leaves nothing behind.
-        let inputs = try useDatasets(options.datasets, from: store, in: &environment)
-        let record = RunRecord(store: store, id: id, lease: lease, warn: warn)
+        let inputs = try useDatasets(options.datasets, from: store, server: queueStore, in: &environment)
+        let record = RunRecord(store: store, id: id, lease: lease, queue: queueStore, warn: warn)
         // The command as recorded: secret values never reach the store (an agent's command has them filled).
         let recordedCommand = SecretParameters.redact(command)
         var newRun = Run(id: id, name: options.name, project: options.project, status: .running, command: recordedCommand,
@@ -194,16 +196,18 @@ public enum RunCapture {
         return params
     }
 
-    /// Materialises each dataset version the command uses and names its copy in the environment.
-    static func useDatasets(_ references: [VersionReference], from store: SQLiteStore,
+    /// Materialises each dataset version the command uses and names its copy in the environment. A
+    /// remote agent's versions are the `server`'s, fetched into `store` (its spool) to be checked out.
+    static func useDatasets(_ references: [VersionReference], from store: SQLiteStore, server: (any Store)?,
                             in environment: inout ChildEnvironment) throws(CMLError) -> [DatasetVersion] {
         var inputs: [DatasetVersion] = []
         for reference in references {
-            let version = try store.resolveDatasetVersion(reference)
+            let version = try (server ?? store).resolveDatasetVersion(reference)
             let variable = Datasets.environmentVariable(for: version.dataset)
             if let other = inputs.first(where: { Datasets.environmentVariable(for: $0.dataset) == variable }) {
                 throw .usage("--data \(reference) and --data \(other.reference) would both set \(variable)")
             }
+            if let server { try Datasets.fetch(version, from: server, into: store) }
             environment.set(variable, try Datasets.cachedCopy(version, from: store))
             inputs.append(version)
         }

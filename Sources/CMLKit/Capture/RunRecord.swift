@@ -4,21 +4,30 @@ struct RunRecord {
     let store: SQLiteStore
     let id: String
     let lease: QueueLease?
+    /// The store holding the lease when it is not `store`: a remote agent's server. The run starts
+    /// there and is recorded in `store` (the server's spool); its end is recorded in `store` only, and
+    /// the agent ends the lease on the server once it has uploaded the run.
+    var queue: (any Store)? = nil
     let warn: @Sendable (String) -> Void
 
     /// Records the run as started and opens its log and metric writers; a run that cannot have them ends
     /// `failed`.
     func begin(_ run: Run, patch: [UInt8], inputs: [DatasetVersion], channel: LogChannel) throws(CMLError) -> (RunLogWriter, any MetricWriter) {
         if let lease {
-            guard try store.startLeasedRun(run, lease: lease) else {
+            guard try (queue ?? store).startLeasedRun(run, lease: lease) else {
                 channel.closeChildEnd()
                 throw CMLError("run \(RunID.short(id)) was taken back from this agent before it started")
+            }
+            if queue != nil {
+                // What a taken-back attempt of this agent left in the spool is on the server already, or lost with its lease.
+                _ = try store.removeRuns([id])
+                _ = try store.createRun(run, patch: [])
             }
         } else {
             _ = try store.createRun(run, patch: patch)
         }
         do {
-            if !inputs.isEmpty { try store.recordDatasetUse(run: id, inputs) }
+            if !inputs.isEmpty { try (queue ?? store).recordDatasetUse(run: id, inputs) }
             return (try store.logWriter(run: id), try store.metricWriter(run: id))
         } catch {
             channel.closeChildEnd()
@@ -51,7 +60,10 @@ struct RunRecord {
     }
 
     private func write(_ end: LeasedRunEnd, logBytes: Int64) throws(CMLError) {
-        if let lease {
+        if let lease, queue != nil {
+            // A requeued run's end is its agent's to give the server.
+            if case .finished(let end) = end { try store.finishRun(id: id, end: end, logBytes: logBytes) }
+        } else if let lease {
             if try !store.endLeasedRun(lease, end, logBytes: logBytes) {
                 warn("its lease was taken back from this agent; its end is not recorded here")
             }

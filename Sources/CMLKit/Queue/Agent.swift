@@ -142,7 +142,12 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     public let configuration: AgentConfiguration
     /// This process's identity in the store (its leases are this id's).
     let id = RunID.make()
+    /// Where the queue, the leases and the agents are: the store, or a remote agent's server.
+    private let queue: any Store
+    /// Where the runs record: the same store, or a remote agent's spool of the server.
     private let store: SQLiteStore
+    /// A remote agent's spool, whose runs it uploads before it ends their leases on the server.
+    private let spool: RunSpool?
     private let log: AgentLog
     private let notifier: SystemdNotifier?
     private let watcher: QueueWatcher
@@ -150,12 +155,26 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     private let state: Mutex<State>
     private let host = RunEnvironment.hostName
 
-    public init(configuration: AgentConfiguration, store: SQLiteStore, log: AgentLog, notifier: SystemdNotifier?) throws(CMLError) {
+    /// An agent of a store on this machine.
+    public convenience init(configuration: AgentConfiguration, store: SQLiteStore, log: AgentLog, notifier: SystemdNotifier?) throws(CMLError) {
+        try self.init(configuration: configuration, queue: store, recording: store, spool: nil, log: log, notifier: notifier)
+    }
+
+    /// An agent of the server `queue` whose runs record in `spool`, opened as `recording`, and go up from there.
+    public convenience init(configuration: AgentConfiguration, server queue: any Store, spool: RunSpool, log: AgentLog,
+                            notifier: SystemdNotifier?) throws(CMLError) {
+        try self.init(configuration: configuration, queue: queue, recording: try spool.open(), spool: spool, log: log, notifier: notifier)
+    }
+
+    private init(configuration: AgentConfiguration, queue: any Store, recording: SQLiteStore, spool: RunSpool?, log: AgentLog,
+                 notifier: SystemdNotifier?) throws(CMLError) {
         self.configuration = configuration
-        self.store = store
+        self.queue = queue
+        self.store = recording
+        self.spool = spool
         self.log = log
         self.notifier = notifier
-        watcher = try store.queueWatcher()
+        watcher = try queue.queueWatcher()
         reproducer = CodeReproducer(cacheDirectory: configuration.workDirectory + "/repos")
         state = Mutex(State(slots: Array(repeating: nil, count: configuration.slots)))
     }
@@ -184,11 +203,11 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         try FileSystem.makeDirectories(configuration.workDirectory + "/runs")
         // A predecessor of the same name killed a moment ago (systemd restarts us after 5 s) would hold
         // the name until its heartbeat runs out.
-        for other in try store.agents() where other.name == configuration.name && other.isDeadOnThisHost {
-            try store.retireAgent(id: other.id)
+        for other in try queue.agents() where other.name == configuration.name && other.isDeadOnThisHost {
+            try queue.retireAgent(id: other.id)
             log(.info, "agent \(other.name) with pid \(other.pid) is gone; its runs are requeued when their leases run out")
         }
-        try store.registerAgent(AgentRecord(
+        try queue.registerAgent(AgentRecord(
             id: id, name: configuration.name, host: host, pid: getpid(), queues: configuration.queues,
             slots: configuration.slots, gpus: configuration.gpus, state: .idle, startedAt: Clock.now(),
             heartbeatAt: Clock.now(), leaseSeconds: configuration.leaseSeconds))
@@ -236,7 +255,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
             watcher.wait(timeout: max(0.001, wakeAt - Clock.now()))
         }
         do {
-            _ = try store.heartbeat(agent: id, state: .stopped, holding: [], leaseSeconds: configuration.leaseSeconds)
+            _ = try queue.heartbeat(agent: id, state: .stopped, holding: [], leaseSeconds: configuration.leaseSeconds)
         } catch {
             log(.warning, "could not record that the agent stopped: \(error.message)")
         }
@@ -250,7 +269,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         while let slot = state.withLock({ $0.slots.firstIndex { $0 == nil } }) {
             let lease: QueueLease?
             do {
-                lease = try store.lease(agent: id, queues: configuration.queues, seconds: configuration.leaseSeconds)
+                lease = try queue.lease(agent: id, queues: configuration.queues, seconds: configuration.leaseSeconds)
             } catch {
                 log(.warning, "could not take a run: \(error.message)")
                 return started
@@ -271,7 +290,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         let draining = state.withLock { $0.draining }
         let reply: HeartbeatReply
         do {
-            reply = try store.heartbeat(agent: id, state: draining ? .draining : (busy ? .busy : .idle),
+            reply = try queue.heartbeat(agent: id, state: draining ? .draining : (busy ? .busy : .idle),
                                         holding: active.map(\.lease.runID), leaseSeconds: configuration.leaseSeconds)
         } catch {
             log(.warning, "heartbeat failed (retrying): \(error.message)")
@@ -297,13 +316,13 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
     /// first, then the runs go back on their queues (or end `lost`).
     private func reclaimExpiredLeases() {
         do {
-            let expired = try store.expiredLeases().filter { $0.agentID != id }
+            let expired = try queue.expiredLeases().filter { $0.agentID != id }
             if expired.isEmpty { return }
             for lease in expired where lease.agentHost == host {
                 let killed = LeftoverProcesses.kill(run: lease.runID, attempt: lease.attempt)
                 if killed > 0 { log(.info, "run \(RunID.short(lease.runID)): killed \(killed) leftover process\(killed == 1 ? "" : "es") of agent \(lease.agentName)") }
             }
-            let requeued = try store.reclaim(expired)
+            let requeued = try queue.reclaim(expired)
             for lease in expired {
                 log(.warning, "run \(RunID.short(lease.runID)) lost: agent \(lease.agentName) (pid \(lease.agentPID) on \(lease.agentHost)) stopped renewing its lease")
             }
@@ -327,7 +346,7 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         for name in names {
             // A directory, or the patch beside it while it is applied.
             let parts = (name.hasSuffix(".patch") ? String(name.dropLast(6)) : name).split(separator: "-")
-            let run = parts.count == 2 ? try? store.run(id: String(parts[0])) : nil
+            let run = parts.count == 2 ? try? queue.run(id: String(parts[0])) : nil
             let running = run.map { $0.status == .running && $0.queue?.history.count == Int(parts[1]) } ?? false
             if !running { FileSystem.removeTree(runs + "/" + name) }
         }
@@ -359,11 +378,16 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         }
         let spec = lease.spec
         log(.info, "run \(short) (attempt \(lease.attempt), queue \(lease.queue)): \(ShellQuoting.commandLine(spec.command))")
-        if lease.attempt > 1 { noteAttempt(lease) }
+        // Lines for the run's console log: a remote agent's run is in its spool only once it has started.
+        var notes: [String] = []
+        func note(_ line: String) {
+            if spool == nil { writeNote(line, lease) } else { notes.append(line) }
+        }
+        if lease.attempt > 1 { note("attempt \(lease.attempt) on agent \(configuration.name)") }
 
         func end(_ end: LeasedRunEnd) {
             do {
-                if try !store.endLeasedRun(lease, end, logBytes: 0) {
+                if try !queue.endLeasedRun(lease, end, logBytes: 0) {
                     log(.warning, "run \(short): its lease was taken back; its end is not recorded here")
                 }
             } catch {
@@ -375,13 +399,18 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         do {
             // The spec's environment is set on top of ours, so its variables win.
             command = try SecretParameters.fill(spec.command, from: RunEnvironment.current() + spec.environment.map { ($0.name, $0.value) })
-            start = try reproducer.reproduce(spec, into: directory) { () throws(CMLError) in try store.blob(spec.patchBlob!) }
+            start = try reproducer.reproduce(spec, into: directory) { () throws(CMLError) in try queue.blob(spec.patchBlob!) }
         } catch {
             log(.warning, "run \(short) failed: \(error.message)")
             end(.finished(RunEnd(status: .failed, endedAt: Clock.now(), error: error.message)))
             return
         }
-        if !spec.leftOut.isEmpty { noteMissingFiles(lease, spec.leftOut) }
+        if !spec.leftOut.isEmpty {
+            let line = "not in the reproduced code (left out when it was captured): \(spec.leftOut.map(\.summary).joined(separator: ", "))"
+            log(.warning, "run \(short): \(line)")
+            // The command that fails for want of them then says why next to its error.
+            note(line)
+        }
         switch control.stop {
         case .aborted(let reason)?:
             end(.finished(RunEnd(status: .aborted, endedAt: Clock.now(), error: (reason ?? "aborted") + " before it started")))
@@ -395,9 +424,28 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         if let gpus = configuration.gpuShares[slot] { environment.append(("CUDA_VISIBLE_DEVICES", gpus)) }
         let launch = RunLaunch(record: .leased(lease), workingDirectory: start, environment: environment,
                                passThrough: false, detached: true)
+        // A remote agent's run goes up from the spool as it runs, after what earlier attempts left on the server.
+        var upload: LeasedRunUpload?
+        var earlier = RunSync.LeasedStart.empty
+        if spool != nil {
+            do {
+                earlier = try RunSync.leasedStart(of: runID, in: queue)
+            } catch {
+                log(.warning, "run \(short): not started, as the server did not say what it holds of it (\(error.message)); it is requeued when its lease runs out")
+                return
+            }
+        }
+        defer { if let upload { endUploaded(lease, upload: upload, control: control) } }
         do {
             let (status, signal, _) = try RunCapture.run(command, options: try spec.runOptions(), launch: launch,
-                                                 openStore: { store }, supervisor: control) { [log] warning in
+                                                 queueStore: spool == nil ? nil : queue, openStore: { store },
+                                                 recorded: { [self] _ in
+                                                     for line in notes { writeNote(line, lease) }
+                                                     guard spool != nil else { return }
+                                                     upload = LeasedRunUpload(from: store, to: queue, run: runID, after: earlier)
+                                                     upload?.start()
+                                                 },
+                                                 supervisor: control) { [log] warning in
                 log(.warning, "run \(short): \(warning)")
             }
             let outcome = switch control.stop {
@@ -412,26 +460,56 @@ public final class Agent: @unchecked Sendable {  // mutable state behind `state`
         }
     }
 
-    /// Marks in the run's console log where a new attempt starts, after the output of the lost one.
-    private func noteAttempt(_ lease: QueueLease) {
-        do {
-            let writer = try store.logWriter(run: lease.runID)
-            try writer.append(.stderr, time: Clock.now(), Array("cml-agent: attempt \(lease.attempt) on agent \(configuration.name)\n".utf8))
-        } catch {
-            log(.warning, "run \(RunID.short(lease.runID)): could not mark the new attempt in its log: \(error.message)")
-        }
-    }
-
-    /// Says in the run's console log, and ours, which files of the captured work tree the reproduced code
-    /// lacks: a command that fails for want of them then says why next to its error.
-    private func noteMissingFiles(_ lease: QueueLease, _ files: [LeftOutFile]) {
-        let line = "not in the reproduced code (left out when it was captured): \(files.map(\.summary).joined(separator: ", "))"
-        log(.warning, "run \(RunID.short(lease.runID)): \(line)")
+    /// Writes a line of the agent's about the run into its console log (stderr): where a new attempt
+    /// starts after the output of the lost one, which files the reproduced code lacks.
+    private func writeNote(_ line: String, _ lease: QueueLease) {
         do {
             let writer = try store.logWriter(run: lease.runID)
             try writer.append(.stderr, time: Clock.now(), Array("cml-agent: \(line)\n".utf8))
         } catch {
-            log(.warning, "run \(RunID.short(lease.runID)): could not note the missing files in its log: \(error.message)")
+            log(.warning, "run \(RunID.short(lease.runID)): could not write to its log (\(error.message)): \(line)")
+        }
+    }
+
+    /// A remote agent's run whose command has ended: uploads the rest of it, then ends its lease on the
+    /// server as the spool's record says it ended, then takes it out of the spool. While the server does
+    /// not answer, keeps trying (the slot stays taken, and the heartbeats keep the lease); should the
+    /// lease run out meanwhile, the server requeues the run and this end is not recorded.
+    private func endUploaded(_ lease: QueueLease, upload: LeasedRunUpload, control: RunControl) {
+        let runID = lease.runID
+        let short = RunID.short(runID)
+        upload.stop()
+        var pause = 0.2
+        var warned = false
+        while true {
+            do throws(CMLError) {
+                _ = try upload.copy()
+                let run = try store.run(id: runID)
+                let end: LeasedRunEnd = if let runEnd = run.end {
+                    .finished(runEnd)
+                } else if case .requeue(let reason)? = control.stop {
+                    .requeued(reason: reason)
+                } else {
+                    .finished(RunEnd(status: .failed, endedAt: Clock.now(), error: "the agent could not record how the command ended"))
+                }
+                // The output of this attempt, as a local agent's run records it.
+                if try !queue.endLeasedRun(lease, end, logBytes: run.logBytes) {
+                    log(.warning, "run \(short): its lease was taken back; its end is not recorded on the server")
+                }
+                _ = try store.removeRuns([runID])
+                if warned { log(.info, "run \(short): uploaded to the server") }
+                return
+            } catch where error.kind == .unavailable || error.kind == .busy {
+                if !warned {
+                    log(.warning, "run \(short): the server has not all of it yet (\(error.message)); it waits in \(spool?.directory ?? "") and goes up when the server answers")
+                    warned = true
+                }
+            } catch {
+                log(.error, "run \(short): it stays in \(spool?.directory ?? ""), not uploaded: \(error.message); the server requeues it when its lease runs out")
+                return
+            }
+            usleep(useconds_t(pause * 1_000_000))
+            pause = min(pause * 2, 30)
         }
     }
 

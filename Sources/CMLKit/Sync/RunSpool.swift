@@ -12,7 +12,9 @@ public struct RunSpool: Sendable {
     public let url: String
     public let directory: String
 
-    public init(for url: String) {
+    /// `agent`: the spool of a remote agent (`cml-agent --store URL`), apart from cml-run's: its runs
+    /// are leased runs, which the agent uploads and ends on the server itself.
+    public init(for url: String, agent: Bool = false) {
         var url = url
         // `http://host:8080/` is the server `http://host:8080` is, and has the same spool.
         while url.hasSuffix("/") { url.removeLast() }
@@ -21,7 +23,7 @@ public struct RunSpool: Sendable {
             ?? FileSystem.homeDirectory + "/.cache"
         let address = url.split(separator: "/").dropFirst(1).first.map(String.init) ?? "server"
         let readable = String(address.map { $0.isLetter || $0.isNumber || $0 == "." ? $0 : "_" })
-        directory = "\(cache)/cml/spool/\(readable)-\(SHA256Hasher.hex(Array(url.utf8)).prefix(12))"
+        directory = "\(cache)/cml/\(agent ? "agent-spool" : "spool")/\(readable)-\(SHA256Hasher.hex(Array(url.utf8)).prefix(12))"
     }
 
     /// The spool's store, made when missing.

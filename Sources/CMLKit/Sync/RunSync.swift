@@ -97,6 +97,48 @@ public struct RunSync {
         return copy
     }
 
+    /// Where the target's record of a leased run stood when this attempt of it started: what the
+    /// source records of the attempt comes after it (a lost attempt's output and artifacts stay first;
+    /// its points do not, as the series start again with each attempt).
+    public struct LeasedStart: Sendable {
+        public var logBytes: Int64
+        public var artifacts: Int
+
+        /// Nothing before: the run's first attempt.
+        public static let empty = LeasedStart(logBytes: 0, artifacts: 0)
+    }
+
+    /// Where `target`'s record of the leased run `id` stands now.
+    public static func leasedStart(of id: String, in target: any Store) throws(CMLError) -> LeasedStart {
+        LeasedStart(logBytes: try target.logSize(run: id), artifacts: try target.artifacts(run: id).count)
+    }
+
+    /// Copies what the target lacks of the leased run `id`, recorded in the source since `start`: an
+    /// agent's run recorded on its machine, whose record on the target is the queue's. So the run is
+    /// never created or ended there and its identity is not compared: its lease is the agent's, and the
+    /// agent ends it there (`endLeasedRun`) once everything is copied. `complete` once the source
+    /// holds the run's end and all of it is on the target.
+    public func copyLeasedRun(_ id: String, after start: LeasedStart) throws(CMLError) -> Copy {
+        var copy = Copy(id: id)
+        let run = try source.run(id: id)
+        let there = try target.run(id: id)
+        let missingParams = run.params.filter { param in !there.params.contains { $0.key == param.key && $0.value == param.value } }
+        if !missingParams.isEmpty {
+            try target.addParams(run: id, missingParams)
+            copy.params = missingParams.count
+        }
+        let missingTags = run.tags.filter { !there.tags.contains($0) }
+        if !missingTags.isEmpty {
+            try target.addTags(run: id, missingTags)
+            copy.tags = missingTags.count
+        }
+        copy.points = try copyPoints(run, have: there)
+        copy.logBytes = try copyLog(id, have: try target.logSize(run: id), before: start.logBytes)
+        try copyArtifacts(id, have: try target.artifacts(run: id).count, before: start.artifacts, into: &copy)
+        copy.complete = run.end != nil
+        return copy
+    }
+
     /// The points of each series past the count the target has of it.
     private func copyPoints(_ run: Run, have there: Run) throws(CMLError) -> Int {
         var sent = 0
@@ -125,14 +167,18 @@ public struct RunSync {
         return sent
     }
 
-    /// The log's whole records past the target's size.
-    private func copyLog(_ id: String, have: Int64) throws(CMLError) -> Int64 {
+    /// The log's whole records past the target's size; `before`: the bytes at the start of the target's
+    /// log that the source's does not hold (a leased run's earlier attempts).
+    private func copyLog(_ id: String, have: Int64, before: Int64 = 0) throws(CMLError) -> Int64 {
+        guard have >= before else {
+            throw CMLError("the log of run \(id) in \(target.location) is shorter than when this attempt started", kind: .conflict)
+        }
         var offset = have
         let start = offset
         while true {
-            guard let bytes = try source.readLog(run: id, from: offset, limit: logBytesPerRequest), !bytes.isEmpty else { break }
+            guard let bytes = try source.readLog(run: id, from: offset - before, limit: logBytesPerRequest), !bytes.isEmpty else { break }
             guard let whole = LogRecord.wholeRecordsLength(bytes[...]) else {
-                throw CMLError("the log of run \(id) in \(source.location) is damaged at byte \(offset)", kind: .damaged)
+                throw CMLError("the log of run \(id) in \(source.location) is damaged at byte \(offset - before)", kind: .damaged)
             }
             // A record still being written stays for the next copy.
             if whole == 0 { break }
@@ -142,10 +188,13 @@ public struct RunSync {
     }
 
     /// The artifacts past the number the target has, each after its blobs: versions stay the same on both.
-    private func copyArtifacts(_ id: String, have: Int, into copy: inout Copy) throws(CMLError) {
+    private func copyArtifacts(_ id: String, have: Int, before: Int = 0, into copy: inout Copy) throws(CMLError) {
         let artifacts = try source.artifacts(run: id)
-        guard artifacts.count > have else { return }
-        for artifact in artifacts[have...] {
+        guard have >= before else {
+            throw CMLError("run \(id) in \(target.location) has fewer artifacts than when this attempt started", kind: .conflict)
+        }
+        guard artifacts.count > have - before else { return }
+        for artifact in artifacts[(have - before)...] {
             var blobs = [artifact.sha256]
             if artifact.isDirectory {
                 try copyBlob(artifact.sha256, into: &copy)
