@@ -399,7 +399,8 @@ struct RemoteStoreTests {
                     if request is None:
                         break
                     up = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
-                    up.sendall(request)
+                    # Asked uncompressed: this proxy reads answers by Content-Length, not chunked.
+                    up.sendall(b"\\r\\n".join(l for l in request.split(b"\\r\\n") if not l.lower().startswith(b"accept-encoding:")))
                     answer = read_message(up.makefile("rb"), not request.startswith(b"HEAD"))
                     up.close()
                     # The first batch of points sent on a kept connection: stored, but its answer never comes.
