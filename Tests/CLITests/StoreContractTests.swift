@@ -134,7 +134,7 @@ func errorKind(_ body: () throws(CMLError) -> Void) -> CMLError.Kind? {
         let run = ContractStore.run()
         _ = try store.createRun(run, patch: [])
         // (-0.0 is not among them: SQLite stores a whole REAL as an integer, and reads it back as 0.0.)
-        let values: [Double] = [0.1 + 0.2, .nan, .infinity, -.infinity, 1e-300, 5e-324, 123456789.123456789, -1.5e308]
+        let values: [Double] = [0.1 + 0.2, .nan, .infinity, -.infinity, 1e-300, .leastNonzeroMagnitude, 123456789.123456789, -1.5e308]
         let points = values.enumerated().map { MetricPoint(key: "loss", step: Int64($0.offset), value: $0.element, time: 1_796_000_000.000001 + Double($0.offset)) }
         try store.appendMetrics(run: run.id, points, source: .console)
         var back: [MetricPoint] = []
