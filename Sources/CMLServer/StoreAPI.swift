@@ -78,7 +78,7 @@ enum StoreAPI {
                 }
                 positions = (positions ?? [:]).merging([String(text[..<colon]): at]) { $1 }
             }
-            let points = try await route.body([MetricPoint].self, what: "the points")
+            let points = try WireCodec.decodePoints(try await route.bodyBytes(limit: StoreAPI.maxRecordBytes), what: "the points")
             let from = positions
             return try await route.writeRun { store, id throws(CMLError) in
                 try store.appendMetrics(run: id, points, source: source, continuing: from)
@@ -90,16 +90,16 @@ enum StoreAPI {
             let key = route.query.string("key"), store = route.store
             // One point per line, so a series of millions streams in pieces.
             let body = StoreCalls.stream { send throws(CMLError) in
-                var lines: [UInt8] = []
+                var lines = ""
                 try store.forEachMetric(run: id, key: key) { point throws(CMLError) in
-                    lines += try WireCodec.encode(point)
-                    lines.append(10)
-                    if lines.count >= 1 << 16 {
-                        try send(ByteBuffer(bytes: lines))
+                    WireCodec.appendPoint(point, to: &lines)
+                    lines += "\n"
+                    if lines.utf8.count >= 1 << 16 {
+                        try send(ByteBuffer(string: lines))
                         lines.removeAll(keepingCapacity: true)
                     }
                 }
-                if !lines.isEmpty { try send(ByteBuffer(bytes: lines)) }
+                if !lines.isEmpty { try send(ByteBuffer(string: lines)) }
             }
             return Response(status: .ok, headers: [.contentType: Media.jsonLines], body: body)
         },

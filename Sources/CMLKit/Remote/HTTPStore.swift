@@ -151,7 +151,7 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         // (`RunSync`'s) a second copy is skipped by the store.
         let from = (positions ?? [:]).sorted { $0.key < $1.key }.map { ("from", "\($0.key):\($0.value)") }
         var request = request("POST", Self.runPath(id, "/metrics"), query: [("source", source.rawValue)] + from,
-                              body: .bytes(try WireCodec.encode(points)), type: "application/json")
+                              body: .bytes(WireCodec.encodePoints(points)), type: "application/json")
         request.resendable = positions != nil
         try send(request)
     }
@@ -164,7 +164,7 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
                 pending += chunk
                 var start = 0
                 while let newline = pending[start...].firstIndex(of: 10) {
-                    try body(try WireCodec.decode(MetricPoint.self, from: Array(pending[start..<newline]), what: "a point of run \(id)"))
+                    try body(try WireCodec.decodePoint(pending[start..<newline], what: "a point of run \(id)"))
                     start = newline + 1
                 }
                 pending.removeFirst(start)
