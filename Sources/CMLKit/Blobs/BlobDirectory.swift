@@ -41,21 +41,15 @@ public struct BlobDirectory: Sendable {
     @discardableResult
     public func put(_ bytes: [UInt8]) throws(CMLError) -> String {
         let id = SHA256Hasher.hex(bytes)
-        let final = path(of: id)
         // Already stored, as a file of its own or in a pack (a dataset's small file).
         if try contains(id) { return id }
-        let folder = "\(directory)/\(id.prefix(2))"
-        try FileSystem.makeDirectories(folder)
-        let temporary = "\(folder)/.tmp-\(getpid())-\(RunID.make())"
+        try FileSystem.makeDirectories(directory)
+        let temporary = "\(directory)/.tmp-\(getpid())-\(RunID.make())"
         do throws(CMLError) { try FileSystem.writeFile(temporary, bytes, mode: 0o444, sync: true) } catch {
             unlink(temporary)
             throw error
         }
-        guard rename(temporary, final) == 0 else {
-            let failure = FileSystem.error("cannot store blob", final)
-            unlink(temporary)
-            throw failure
-        }
+        try publish(temporary: temporary, as: id)
         return id
     }
 

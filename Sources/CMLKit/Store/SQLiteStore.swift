@@ -550,8 +550,7 @@ public final class SQLiteStore: Store {
 
     public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource,
                               continuing positions: [String: Int64]?) throws(CMLError) {
-        try read { db in try Self.requireRun(db, id) }
-        try SQLiteMetricWriter(store: self, runID: id).append(points, source: source, continuing: positions)
+        try SQLiteMetricWriter(store: self, runID: id).append(points, source: source, continuing: positions, requireRun: true)
     }
 
     public func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError) {
@@ -758,13 +757,17 @@ final class SQLiteMetricWriter: MetricWriter {
     /// Each batch reads the state of the series it touches inside its own write transaction, so other
     /// writers to the same run (`cml-log --run`, another process) interleave safely between batches.
     func append(_ points: [MetricPoint], source: MetricSource) throws(CMLError) {
-        try append(points, source: source, continuing: nil)
+        try append(points, source: source, continuing: nil, requireRun: false)
     }
 
     /// `continuing`: where each key's points in `points` start in its series (see `RunStore.appendMetrics`).
-    func append(_ points: [MetricPoint], source: MetricSource, continuing positions: [String: Int64]?) throws(CMLError) {
+    /// `requireRun`: a missing run is `notFound` (the store's callers), not a constraint failure; a
+    /// recorder that created the run itself skips the lookup.
+    func append(_ points: [MetricPoint], source: MetricSource, continuing positions: [String: Int64]?,
+                requireRun: Bool) throws(CMLError) {
         if points.isEmpty { return }
         try store.write { db in
+            if requireRun { try SQLiteStore.requireRun(db, runID) }
             // The position in its series of the next point of each key in this batch.
             var position = positions ?? [:]
             // nil: the key's series keeps another source's points, and these are left out.
