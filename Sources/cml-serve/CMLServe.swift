@@ -81,10 +81,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let address = try ListenAddress(parsing: listen)
-        let store = try storeOption.open(for: .reading)
-        guard let served = store as? any Store & TokenStore else {
-            throw CMLError("cannot serve \(store.location): it keeps no tokens", hint: "serve a store directory")
-        }
+        let served = try StoreLocation.openDirectory(storeOption.store, for: .reading, concurrentReads: true)
         if !address.isLoopback && !insecure, try !served.tokens().contains(where: { $0.revokedAt == nil }) {
             throw CMLError.usage("--listen \(listen) reaches beyond this machine, and the store has no token: create one with cml-serve token create, or use --insecure to serve it to anyone who can connect",
                                  hint: "or listen on 127.0.0.1 behind a proxy that authenticates")
@@ -94,7 +91,7 @@ struct Serve: AsyncParsableCommand {
             configuration.tls = try ServerTLS(certificateFile: tlsCertificate, keyFile: tlsKey)
         }
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
-        let location = store.location
+        let location = served.location
         let scheme = configuration.scheme
         configuration.whenListening = { bound in
             let url = bound.url(scheme: scheme)

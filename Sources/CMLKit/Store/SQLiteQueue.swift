@@ -386,20 +386,20 @@ extension SQLiteStore {
     // MARK: Reading queue information with runs
 
     /// The queue information of the runs among `ids` that went through a queue.
-    static func queueInfo(_ db: Database, ids: [String], idList: String) throws -> [String: QueueEntryInfo] {
+    static func queueInfo(_ db: Database, ids: [String], idList: String, cached: Bool) throws -> [String: QueueEntryInfo] {
         var info: [String: QueueEntryInfo] = [:]
-        for row in try Row.fetchAll(db, sql: """
+        for row in try Row.fetchAll(statement(db, """
             SELECT run_id, queue, priority, enqueued_at, attempts, max_attempts, abort_requested FROM queue_entries
             WHERE run_id IN \(idList)
-            """, arguments: StatementArguments(ids)) {
+            """, cached: cached), arguments: StatementArguments(ids)) {
             info[row["run_id"]] = QueueEntryInfo(queue: row["queue"], priority: row["priority"], enqueuedAt: row["enqueued_at"],
                                                  attempts: row["attempts"], maxAttempts: row["max_attempts"],
                                                  abortRequested: row["abort_requested"], history: [])
         }
         if info.isEmpty { return info }
-        for row in try Row.fetchAll(db, sql: """
+        for row in try Row.fetchAll(statement(db, """
             SELECT * FROM run_attempts WHERE run_id IN \(idList) ORDER BY run_id, attempt
-            """, arguments: StatementArguments(ids)) {
+            """, cached: cached), arguments: StatementArguments(ids)) {
             info[row["run_id"]]?.history.append(RunAttempt(
                 number: row["attempt"], agent: row["agent"], host: row["host"], startedAt: row["started_at"],
                 endedAt: row["ended_at"], outcome: row["outcome"], reason: row["reason"]))

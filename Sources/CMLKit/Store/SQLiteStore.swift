@@ -6,7 +6,8 @@ import Glibc
 /// (console output, appended as it arrives).
 public final class SQLiteStore: Store {
     public let location: String
-    let queue: DatabaseQueue
+    /// One connection for a command; a pool (concurrent readers beside the one writer) for the server.
+    let queue: any DatabaseWriter
     let blobs: BlobDirectory
     let logDirectory: String
     let busyTimeout: Double
@@ -15,8 +16,10 @@ public final class SQLiteStore: Store {
 
     /// Opens (creating if needed) the store at `directory`. `busyTimeout` is how long a write waits for
     /// another writer before giving up with a clear error. A store this process cannot write opens
-    /// read-only for `.reading`, and is refused for `.writing`.
-    public init(directory: String, busyTimeout: Double = 10, access: StoreAccess = .writing) throws(CMLError) {
+    /// read-only for `.reading`, and is refused for `.writing`. `concurrentReads` (the server) reads
+    /// on several connections at once while one writes; a command does one thing at a time and opens one.
+    public init(directory: String, busyTimeout: Double = 10, access: StoreAccess = .writing,
+                concurrentReads: Bool = false) throws(CMLError) {
         location = directory
         self.busyTimeout = busyTimeout
         blobs = BlobDirectory(directory: directory + "/objects")
@@ -40,7 +43,8 @@ public final class SQLiteStore: Store {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // A version of 600,000 files references 600,000 blobs: keep the index pages being written
             // in memory (up to 64 MB, only when used) rather than spilling them to the WAL mid-transaction.
-            try db.execute(sql: "PRAGMA cache_size = -65536")
+            // A server's reading connections keep SQLite's default (2 MB each).
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA cache_size = -65536") }
             db.add(function: Self.observedStatusFunction)
             db.add(function: Self.commandLineFunction)
         }
@@ -50,7 +54,8 @@ public final class SQLiteStore: Store {
         try Self.refuseOrphaningContent(databasePath: path, blobs: blobs, logDirectory: logDirectory)
         do {
             queue = readOnly ? try Self.openReadOnly(directory: directory, path: path, configuration: configuration)
-                : try Self.openAndMigrate(path: path, configuration: configuration, busyTimeout: busyTimeout)
+                : try Self.openAndMigrate(path: path, configuration: configuration, busyTimeout: busyTimeout,
+                                          concurrentReads: concurrentReads)
         } catch {
             throw Self.storeError(error, path: path, busyTimeout: busyTimeout)
         }
@@ -150,13 +155,17 @@ public final class SQLiteStore: Store {
     /// Opening a brand-new store while another process creates it can fail with SQLITE_BUSY at once,
     /// without the busy handler (switching the journal to WAL needs a lock SQLite does not wait for):
     /// retry such failures until the busy timeout is spent.
-    private static func openAndMigrate(path: String, configuration: Configuration, busyTimeout: Double) throws -> DatabaseQueue {
+    private static func openAndMigrate(path: String, configuration: Configuration, busyTimeout: Double,
+                                       concurrentReads: Bool) throws -> any DatabaseWriter {
         let deadline = Clock.now() + busyTimeout
         while true {
             do {
                 let queue = try DatabaseQueue(path: path, configuration: configuration)
                 try Schema.migrate(queue)
-                return queue
+                guard concurrentReads else { return queue }
+                var pooled = configuration
+                pooled.maximumReaderCount = 4
+                return try DatabasePool(path: path, configuration: pooled)
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
                 if Clock.now() >= deadline { throw error }
                 usleep(useconds_t.random(in: 5_000...20_000))
@@ -416,7 +425,7 @@ public final class SQLiteStore: Store {
         if RunID.isPrefix(text) {
             let upper = text + String(repeating: "g", count: 1)  // 'g' sorts after every hex digit
             matches = try read { db in
-                try String.fetchAll(db, sql: "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                try String.fetchAll(db.cachedStatement(sql: "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6"),
                                     arguments: [text, upper])
             }
             if matches.count > 1 {
@@ -426,7 +435,7 @@ public final class SQLiteStore: Store {
         }
         if let id = matches.first { return id }
         let named = try read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC, id DESC LIMIT 6",
+            try String.fetchAll(db.cachedStatement(sql: "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC, id DESC LIMIT 6"),
                                 arguments: [prefix])
         }
         switch named.count {
@@ -440,28 +449,38 @@ public final class SQLiteStore: Store {
     }
 
     public func run(id: String) throws(CMLError) -> Run {
-        let found = try runs(whereSQL: "runs.id = ?", arguments: [id], limit: nil)
+        let found = try runs(whereSQL: "runs.id = ?", arguments: [id], limit: nil, cached: true)
         guard let run = found.first else { throw CMLError("no run with id \(id)", hint: "see cml-run ls", kind: .notFound) }
         return run
     }
 
-    func runs(whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?) throws(CMLError) -> [Run] {
+    /// `cached`: the query's text is one of a few (a run by id), so its compiled statements are kept for
+    /// the next call; compiling them again costs a server's GET more than running them.
+    func runs(whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?,
+              cached: Bool = false) throws(CMLError) -> [Run] {
         try read { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT * FROM runs WHERE \(whereSQL) ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
-                """, arguments: arguments)
+            // The run's own row, stepped by column position like the rows below (GRDB's by-name access
+            // lowercases every name it looks up); its parts are filled in once the other tables are read.
+            var rows: [Run] = []
+            try Self.eachRow(db, """
+                SELECT \(Self.runColumns) FROM runs WHERE \(whereSQL)
+                ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+                """, arguments, cached: cached) { raw in rows.append(Self.run(raw)) }
             if rows.isEmpty { return [] }
-            let ids = rows.map { $0["id"] as String }
+            let ids = rows.map(\.id)
             let idList = "(" + ids.map { _ in "?" }.joined(separator: ",") + ")"
+            // Statements over one run's id are the same text every time.
+            let cached = ids.count == 1
             var tags: [String: [String]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT run_id, tag FROM run_tags WHERE run_id IN \(idList) ORDER BY run_id, tag",
+            for row in try Row.fetchAll(Self.statement(db, "SELECT run_id, tag FROM run_tags WHERE run_id IN \(idList) ORDER BY run_id, tag", cached: cached),
                                         arguments: StatementArguments(ids)) {
                 tags[row["run_id"], default: []].append(row["tag"])
             }
             // Stepped directly, by column position: a listing of thousands of runs reads tens of
             // thousands of these rows, and GRDB's by-name row access costs more than the query.
             var params: [String: [Param]] = [:]
-            try Self.eachRow(db, "SELECT run_id, key, value, source FROM params WHERE run_id IN \(idList) ORDER BY run_id, key", ids) { raw in
+            try Self.eachRow(db, "SELECT run_id, key, value, source FROM params WHERE run_id IN \(idList) ORDER BY run_id, key",
+                             StatementArguments(ids), cached: cached) { raw in
                 let value = (try? JSON.parse(Self.text(raw, 2))) ?? .null
                 params[Self.text(raw, 0), default: []].append(Param(key: Self.text(raw, 1), value: value, source: Self.text(raw, 3)))
             }
@@ -469,7 +488,7 @@ public final class SQLiteStore: Store {
             try Self.eachRow(db, """
                 SELECT run_id, key, count, last, min, max, last_step, last_time, source FROM metric_series
                 WHERE run_id IN \(idList) ORDER BY run_id, key
-                """, ids) { raw in
+                """, StatementArguments(ids), cached: cached) { raw in
                 func number(_ column: Int32) -> Double {
                     sqlite3_column_type(raw, column) == SQLITE_NULL ? .nan : sqlite3_column_double(raw, column)
                 }
@@ -478,53 +497,75 @@ public final class SQLiteStore: Store {
                     max: number(5), lastStep: sqlite3_column_int64(raw, 6), lastTime: sqlite3_column_double(raw, 7),
                     source: sqlite3_column_type(raw, 8) == SQLITE_NULL ? nil : MetricSource(rawValue: Self.text(raw, 8))))
             }
-            let queueInfo = try Self.queueInfo(db, ids: ids, idList: idList)
+            let queueInfo = try Self.queueInfo(db, ids: ids, idList: idList, cached: cached)
             var datasets: [String: [DatasetUse]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM run_inputs WHERE run_id IN \(idList) ORDER BY dataset, number",
+            for row in try Row.fetchAll(Self.statement(db, "SELECT * FROM run_inputs WHERE run_id IN \(idList) ORDER BY dataset, number", cached: cached),
                                         arguments: StatementArguments(ids)) {
                 datasets[row["run_id"], default: []].append(DatasetUse(dataset: row["dataset"], number: row["number"], id: row["version_id"]))
             }
             return rows.map { row in
-                let id: String = row["id"]
-                let status = RunStatus(rawValue: row["status"]) ?? .failed
-                let command: [String] = {
-                    guard case .array(let items)? = try? JSON.parse(row["command"] as String) else { return [] }
-                    return items.compactMap(\.stringValue)
-                }()
-                let environment: [(String, String)] = {
-                    guard case .object(let members)? = try? JSON.parse(row["env"] as String) else { return [] }
-                    return members.map { ($0.0, $0.1.stringValue ?? "") }
-                }()
-                var end: RunEnd?
-                if let endedAt: Double = row["ended_at"] {
-                    end = RunEnd(status: status, endedAt: endedAt, exitCode: (row["exit_code"] as Int64?).map { Int32($0) },
-                                 signal: (row["signal"] as Int64?).map { Int32($0) }, cpuUser: row["cpu_user"],
-                                 cpuSystem: row["cpu_system"], maxRSS: row["max_rss"], error: row["error"])
-                }
+                var record = row
+                record.tags = tags[row.id] ?? []
+                record.params = params[row.id] ?? []
+                record.metrics = metrics[row.id] ?? []
+                record.datasets = datasets[row.id] ?? []
                 // A queued run that has not started keeps its queue time in `started_at` (see `insertRun`).
-                let queue = queueInfo[id]
-                let started = queue.map { status != .queued && !$0.history.isEmpty } ?? true
-                var record = Run(id: id, name: row["name"], project: row["project"], status: status, command: command,
-                                 cwd: row["cwd"], host: row["host"], user: row["user"],
-                                 pid: (row["pid"] as Int64?).map { Int32($0) }, startedAt: started ? row["started_at"] : nil, end: end,
-                                 environment: environment, code: (try? JSON.parse(row["code"] as String)) ?? .null,
-                                 logBytes: row["log_bytes"], tags: tags[id] ?? [], params: params[id] ?? [],
-                                 metrics: metrics[id] ?? [], queue: queue)
-                record.datasets = datasets[id] ?? []
-                if let at: Double = row["heartbeat_at"], let interval: Double = row["heartbeat_interval"] {
-                    record.heartbeat = Heartbeat(at: at, interval: interval, abortRequested: row["abort_requested"])
-                }
-                record.pidScope = row["pid_scope"]
+                record.queue = queueInfo[row.id]
+                if let queue = record.queue, row.status == .queued || queue.history.isEmpty { record.startedAt = nil }
                 return record
             }
         }
     }
 
+    /// The columns of `runs` that `run(_:)` reads, in its order.
+    static let runColumns = """
+        id, name, project, status, command, cwd, host, user, pid, started_at, ended_at, exit_code, signal, cpu_user,
+        cpu_system, max_rss, error, env, code, log_bytes, heartbeat_at, heartbeat_interval, abort_requested, pid_scope
+        """
+
+    /// A run from a row of `runColumns`, without what other tables hold.
+    private static func run(_ raw: OpaquePointer) -> Run {
+        func isNull(_ column: Int32) -> Bool { sqlite3_column_type(raw, column) == SQLITE_NULL }
+        func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(raw, column) }
+        func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : sqlite3_column_int64(raw, column) }
+        func optionalDouble(_ column: Int32) -> Double? { isNull(column) ? nil : sqlite3_column_double(raw, column) }
+        let status = RunStatus(rawValue: text(raw, 3)) ?? .failed
+        let command: [String] = {
+            guard case .array(let items)? = try? JSON.parse(text(raw, 4)) else { return [] }
+            return items.compactMap(\.stringValue)
+        }()
+        let environment: [(String, String)] = {
+            guard case .object(let members)? = try? JSON.parse(text(raw, 17)) else { return [] }
+            return members.map { ($0.0, $0.1.stringValue ?? "") }
+        }()
+        var end: RunEnd?
+        if let endedAt = optionalDouble(10) {
+            end = RunEnd(status: status, endedAt: endedAt, exitCode: optionalInt(11).map { Int32($0) },
+                         signal: optionalInt(12).map { Int32($0) }, cpuUser: optionalDouble(13),
+                         cpuSystem: optionalDouble(14), maxRSS: optionalInt(15), error: optionalText(16))
+        }
+        var record = Run(id: text(raw, 0), name: optionalText(1), project: text(raw, 2), status: status, command: command,
+                         cwd: text(raw, 5), host: text(raw, 6), user: text(raw, 7), pid: optionalInt(8).map { Int32($0) },
+                         startedAt: sqlite3_column_double(raw, 9), end: end, environment: environment,
+                         code: (try? JSON.parse(text(raw, 18))) ?? .null, logBytes: sqlite3_column_int64(raw, 19),
+                         tags: [], params: [], metrics: [], queue: nil)
+        if let at = optionalDouble(20), let interval = optionalDouble(21) {
+            record.heartbeat = Heartbeat(at: at, interval: interval, abortRequested: sqlite3_column_int64(raw, 22) != 0)
+        }
+        record.pidScope = optionalText(23)
+        return record
+    }
+
+    /// `sql` compiled, or taken from the connection's cache of compiled statements when `cached`.
+    static func statement(_ db: Database, _ sql: String, cached: Bool) throws -> Statement {
+        cached ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql)
+    }
+
     /// Runs `sql` and hands each result row's raw statement to `body`.
-    static func eachRow(_ db: Database, _ sql: String, _ arguments: [String],
+    static func eachRow(_ db: Database, _ sql: String, _ arguments: StatementArguments, cached: Bool = false,
                         _ body: (OpaquePointer) throws -> Void) throws {
-        let statement = try db.makeStatement(sql: sql)
-        try statement.setArguments(StatementArguments(arguments))
+        let statement = try Self.statement(db, sql, cached: cached)
+        try statement.setArguments(arguments)
         let raw = statement.sqliteStatement
         while true {
             let rc = sqlite3_step(raw)

@@ -47,12 +47,13 @@ public enum StoreLocation {
 
     /// The store as a directory on this machine, for what only such a store does (recording a run's
     /// console output as it comes, ingesting a directory in parallel, copying blobs without reading them).
-    public static func openDirectory(_ option: String?, for access: StoreAccess = .writing) throws(CMLError) -> SQLiteStore {
+    public static func openDirectory(_ option: String?, for access: StoreAccess = .writing,
+                                     concurrentReads: Bool = false) throws(CMLError) -> SQLiteStore {
         let location = resolve(option)
         if isRemote(location) {
             throw CMLError("this needs the store on this machine, not \(location), for now", hint: "use a store directory")
         }
-        return try SQLiteStore(directory: location, busyTimeout: busyTimeout, access: access)
+        return try SQLiteStore(directory: location, busyTimeout: busyTimeout, access: access, concurrentReads: concurrentReads)
     }
 
     public static func isRemote(_ location: String) -> Bool {
