@@ -15,17 +15,17 @@ struct JSONParser {
         return value
     }
 
-    private func failure(_ what: String) -> CMLError {
+    func failure(_ what: String) -> CMLError {
         CMLError("not valid JSON: \(what) at byte \(index + 1)")
     }
 
-    private mutating func skipSpace() {
+    mutating func skipSpace() {
         while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
             index += 1
         }
     }
 
-    private mutating func parseValue(depth: Int) throws(CMLError) -> JSON {
+    mutating func parseValue(depth: Int) throws(CMLError) -> JSON {
         guard depth < 512 else { throw failure("nesting too deep") }
         guard index < bytes.count else { throw failure("unexpected end") }
         switch bytes[index] {
@@ -107,15 +107,31 @@ struct JSONParser {
             break
         }
         guard index > digitsStart else { throw failure("unexpected character") }
+        // Up to 18 digits cannot overflow: summed here rather than through a String.
+        if isInteger, index - digitsStart <= 18 {
+            var magnitude: Int64 = 0
+            for digit in bytes[digitsStart..<index] { magnitude = magnitude * 10 + Int64(digit - 0x30) }
+            return .int(digitsStart > start ? -magnitude : magnitude)
+        }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if isInteger, let i = Int64(text) { return .int(i) }
         guard let d = Double(text), d.isFinite else { throw failure("bad number '\(text)'") }
         return .double(d)
     }
 
-    private mutating func parseString() throws(CMLError) -> String {
+    mutating func parseString() throws(CMLError) -> String {
         index += 1  // opening quote
-        var out: [UInt8] = []
+        // Most strings hold no escape: found in one scan and made from their bytes at once.
+        let start = index
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"), bytes[index] >= 0x20 {
+            index += 1
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            guard let s = String(validating: bytes[start..<(index - 1)], as: UTF8.self) else { throw failure("string is not UTF-8") }
+            return s
+        }
+        var out = Array(bytes[start..<index])
         while index < bytes.count {
             let c = bytes[index]
             if c == UInt8(ascii: "\"") {

@@ -222,6 +222,13 @@ extension WireCodec {
     }
 
     public static func decodePoints(_ bytes: [UInt8], what: String) throws(CMLError) -> [MetricPoint] {
+        var direct = JSONParser(bytes: bytes)
+        if let points = direct.plainPoints() { return points }
+        return try decodePointsInFull(bytes, what: what)
+    }
+
+    /// `decodePoints` through the JSON tree: every form it accepts, and the error naming what is wrong.
+    static func decodePointsInFull(_ bytes: [UInt8], what: String) throws(CMLError) -> [MetricPoint] {
         var input = bytes
         let document: JSON
         do { document = try JSON.parse(bytes: &input) } catch {
@@ -248,7 +255,7 @@ extension WireCodec {
         try decodePoints([UInt8(ascii: "[")] + line + [UInt8(ascii: "]")], what: what)[0]
     }
 
-    private static func wireDouble(_ json: JSON) -> Double? {
+    fileprivate static func wireDouble(_ json: JSON) -> Double? {
         switch json {
         case .int(let value): return Double(value)
         case .double(let value): return value
@@ -257,5 +264,71 @@ extension WireCodec {
         case .string(negativeInfinity): return -.infinity
         default: return nil
         }
+    }
+}
+
+extension JSONParser {
+    /// A body of points in the form the clients send, `[{"key":…,"step":…,"value":…,"time":…}, …]`, read
+    /// straight into points: building the JSON tree first cost the server most of its ingestion time.
+    /// Nil for anything else (another member, one twice, a wrong type, bad JSON): `decodePoints` then
+    /// reads the body in full, to accept what it accepts and name what is wrong as it does.
+    mutating func plainPoints() -> [MetricPoint]? {
+        var points: [MetricPoint] = []
+        skipSpace()
+        guard take(UInt8(ascii: "[")) else { return nil }
+        skipSpace()
+        if take(UInt8(ascii: "]")) { return atEnd() ? points : nil }
+        while true {
+            skipSpace()
+            guard take(UInt8(ascii: "{")) else { return nil }
+            var key: String?, step: Int64?, value: Double?, time: Double?
+            while true {
+                skipSpace()
+                guard take(UInt8(ascii: "\"")) else { return nil }
+                let member: UInt8 = if take(word: "key\"") { 0 } else if take(word: "step\"") { 1 }
+                    else if take(word: "value\"") { 2 } else if take(word: "time\"") { 3 } else { 4 }
+                skipSpace()
+                guard member < 4, take(UInt8(ascii: ":")) else { return nil }
+                skipSpace()
+                guard let parsed = try? parseValue(depth: 2) else { return nil }
+                switch (member, parsed) {
+                case (0, .string(let text)) where key == nil: key = text
+                case (1, .int(let number)) where step == nil: step = number
+                case (2, _) where value == nil: value = WireCodec.wireDouble(parsed)
+                case (3, _) where time == nil: time = WireCodec.wireDouble(parsed)
+                default: return nil
+                }
+                if (member == 2 && value == nil) || (member == 3 && time == nil) { return nil }
+                skipSpace()
+                if take(UInt8(ascii: ",")) { continue }
+                if take(UInt8(ascii: "}")) { break }
+                return nil
+            }
+            guard let key, let step, let value, let time else { return nil }
+            points.append(MetricPoint(key: key, step: step, value: value, time: time))
+            skipSpace()
+            if take(UInt8(ascii: ",")) { continue }
+            if take(UInt8(ascii: "]")) { return atEnd() ? points : nil }
+            return nil
+        }
+    }
+
+    private mutating func take(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    private mutating func take(word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count,
+              word.withUTF8Buffer({ w in (0..<count).allSatisfy { bytes[index + $0] == w[$0] } }) else { return false }
+        index += count
+        return true
+    }
+
+    private mutating func atEnd() -> Bool {
+        skipSpace()
+        return index == bytes.count
     }
 }

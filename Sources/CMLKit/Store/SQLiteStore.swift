@@ -467,7 +467,7 @@ public final class SQLiteStore: Store {
                 ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
                 """, arguments, cached: cached) { raw in rows.append(Self.run(raw)) }
             if rows.isEmpty { return [] }
-            let ids = rows.map(\.id)
+            let ids = rows.map { $0.id }
             let idList = "(" + ids.map { _ in "?" }.joined(separator: ",") + ")"
             // Statements over one run's id are the same text every time.
             let cached = ids.count == 1
@@ -532,7 +532,7 @@ public final class SQLiteStore: Store {
         let status = RunStatus(rawValue: text(raw, 3)) ?? .failed
         let command: [String] = {
             guard case .array(let items)? = try? JSON.parse(text(raw, 4)) else { return [] }
-            return items.compactMap(\.stringValue)
+            return items.compactMap { $0.stringValue }
         }()
         let environment: [(String, String)] = {
             guard case .object(let members)? = try? JSON.parse(text(raw, 17)) else { return [] }
