@@ -43,8 +43,9 @@ public final class SQLiteStore: Store {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // A version of 600,000 files references 600,000 blobs: keep the index pages being written
             // in memory (up to 64 MB, only when used) rather than spilling them to the WAL mid-transaction.
-            // A server's reading connections keep SQLite's default (2 MB each).
-            if !db.configuration.readonly { try db.execute(sql: "PRAGMA cache_size = -65536") }
+            // A server keeps less (16 MB: its memory serves many clients, and its one writer's
+            // transactions are smaller), and its reading connections SQLite's default (2 MB each).
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA cache_size = -\(concurrentReads ? 16384 : 65536)") }
             db.add(function: Self.observedStatusFunction)
             db.add(function: Self.commandLineFunction)
         }
