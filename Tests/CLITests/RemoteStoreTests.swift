@@ -253,6 +253,45 @@ struct RemoteStoreTests {
     /// nothing (neither the JSON nor the other store's files say otherwise), and both end up with the
     /// same runs, read the same. A run whose id the other side holds as another run is refused, naming
     /// both, and neither side changes.
+    /// A directory recorded with `cml-log artifact` against a server goes up whole (files, modes, a link),
+    /// and `cml-run get` on another machine (another spool) writes it back the same; what the server
+    /// already holds is not sent again.
+    @Test func directoryArtifactsGoUpAndComeBackThroughTheServer() throws {
+        let box = try Sandbox()
+        let server = try ServerUnderTest(box)
+        let env = Self.remote(box)
+        #expect(try box.run("cml-run", ["--store", server.url, "--name", "trained", "--", "true"], env: env).status == 0)
+        try box.write("model/config.json", "{\"layers\": 3}\n")
+        try box.write("model/run.sh", "#!/bin/sh\n")
+        chmod(box.work + "/model/run.sh", 0o755)
+        var weights = [UInt8](repeating: 0, count: 2 << 20)
+        for i in weights.indices { weights[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 13) }
+        try FileManager.default.createDirectory(atPath: box.work + "/model/sub", withIntermediateDirectories: true)
+        try Data(weights).write(to: URL(fileURLWithPath: box.work + "/model/sub/weights.bin"))
+        symlink("config.json", box.work + "/model/latest")
+
+        let stored = try box.run("cml-log", ["artifact", "model", "--run", "trained", "--store", server.url], env: env)
+        #expect(stored.status == 0, "\(stored.stderr)")
+        let serverBytes = Self.fileBytes(box.store)
+        #expect(serverBytes >= weights.count)
+
+        let elsewhere = Self.remote(box, ["XDG_CACHE_HOME": box.root + "/other-cache"])
+        let fetched = try box.run("cml-run", ["get", "trained", "model", box.root + "/restored", "--store", server.url], env: elsewhere)
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        #expect(fetched.out == box.root + "/restored\n")
+        let diff = try shell("diff -r --no-dereference model \(box.root)/restored", cwd: box.work)
+        #expect(diff.status == 0, "\(diff.out)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.root + "/restored/latest") == "config.json")
+        let mode = try FileManager.default.attributesOfItem(atPath: box.root + "/restored/run.sh")[.posixPermissions] as? Int
+        #expect(mode == 0o755)
+
+        // The same directory again is a second version of the artifact, and stores nothing new on the server.
+        #expect(try box.run("cml-log", ["artifact", "model", "--run", "trained", "--store", server.url], env: env).status == 0)
+        #expect(Self.fileBytes(box.store) == serverBytes)
+        let listed = try box.run("cml-run", ["artifacts", "trained", "--store", server.url], env: env)
+        #expect(listed.jsonLines.count == 2 && listed.jsonLines.allSatisfy { $0["type"] as? String == "directory" }, "\(listed.out)")
+    }
+
     @Test func pushAndPullBetweenTwoServersBothWaysSendNothingTwice() throws {
         let boxA = try Sandbox(), boxB = try Sandbox()
         let a1 = try Self.record(boxA, name: "a1")

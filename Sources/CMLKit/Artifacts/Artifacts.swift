@@ -28,12 +28,16 @@ public enum Artifacts {
             return try store.addArtifact(artifact)
         case S_IFDIR:
             if image { throw CMLError("\(path) is a directory, not an image") }
-            guard let local = store as? SQLiteStore else {
-                throw CMLError("storing a directory into \(store.location) is not supported yet", hint: "store a file, or use a store directory")
-            }
+            // A server's directory is stored in its spool here first, then sent what the server lacks.
+            let local: SQLiteStore
+            if let store = store as? SQLiteStore { local = store } else { local = try RunSpool(for: store.location).open() }
             let tree = try DirectoryIngest.store(absolute, into: local, jobs: ParallelWork.availableCPUs, cache: StatCache(),
                                                  reader: "cml-log", skipUnreadable: false, skipOption: nil, outsideLinks: .warn,
                                                  progressLabel: "cml-log: storing", warn: warn)
+            if !(store is SQLiteStore) {
+                var copy = RunSync.Copy(id: run)
+                try RunSync(from: local, to: store).copyTree(tree.manifestID, into: &copy)
+            }
             let artifact = Artifact(run: run, name: name, kind: kind, step: step, sha256: tree.manifestID,
                                     size: tree.manifest.totalSize, files: Int64(tree.manifest.entries.count), isDirectory: true,
                                     mediaType: nil, source: absolute, time: time)
@@ -92,11 +96,13 @@ public enum Artifacts {
         do throws(CMLError) {
             if let local = store as? SQLiteStore {
                 try fetchLocal(artifact, from: local, to: temporary)
+            } else if artifact.isDirectory {
+                // A server's tree comes into its spool here (what the spool lacks), and is written from there.
+                let spool = try RunSpool(for: store.location).open()
+                var copy = RunSync.Copy(id: artifact.run)
+                try RunSync(from: store, to: spool).copyTree(artifact.sha256, into: &copy)
+                try fetchLocal(artifact, from: spool, to: temporary)
             } else {
-                guard !artifact.isDirectory else {
-                    throw CMLError("fetching the directory \(artifact.name) from \(store.location) is not supported yet",
-                                   hint: "cml-serve pull the run into a store directory, then get it from there")
-                }
                 // Through the store, hashed as it comes (readBlob checks it) into the temporary file.
                 let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
                 guard fd >= 0 else { throw FileSystem.error("cannot create", temporary) }

@@ -195,23 +195,28 @@ public struct RunSync {
         }
         guard artifacts.count > have - before else { return }
         for artifact in artifacts[(have - before)...] {
-            var blobs = [artifact.sha256]
-            if artifact.isDirectory {
-                try copyBlob(artifact.sha256, into: &copy)
-                blobs = try Manifest(decoding: try target.blob(artifact.sha256)).entries.compactMap(\.sha256)
-            }
-            for blob in blobs { try copyBlob(blob, into: &copy) }
+            if artifact.isDirectory { try copyTree(artifact.sha256, into: &copy) } else { try copyBlob(artifact.sha256, into: &copy) }
             try target.addArtifact(artifact)
             copy.artifacts += 1
         }
     }
 
+    /// Sends a directory's tree the target lacks: its manifest, then each blob the manifest names.
+    public func copyTree(_ manifest: String, into copy: inout Copy) throws(CMLError) {
+        try copyBlob(manifest, into: &copy)
+        for blob in Set(try Manifest(decoding: try target.blob(manifest)).entries.compactMap(\.sha256)) {
+            try copyBlob(blob, into: &copy)
+        }
+    }
+
     /// Sends a blob the target lacks: through memory when small, through a temporary file when large.
+    /// What the target stores is checked to be what was asked for.
     public func copyBlob(_ id: String, into copy: inout Copy) throws(CMLError) {
         guard !target.hasBlob(id) else { return }
         let size = try source.blobSize(id)
+        let stored: String
         if size <= 64 << 20 {
-            _ = try target.putBlob(try source.blob(id))
+            stored = try target.putBlob(try source.blob(id))
         } else {
             let path = FileSystem.temporaryDirectory + "/cml-sync-" + RunID.make()
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -221,7 +226,10 @@ public struct RunSync {
                 defer { close(fd) }
                 try source.readBlob(id) { chunk throws(CMLError) in try FileSystem.writeAll(fd, chunk, path: path) }
             }
-            _ = try target.putBlob(file: path)
+            stored = try target.putBlob(file: path).id
+        }
+        guard stored == id else {
+            throw CMLError("blob \(id) from \(source.location) holds other content (\(stored))", hint: "run cml-data verify there", kind: .damaged)
         }
         copy.blobs += 1
         copy.blobBytes += size
