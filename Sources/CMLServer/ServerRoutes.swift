@@ -59,6 +59,8 @@ struct RouteRequest: Sendable {
 
     /// A path parameter, percent-decoded (a run's name may hold spaces).
     func parameter(_ name: String) throws(CMLError) -> String {
+        // Ids and names are mostly plain: Foundation's decoding is asked only for what it would change.
+        if let raw = context.parameters.get(name), !raw.utf8.contains(UInt8(ascii: "%")) { return raw }
         guard let raw = context.parameters.get(name), let value = raw.removingPercentEncoding else {
             throw CMLError.usage("the path's \(name) is not percent-encoded correctly")
         }

@@ -41,11 +41,12 @@ extension SQLiteStore: TokenStore {
     }
 
     public func token(hash: String) throws(CMLError) -> AccessToken? {
-        try read { db in try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE hash = ?", arguments: [hash]).map(Self.token) }
+        // Asked by the server for every request: compiled once per connection.
+        try read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tokens WHERE hash = ?"), arguments: [hash]).map(Self.token) }
     }
 
     public func hasTokens() throws(CMLError) -> Bool {
-        try read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM tokens LIMIT 1") != nil }
+        try read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM tokens LIMIT 1")) != nil }
     }
 
     private static func token(_ row: Row) throws -> AccessToken {
