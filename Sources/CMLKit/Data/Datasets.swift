@@ -114,7 +114,8 @@ public enum Datasets {
         let sync = RunSync(from: source, to: store)
         var copy = RunSync.Copy(id: version.id)
         try sync.copyBlob(version.manifest, into: &copy)
-        for blob in Set(try manifest(of: version, in: store).entries.compactMap(\.sha256)) { try sync.copyBlob(blob, into: &copy) }
+        let missing = Set(try manifest(of: version, in: store).entries.compactMap(\.sha256)).filter { !store.hasBlob($0) }
+        _ = try sync.sendBlobs(missing.sorted())
     }
 
     /// A read-only copy of `version` in the store's cache, made on first use and shared after. Read-only
