@@ -103,6 +103,14 @@ struct RemoteDataTests {
         #expect(try Self.sameTree(path, box.work + "/data", modes: false))
         #expect(try box.run("cml-data", ["get", "data"], env: elsewhere).out == got.out)
 
+        // Inside a run recorded through the server, the run records what it used there.
+        let inRun = try box.run("cml-run", ["--", binDirectory + "/cml-data", "--store", server.url, "get", "data@1"], env: env)
+        #expect(inRun.status == 0, "\(inRun.stderr)")
+        let runs = try box.run("cml-run", ["ls", "--format", "jsonl"], env: env).jsonLines
+        let ranID = try #require(runs.first?["id"] as? String)
+        let usedThere = try #require(try box.run("cml-run", ["show", ranID], env: env).jsonLines.first?["datasets"] as? [[String: Any]])
+        #expect(usedThere.count == 1 && usedThere.first?["id"] as? String == first["id"] as? String, "\(usedThere)")
+
         // Damaged in the spool: checkout refuses, and leaves nothing.
         let big = try #require(try box.run("cml-data", ["show", "data@1"], env: env).jsonLines.first { $0["path"] as? String == "big.bin" }?["sha256"] as? String)
         try Self.damage(Self.blobFile(try Self.spool(under: box.root + "/cache2"), big))

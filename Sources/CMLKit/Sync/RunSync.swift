@@ -221,7 +221,7 @@ public struct RunSync: Sendable {
 
     /// The dataset versions the run made, and those it used that the target's record of it does not name
     /// yet, each with the ancestors the target lacks (see `DatasetSync`); then the uses it lacks. A used
-    /// version the source no longer holds (removed since) cannot be copied, nor its use recorded there.
+    /// version neither side holds (removed since) cannot be copied, nor its use recorded there.
     private func copyDatasets(_ run: Run, have there: Run, into copy: inout Copy) throws(CMLError) {
         let usedThere = Set(there.datasets.map(\.id))
         let uses = run.datasets.filter { !usedThere.contains($0.id) }
@@ -241,6 +241,10 @@ public struct RunSync: Sendable {
             } catch where error.kind == .notFound {
                 continue
             }
+        }
+        // A use recorded in a server's spool names a version only the server holds.
+        for use in uses where held[use.id] == nil {
+            if let there = try target.datasetVersion(id: use.id) { held[use.id] = there }
         }
         let recorded = uses.compactMap { held[$0.id] }
         if !recorded.isEmpty {

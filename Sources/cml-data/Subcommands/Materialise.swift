@@ -78,19 +78,23 @@ struct Get: ParsableCommand {
 /// store itself, or a server's spool here, into which what it lacks of the version is fetched.
 func fetchedVersion(_ text: String, _ option: StoreOption) throws(CMLError) -> (SQLiteStore, UsedVersion) {
     let (local, server) = try option.openWithSpool()
-    let store = server ?? local
-    let version = try store.resolveDatasetVersion(try VersionReference(text))
+    let version = try (server ?? local).resolveDatasetVersion(try VersionReference(text))
     if let server { try Datasets.fetch(version, from: server, into: local) }
-    return (local, UsedVersion(version: version, store: store))
+    return (local, UsedVersion(version: version, local: local, server: server))
 }
 
 struct UsedVersion {
     let version: DatasetVersion
-    /// Where the version was resolved (the server, for a server's).
-    let store: any Store
+    let local: SQLiteStore
+    let server: (any Store)?
 
-    /// Inside cml-run, records that the run used it, in the store the run is in.
+    /// Inside cml-run, records that the run used it: on the server when the run is there, else in the
+    /// spool while the run waits there to upload (its upload records it on the server).
     func recordUse() throws(CMLError) {
-        if let run = Datasets.currentRun(in: store) { try store.recordDatasetUse(run: run, [version]) }
+        if let server, let run = Datasets.currentRun(in: server) {
+            try server.recordDatasetUse(run: run, [version])
+        } else if let run = Datasets.currentRun(in: local) {
+            try local.recordDatasetUse(run: run, [version])
+        }
     }
 }
