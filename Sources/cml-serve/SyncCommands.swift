@@ -35,7 +35,10 @@ struct SyncStores: ParsableArguments {
         var refused = 0
         for id in ids {
             do throws(CMLError) {
-                try Console.out(try sync.copyRun(id).json.serialized + "\n")
+                let copy = try sync.copyRun(id)
+                try Console.out(copy.json.serialized + "\n")
+                for refusal in copy.refusedVersions { Console.error("cml-serve: error: \(refusal)\n") }
+                refusedVersions += copy.refusedVersions.count
             } catch where error.kind == .conflict {
                 Console.error("cml-serve: error: \(error.description)\n")
                 refused += 1
@@ -43,7 +46,7 @@ struct SyncStores: ParsableArguments {
         }
         var failures: [String] = []
         if refusedVersions > 0 {
-            failures.append("\(refusedVersions) of \(versions.count) dataset version\(versions.count == 1 ? "" : "s")")
+            failures.append("\(refusedVersions) dataset version\(refusedVersions == 1 ? "" : "s")")
         }
         if refused > 0 { failures.append("\(refused) of \(ids.count) run\(ids.count == 1 ? "" : "s")") }
         if !failures.isEmpty {

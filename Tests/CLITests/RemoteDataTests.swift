@@ -261,4 +261,32 @@ struct RemoteDataTests {
         #expect(try box.run("cml-data", ["ls", "raw"], env: remote).jsonLines.map { $0["id"] as? String } == [raw2["id"] as? String, raw1["id"] as? String])
         _ = try server.stop()
     }
+
+    /// Inside a run recorded through a server, cml-data works on the run's spool (its CML_STORE): a
+    /// version made there goes up with the run; one whose number the server gave another version is
+    /// refused, named in a warning, and the run still arrives whole.
+    @Test func aVersionMadeInsideASpooledRunGoesUpWithIt() throws {
+        let box = try Sandbox()
+        let server = try ServerUnderTest(box)
+        let env = RemoteStoreTests.remote(box, ["CML_STORE": server.url, "PATH": binDirectory + ":/usr/bin:/bin"])
+        try box.write("inner/a.txt", "a\n")
+        let made = try box.run("cml-run", ["--", "cml-data", "snapshot", "inner"], env: env)
+        #expect(made.status == 0, "\(made.stderr)")
+        let run = try #require(made.jsonLines.first?["run"] as? String)
+        let there = try #require(try box.run("cml-data", ["ls", "inner"], env: env).jsonLines.first)
+        #expect(there["run"] as? String == run && there["version"] as? Int == 1 && there["id"] as? String == made.jsonLines.first?["id"] as? String)
+
+        // outer@1 exists on the server before the spool makes its own outer@1.
+        try box.write("outer/b.txt", "b\n")
+        try Self.data(box, ["snapshot", "outer"], env: env)
+        try box.write("outer/b.txt", "b, changed\n")
+        let clash = try box.run("cml-run", ["--", "cml-data", "snapshot", "outer"], env: env)
+        #expect(clash.status == 0 && clash.stderr.contains("outer@1 is another version there"), "\(clash.stderr)")
+        let clashRun = try #require(clash.jsonLines.first?["run"] as? String)
+        let onServer = try box.run("cml-run", ["ls", "--format", "jsonl"], env: env).jsonLines
+        #expect(onServer.first { $0["id"] as? String == clashRun }?["status"] as? String == "completed")
+        #expect(onServer.allSatisfy { $0["upload"] == nil }, "\(onServer)")
+        #expect(try box.run("cml-data", ["ls", "outer"], env: env).jsonLines.count == 1)
+        _ = try server.stop()
+    }
 }

@@ -39,6 +39,9 @@ public struct RunSync: Sendable {
         public var datasetVersions = 0
         /// Uses of dataset versions recorded on the target's record of the run.
         public var datasetUses = 0
+        /// Why each dataset version of the run that the target refused (its id or number is another
+        /// version's there) was not copied; the rest of the run was.
+        public var refusedVersions: [String] = []
         /// The run's end was recorded on the target.
         public var finished = false
         /// The run is ended on the source and everything of it is on the target.
@@ -53,7 +56,8 @@ public struct RunSync: Sendable {
             .object([("id", .string(id)), ("created", .bool(created)), ("params", .int(Int64(params))), ("tags", .int(Int64(tags))),
                      ("points", .int(Int64(points))), ("log_bytes", .int(logBytes)), ("artifacts", .int(Int64(artifacts))),
                      ("blobs", .int(Int64(blobs))), ("blob_bytes", .int(blobBytes)),
-                     ("dataset_versions", .int(Int64(datasetVersions))), ("dataset_uses", .int(Int64(datasetUses))), ("finished", .bool(finished)),
+                     ("dataset_versions", .int(Int64(datasetVersions))), ("dataset_uses", .int(Int64(datasetUses))),
+                     ("dataset_versions_refused", .int(Int64(refusedVersions.count))), ("finished", .bool(finished)),
                      ("complete", .bool(complete))])
         }
     }
@@ -221,7 +225,8 @@ public struct RunSync: Sendable {
 
     /// The dataset versions the run made, and those it used that the target's record of it does not name
     /// yet, each with the ancestors the target lacks (see `DatasetSync`); then the uses it lacks. A used
-    /// version neither side holds (removed since) cannot be copied, nor its use recorded there.
+    /// version neither side holds (removed since) cannot be copied, nor its use recorded there; one the
+    /// target refuses is named in `refusedVersions`.
     private func copyDatasets(_ run: Run, have there: Run, into copy: inout Copy) throws(CMLError) {
         let usedThere = Set(there.datasets.map(\.id))
         let uses = run.datasets.filter { !usedThere.contains($0.id) }
@@ -240,6 +245,11 @@ public struct RunSync: Sendable {
                 }
             } catch where error.kind == .notFound {
                 continue
+            } catch where error.kind == .conflict {
+                // Refused, never overwritten; the run itself goes on (a version it made in a spool may
+                // have a number the server gave another).
+                held[id] = nil
+                copy.refusedVersions.append(error.description)
             }
         }
         // A use recorded in a server's spool names a version only the server holds.
