@@ -127,17 +127,20 @@ public enum DatasetArchive {
 
     /// Reads an archive written by `export` (`-`: stdin; compression is recognised by its content) into
     /// `store`, as dataset `name` when given. Stores only content the store lacks. Links that lead out of
-    /// the dataset refuse it unless `allowOutsideLinks`.
-    public static func `import`(from path: String, into store: SQLiteStore, name: String?,
+    /// the dataset refuse it unless `allowOutsideLinks`. With `server`, the version is recorded there,
+    /// `store` being its spool on this machine: the content is stored in the spool, then the blobs the
+    /// server lacks are sent (`newBlobs` and `newBytes` count those) and the version recorded once they
+    /// are all there.
+    public static func `import`(from path: String, into store: SQLiteStore, server: (any Store)? = nil, name: String?,
                                 allowOutsideLinks: Bool = false) throws(CMLError) -> Imported {
         do {
-            return try importChecked(from: path, into: store, name: name, allowOutsideLinks: allowOutsideLinks)
+            return try importChecked(from: path, into: store, server: server, name: name, allowOutsideLinks: allowOutsideLinks)
         } catch {
             throw CMLError("cannot import \(path): \(error.message)", hint: error.hint ?? "nothing was imported")
         }
     }
 
-    private static func importChecked(from path: String, into store: SQLiteStore, name: String?,
+    private static func importChecked(from path: String, into store: SQLiteStore, server: (any Store)?, name: String?,
                                       allowOutsideLinks: Bool) throws(CMLError) -> Imported {
         guard let archive = archive_read_new() else { throw CMLError("libarchive could not start reading") }
         defer { archive_read_free(archive) }
@@ -171,7 +174,7 @@ public enum DatasetArchive {
         guard Int64(manifest.entries.count) == record.files, manifest.totalSize == record.size else {
             throw CMLError("its manifest has \(manifest.entries.count) files of \(manifest.totalSize) bytes, its record says \(record.files) of \(record.size)")
         }
-        if let existing = try store.datasetVersion(id: record.id) {
+        if let existing = try (server ?? store).datasetVersion(id: record.id) {
             if let name, name != existing.dataset {
                 throw CMLError("this store holds the version already, as \(existing.reference)",
                                hint: "nothing was imported; a version belongs to one dataset, so --name cannot give it another")
@@ -216,7 +219,20 @@ public enum DatasetArchive {
             source: path == "-" ? nil : FileSystem.absolutePath(path), run: record.run, createdAt: record.createdAt,
             blobs: (manifest.entries.compactMap(\.sha256) + [record.manifest]).compactMap(BlobDigest.init(hex:)),
             number: record.number)
-        switch try store.createDatasetVersion(draft) {
+        var recorded: DatasetVersionCommit
+        if let server {
+            // New to the server is what it lacks, whatever the spool held.
+            var sent = (blobs: 0, bytes: Int64(0))
+            recorded = try DatasetSync(from: store, to: server).sendingMissingBlobs(sent: &sent) { sent throws(CMLError) in
+                var toServer = draft
+                toServer.newBlobs = Int64(sent.blobs)
+                toServer.newBytes = sent.bytes
+                return try server.createDatasetVersion(toServer)
+            }
+        } else {
+            recorded = try store.createDatasetVersion(draft)
+        }
+        switch recorded {
         case .created(let version):
             return Imported(version: version, alreadyPresent: false, exportedDataset: record.dataset, exportedNumber: record.number)
         case .unchanged:

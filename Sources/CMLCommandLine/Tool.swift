@@ -23,6 +23,12 @@ public struct StoreOption: ParsableArguments {
     public func openDirectory(for access: StoreAccess = .writing) throws(CMLError) -> SQLiteStore {
         try StoreLocation.openDirectory(store, for: access)
     }
+
+    /// A store directory on this machine to work in, and the server when the store is one (see
+    /// `StoreLocation.openWithSpool`).
+    public func openWithSpool() throws(CMLError) -> (local: SQLiteStore, server: (any Store)?) {
+        try StoreLocation.openWithSpool(store, tokenFile: tokenFile)
+    }
 }
 
 extension OutputFormat: ExpressibleByArgument {}

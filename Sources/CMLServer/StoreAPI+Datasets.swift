@@ -17,6 +17,13 @@ extension StoreAPI {
             let store = route.store
             return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.createDatasetVersion(draft) })
         },
+        ServerRoute(method: .post, path: "/api/v1/store/datasets/versions/copy", parameters: [], scope: .write) { route in
+            try route.access.requireUnbound(to: "record dataset versions")
+            let version = try await route.body(DatasetVersion.self, what: "the version")
+            try StoreAPI.checkID(version.id)
+            let store = route.store
+            return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.copyDatasetVersion(version) })
+        },
         ServerRoute(method: .get, path: "/api/v1/store/datasets/versions/{id}", parameters: []) { route in
             let id = try route.parameter("id"), store = route.store
             return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.datasetVersion(id: id) })
@@ -71,12 +78,16 @@ extension StoreAPI {
     /// What the local store takes on trust from `cml-data`: an id as versions have, a manifest that is a
     /// blob the version references.
     static func check(_ draft: DatasetVersionDraft) throws(CMLError) {
-        guard draft.id.utf8.count == 32, RunID.isPrefix(draft.id) else {
-            throw CMLError.usage("the version's id must be 32 lowercase hex digits, not '\(draft.id.prefix(40))'")
-        }
+        try checkID(draft.id)
         try DatasetName.check(draft.dataset)
         guard let manifest = BlobDigest(hex: draft.manifest), draft.blobs.contains(manifest) else {
             throw CMLError.usage("the version's manifest \(draft.manifest.prefix(64)) must be the sha256 of a blob it references")
+        }
+    }
+
+    static func checkID(_ id: String) throws(CMLError) {
+        guard id.utf8.count == 32, RunID.isPrefix(id) else {
+            throw CMLError.usage("the version's id must be 32 lowercase hex digits, not '\(id.prefix(40))'")
         }
     }
 }

@@ -17,21 +17,40 @@ struct SyncStores: ParsableArguments {
         return (local, remote)
     }
 
-    /// Copies each run, printing what it sent as a JSON line; a run the other side holds as another run is
-    /// reported and the others go on. Ends `failed` when any was refused.
-    static func copy(_ ids: [String], from source: any Store, to target: any Store) throws(CMLError) {
+    /// Copies each dataset version (with the ancestors the other side lacks), then each run (with the
+    /// versions it used or made), printing what each sent as a JSON line; a version or run the other
+    /// side holds as another one is reported and the others go on. Ends `failed` when any was refused.
+    static func copy(_ ids: [String], versions: [String], from source: any Store, to target: any Store) throws(CMLError) {
+        let datasets = DatasetSync(from: source, to: target)
+        var refusedVersions = 0
+        for id in versions {
+            do throws(CMLError) {
+                for copy in try datasets.copyVersion(id) { try Console.out(copy.json.serialized + "\n") }
+            } catch where error.kind == .conflict {
+                Console.error("cml-serve: error: \(error.description)\n")
+                refusedVersions += 1
+            }
+        }
         let sync = RunSync(from: source, to: target)
         var refused = 0
         for id in ids {
             do throws(CMLError) {
-                try Console.out(try sync.copyRun(id).json.serialized + "\n")
+                let copy = try sync.copyRun(id)
+                try Console.out(copy.json.serialized + "\n")
+                for refusal in copy.refusedVersions { Console.error("cml-serve: error: \(refusal)\n") }
+                refusedVersions += copy.refusedVersions.count
             } catch where error.kind == .conflict {
                 Console.error("cml-serve: error: \(error.description)\n")
                 refused += 1
             }
         }
-        if refused > 0 {
-            throw CMLError("\(refused) of \(ids.count) run\(ids.count == 1 ? " was" : "s were") not copied: another run has the id in \(target.location)")
+        var failures: [String] = []
+        if refusedVersions > 0 {
+            failures.append("\(refusedVersions) dataset version\(refusedVersions == 1 ? "" : "s")")
+        }
+        if refused > 0 { failures.append("\(refused) of \(ids.count) run\(ids.count == 1 ? "" : "s")") }
+        if !failures.isEmpty {
+            throw CMLError("\(failures.joined(separator: " and ")) not copied: another has the id (or number) in \(target.location)")
         }
     }
 }
@@ -48,8 +67,17 @@ struct Push: ParsableCommand {
             this store. Runs that waited in the server's spool (their cml-run could not reach it) go \
             up first.
 
+            A run takes with it the dataset versions it used and those it made, when the other store \
+            lacks them; --dataset NAME pushes every version of a dataset, NAME@VER one version, \
+            and --all every version of every dataset. A version goes with its ancestors that the other \
+            store lacks, parents first, and keeps its id and number there: a version whose id the other \
+            store holds as another version, or whose number another version of its dataset has there, \
+            is refused, naming both. Prints one JSON line per version (id, dataset, version, created, \
+            blobs, blob_bytes) before those of the runs.
+
             Examples:
               cml-serve push http://gpu-box:8080 --all
+              cml-serve push http://gpu-box:8080 --dataset mnist@3
               cml-run ls --where 'acc > 0.9' | cml-serve push http://gpu-box:8080
               cml-serve push http://gpu-box:8080 0192f3a4 --token-file ~/.cml-token
             """
@@ -61,14 +89,18 @@ struct Push: ParsableCommand {
     @Argument(help: "Runs to push (ids, prefixes or names); default: stdin's JSON lines.")
     var ids: [String] = []
 
-    @Flag(help: "Push every run of this store.") var all = false
+    @Flag(help: "Push every run and every dataset version of this store.") var all = false
+
+    @Option(name: .customLong("dataset"), help: ArgumentHelp("A dataset (every version) or one version to push (repeatable).", valueName: "name[@ver]"))
+    var datasets: [String] = []
 
     @OptionGroup var stores: SyncStores
 
     func run() throws {
         let (local, remote) = try stores.open(other: destination)
-        let chosen = try SyncRuns.ids(ids, all: all, in: local)
-        try SyncStores.copy(chosen, from: local, to: remote)
+        let versions = try SyncRuns.versions(datasets, all: all, in: local)
+        let chosen = try SyncRuns.ids(ids, all: all, readingStdin: datasets.isEmpty, in: local)
+        try SyncStores.copy(chosen, versions: versions, from: local, to: remote)
     }
 }
 
@@ -78,7 +110,8 @@ struct Pull: ParsableCommand {
         discussion: """
             The same engine as push, the other way. Runs come as ids or prefixes, as JSON lines on stdin, \
             as the runs that --where, --project and --tag select on the other store, or --all for every \
-            run there.
+            run there. Dataset versions come as with push: those the runs used or made, --dataset, and \
+            with --all every version there.
 
             Examples:
               cml-serve pull http://gpu-box:8080 --where 'acc > 0.9'
@@ -92,7 +125,10 @@ struct Pull: ParsableCommand {
     @Argument(help: "Runs to pull (ids, prefixes or names); default: stdin's JSON lines, or those the options select.")
     var ids: [String] = []
 
-    @Flag(help: "Pull every run of the other store.") var all = false
+    @Flag(help: "Pull every run and every dataset version of the other store.") var all = false
+
+    @Option(name: .customLong("dataset"), help: ArgumentHelp("A dataset (every version) or one version to pull (repeatable).", valueName: "name[@ver]"))
+    var datasets: [String] = []
 
     @Option(name: .customLong("where"), help: ArgumentHelp("Only runs matching this expression (as cml-run ls --where).", valueName: "expr"))
     var filter: String?
@@ -104,25 +140,45 @@ struct Pull: ParsableCommand {
 
     func run() throws {
         let (local, remote) = try stores.open(other: source)
+        let versions = try SyncRuns.versions(datasets, all: all, in: remote)
         let chosen: [String]
         if ids.isEmpty, filter != nil || project != nil || !tag.isEmpty {
             let query = try RunQuery.parse(project: project, status: nil, tags: tag, since: nil, filter: filter, sort: [], limit: nil)
             chosen = try remote.runs(query).map(\.id)
         } else {
-            chosen = try SyncRuns.ids(ids, all: all, in: remote)
+            chosen = try SyncRuns.ids(ids, all: all, readingStdin: datasets.isEmpty, in: remote)
         }
-        try SyncStores.copy(chosen, from: remote, to: local)
+        try SyncStores.copy(chosen, versions: versions, from: remote, to: local)
     }
 }
 
 enum SyncRuns {
     /// The runs named on the command line, else every run of `store` (oldest first) with `all`, else
-    /// those on stdin: an empty stdin (`ls` that matched nothing) copies nothing.
-    static func ids(_ arguments: [String], all: Bool, in store: any Store) throws(CMLError) -> [String] {
+    /// those on stdin when `readingStdin`: an empty stdin (`ls` that matched nothing) copies nothing.
+    static func ids(_ arguments: [String], all: Bool, readingStdin: Bool, in store: any Store) throws(CMLError) -> [String] {
         if all {
             guard arguments.isEmpty else { throw CMLError.usage("--all and run ids do not go together") }
             return try store.runs(RunQuery()).map(\.id).reversed()
         }
+        if arguments.isEmpty && !readingStdin { return [] }
         return try RunInput.ids(arguments: arguments, stdinLines: Console.stdinLines, store: store)
+    }
+
+    /// The ids of the versions `--dataset` names in `store` (NAME: every version of it; NAME@VER: that
+    /// one), or of every version there with `all`; oldest first.
+    static func versions(_ references: [String], all: Bool, in store: any Store) throws(CMLError) -> [String] {
+        if all {
+            guard references.isEmpty else { throw CMLError.usage("--all and --dataset do not go together") }
+            return try store.datasetVersions(dataset: nil).reversed().map(\.id)
+        }
+        var ids: [String] = []
+        for text in references {
+            let reference = try VersionReference(text)
+            var named = text.contains("@") ? [] : try store.datasetVersions(dataset: reference.name).reversed()
+            // One version, a bare id prefix, or an error saying what there is.
+            if named.isEmpty { named = [try store.resolveDatasetVersion(reference)] }
+            for version in named where !ids.contains(version.id) { ids.append(version.id) }
+        }
+        return ids
     }
 }

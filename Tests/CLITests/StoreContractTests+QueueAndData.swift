@@ -82,4 +82,68 @@ extension StoreContractTests {
         #expect(try store.datasetVersions(dataset: nil) == [])
         #expect(try store.collectGarbage(dryRun: false).blobs == 0)
     }
+
+    /// A version made elsewhere is recorded as it is there once its manifest, then its files, are here.
+    @Test(arguments: StoreKind.allCases) func aCopiedVersionKeepsItsIdAndNumberOnceItsBlobsAreThere(kind: StoreKind) throws {
+        let fixture = try ContractStore(kind)
+        let store = fixture.store
+        let content = Array("label,image\n1,a.png\n".utf8)
+        let sha = SHA256Hasher.hex(content)
+        let manifest = Manifest(entries: [ManifestEntry(path: "labels.csv", size: Int64(content.count), mode: 0o644, sha256: sha)]).encoded
+        let parent = RunID.make()
+        let version = DatasetVersion(id: RunID.make(), dataset: "mnist", number: 4, parents: [parent], message: "made elsewhere",
+                                     manifest: SHA256Hasher.hex(manifest), files: 1, size: Int64(content.count), newBlobs: 2,
+                                     newBytes: 99, source: "/data/mnist", run: RunID.make(), createdAt: 1_796_000_000.25)
+        guard case .missingBlobs(let first) = try store.copyDatasetVersion(version) else {
+            Issue.record("recorded without its manifest")
+            return
+        }
+        #expect(first == [version.manifest])
+        _ = try store.putBlob(manifest)
+        guard case .missingBlobs(let second) = try store.copyDatasetVersion(version) else {
+            Issue.record("recorded without its file")
+            return
+        }
+        #expect(second == [sha])
+        #expect(try store.datasetVersions(dataset: nil) == [])
+        _ = try store.putBlob(content)
+        guard case .created(let created) = try store.copyDatasetVersion(version) else {
+            Issue.record("not recorded")
+            return
+        }
+        // Everything as it was, its absent parent included.
+        #expect(created == version)
+        #expect(try store.datasetVersion(id: version.id) == version)
+        #expect(try store.resolveDatasetVersion(VersionReference("mnist@4")) == version)
+        guard case .unchanged(let again) = try store.copyDatasetVersion(version) else {
+            Issue.record("copied twice")
+            return
+        }
+        #expect(again == version)
+        #expect(try store.datasetVersions(dataset: nil).count == 1)
+
+        // Another version under its number, or under its id with other content: refused.
+        var sameNumber = version
+        sameNumber.id = RunID.make()
+        #expect(errorKind { () throws(CMLError) in _ = try store.copyDatasetVersion(sameNumber) } == .conflict)
+        var sameID = version
+        sameID.dataset = "cifar"
+        #expect(errorKind { () throws(CMLError) in _ = try store.copyDatasetVersion(sameID) } == .conflict)
+        var miscounted = version
+        miscounted.id = RunID.make()
+        miscounted.number = 9
+        miscounted.files = 2
+        #expect(errorKind { () throws(CMLError) in _ = try store.copyDatasetVersion(miscounted) } == .invalid)
+        #expect(try store.datasetVersions(dataset: nil) == [version])
+
+        // A version recorded here afterwards takes the next number.
+        let draft = DatasetVersionDraft(id: RunID.make(), dataset: "mnist", parents: nil, message: nil, manifest: version.manifest,
+                                        files: 1, size: Int64(content.count), newBlobs: 0, newBytes: 0, source: nil, run: nil,
+                                        createdAt: 1_796_000_001, blobs: [BlobDigest(hex: sha)!, BlobDigest(hex: version.manifest)!])
+        guard case .created(let next) = try store.createDatasetVersion(draft) else {
+            Issue.record("not recorded")
+            return
+        }
+        #expect(next.number == 5 && next.parents == [version.id])
+    }
 }

@@ -111,10 +111,8 @@ public enum Datasets {
     /// Copies into `store` what it lacks of `version` of `source`: its manifest and the blobs the
     /// manifest names (a remote agent's spool takes a server's version so, to check it out).
     public static func fetch(_ version: DatasetVersion, from source: any Store, into store: SQLiteStore) throws(CMLError) {
-        let sync = RunSync(from: source, to: store)
         var copy = RunSync.Copy(id: version.id)
-        try sync.copyBlob(version.manifest, into: &copy)
-        for blob in Set(try manifest(of: version, in: store).entries.compactMap(\.sha256)) { try sync.copyBlob(blob, into: &copy) }
+        try RunSync(from: source, to: store).copyTree(version.manifest, into: &copy)
     }
 
     /// A read-only copy of `version` in the store's cache, made on first use and shared after. Read-only

@@ -49,7 +49,11 @@ public struct SnapshotReport: Sendable {
 /// its blob references. Like DVC and ClearML, a directory that holds what its parent version holds makes
 /// no new version.
 public enum Snapshot {
-    public static func take(_ request: SnapshotRequest, store: SQLiteStore,
+    /// Records `request` in `store`; or, with `server`, in the server, `store` being its spool on this
+    /// machine: the files are stored in the spool (whose stat cache spares hashing them again), the
+    /// version is asked of the server, and only the blobs it says it lacks are sent (`newBlobs` and
+    /// `newBytes` count those). Nothing is recorded on the server until all of them are there.
+    public static func take(_ request: SnapshotRequest, store: SQLiteStore, server: (any Store)? = nil,
                             warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> SnapshotReport {
         let root = try checkedDirectory(request.directory)
         let name = request.name ?? FileSystem.baseName(root)
@@ -59,7 +63,11 @@ public enum Snapshot {
                 : error
         }
         let parents = try request.parents.map { references throws(CMLError) in
-            try references.map { reference throws(CMLError) in try store.resolveDatasetVersion(reference).id }
+            try references.map { reference throws(CMLError) in try (server ?? store).resolveDatasetVersion(reference).id }
+        }
+        if let server, parents == nil {
+            // Before hashing: a server that cannot be reached says so at once rather than after.
+            _ = try server.datasetVersions(dataset: name)
         }
         let jobs = max(1, request.jobs ?? ParallelWork.availableCPUs)
         let startedAt = Clock.now()
@@ -75,8 +83,7 @@ public enum Snapshot {
             files: Int64(tree.manifest.entries.count), size: tree.manifest.totalSize, newBlobs: Int64(tree.stored.blobs),
             newBytes: tree.stored.bytes, source: root, run: request.run, createdAt: startedAt,
             blobs: tree.blobs, unlessUnchanged: true)
-        for _ in 0..<3 {
-            let recorded = try store.createDatasetVersion(draft)
+        func report(_ recorded: DatasetVersionCommit) -> SnapshotReport? {
             switch recorded {
             case .created(let version), .unchanged(let version):
                 StatCache.save(tree.cacheEntries, to: cachePath)
@@ -85,11 +92,31 @@ public enum Snapshot {
                 return SnapshotReport(version: version, hashedFiles: tree.hashedFiles, hashedBytes: tree.hashedBytes,
                                       unchangedFiles: tree.cacheEntries.count - tree.hashedFiles, skipped: tree.skipped,
                                       unchanged: unchanged)
-            case .missingBlobs(let missing):
-                // Freed by a concurrent `cml-data gc` or `rm` after this snapshot found them: store them again.
-                let again = try tree.storeAgain(missing, into: store)
-                draft.newBlobs += Int64(again.blobs)
-                draft.newBytes += again.bytes
+            case .missingBlobs:
+                return nil
+            }
+        }
+        if let server {
+            // New to the server is what it lacks, whatever the spool held.
+            var sent = (blobs: 0, bytes: Int64(0))
+            let recorded = try DatasetSync(from: store, to: server).sendingMissingBlobs(sent: &sent, lackingHere: { missing throws(CMLError) in
+                _ = try tree.storeAgain(missing, into: store)
+            }) { sent throws(CMLError) in
+                draft.newBlobs = Int64(sent.blobs)
+                draft.newBytes = sent.bytes
+                return try server.createDatasetVersion(draft)
+            }
+            if let done = report(recorded) { return done }
+        } else {
+            for _ in 0..<3 {
+                let recorded = try store.createDatasetVersion(draft)
+                if let done = report(recorded) { return done }
+                if case .missingBlobs(let missing) = recorded {
+                    // Freed by a concurrent `cml-data gc` or `rm` after this snapshot found them: store them again.
+                    let again = try tree.storeAgain(missing, into: store)
+                    draft.newBlobs += Int64(again.blobs)
+                    draft.newBytes += again.bytes
+                }
             }
         }
         throw CMLError("blobs of this snapshot keep being removed by a concurrent cml-data gc or rm", hint: "snapshot again")

@@ -8,6 +8,10 @@ extension HTTPStore {
         try call("POST", "/api/v1/store/datasets/versions", sending: draft, as: DatasetVersionCommit.self)
     }
 
+    public func copyDatasetVersion(_ version: DatasetVersion) throws(CMLError) -> DatasetVersionCommit {
+        try call("POST", "/api/v1/store/datasets/versions/copy", sending: version, as: DatasetVersionCommit.self)
+    }
+
     public func datasetVersions(dataset: String?) throws(CMLError) -> [DatasetVersion] {
         try call("GET", "/api/v1/store/datasets/versions", query: dataset.map { [("dataset", $0)] } ?? [], as: [DatasetVersion].self)
     }

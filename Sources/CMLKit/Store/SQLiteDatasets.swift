@@ -45,36 +45,88 @@ extension SQLiteStore {
                                          message: draft.message, manifest: draft.manifest, files: draft.files,
                                          size: draft.size, newBlobs: draft.newBlobs, newBytes: draft.newBytes,
                                          source: draft.source, run: draft.run, createdAt: draft.createdAt)
-            try db.execute(sql: """
-                INSERT INTO dataset_versions (id, dataset, number, message, manifest, files, size, new_blobs, new_bytes,
-                    source, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: StatementArguments([
-                    version.id, version.dataset, version.number, version.message, version.manifest, version.files,
-                    version.size, version.newBlobs, version.newBytes, version.source, version.run, version.createdAt,
-                ] as [(any DatabaseValueConvertible)?]))
-            for (position, parent) in parents.enumerated() {
-                try db.execute(sql: "INSERT INTO dataset_parents (version_id, position, parent_id) VALUES (?, ?, ?)",
-                               arguments: [version.id, position, parent])
-            }
-            // In key order, after the rows of older versions: each page is written once, not once per
-            // row. Bound directly: this runs once per file of the version.
-            let reference = try db.cachedStatement(sql: "INSERT INTO version_blobs (blob, version_id) VALUES (?, ?)")
-            let raw = reference.sqliteStatement
-            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-            sqlite3_bind_text(raw, 2, version.id, -1, transient)
-            var hex = [UInt8](repeating: 0, count: 64)
-            for blob in referenced {
-                hex.withUnsafeMutableBufferPointer { blob.writeHex(to: $0.baseAddress!) }
-                sqlite3_bind_text(raw, 1, hex, 64, transient)
-                let rc = sqlite3_step(raw)
-                sqlite3_reset(raw)
-                guard rc == SQLITE_DONE else {
-                    throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
-                }
-            }
-            sqlite3_clear_bindings(raw)
+            try Self.insert(version, referencing: referenced, db)
             return .created(version)
         }
+    }
+
+    public func copyDatasetVersion(_ version: DatasetVersion) throws(CMLError) -> DatasetVersionCommit {
+        try DatasetName.check(version.dataset)
+        guard version.number > 0 else { throw CMLError.usage("version \(version.id) has number \(version.number); numbers start at 1") }
+        // Before any blob is asked for: a copy that cannot be recorded sends nothing.
+        if let existing = try read({ db in try Self.holding(version, db) }) { return .unchanged(existing) }
+        // Its blobs are those its manifest names: the manifest first, then (once it is here) the rest.
+        guard let manifestDigest = BlobDigest(hex: version.manifest) else {
+            throw CMLError.usage("the manifest of version \(version.id) is not a sha256: \(version.manifest.prefix(64))")
+        }
+        guard try blobs.contains(manifestDigest) else { return .missingBlobs([version.manifest]) }
+        let manifest = try Datasets.manifest(of: version, in: self)
+        guard Int64(manifest.entries.count) == version.files, manifest.totalSize == version.size else {
+            throw CMLError.usage("version \(version.id) says \(version.files) files of \(version.size) bytes; its manifest holds "
+                                 + "\(manifest.entries.count) of \(manifest.totalSize)")
+        }
+        let referenced = Set(manifest.entries.compactMap { $0.sha256.flatMap(BlobDigest.init(hex:)) } + [manifestDigest]).sorted()
+        return try write { db in
+            try blobs.refreshPacks()
+            let missing = try referenced.filter { digest throws(CMLError) in try !blobs.contains(digest) }
+            if !missing.isEmpty { return .missingBlobs(Set(missing.map(\.hex))) }
+            if let existing = try Self.holding(version, db) { return .unchanged(existing) }
+            try db.execute(sql: """
+                INSERT INTO datasets (name, next_number) VALUES (?, ?)
+                ON CONFLICT (name) DO UPDATE SET next_number = max(next_number, excluded.next_number)
+                """, arguments: [version.dataset, version.number + 1])
+            try Self.insert(version, referencing: referenced, db)
+            return .created(version)
+        }
+    }
+
+    /// The version the store holds as `version` (same id, dataset and manifest); nil when it holds none;
+    /// a `conflict` when its id or its number is another version's here.
+    private static func holding(_ version: DatasetVersion, _ db: Database) throws -> DatasetVersion? {
+        if let existing = try versions(db, whereSQL: "id = ?", arguments: [version.id]).first {
+            guard existing.dataset == version.dataset, existing.manifest == version.manifest else {
+                throw CMLError("version \(version.id) is another version there: \(existing.reference) of manifest "
+                               + "\(existing.manifest.prefix(12)), not \(version.reference) of manifest \(version.manifest.prefix(12))",
+                               kind: .conflict)
+            }
+            return existing
+        }
+        if let holder = try versions(db, whereSQL: "dataset = ? AND number = ?", arguments: [version.dataset, version.number]).first {
+            throw CMLError("\(version.reference) is another version there: \(holder.id), not \(version.id)", kind: .conflict)
+        }
+        return nil
+    }
+
+    /// Inserts a version's row, its parents and its blob references (`referenced` sorted).
+    private static func insert(_ version: DatasetVersion, referencing referenced: [BlobDigest], _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO dataset_versions (id, dataset, number, message, manifest, files, size, new_blobs, new_bytes,
+                source, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: StatementArguments([
+                version.id, version.dataset, version.number, version.message, version.manifest, version.files,
+                version.size, version.newBlobs, version.newBytes, version.source, version.run, version.createdAt,
+            ] as [(any DatabaseValueConvertible)?]))
+        for (position, parent) in version.parents.enumerated() {
+            try db.execute(sql: "INSERT INTO dataset_parents (version_id, position, parent_id) VALUES (?, ?, ?)",
+                           arguments: [version.id, position, parent])
+        }
+        // In key order, after the rows of older versions: each page is written once, not once per
+        // row. Bound directly: this runs once per file of the version.
+        let reference = try db.cachedStatement(sql: "INSERT INTO version_blobs (blob, version_id) VALUES (?, ?)")
+        let raw = reference.sqliteStatement
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        sqlite3_bind_text(raw, 2, version.id, -1, transient)
+        var hex = [UInt8](repeating: 0, count: 64)
+        for blob in referenced {
+            hex.withUnsafeMutableBufferPointer { blob.writeHex(to: $0.baseAddress!) }
+            sqlite3_bind_text(raw, 1, hex, 64, transient)
+            let rc = sqlite3_step(raw)
+            sqlite3_reset(raw)
+            guard rc == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            }
+        }
+        sqlite3_clear_bindings(raw)
     }
 
     public func datasetVersions(dataset: String?) throws(CMLError) -> [DatasetVersion] {

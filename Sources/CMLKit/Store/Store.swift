@@ -184,6 +184,13 @@ public protocol DatasetStore: Sendable {
     /// Records a version and its blob references, once every blob it references is in the store (checked
     /// under the write lock, which removals hold too); nothing is written when some are missing.
     func createDatasetVersion(_ draft: DatasetVersionDraft) throws(CMLError) -> DatasetVersionCommit
+    /// Records a version made in another store as it is there (its id, number, parents, message and
+    /// times), for `cml-serve push` and `pull`: once its manifest and every blob the manifest names are in
+    /// the store, checked as `createDatasetVersion` checks them (`.missingBlobs` names the manifest alone
+    /// while it is missing, then the files' blobs). `.unchanged` with the version held when the store has
+    /// it already; a `conflict` when its id is another version here, or another version of its dataset
+    /// has its number. Its parents need not be here (a lineage may lack removed versions).
+    func copyDatasetVersion(_ version: DatasetVersion) throws(CMLError) -> DatasetVersionCommit
     /// Versions newest first, of one dataset when named.
     func datasetVersions(dataset: String?) throws(CMLError) -> [DatasetVersion]
     func datasetVersion(id: String) throws(CMLError) -> DatasetVersion?

@@ -56,6 +56,15 @@ public enum StoreLocation {
         return try SQLiteStore(directory: location, busyTimeout: busyTimeout, access: access, concurrentReads: concurrentReads)
     }
 
+    /// The store as a directory on this machine to work in, and the server when the store is one: then
+    /// the directory is this machine's spool of it (cml-run's, `RunSpool`), where `cml-data` stores files
+    /// before they go up and fetches versions to check them out.
+    public static func openWithSpool(_ option: String?, tokenFile: String? = nil) throws(CMLError) -> (local: SQLiteStore, server: (any Store)?) {
+        guard isRemote(resolve(option)) else { return (try openDirectory(option), nil) }
+        let server = try open(option, tokenFile: tokenFile)
+        return (try RunSpool(for: server.location).open(), server)
+    }
+
     public static func isRemote(_ location: String) -> Bool {
         location.hasPrefix("http://") || location.hasPrefix("https://")
     }

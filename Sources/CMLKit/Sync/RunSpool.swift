@@ -103,7 +103,10 @@ public struct RunSpool: Sendable {
         var copies: [RunSync.Copy] = []
         for id in ids {
             do {
-                if let copy = try upload(id, from: spool, to: remote) { copies.append(copy) }
+                if let copy = try upload(id, from: spool, to: remote) {
+                    for refusal in copy.refusedVersions { warn("run \(RunID.short(id)): \(refusal)") }
+                    copies.append(copy)
+                }
             } catch where error.kind == .conflict || error.kind == .refused {
                 warn("run \(RunID.short(id)) stays in the spool \(directory): \(error.message)")
             }
@@ -184,7 +187,10 @@ public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `
         while true {
             do throws(CMLError) {
                 let remote = try HTTPStore(url: spool.url, token: token)
-                if let copy = try spool.upload(runID, from: store, to: remote), copy.complete { return true }
+                if let copy = try spool.upload(runID, from: store, to: remote), copy.complete {
+                    for refusal in copy.refusedVersions { warn(refusal) }
+                    return true
+                }
             } catch where error.kind != .unavailable && error.kind != .busy {
                 warn("run \(RunID.short(runID)) is kept in \(spool.directory): \(error.message)")
                 return false

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Copies runs from one store to another, sending only what the other side lacks: it asks first (the run
 /// by id, its series' point counts, its log's size, its artifacts, each blob by hash) and sends the
@@ -6,13 +7,15 @@ import Glibc
 /// sends nothing. A run whose id the other side holds for a different run (another command, host or
 /// start) is refused, never overwritten. The same engine uploads a remote store's spool
 /// (`RunSpool`) and serves `cml-serve push` and `pull`.
-public struct RunSync {
+public struct RunSync: Sendable {
     public let source: any Store
     public let target: any Store
     /// Points per request.
     public var pointsPerBatch = 20_000
     /// Log bytes per request.
     public var logBytesPerRequest = 4 << 20
+    /// The source's dataset versions by the run that made them, read once per `RunSync`.
+    private let versionsMade = VersionsByRun()
 
     public init(from source: any Store, to target: any Store) {
         self.source = source
@@ -29,21 +32,32 @@ public struct RunSync {
         public var points = 0
         public var logBytes: Int64 = 0
         public var artifacts = 0
+        /// Blobs sent for the run and for the dataset versions it used or made.
         public var blobs = 0
         public var blobBytes: Int64 = 0
+        /// Dataset versions the run used or made (or their ancestors) that were new to the target.
+        public var datasetVersions = 0
+        /// Uses of dataset versions recorded on the target's record of the run.
+        public var datasetUses = 0
+        /// Why each dataset version of the run that the target refused (its id or number is another
+        /// version's there) was not copied; the rest of the run was.
+        public var refusedVersions: [String] = []
         /// The run's end was recorded on the target.
         public var finished = false
         /// The run is ended on the source and everything of it is on the target.
         public var complete = false
 
         public var sentNothing: Bool {
-            !created && params == 0 && tags == 0 && points == 0 && logBytes == 0 && artifacts == 0 && blobs == 0 && !finished
+            !created && params == 0 && tags == 0 && points == 0 && logBytes == 0 && artifacts == 0 && blobs == 0
+                && datasetVersions == 0 && datasetUses == 0 && !finished
         }
 
         public var json: JSON {
             .object([("id", .string(id)), ("created", .bool(created)), ("params", .int(Int64(params))), ("tags", .int(Int64(tags))),
                      ("points", .int(Int64(points))), ("log_bytes", .int(logBytes)), ("artifacts", .int(Int64(artifacts))),
-                     ("blobs", .int(Int64(blobs))), ("blob_bytes", .int(blobBytes)), ("finished", .bool(finished)),
+                     ("blobs", .int(Int64(blobs))), ("blob_bytes", .int(blobBytes)),
+                     ("dataset_versions", .int(Int64(datasetVersions))), ("dataset_uses", .int(Int64(datasetUses))),
+                     ("dataset_versions_refused", .int(Int64(refusedVersions.count))), ("finished", .bool(finished)),
                      ("complete", .bool(complete))])
         }
     }
@@ -64,6 +78,8 @@ public struct RunSync {
             fresh.end = nil
             fresh.metrics = []
             fresh.logBytes = 0
+            // Recorded once the versions are there (see `copyDatasets`).
+            fresh.datasets = []
             let patch = try run.code["patch_blob"]?.stringValue.map { blob throws(CMLError) in try source.blob(blob) } ?? []
             there = try target.createRun(fresh, patch: patch)
             copy.created = true
@@ -87,6 +103,7 @@ public struct RunSync {
         // A run created just now has no log or artifacts there: two questions fewer.
         copy.logBytes = try copyLog(id, have: copy.created ? 0 : try target.logSize(run: id))
         try copyArtifacts(id, have: copy.created ? 0 : try target.artifacts(run: id).count, into: &copy)
+        try copyDatasets(run, have: there, into: &copy)
         if let end = run.end {
             if there.end == nil {
                 try target.finishRun(id: id, end: end, logBytes: run.logBytes)
@@ -201,11 +218,53 @@ public struct RunSync {
         }
     }
 
-    /// Sends a directory's tree the target lacks: its manifest, then each blob the manifest names.
+    /// Sends a directory's tree the target lacks: its manifest, then the blobs the manifest names,
+    /// several at a time.
     public func copyTree(_ manifest: String, into copy: inout Copy) throws(CMLError) {
         try copyBlob(manifest, into: &copy)
-        for blob in Set(try Manifest(decoding: try target.blob(manifest)).entries.compactMap(\.sha256)) {
-            try copyBlob(blob, into: &copy)
+        let blobs = Set(try Manifest(decoding: try target.blob(manifest)).entries.compactMap(\.sha256))
+        let sent = try sendBlobs(blobs.sorted(), onlyLacking: true)
+        copy.blobs += sent.blobs
+        copy.blobBytes += sent.bytes
+    }
+
+    /// The dataset versions the run made, and those it used that the target's record of it does not name
+    /// yet, each with the ancestors the target lacks (see `DatasetSync`); then the uses it lacks. A used
+    /// version neither side holds (removed since) cannot be copied, nor its use recorded there; one the
+    /// target refuses is named in `refusedVersions`.
+    private func copyDatasets(_ run: Run, have there: Run, into copy: inout Copy) throws(CMLError) {
+        let usedThere = Set(there.datasets.map(\.id))
+        let uses = run.datasets.filter { !usedThere.contains($0.id) }
+        let versions = uses.map(\.id) + (try versionsMade.versions(madeBy: run.id, in: source)).map(\.id)
+        guard !versions.isEmpty else { return }
+        let datasets = DatasetSync(from: source, to: target)
+        var held: [String: DatasetVersion] = [:]
+        for id in versions where held[id] == nil {
+            do throws(CMLError) {
+                for version in try datasets.copyVersion(id) {
+                    held[version.version.id] = version.version
+                    guard version.created else { continue }
+                    copy.datasetVersions += 1
+                    copy.blobs += version.blobs
+                    copy.blobBytes += version.blobBytes
+                }
+            } catch where error.kind == .notFound {
+                continue
+            } catch where error.kind == .conflict {
+                // Refused, never overwritten; the run itself goes on (a version it made in a spool may
+                // have a number the server gave another).
+                held[id] = nil
+                copy.refusedVersions.append(error.description)
+            }
+        }
+        // A use recorded in a server's spool names a version only the server holds.
+        for use in uses where held[use.id] == nil {
+            if let there = try target.datasetVersion(id: use.id) { held[use.id] = there }
+        }
+        let recorded = uses.compactMap { held[$0.id] }
+        if !recorded.isEmpty {
+            try target.recordDatasetUse(run: run.id, recorded)
+            copy.datasetUses += recorded.count
         }
     }
 
@@ -213,6 +272,33 @@ public struct RunSync {
     /// What the target stores is checked to be what was asked for.
     public func copyBlob(_ id: String, into copy: inout Copy) throws(CMLError) {
         guard !target.hasBlob(id) else { return }
+        copy.blobBytes += try sendBlob(id)
+        copy.blobs += 1
+    }
+
+    /// Sends blobs the target said it lacks (without asking again, unless `onlyLacking`), `workers`
+    /// requests at a time; returns how many were sent and their bytes.
+    public func sendBlobs(_ ids: [String], onlyLacking: Bool = false, workers: Int = 4) throws(CMLError) -> (blobs: Int, bytes: Int64) {
+        let sizes = ParallelWork.map(count: ids.count, workers: workers) { _, item -> Result<Int64?, CMLError> in
+            if onlyLacking && target.hasBlob(ids[item]) { return .success(nil) }
+            do throws(CMLError) { return .success(try sendBlob(ids[item])) } catch { return .failure(error) }
+        }
+        var sent = 0
+        var bytes: Int64 = 0
+        for size in sizes {
+            switch size {
+            case .success(let size?):
+                sent += 1
+                bytes += size
+            case .success(nil): break
+            case .failure(let error): throw error
+            }
+        }
+        return (sent, bytes)
+    }
+
+    /// Sends a blob whatever the target holds; returns its size.
+    private func sendBlob(_ id: String) throws(CMLError) -> Int64 {
         let size = try source.blobSize(id)
         let stored: String
         if size <= 64 << 20 {
@@ -228,11 +314,9 @@ public struct RunSync {
             }
             stored = try target.putBlob(file: path).id
         }
-        guard stored == id else {
-            throw CMLError("blob \(id) from \(source.location) holds other content (\(stored))", hint: "run cml-data verify there", kind: .damaged)
-        }
-        copy.blobs += 1
-        copy.blobBytes += size
+        // The source verifies what it reads; this catches a blob that changed after that.
+        guard stored == id else { throw CMLError("blob \(id) of \(source.location) changed while it was copied", kind: .damaged) }
+        return size
     }
 
     private static func sameParams(_ a: [Param], _ b: [Param]) -> Bool {
@@ -249,5 +333,18 @@ public struct RunSync {
             throw CMLError("run \(run.id) is another run in \(target): here (\(source)) \(describe(run)); there \(describe(there))",
                            hint: "nothing of it was copied", kind: .conflict)
         }
+    }
+}
+
+/// A store's dataset versions grouped by the run that made them, listed on first use.
+private final class VersionsByRun: Sendable {
+    private let byRun = Mutex<[String: [DatasetVersion]]?>(nil)
+
+    func versions(madeBy run: String, in store: any Store) throws(CMLError) -> [DatasetVersion] {
+        if let known = byRun.withLock({ $0 }) { return known[run] ?? [] }
+        // Oldest first, so that a run's versions go in the order it made them.
+        let listed = Dictionary(grouping: try store.datasetVersions(dataset: nil).reversed().filter { $0.run != nil }) { $0.run! }
+        byRun.withLock { $0 = listed }
+        return listed[run] ?? []
     }
 }

@@ -45,7 +45,9 @@ struct Import: ParsableCommand {
             is refused: a version belongs to one dataset). An archive with an absolute path or .. in an \
             entry, a link pointing out of the dataset (unless --allow-outside-links, as for snapshot), \
             or contents that do not match its manifest is refused before anything is stored. Prints the \
-            version as JSON.
+            version as JSON. Against cml-serve (--store http://…), the content is stored in this \
+            machine's spool of the server, then what the server lacks is sent and the version recorded \
+            there once all of it is.
 
             Examples:
               cml-data import mnist-v2.tar.zst
@@ -61,7 +63,8 @@ struct Import: ParsableCommand {
 
     func run() throws {
         if let name { try DatasetName.check(name) }
-        let imported = try DatasetArchive.import(from: file, into: try storeOption.openDirectory(), name: name,
+        let (store, server) = try storeOption.openWithSpool()
+        let imported = try DatasetArchive.import(from: file, into: store, server: server, name: name,
                                                  allowOutsideLinks: allowOutsideLinks)
         let version = imported.version
         guard case .object(var members) = version.json else { return }

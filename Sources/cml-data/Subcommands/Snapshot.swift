@@ -19,6 +19,12 @@ struct SnapshotCommand: ParsableCommand {
             names that are not UTF-8, refuse the snapshot unless --skip-unreadable. Inside cml-run the \
             version records the run that made it.
 
+            Against cml-serve (--store http://…), the files are hashed and stored in this machine's \
+            spool of the server (under $XDG_CACHE_HOME, else ~/.cache, /cml/spool), whose stat cache \
+            spares hashing unchanged files again, and only the content the server lacks is sent \
+            (new_blobs and new_bytes count it); the version is recorded on the server once all of it is \
+            there, so a failed upload leaves nothing half-made.
+
             A directory that holds exactly what the dataset's latest version holds (the parent the new \
             version would have) makes no new version: that version is printed, with "unchanged": true, \
             and a note on stderr.
@@ -56,7 +62,7 @@ struct SnapshotCommand: ParsableCommand {
     @OptionGroup var jobs: JobsOption
 
     func run() throws {
-        let store = try storeOption.openDirectory()
+        let (store, server) = try storeOption.openWithSpool()
         var parentReferences: [VersionReference]?
         if parents == ["none"] {
             parentReferences = []
@@ -66,9 +72,9 @@ struct SnapshotCommand: ParsableCommand {
         let request = SnapshotRequest(directory: directory, name: name, parents: parentReferences, message: message,
                                       skipUnreadable: skipUnreadable, allowOutsideLinks: allowOutsideLinks,
                                       jobs: try jobs.resolve(),
-                                      run: Datasets.currentRun(in: store))
+                                      run: Datasets.currentRun(in: server ?? store))
         let started = Clock.now()
-        let report = try Snapshot.take(request, store: store, warn: warn)
+        let report = try Snapshot.take(request, store: store, server: server, warn: warn)
         guard case .object(var members) = report.version.json else { return }
         members.append(("hashed_files", .int(Int64(report.hashedFiles))))
         members.append(("hashed_bytes", .int(report.hashedBytes)))
