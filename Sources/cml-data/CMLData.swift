@@ -45,6 +45,12 @@ enum Main {
     static func main() {
         let names = CMLData.configuration.subcommands.compactMap { $0.configuration.commandName }
         let arguments = StoreLocation.optionsAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: names)
+        // Inside a run recorded against a server, $CML_STORE is the server's spool on this machine: its
+        // datasets are the server's (a --store given names what it names).
+        if let inherited = getenv("CML_STORE").map({ String(cString: $0) }), !inherited.isEmpty,
+           !StoreLocation.isRemote(inherited), let server = RunSpool.server(of: inherited) {
+            setenv("CML_STORE", server, 1)
+        }
         CMLData.runAsTool(arguments)
     }
 }

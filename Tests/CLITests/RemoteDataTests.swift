@@ -262,10 +262,10 @@ struct RemoteDataTests {
         _ = try server.stop()
     }
 
-    /// Inside a run recorded through a server, cml-data works on the run's spool (its CML_STORE): a
-    /// version made there goes up with the run; one whose number the server gave another version is
-    /// refused, named in a warning, and the run still arrives whole.
-    @Test func aVersionMadeInsideASpooledRunGoesUpWithIt() throws {
+    /// Inside a run recorded against a server, `$CML_STORE` is the server's spool, which stands for the
+    /// server: versions are made there (numbered by the server) and found there, the run uses a version
+    /// given with --data, and all of it is on the server once the run is up.
+    @Test func versionsInsideASpooledRunAreTheServers() throws {
         let box = try Sandbox()
         let server = try ServerUnderTest(box)
         let env = RemoteStoreTests.remote(box, ["CML_STORE": server.url, "PATH": binDirectory + ":/usr/bin:/bin"])
@@ -276,17 +276,30 @@ struct RemoteDataTests {
         let there = try #require(try box.run("cml-data", ["ls", "inner"], env: env).jsonLines.first)
         #expect(there["run"] as? String == run && there["version"] as? Int == 1 && there["id"] as? String == made.jsonLines.first?["id"] as? String)
 
-        // outer@1 exists on the server before the spool makes its own outer@1.
+        // outer@1 exists on the server before a run makes the next version: outer@2, no clash.
         try box.write("outer/b.txt", "b\n")
-        try Self.data(box, ["snapshot", "outer"], env: env)
+        let first = try Self.data(box, ["snapshot", "outer"], env: env)
         try box.write("outer/b.txt", "b, changed\n")
-        let clash = try box.run("cml-run", ["--", "cml-data", "snapshot", "outer"], env: env)
-        #expect(clash.status == 0 && clash.stderr.contains("outer@1 is another version there"), "\(clash.stderr)")
-        let clashRun = try #require(clash.jsonLines.first?["run"] as? String)
+        let next = try box.run("cml-run", ["--", "cml-data", "snapshot", "outer"], env: env)
+        #expect(next.status == 0 && next.jsonLines.first?["version"] as? Int == 2, "\(next.stderr)")
+        #expect(next.jsonLines.first?["parents"] as? [String] == [first["id"] as! String])
+        let nextRun = try #require(next.jsonLines.first?["run"] as? String)
         let onServer = try box.run("cml-run", ["ls", "--format", "jsonl"], env: env).jsonLines
-        #expect(onServer.first { $0["id"] as? String == clashRun }?["status"] as? String == "completed")
+        #expect(onServer.first { $0["id"] as? String == nextRun }?["status"] as? String == "completed")
         #expect(onServer.allSatisfy { $0["upload"] == nil }, "\(onServer)")
-        #expect(try box.run("cml-data", ["ls", "outer"], env: env).jsonLines.count == 1)
+        #expect(try box.run("cml-data", ["ls", "outer"], env: env).jsonLines.count == 2)
+
+        // --data outer@1: its files in $CML_DATA_OUTER, and a version made from it names it as parent.
+        let script = "cat \"$CML_DATA_OUTER/b.txt\" && mkdir -p derived && cp \"$CML_DATA_OUTER/b.txt\" derived/ && cml-data snapshot derived --parent outer@1"
+        let used = try box.run("cml-run", ["--data", "outer@1", "--", "sh", "-c", script], env: env)
+        #expect(used.status == 0, "\(used.stderr)")
+        #expect(used.out.hasPrefix("b\n"), "\(used.out)")
+        let derived = try #require(used.jsonLines.first)
+        #expect(derived["parents"] as? [String] == [first["id"] as! String])
+        let usedRun = try #require(derived["run"] as? String)
+        let shown = try box.run("cml-run", ["show", usedRun], env: env)
+        let shownRun = try #require(shown.jsonLines.first, "\(shown.stderr)")
+        #expect((shownRun["datasets"] as? [[String: Any]])?.map { $0["id"] as? String } == [first["id"] as? String], "\(shown.out)")
         _ = try server.stop()
     }
 }

@@ -124,8 +124,10 @@ public enum RunCapture {
     /// the work tree. `recorded` is called with the run's id once the run is in the store.
     /// `queueStore`: where a leased run's lease is, when not in the opened store (a remote agent's
     /// server): the run starts there, and its end is recorded only in the opened store (see `RunRecord`).
+    /// `datasetServer`: where `--data` versions are found and fetched from into the opened store, when
+    /// that is a server's spool and the run was not leased (a leased run's are on `queueStore`).
     public static func run(_ command: [String], options: RunOptions, launch: RunLaunch = RunLaunch(),
-                           storeDirectory: String? = nil, queueStore: (any Store)? = nil,
+                           storeDirectory: String? = nil, queueStore: (any Store)? = nil, datasetServer: (any Store)? = nil,
                            openStore: () throws(CMLError) -> SQLiteStore, recorded: (String) -> Void = { _ in },
                            supervisor: any RunSupervisor,
                            warn: @escaping @Sendable (String) -> Void) throws(CMLError) -> (status: Int32, signal: Int32?, store: SQLiteStore) {
@@ -147,7 +149,7 @@ public enum RunCapture {
         let channel = try LogChannel()
         var environment = ChildEnvironment(run: id, lease: lease, launch: launch, store: store, channel: channel)
         // Before the run is recorded: a version that does not exist leaves nothing behind.
-        let inputs = try useDatasets(options.datasets, from: store, server: queueStore, in: &environment)
+        let inputs = try useDatasets(options.datasets, from: store, server: queueStore ?? datasetServer, in: &environment)
         let record = RunRecord(store: store, id: id, lease: lease, queue: queueStore, warn: warn)
         // The command as recorded: secret values never reach the store (an agent's command has them filled).
         let recordedCommand = SecretParameters.redact(command)

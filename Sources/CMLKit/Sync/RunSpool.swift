@@ -26,10 +26,25 @@ public struct RunSpool: Sendable {
         directory = "\(cache)/cml/\(agent ? "agent-spool" : "spool")/\(readable)-\(SHA256Hasher.hex(Array(url.utf8)).prefix(12))"
     }
 
-    /// The spool's store, made when missing.
+    /// The spool's store, made when missing, with the server it stands for named in it (see `server(of:)`).
     public func open() throws(CMLError) -> SQLiteStore {
         try FileSystem.makeDirectories(directory)
+        let marker = directory + "/" + Self.serverFile
+        if (try? FileSystem.readAll(marker)) != Array(url.utf8) {
+            let temporary = marker + ".\(getpid())"
+            try FileSystem.writeFile(temporary, Array(url.utf8))
+            guard rename(temporary, marker) == 0 else { throw FileSystem.error("cannot write", marker) }
+        }
         return try SQLiteStore(directory: directory, busyTimeout: StoreLocation.busyTimeout)
+    }
+
+    private static let serverFile = "server-url"
+
+    /// The server whose spool the store directory `directory` is, if it is one. A run recorded against a
+    /// server has its spool as `$CML_STORE`: what it asks of datasets is asked of the server.
+    public static func server(of directory: String) -> String? {
+        guard let bytes = try? FileSystem.readAll(directory + "/" + serverFile), !bytes.isEmpty else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The ids of the runs still waiting to upload, without making the spool.

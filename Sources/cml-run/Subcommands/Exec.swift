@@ -75,7 +75,10 @@ struct Exec: ParsableCommand {
         let spool = RunSpool(for: resolved)
         var spoolStore: SQLiteStore?
         var uploader: SpoolUploader?
+        // Versions given with --data are found on the server (the one thing a run waits on it for).
+        let datasetServer: HTTPStore? = options.datasets.isEmpty ? nil : try HTTPStore(url: resolved, token: token)
         let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: spool.directory,
+                                                 datasetServer: datasetServer,
                                                  openStore: { () throws(CMLError) in
                                                      let store = try spool.open()
                                                      spoolStore = store
