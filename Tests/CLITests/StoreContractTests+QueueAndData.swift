@@ -147,3 +147,27 @@ extension StoreContractTests {
         #expect(next.number == 5 && next.parents == [version.id])
     }
 }
+
+extension StoreContractTests {
+    /// What the store refuses says of what kind the refusal is, the same through the server (which
+    /// answers with the kind's status): a missing dataset or agent is not found, a run that is not
+    /// waiting on a queue or an agent name in use is a conflict.
+    @Test(arguments: StoreKind.allCases) func queueAndDatasetRefusalsCarryTheirKind(kind: StoreKind) throws {
+        let fixture = try ContractStore(kind)
+        let store = fixture.store
+        let spec = RunSpec(repository: nil, commit: nil, patchBlob: nil, command: ["true"], environment: [], params: [],
+                           name: nil, project: "default", tags: [])
+        let queued = try store.enqueue([spec], queue: "gpu", priority: 0, maxAttempts: 1).runs[0].id
+        let agent = AgentRecord(id: RunID.make(), name: "a1", host: RunEnvironment.hostName, pid: getpid(), queues: ["gpu"], slots: 1,
+                                gpus: [], state: .idle, startedAt: Clock.now(), heartbeatAt: Clock.now(), leaseSeconds: 30)
+        try store.registerAgent(agent)
+        let lease = try #require(try store.lease(agent: agent.id, queues: ["gpu"], seconds: 30))
+        #expect(lease.runID == queued)
+        #expect(errorKind { () throws(CMLError) in try store.removeQueued([queued]) } == .conflict)
+        var twin = agent
+        twin.id = RunID.make()
+        #expect(errorKind { () throws(CMLError) in try store.registerAgent(twin) } == .conflict)
+        #expect(errorKind { () throws(CMLError) in _ = try store.lease(agent: RunID.make(), queues: ["gpu"], seconds: 30) } == .notFound)
+        #expect(errorKind { () throws(CMLError) in _ = try store.resolveDatasetVersion(try VersionReference("mnist@1")) } == .notFound)
+    }
+}

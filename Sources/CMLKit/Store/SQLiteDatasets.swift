@@ -27,7 +27,7 @@ extension SQLiteStore {
             let missing = try referenced.filter { digest throws(CMLError) in try !blobs.contains(digest) }
             if !missing.isEmpty { return .missingBlobs(Set(missing.map(\.hex))) }
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM dataset_versions WHERE id = ?", arguments: [draft.id]) == true {
-                throw CMLError("the store holds version \(draft.id) already")
+                throw CMLError("the store holds version \(draft.id) already", kind: .conflict)
             }
             let parents = try draft.parents ?? String.fetchAll(db, sql: """
                 SELECT id FROM dataset_versions WHERE dataset = ? ORDER BY number DESC LIMIT 1
@@ -170,7 +170,7 @@ extension SQLiteStore {
                 let names = try String.fetchAll(db, sql: "SELECT DISTINCT dataset FROM dataset_versions ORDER BY dataset")
                 throw CMLError("no dataset named \(name)",
                                hint: names.isEmpty ? "the store has no datasets yet: cml-data snapshot DIR --name \(name)"
-                                                   : "datasets: \(Self.listed(names))")
+                                                   : "datasets: \(Self.listed(names))", kind: .notFound)
             }
             let versionList = "its versions: \(Self.listed(numbers.map(String.init)))"
             switch reference.selector {
@@ -178,12 +178,12 @@ extension SQLiteStore {
                 return try Self.versions(db, whereSQL: "dataset = ? AND number = ?", arguments: [name, numbers.last!])[0]
             case .number(let number):
                 guard let version = try Self.versions(db, whereSQL: "dataset = ? AND number = ?", arguments: [name, number]).first else {
-                    throw CMLError("dataset \(name) has no version \(number)", hint: versionList)
+                    throw CMLError("dataset \(name) has no version \(number)", hint: versionList, kind: .notFound)
                 }
                 return version
             case .idPrefix(let prefix):
                 guard let version = try Self.versionByPrefix(db, prefix, dataset: name) else {
-                    throw CMLError("dataset \(name) has no version with id \(prefix)", hint: versionList)
+                    throw CMLError("dataset \(name) has no version with id \(prefix)", hint: versionList, kind: .notFound)
                 }
                 return version
             }
@@ -201,7 +201,7 @@ extension SQLiteStore {
         let matches = try versions(db, whereSQL: sql, arguments: StatementArguments(arguments))
         if matches.count > 1 {
             let shown = matches.prefix(5).map { "\($0.reference) (\($0.id))" }.joined(separator: ", ")
-            throw CMLError("version id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)\(matches.count > 5 ? ", …" : "")")
+            throw CMLError("version id prefix \(prefix) is ambiguous", hint: "candidates: \(shown)\(matches.count > 5 ? ", …" : "")", kind: .ambiguous)
         }
         return matches.first
     }

@@ -30,7 +30,7 @@ extension SQLiteStore {
         for (index, spec) in specs.enumerated() {
             if let blob = spec.patchBlob, !hasBlob(blob) {
                 throw CMLError("spec \(index + 1): its patch \(blob.prefix(12)) is not in this store",
-                               hint: "make the spec with cml-run clone or cml-run spec against the same store")
+                               hint: "make the spec with cml-run clone or cml-run spec against the same store", kind: .notFound)
             }
         }
         let now = Clock.now()
@@ -86,9 +86,9 @@ extension SQLiteStore {
             let state = try String.fetchOne(db, sql: "SELECT state FROM queue_entries WHERE run_id = ?", arguments: [id])
             switch state {
             case "waiting": continue
-            case "leased": throw CMLError("run \(RunID.short(id)) is running on an agent", hint: "stop it with cml-run abort")
-            case nil: throw CMLError("run \(RunID.short(id)) was not queued")
-            default: throw CMLError("run \(RunID.short(id)) has already run", hint: "remove it with cml-run rm")
+            case "leased": throw CMLError("run \(RunID.short(id)) is running on an agent", hint: "stop it with cml-run abort", kind: .conflict)
+            case nil: throw CMLError("run \(RunID.short(id)) was not queued", kind: .conflict)
+            default: throw CMLError("run \(RunID.short(id)) has already run", hint: "remove it with cml-run rm", kind: .conflict)
             }
         }
     }
@@ -142,7 +142,7 @@ extension SQLiteStore {
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT e.state, a.name AS agent FROM queue_entries e LEFT JOIN agents a ON a.id = e.agent WHERE e.run_id = ?
                 """, arguments: [id]) else {
-                throw CMLError("run \(RunID.short(id)) was not queued")
+                throw CMLError("run \(RunID.short(id)) was not queued", kind: .conflict)
             }
             switch row["state"] as String {
             case "waiting":
@@ -156,7 +156,7 @@ extension SQLiteStore {
                 return .requested(agent: row["agent"] ?? "?")
             default:
                 let status = try String.fetchOne(db, sql: "SELECT status FROM runs WHERE id = ?", arguments: [id]) ?? "ended"
-                throw CMLError("run \(RunID.short(id)) has already ended (\(status))")
+                throw CMLError("run \(RunID.short(id)) has already ended (\(status))", kind: .conflict)
             }
         }
         // The agent hears it at once instead of at its next heartbeat.
@@ -173,7 +173,7 @@ extension SQLiteStore {
                 let other = Self.agent(row)
                 if other.observedState(now: now) != .lost {
                     throw CMLError("agent \(agent.name) is already running (pid \(other.pid) on \(other.host), last heartbeat \(Self.ago(now - other.heartbeatAt)))",
-                                   hint: "give this one another --name")
+                                   hint: "give this one another --name", kind: .conflict)
                 }
             }
             try db.execute(sql: """
@@ -221,7 +221,7 @@ extension SQLiteStore {
     public func lease(agent id: String, queues: [String], seconds: Double) throws(CMLError) -> QueueLease? {
         try write { db -> QueueLease? in
             guard let agent = try Row.fetchOne(db, sql: "SELECT name, host, pid FROM agents WHERE id = ?", arguments: [id]) else {
-                throw CMLError("agent \(id) is not registered")
+                throw CMLError("agent \(id) is not registered", kind: .notFound)
             }
             for queue in queues {
                 var found: (runID: String, spec: RunSpec, started: Int)?
