@@ -4,7 +4,11 @@
   1. small GETs of run records per second (`wrk`, Debian's package, 2 threads, 16 connections);
   2. metric points per second ingested from 16 concurrent writers (each its own run, batches of
      --batch points through the store API, one kept-alive connection each);
-  3. the server's peak RSS (VmHWM) after that load.
+  3. leases per second by 8 agents: --runs runs queued on one queue through the store API, then 8
+     processes, each registered as an agent, lease and end each run as finished (as an agent whose
+     command is `true` does) until the queue is empty; every run must have been leased exactly once
+     and completed at its first attempt, else the script fails;
+  4. the server's peak RSS (VmHWM) after that load.
 
 With --against OTHER (another cml-serve build), every row also measures OTHER, one after the other on
 the same machine. Targets on a 2-core machine: 10,000 GETs/s, 500,000 points/s, RSS under 100 MB.
@@ -34,10 +38,20 @@ parser.add_argument("--against", help="another cml-serve binary to measure the s
 parser.add_argument("--seconds", type=float, default=10)
 parser.add_argument("--writers", type=int, default=16)
 parser.add_argument("--batch", type=int, default=5000)
+parser.add_argument("--agents", type=int, default=8)
+parser.add_argument("--runs", type=int, default=2000, help="runs queued for the agents to lease")
 args = parser.parse_args()
-cml_run = os.path.join(os.path.dirname(os.path.abspath(args.serve)), "cml-run")
-if not os.path.exists(cml_run):
-    cml_run = shutil.which("cml-run") or os.path.join(os.path.dirname(__file__), "..", ".build", "debug", "cml-run")
+
+
+def tool(name):
+    """A cml tool beside --serve, else on PATH, else the debug build."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(args.serve)), name)
+    if os.path.exists(beside):
+        return beside
+    return shutil.which(name) or os.path.join(os.path.dirname(__file__), "..", ".build", "debug", name)
+
+
+cml_run, cml_queue = tool("cml-run"), tool("cml-queue")
 
 
 def start(serve, store):
@@ -54,14 +68,23 @@ def peak_rss_mb(pid):
     return float("nan")
 
 
-def run_record(url, body):
+def connect(url):
     host, port = url.split("//")[1].split(":")
-    connection = http.client.HTTPConnection(host, int(port))
-    connection.request("POST", "/api/v1/store/runs", body=body, headers={"Content-Type": "application/json"})
+    return http.client.HTTPConnection(host, int(port))
+
+
+def call(connection, method, path, body=None, expect=200):
+    """One request of the store API; the answer's body as JSON (None for an empty one)."""
+    connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
     answer = connection.getresponse()
     data = answer.read()
-    assert answer.status == 200, data
-    return json.loads(data)["id"]
+    if answer.status != expect:
+        sys.exit(f"{method} {path} answered {answer.status}, not {expect}: {data[:300]!r}")
+    return json.loads(data) if data else None
+
+
+def run_record(url, body):
+    return call(connect(url), "POST", "/api/v1/store/runs", body=body)["id"]
 
 
 def writer(url, run_id, batch, seconds, results):
@@ -79,6 +102,69 @@ def writer(url, run_id, batch, seconds, results):
         assert answer.status == 204, answer.status
         sent += batch
     results.put(sent)
+
+
+def agent(url, number, ready, go, results):
+    """One agent: registers, then leases runs and ends each as finished until none is left; puts the ids it leased."""
+    connection = connect(url)
+    now = time.time()
+    agent_id = f"bench-agent-{number}-{os.getpid()}"
+    call(connection, "POST", "/api/v1/store/agents", json.dumps({
+        "id": agent_id, "name": agent_id, "host": "bench", "pid": os.getpid(), "queues": ["bench"], "slots": 1, "gpus": [],
+        "state": "idle", "startedAt": now, "heartbeatAt": now, "leaseSeconds": 600, "runs": []}), expect=204)
+    ready.put(number)
+    go.wait()
+    leased = []
+    request = json.dumps({"queues": ["bench"], "seconds": 600})
+    while True:
+        lease = call(connection, "POST", f"/api/v1/store/agents/{agent_id}/lease", request)
+        if lease is None:
+            break
+        leased.append(lease["runID"])
+        end = {"lease": lease, "end": {"finished": {"_0": {"status": "completed", "endedAt": time.time(), "exitCode": 0}}}, "logBytes": 0}
+        assert call(connection, "POST", "/api/v1/store/leases/end", json.dumps(end)) is True, lease["runID"]
+    results.put(leased)
+
+
+def leases(url, scratch):
+    """Leases per second by --agents agents draining --runs queued runs; fails unless each was leased once."""
+    # A spec as cml-queue makes it, in its wire form, queued --runs times in batches.
+    queue_env = dict(os.environ, CML_STORE=url)
+    subprocess.run([cml_queue, "add", "template", "--", "true"], check=True, env=queue_env, cwd=scratch,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    connection = connect(url)
+    template = call(connection, "GET", "/api/v1/store/queued?queue=template")[0]["id"]
+    spec = call(connection, "GET", f"/api/v1/store/runs/{template}/spec")
+    call(connection, "POST", "/api/v1/store/queued/remove", json.dumps([template]), expect=204)
+    queued = []
+    for first in range(0, args.runs, 500):
+        body = json.dumps({"specs": [spec] * min(500, args.runs - first), "priority": 0, "maxAttempts": 1})
+        queued += [run["id"] for run in call(connection, "POST", "/api/v1/store/queues/bench/runs", body)["runs"]]
+    ready, go, results = multiprocessing.Queue(), multiprocessing.Event(), multiprocessing.Queue()
+    agents = [multiprocessing.Process(target=agent, args=(url, n, ready, go, results)) for n in range(args.agents)]
+    for a in agents:
+        a.start()
+    for _ in agents:
+        ready.get()
+    start_time = time.perf_counter()
+    go.set()
+    leased = [run for _ in agents for run in results.get()]
+    elapsed = time.perf_counter() - start_time
+    for a in agents:
+        a.join()
+        if a.exitcode != 0:
+            sys.exit(f"an agent failed (exit status {a.exitcode})")
+    # Each run leased once, by the agents' account and by the server's.
+    twice = sorted({run for run in leased if leased.count(run) > 1}) if len(leased) != len(set(leased)) else []
+    never = set(queued) - set(leased)
+    if twice or never or len(leased) != len(queued):
+        sys.exit(f"FAILED: {len(leased)} leases of {len(queued)} queued runs; leased more than once: {twice[:5]}; never: {sorted(never)[:5]}")
+    connection.request("GET", "/api/v1/runs")
+    listed = [json.loads(line) for line in connection.getresponse().read().decode().splitlines()]
+    wrong = [run["id"] for run in listed if run.get("queue") == "bench" and (run["status"] != "completed" or run["attempt"] != 1)]
+    if wrong or sum(run.get("queue") == "bench" for run in listed) != len(queued):
+        sys.exit(f"FAILED: the server does not show every run completed at its first attempt: {wrong[:5]}")
+    return len(leased) / elapsed
 
 
 def measure(serve):
@@ -110,7 +196,8 @@ def measure(serve):
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - start_time
-        return gets, total / elapsed, peak_rss_mb(server.pid)
+        leased = leases(url, scratch)
+        return gets, total / elapsed, leased, peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -118,7 +205,8 @@ def measure(serve):
 
 
 for serve in [args.serve] + ([args.against] if args.against else []):
-    gets, points, rss = measure(os.path.abspath(serve))
+    gets, points, leased, rss = measure(os.path.abspath(serve))
     print(f"{os.path.relpath(serve)}: {gets:,.0f} GETs/s of a run record (wrk, 2 threads, 16 connections, {args.seconds:.0f} s; target >= 10,000); "
           f"{points:,.0f} points/s from {args.writers} writers in batches of {args.batch} (target >= 500,000); "
+          f"{leased:,.0f} leases/s by {args.agents} agents draining {args.runs} runs, each leased once; "
           f"peak RSS {rss:.1f} MB (target < 100 MB)")
