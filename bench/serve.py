@@ -8,7 +8,10 @@
      processes, each registered as an agent, lease and end each run as finished (as an agent whose
      command is `true` does) until the queue is empty; every run must have been leased exactly once
      and completed at its first attempt, else the script fails;
-  4. the server's peak RSS (VmHWM) after that load.
+  4. the server's peak RSS (VmHWM) after that load;
+  5. (with --agent-runs N) runs per second by 8 real `cml-agent --store URL --until-empty` processes, each
+     with its own spool and work directory, draining N queued runs of `true`: leases, heartbeats, each
+     run captured, uploaded and ended as on a worker; every run must complete at its first attempt.
 
 With --against OTHER (another cml-serve build), every row also measures OTHER, one after the other on
 the same machine. Targets on a 2-core machine: 10,000 GETs/s, 500,000 points/s, RSS under 100 MB.
@@ -40,6 +43,7 @@ parser.add_argument("--writers", type=int, default=16)
 parser.add_argument("--batch", type=int, default=5000)
 parser.add_argument("--agents", type=int, default=8)
 parser.add_argument("--runs", type=int, default=2000, help="runs queued for the agents to lease")
+parser.add_argument("--agent-runs", type=int, default=0, help="runs of `true` for real cml-agent processes (0: not measured)")
 args = parser.parse_args()
 
 
@@ -51,7 +55,7 @@ def tool(name):
     return shutil.which(name) or os.path.join(os.path.dirname(__file__), "..", ".build", "debug", name)
 
 
-cml_run, cml_queue = tool("cml-run"), tool("cml-queue")
+cml_run, cml_queue, cml_agent = tool("cml-run"), tool("cml-queue"), tool("cml-agent")
 
 
 def start(serve, store):
@@ -126,6 +130,25 @@ def agent(url, number, ready, go, results):
     results.put(leased)
 
 
+def queue_true(connection, queue, count, spec):
+    """Queues `count` runs of `spec` on `queue` through the store API; returns their ids."""
+    queued = []
+    for first in range(0, count, 500):
+        body = json.dumps({"specs": [spec] * min(500, count - first), "priority": 0, "maxAttempts": 1})
+        queued += [run["id"] for run in call(connection, "POST", f"/api/v1/store/queues/{queue}/runs", body)["runs"]]
+    return queued
+
+
+def check_completed(connection, queue, queued):
+    """Fails unless the server shows every run of `queue` completed at its first attempt."""
+    connection.request("GET", "/api/v1/runs")
+    listed = [json.loads(line) for line in connection.getresponse().read().decode().splitlines()]
+    mine = [run for run in listed if run.get("queue") == queue]
+    wrong = [run["id"] for run in mine if run["status"] != "completed" or run["attempt"] != 1]
+    if wrong or sorted(run["id"] for run in mine) != sorted(queued):
+        sys.exit(f"FAILED: the server does not show every run of {queue} completed at its first attempt: {wrong[:5]}")
+
+
 def leases(url, scratch):
     """Leases per second by --agents agents draining --runs queued runs; fails unless each was leased once."""
     # A spec as cml-queue makes it, in its wire form, queued --runs times in batches.
@@ -136,10 +159,7 @@ def leases(url, scratch):
     template = call(connection, "GET", "/api/v1/store/queued?queue=template")[0]["id"]
     spec = call(connection, "GET", f"/api/v1/store/runs/{template}/spec")
     call(connection, "POST", "/api/v1/store/queued/remove", json.dumps([template]), expect=204)
-    queued = []
-    for first in range(0, args.runs, 500):
-        body = json.dumps({"specs": [spec] * min(500, args.runs - first), "priority": 0, "maxAttempts": 1})
-        queued += [run["id"] for run in call(connection, "POST", "/api/v1/store/queues/bench/runs", body)["runs"]]
+    queued = queue_true(connection, "bench", args.runs, spec)
     ready, go, results = multiprocessing.Queue(), multiprocessing.Event(), multiprocessing.Queue()
     agents = [multiprocessing.Process(target=agent, args=(url, n, ready, go, results)) for n in range(args.agents)]
     for a in agents:
@@ -159,12 +179,29 @@ def leases(url, scratch):
     never = set(queued) - set(leased)
     if twice or never or len(leased) != len(queued):
         sys.exit(f"FAILED: {len(leased)} leases of {len(queued)} queued runs; leased more than once: {twice[:5]}; never: {sorted(never)[:5]}")
-    connection.request("GET", "/api/v1/runs")
-    listed = [json.loads(line) for line in connection.getresponse().read().decode().splitlines()]
-    wrong = [run["id"] for run in listed if run.get("queue") == "bench" and (run["status"] != "completed" or run["attempt"] != 1)]
-    if wrong or sum(run.get("queue") == "bench" for run in listed) != len(queued):
-        sys.exit(f"FAILED: the server does not show every run completed at its first attempt: {wrong[:5]}")
-    return len(leased) / elapsed
+    check_completed(connection, "bench", queued)
+    agent_rate = real_agents(url, scratch, connection, spec) if args.agent_runs else None
+    return len(leased) / elapsed, agent_rate
+
+
+def real_agents(url, scratch, connection, spec):
+    """Runs per second by --agents real cml-agent processes draining --agent-runs runs of `true`."""
+    queued = queue_true(connection, "agents", args.agent_runs, spec)
+    start_time = time.perf_counter()
+    agents = []
+    for n in range(args.agents):
+        home = os.path.join(scratch, f"agent-{n}")
+        os.makedirs(home)
+        agents.append(subprocess.Popen([cml_agent, "--store", url, "--queue", "agents", "--until-empty", "--name", f"bench-{n}",
+                                        "--workdir", os.path.join(home, "work")],
+                                       env=dict(os.environ, XDG_CACHE_HOME=os.path.join(home, "cache"), CML_TOKEN=""),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for a in agents:
+        if a.wait() != 0:
+            sys.exit(f"a cml-agent failed (exit status {a.returncode})")
+    elapsed = time.perf_counter() - start_time
+    check_completed(connection, "agents", queued)
+    return len(queued) / elapsed
 
 
 def measure(serve):
@@ -196,8 +233,8 @@ def measure(serve):
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - start_time
-        leased = leases(url, scratch)
-        return gets, total / elapsed, leased, peak_rss_mb(server.pid)
+        leased, agent_rate = leases(url, scratch)
+        return gets, total / elapsed, leased, agent_rate, peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -205,8 +242,9 @@ def measure(serve):
 
 
 for serve in [args.serve] + ([args.against] if args.against else []):
-    gets, points, leased, rss = measure(os.path.abspath(serve))
+    gets, points, leased, agent_rate, rss = measure(os.path.abspath(serve))
     print(f"{os.path.relpath(serve)}: {gets:,.0f} GETs/s of a run record (wrk, 2 threads, 16 connections, {args.seconds:.0f} s; target >= 10,000); "
           f"{points:,.0f} points/s from {args.writers} writers in batches of {args.batch} (target >= 500,000); "
           f"{leased:,.0f} leases/s by {args.agents} agents draining {args.runs} runs, each leased once; "
+          + (f"{agent_rate:,.1f} runs/s of `true` by {args.agents} cml-agent processes draining {args.agent_runs} runs; " if agent_rate else "") +
           f"peak RSS {rss:.1f} MB (target < 100 MB)")
