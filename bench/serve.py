@@ -48,11 +48,12 @@ args = parser.parse_args()
 
 
 def tool(name):
-    """A cml tool beside --serve, else on PATH, else the debug build."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(args.serve)), name)
-    if os.path.exists(beside):
-        return beside
-    return shutil.which(name) or os.path.join(os.path.dirname(__file__), "..", ".build", "debug", name)
+    """A cml tool beside --serve, else this tree's release build, else its debug build."""
+    build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build")
+    for folder in (os.path.dirname(os.path.abspath(args.serve)), os.path.join(build, "release")):
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return os.path.join(build, "debug", name)
 
 
 cml_run, cml_queue, cml_agent = tool("cml-run"), tool("cml-queue"), tool("cml-agent")

@@ -220,18 +220,16 @@ extension SQLiteStore {
 
     public func lease(agent id: String, queues: [String], seconds: Double) throws(CMLError) -> QueueLease? {
         try write { db -> QueueLease? in
-            // Cached statements: agents lease many times a second, and parsing each statement anew (with
-            // GRDB's authorizer) was a good part of what a lease cost the server.
-            guard let agent = try Row.fetchOne(db.cachedStatement(sql: "SELECT name, host, pid FROM agents WHERE id = ?"), arguments: [id]) else {
+            guard let agent = try Row.fetchOne(db, sql: "SELECT name, host, pid FROM agents WHERE id = ?", arguments: [id]) else {
                 throw CMLError("agent \(id) is not registered")
             }
             for queue in queues {
                 var found: (runID: String, spec: RunSpec, started: Int)?
                 while found == nil {
-                    guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+                    guard let row = try Row.fetchOne(db, sql: """
                         SELECT run_id, spec, started FROM queue_entries WHERE state = 'waiting' AND queue = ?
                         ORDER BY priority DESC, enqueued_at, run_id LIMIT 1
-                        """), arguments: [queue]) else { break }
+                        """, arguments: [queue]) else { break }
                     do throws(CMLError) {
                         found = (row["run_id"], try RunSpec(json: JSON.parse(row["spec"] as String)), row["started"])
                     } catch {
@@ -244,17 +242,17 @@ extension SQLiteStore {
                 guard let (runID, spec, started) = found else { continue }
                 let attempt = started + 1
                 let now = Clock.now()
-                try db.cachedStatement(sql: """
+                try db.execute(sql: """
                     UPDATE queue_entries SET state = 'leased', agent = ?, lease_expires = ?, started = started + 1,
                         attempts = attempts + 1, abort_requested = 0 WHERE run_id = ?
-                    """).execute(arguments: [id, now + seconds, runID])
-                try db.cachedStatement(sql: """
+                    """, arguments: [id, now + seconds, runID])
+                try db.execute(sql: """
                     UPDATE runs SET status = 'running', host = ?, pid = ?, started_at = ?, ended_at = NULL, exit_code = NULL,
                         signal = NULL, error = NULL WHERE id = ?
-                    """).execute(arguments: [agent["host"] as String, agent["pid"] as Int64, now, runID])
-                try db.cachedStatement(sql: """
+                    """, arguments: [agent["host"] as String, agent["pid"] as Int64, now, runID])
+                try db.execute(sql: """
                     INSERT INTO run_attempts (run_id, attempt, agent, agent_id, host, started_at) VALUES (?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [runID, attempt, agent["name"] as String, id, agent["host"] as String, now])
+                    """, arguments: [runID, attempt, agent["name"] as String, id, agent["host"] as String, now])
                 return QueueLease(runID: runID, agentID: id, attempt: attempt, queue: queue, spec: spec)
             }
             return nil
@@ -330,7 +328,7 @@ extension SQLiteStore {
 
     /// The lease is still `lease`'s: the same agent, the same start, not ended.
     private static func holds(_ db: Database, _ lease: QueueLease) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM queue_entries WHERE run_id = ? AND state = 'leased' AND agent = ? AND started = ?"),
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM queue_entries WHERE run_id = ? AND state = 'leased' AND agent = ? AND started = ?",
                           arguments: [lease.runID, lease.agentID, lease.attempt]) ?? false
     }
 
@@ -365,11 +363,11 @@ extension SQLiteStore {
             let now = Clock.now()
             switch end {
             case .finished(let end):
-                try db.cachedStatement(sql: "UPDATE queue_entries SET state = 'done', agent = NULL, lease_expires = NULL WHERE run_id = ?")
-                    .execute(arguments: [lease.runID])
+                try db.execute(sql: "UPDATE queue_entries SET state = 'done', agent = NULL, lease_expires = NULL WHERE run_id = ?",
+                               arguments: [lease.runID])
                 try Self.recordEnd(db, id: lease.runID, end: end, logBytes: logBytes)
-                try db.cachedStatement(sql: "UPDATE run_attempts SET ended_at = ?, outcome = ?, reason = ? WHERE run_id = ? AND attempt = ?")
-                    .execute(arguments: [end.endedAt, end.status.rawValue, end.error, lease.runID, lease.attempt])
+                try db.execute(sql: "UPDATE run_attempts SET ended_at = ?, outcome = ?, reason = ? WHERE run_id = ? AND attempt = ?",
+                               arguments: [end.endedAt, end.status.rawValue, end.error, lease.runID, lease.attempt])
                 return (true, false)
             case .requeued(let reason):
                 try Self.putBack(db, lease.runID)
