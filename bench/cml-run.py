@@ -7,7 +7,8 @@
      (to /dev/null: a bare pipe; and to a file: a pipe that also stores every byte, as cml-run does);
   3. lines per second of the metric parser (`cml-run parse`) on a million lines of training output;
   4. (row `server`) what `cml-run --store http://…` adds over a local store, against a cml-serve on
-     loopback (the run goes to the spool, then up before cml-run exits): median over N interleaved pairs.
+     loopback (the run goes to the spool, then up before cml-run exits): median over N interleaved pairs;
+     OTHER too, against the same server.
 
 With --against OTHER (another build of cml-run, say an older commit's), every row also times OTHER,
 interleaved with the rest, each binary with its own store.
@@ -186,15 +187,21 @@ if "server" in rows:
         remote = dict(served, CML_STORE=url)
         plain = os.path.join(scratch, "plain-server")
         os.makedirs(plain, exist_ok=True)
-        for e in (env, remote):
-            subprocess.run([cml, "--", "true"], check=True, env=e, cwd=plain)
-        local, over = [], []
+        # OTHER (--against) against the same server, with its own local store and spool.
+        other_remote = dict(remote, XDG_CACHE_HOME=os.path.join(scratch, "other-cache"))
+        binaries = [(cml, env, remote)] + ([(args.against, other_env, other_remote)] if args.against else [])
+        for binary, local_env, remote_env in binaries:
+            for e in (local_env, remote_env):
+                subprocess.run([binary, "--", "true"], check=True, env=e, cwd=plain)
+        times = [([], []) for _ in binaries]
         for _ in range(args.pairs):
-            local.append(timed([cml, "--", "true"], cwd=plain))
-            over.append(timed([cml, "--", "true"], env=remote, cwd=plain))
-        l, o = statistics.median(local), statistics.median(over)
-        print(f"server: cml-run -- true {l * 1e3:.2f} ms on a local store, {o * 1e3:.2f} ms with --store {url} "
-              f"({os.path.relpath(serve)}), added {(o - l) * 1e3:.2f} ms (median of {args.pairs} pairs; target <= 5 ms)")
+            for (binary, local_env, remote_env), (local, over) in zip(binaries, times):
+                local.append(timed([binary, "--", "true"], env=local_env, cwd=plain))
+                over.append(timed([binary, "--", "true"], env=remote_env, cwd=plain))
+        for (binary, _, _), (local, over) in zip(binaries, times):
+            l, o = statistics.median(local), statistics.median(over)
+            print(f"server: {binary} -- true {l * 1e3:.2f} ms on a local store, {o * 1e3:.2f} ms with --store {url} "
+                  f"({os.path.relpath(serve)}), added {(o - l) * 1e3:.2f} ms (median of {args.pairs} pairs; target <= 5 ms)")
     finally:
         server.terminate()
         server.wait()

@@ -4,7 +4,14 @@
   1. small GETs of run records per second (`wrk`, Debian's package, 2 threads, 16 connections);
   2. metric points per second ingested from 16 concurrent writers (each its own run, batches of
      --batch points through the store API, one kept-alive connection each);
-  3. the server's peak RSS (VmHWM) after that load.
+  3. leases per second by 8 agents: --runs runs queued on one queue through the store API, then 8
+     processes, each registered as an agent, lease and end each run as finished (as an agent whose
+     command is `true` does) until the queue is empty; every run must have been leased exactly once
+     and completed at its first attempt, else the script fails;
+  4. the server's peak RSS (VmHWM) after that load;
+  5. (with --agent-runs N) runs per second by 8 real `cml-agent --store URL --until-empty` processes, each
+     with its own spool and work directory, draining N queued runs of `true`: leases, heartbeats, each
+     run captured, uploaded and ended as on a worker; every run must complete at its first attempt.
 
 With --against OTHER (another cml-serve build), every row also measures OTHER, one after the other on
 the same machine. Targets on a 2-core machine: 10,000 GETs/s, 500,000 points/s, RSS under 100 MB.
@@ -34,10 +41,22 @@ parser.add_argument("--against", help="another cml-serve binary to measure the s
 parser.add_argument("--seconds", type=float, default=10)
 parser.add_argument("--writers", type=int, default=16)
 parser.add_argument("--batch", type=int, default=5000)
+parser.add_argument("--agents", type=int, default=8)
+parser.add_argument("--runs", type=int, default=2000, help="runs queued for the agents to lease")
+parser.add_argument("--agent-runs", type=int, default=0, help="runs of `true` for real cml-agent processes (0: not measured)")
 args = parser.parse_args()
-cml_run = os.path.join(os.path.dirname(os.path.abspath(args.serve)), "cml-run")
-if not os.path.exists(cml_run):
-    cml_run = shutil.which("cml-run") or os.path.join(os.path.dirname(__file__), "..", ".build", "debug", "cml-run")
+
+
+def tool(name):
+    """A cml tool beside --serve, else this tree's release build, else its debug build."""
+    build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build")
+    for folder in (os.path.dirname(os.path.abspath(args.serve)), os.path.join(build, "release")):
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return os.path.join(build, "debug", name)
+
+
+cml_run, cml_queue, cml_agent = tool("cml-run"), tool("cml-queue"), tool("cml-agent")
 
 
 def start(serve, store):
@@ -54,14 +73,23 @@ def peak_rss_mb(pid):
     return float("nan")
 
 
-def run_record(url, body):
+def connect(url):
     host, port = url.split("//")[1].split(":")
-    connection = http.client.HTTPConnection(host, int(port))
-    connection.request("POST", "/api/v1/store/runs", body=body, headers={"Content-Type": "application/json"})
+    return http.client.HTTPConnection(host, int(port))
+
+
+def call(connection, method, path, body=None, expect=200):
+    """One request of the store API; the answer's body as JSON (None for an empty one)."""
+    connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
     answer = connection.getresponse()
     data = answer.read()
-    assert answer.status == 200, data
-    return json.loads(data)["id"]
+    if answer.status != expect:
+        sys.exit(f"{method} {path} answered {answer.status}, not {expect}: {data[:300]!r}")
+    return json.loads(data) if data else None
+
+
+def run_record(url, body):
+    return call(connect(url), "POST", "/api/v1/store/runs", body=body)["id"]
 
 
 def writer(url, run_id, batch, seconds, results):
@@ -79,6 +107,102 @@ def writer(url, run_id, batch, seconds, results):
         assert answer.status == 204, answer.status
         sent += batch
     results.put(sent)
+
+
+def agent(url, number, ready, go, results):
+    """One agent: registers, then leases runs and ends each as finished until none is left; puts the ids it leased."""
+    connection = connect(url)
+    now = time.time()
+    agent_id = f"bench-agent-{number}-{os.getpid()}"
+    call(connection, "POST", "/api/v1/store/agents", json.dumps({
+        "id": agent_id, "name": agent_id, "host": "bench", "pid": os.getpid(), "queues": ["bench"], "slots": 1, "gpus": [],
+        "state": "idle", "startedAt": now, "heartbeatAt": now, "leaseSeconds": 600, "runs": []}), expect=204)
+    ready.put(number)
+    go.wait()
+    leased = []
+    request = json.dumps({"queues": ["bench"], "seconds": 600})
+    while True:
+        lease = call(connection, "POST", f"/api/v1/store/agents/{agent_id}/lease", request)
+        if lease is None:
+            break
+        leased.append(lease["runID"])
+        end = {"lease": lease, "end": {"finished": {"_0": {"status": "completed", "endedAt": time.time(), "exitCode": 0}}}, "logBytes": 0}
+        assert call(connection, "POST", "/api/v1/store/leases/end", json.dumps(end)) is True, lease["runID"]
+    results.put(leased)
+
+
+def queue_true(connection, queue, count, spec):
+    """Queues `count` runs of `spec` on `queue` through the store API; returns their ids."""
+    queued = []
+    for first in range(0, count, 500):
+        body = json.dumps({"specs": [spec] * min(500, count - first), "priority": 0, "maxAttempts": 1})
+        queued += [run["id"] for run in call(connection, "POST", f"/api/v1/store/queues/{queue}/runs", body)["runs"]]
+    return queued
+
+
+def check_completed(connection, queue, queued):
+    """Fails unless the server shows every run of `queue` completed at its first attempt."""
+    connection.request("GET", "/api/v1/runs")
+    listed = [json.loads(line) for line in connection.getresponse().read().decode().splitlines()]
+    mine = [run for run in listed if run.get("queue") == queue]
+    wrong = [run["id"] for run in mine if run["status"] != "completed" or run["attempt"] != 1]
+    if wrong or sorted(run["id"] for run in mine) != sorted(queued):
+        sys.exit(f"FAILED: the server does not show every run of {queue} completed at its first attempt: {wrong[:5]}")
+
+
+def leases(url, scratch):
+    """Leases per second by --agents agents draining --runs queued runs; fails unless each was leased once."""
+    # A spec as cml-queue makes it, in its wire form, queued --runs times in batches.
+    queue_env = dict(os.environ, CML_STORE=url)
+    subprocess.run([cml_queue, "add", "template", "--", "true"], check=True, env=queue_env, cwd=scratch,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    connection = connect(url)
+    template = call(connection, "GET", "/api/v1/store/queued?queue=template")[0]["id"]
+    spec = call(connection, "GET", f"/api/v1/store/runs/{template}/spec")
+    call(connection, "POST", "/api/v1/store/queued/remove", json.dumps([template]), expect=204)
+    queued = queue_true(connection, "bench", args.runs, spec)
+    ready, go, results = multiprocessing.Queue(), multiprocessing.Event(), multiprocessing.Queue()
+    agents = [multiprocessing.Process(target=agent, args=(url, n, ready, go, results)) for n in range(args.agents)]
+    for a in agents:
+        a.start()
+    for _ in agents:
+        ready.get()
+    start_time = time.perf_counter()
+    go.set()
+    leased = [run for _ in agents for run in results.get()]
+    elapsed = time.perf_counter() - start_time
+    for a in agents:
+        a.join()
+        if a.exitcode != 0:
+            sys.exit(f"an agent failed (exit status {a.exitcode})")
+    # Each run leased once, by the agents' account and by the server's.
+    twice = sorted({run for run in leased if leased.count(run) > 1}) if len(leased) != len(set(leased)) else []
+    never = set(queued) - set(leased)
+    if twice or never or len(leased) != len(queued):
+        sys.exit(f"FAILED: {len(leased)} leases of {len(queued)} queued runs; leased more than once: {twice[:5]}; never: {sorted(never)[:5]}")
+    check_completed(connection, "bench", queued)
+    agent_rate = real_agents(url, scratch, connection, spec) if args.agent_runs else None
+    return len(leased) / elapsed, agent_rate
+
+
+def real_agents(url, scratch, connection, spec):
+    """Runs per second by --agents real cml-agent processes draining --agent-runs runs of `true`."""
+    queued = queue_true(connection, "agents", args.agent_runs, spec)
+    start_time = time.perf_counter()
+    agents = []
+    for n in range(args.agents):
+        home = os.path.join(scratch, f"agent-{n}")
+        os.makedirs(home)
+        agents.append(subprocess.Popen([cml_agent, "--store", url, "--queue", "agents", "--until-empty", "--name", f"bench-{n}",
+                                        "--workdir", os.path.join(home, "work")],
+                                       env=dict(os.environ, XDG_CACHE_HOME=os.path.join(home, "cache"), CML_TOKEN=""),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for a in agents:
+        if a.wait() != 0:
+            sys.exit(f"a cml-agent failed (exit status {a.returncode})")
+    elapsed = time.perf_counter() - start_time
+    check_completed(connection, "agents", queued)
+    return len(queued) / elapsed
 
 
 def measure(serve):
@@ -110,7 +234,8 @@ def measure(serve):
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - start_time
-        return gets, total / elapsed, peak_rss_mb(server.pid)
+        leased, agent_rate = leases(url, scratch)
+        return gets, total / elapsed, leased, agent_rate, peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -118,7 +243,9 @@ def measure(serve):
 
 
 for serve in [args.serve] + ([args.against] if args.against else []):
-    gets, points, rss = measure(os.path.abspath(serve))
+    gets, points, leased, agent_rate, rss = measure(os.path.abspath(serve))
     print(f"{os.path.relpath(serve)}: {gets:,.0f} GETs/s of a run record (wrk, 2 threads, 16 connections, {args.seconds:.0f} s; target >= 10,000); "
           f"{points:,.0f} points/s from {args.writers} writers in batches of {args.batch} (target >= 500,000); "
+          f"{leased:,.0f} leases/s by {args.agents} agents draining {args.runs} runs, each leased once; "
+          + (f"{agent_rate:,.1f} runs/s of `true` by {args.agents} cml-agent processes draining {args.agent_runs} runs; " if agent_rate else "") +
           f"peak RSS {rss:.1f} MB (target < 100 MB)")

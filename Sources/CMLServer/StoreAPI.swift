@@ -44,6 +44,14 @@ enum StoreAPI {
             let finish = try await route.body(RemoteRecords.FinishedRun.self, what: "the run's end")
             return try await route.writeRun { store, id throws(CMLError) in try store.finishRun(id: id, end: finish.end, logBytes: finish.logBytes) }
         },
+        ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/batch", parameters: [], scope: .write) { route in
+            let batch = try await route.body(RunBatch.self, what: "the run")
+            let id = try route.parameter("id")
+            guard batch.run.id == id else { throw CMLError.usage("the batch is run \(batch.run.id), the path's run \(id)") }
+            try route.access.requireWrite(project: batch.run.project)
+            let store = route.store
+            return try .wire(try await StoreCalls.run { () throws(CMLError) in try store.recordEndedRun(batch) })
+        },
         ServerRoute(method: .post, path: "/api/v1/store/runs/{id}/params", parameters: [], scope: .write) { route in
             let params = try await route.body([Param].self, what: "the parameters")
             return try await route.writeRun { store, id throws(CMLError) in try store.addParams(run: id, params) }

@@ -474,6 +474,82 @@ struct RemoteStoreTests {
         _ = try server.stop()
     }
 
+    /// A run that ends before its first upload goes up in one request once its command exits (the batch
+    /// route), with its output, points and end, and leaves the spool empty. A server from before that
+    /// route (here a proxy that answers it 404) gets the same run step by step.
+    @Test func aShortRunGoesUpInOneRequest() throws {
+        let box = try Sandbox()
+        let server = try ServerUnderTest(box)
+        let upstream = try #require(server.url.split(separator: ":").last.map(String.init))
+        // Passes every request on, printing its request line; with `old`, answers the batch route 404.
+        try box.write("proxy.py", """
+            import socket, sys, threading
+            def read_message(f, has_body=True):
+                head = b""
+                while not head.endswith(b"\\r\\n\\r\\n"):
+                    c = f.read(1)
+                    if not c:
+                        return None
+                    head += c
+                length = 0
+                for line in head.split(b"\\r\\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                return head + (f.read(length) if has_body else b"")
+            def serve(client):
+                f = client.makefile("rb")
+                while True:
+                    request = read_message(f)
+                    if request is None:
+                        break
+                    line = request.split(b"\\r\\n")[0].decode()
+                    print("request", line, flush=True)
+                    if sys.argv[3] == "old" and line.split()[1].endswith("/batch"):
+                        body = b'{"error":"no route","kind":"not_found"}'
+                        client.sendall(b"HTTP/1.1 404 Not Found\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+                        continue
+                    up = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+                    # Asked uncompressed: this proxy reads answers by Content-Length, not chunked.
+                    up.sendall(b"\\r\\n".join(l for l in request.split(b"\\r\\n") if not l.lower().startswith(b"accept-encoding:")))
+                    client.sendall(read_message(up.makefile("rb"), not request.startswith(b"HEAD")))
+                    up.close()
+                client.close()
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", int(sys.argv[1])))
+            listener.listen(16)
+            print("listening", flush=True)
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+            """)
+        let command = ["--", "python3", "-c", "print('step=1 loss=0.5'); print('step=2 loss=0.25')"]
+        for mode in ["new", "old"] {
+            let port = try Self.freePort()
+            let proxy = try box.start("/usr/bin/env", ["python3", "proxy.py", String(port), upstream, mode])
+            defer { kill(proxy.pid, SIGKILL) }
+            #expect(waitUntil(timeout: 20) { proxy.stdoutSoFar.contains("listening") })
+            let ran = try box.run("cml-run", ["--store", "http://127.0.0.1:\(port)"] + command, env: Self.remote(box))
+            #expect(ran.status == 0, "\(ran.stderr)")
+            _ = waitUntil(timeout: 5) { proxy.stdoutSoFar.contains(mode == "new" ? "/batch" : "/finish") }
+            let id = try #require(Self.runsIn(box.store).first { proxy.stdoutSoFar.contains($0.id) }?.id)
+            let requests = proxy.stdoutSoFar.split(separator: "\n").filter { $0.contains("/api/v1/store/runs") }
+                .map { $0.split(separator: " ").dropFirst().prefix(2).joined(separator: " ") }
+            let batch = "POST /api/v1/store/runs/\(id)/batch"
+            if mode == "new" {
+                #expect(requests == [batch])
+            } else {
+                #expect(requests.first == batch && requests.contains("POST /api/v1/store/runs") && requests.last == "POST /api/v1/store/runs/\(id)/finish",
+                        "\(requests)")
+            }
+            let run = try #require(Self.runsIn(box.store).first { $0.id == id })
+            #expect(run.status == .completed && run.metrics.first { $0.key == "loss" }?.count == 2 && run.logBytes > 0)
+            let log = try box.run("cml-run", ["log", id, "--store", box.store])
+            #expect(String(decoding: log.stdout, as: UTF8.self).contains("step=1 loss=0.5\nstep=2 loss=0.25\n"), "\(log.stderr)")
+            let spools = try FileManager.default.contentsOfDirectory(atPath: box.root + "/cache/cml/spool")
+            #expect(spools.allSatisfy { Self.runsIn(box.root + "/cache/cml/spool/" + $0).isEmpty }, "the spool is empty")
+        }
+        _ = try server.stop()
+    }
+
     /// Tokens through the commands: a read token cannot write (403, naming its scope), a token bound to
     /// a project writes only there, and a server with tokens answers no token with a clear 401.
     @Test func tokenScopesHoldThroughTheCommands() async throws {

@@ -231,6 +231,89 @@ func errorKind(_ body: () throws(CMLError) -> Void) -> CMLError.Kind? {
         #expect(errorKind { () throws(CMLError) in _ = try store.run(id: run.id) } == .notFound)
     }
 
+    /// A whole ended run in one call, as cml-run sends a short run at its end: recorded as it was; sent
+    /// again (its answer lost), or after part of it arrived step by step, nothing of it counts twice;
+    /// another run under its id is refused, and a run that has not ended is no batch.
+    @Test(arguments: StoreKind.allCases) func aWholeEndedRunIsRecordedOnceHoweverOftenItIsSent(kind: StoreKind) throws {
+        let fixture = try ContractStore(kind)
+        let store = fixture.store
+        let log = ContractStore.logRecords(["epoch 1\n", "epoch 2\n"])
+        let points = (0..<5).map { MetricPoint(key: "loss", step: Int64($0), value: 1 / Double($0 + 1), time: 1_796_000_000.5 + Double($0)) }
+        func ended(_ run: Run) -> Run {
+            var run = run
+            run.status = .completed
+            run.end = RunEnd(status: .completed, endedAt: 1_796_000_200.25, exitCode: 0, maxRSS: 1 << 20)
+            run.logBytes = Int64(log.count)
+            return run
+        }
+        func batch(_ run: Run, patch: String = "diff --git a/x b/x\n") -> RunBatch {
+            RunBatch(run: ended(run), patch: Array(patch.utf8), log: log,
+                     series: [RunBatch.Series(key: "loss", source: .console, points: points)])
+        }
+        let run = ContractStore.run()
+        #expect(try store.recordEndedRun(batch(run)) == RunBatch.Outcome(created: true, finished: true))
+        #expect(try store.recordEndedRun(batch(run)) == RunBatch.Outcome(created: false, finished: false))
+        let back = try store.run(id: run.id)
+        #expect(back.status == .completed && back.end?.endedAt == 1_796_000_200.25 && back.end?.maxRSS == 1 << 20)
+        #expect(try back.logBytes == Int64(log.count) && store.logSize(run: run.id) == Int64(log.count))
+        #expect(back.metrics.map(\.count) == [5] && back.metrics.first?.source == .console)
+        #expect(back.params == run.params && back.tags == run.tags && back.startedAt == run.startedAt)
+        #expect(back.code["patch_blob"]?.stringValue.map { try? store.blob($0) } == Array("diff --git a/x b/x\n".utf8))
+
+        // Part of the run there already, as an upload cut short left it: the batch adds the rest, once.
+        let partial = ContractStore.run()
+        _ = try store.createRun(partial, patch: [])
+        _ = try store.appendLog(run: partial.id, at: 0, ContractStore.logRecords(["epoch 1\n"]))
+        try store.appendMetrics(run: partial.id, Array(points[0..<2]), source: .console, continuing: ["loss": 0])
+        #expect(try store.recordEndedRun(batch(partial, patch: "")) == RunBatch.Outcome(created: false, finished: true))
+        var steps: [Int64] = []
+        try store.forEachMetric(run: partial.id, key: "loss") { steps.append($0.step) }
+        #expect(steps == [0, 1, 2, 3, 4])
+        #expect(try store.readLog(run: partial.id, from: 0, limit: 1 << 20) == log)
+        #expect(try store.run(id: partial.id).status == .completed)
+
+        // Another run under the first one's id: refused, and the store keeps its own.
+        let other = ContractStore.run(run.id, command: ["bash", "other.sh"])
+        #expect(errorKind { () throws(CMLError) in _ = try store.recordEndedRun(batch(other)) } == .conflict)
+        #expect(try store.run(id: run.id).command == run.command && store.logSize(run: run.id) == Int64(log.count))
+        let running = ContractStore.run()
+        #expect(errorKind { () throws(CMLError) in
+            _ = try store.recordEndedRun(RunBatch(run: running, patch: [], log: [], series: []))
+        } == .invalid)
+        #expect(errorKind { () throws(CMLError) in _ = try store.run(id: running.id) } == .notFound, "nothing written")
+    }
+
+    /// A short ended run copied as one the target was never sent (a spool's, at its end) goes as a
+    /// batch; copying it again either way adds nothing, and a run with an artifact goes step by step.
+    @Test(arguments: StoreKind.allCases) func anUnsentShortRunCopiesAsOneBatch(kind: StoreKind) throws {
+        let source = try ContractStore(.directory)
+        let target = try ContractStore(kind)
+        let run = ContractStore.run()
+        _ = try source.store.createRun(run, patch: Array("patch".utf8))
+        try source.store.appendMetrics(run: run.id, [MetricPoint(key: "acc", step: 1, value: 0.5, time: 1)], source: .log)
+        _ = try source.store.appendLog(run: run.id, at: 0, ContractStore.logRecords(["a\n"]))
+        try source.store.finishRun(id: run.id, end: RunEnd(status: .failed, endedAt: 1_796_000_300, exitCode: 2), logBytes: 10)
+        let sync = RunSync(from: source.store, to: target.store)
+        let first = try sync.copyRun(run.id, unsent: true)
+        #expect(first.created && first.points == 1 && first.logBytes > 0 && first.finished && first.complete)
+        #expect(try sync.copyRun(run.id).sentNothing)
+        let again = try sync.copyRun(run.id, unsent: true)
+        #expect(!again.created && !again.finished && again.complete)
+        let copied = try target.store.run(id: run.id)
+        #expect(copied.status == .failed && copied.metrics.map(\.count) == [1] && copied.logBytes == 10)
+        #expect(try target.store.readLog(run: run.id, from: 0, limit: 1 << 20) == source.store.readLog(run: run.id, from: 0, limit: 1 << 20))
+
+        let withArtifact = ContractStore.run()
+        _ = try source.store.createRun(withArtifact, patch: [])
+        let blob = try source.store.putBlob(Array("weights".utf8))
+        try source.store.addArtifact(Artifact(run: withArtifact.id, name: "model.pt", kind: "model", step: nil, sha256: blob, size: 7, files: 1,
+                                              isDirectory: false, mediaType: nil, source: "/work/model.pt", time: 1_796_000_050))
+        try source.store.finishRun(id: withArtifact.id, end: RunEnd(status: .completed, endedAt: 1_796_000_300, exitCode: 0), logBytes: 0)
+        let stepwise = try sync.copyRun(withArtifact.id, unsent: true)
+        #expect(stepwise.created && stepwise.artifacts == 1 && stepwise.blobs == 1 && stepwise.complete)
+        #expect(try target.store.artifacts(run: withArtifact.id).map(\.name) == ["model.pt"])
+    }
+
     /// What RunSync builds on: copying a run between two stores of any kinds sends what the other lacks.
     @Test(arguments: StoreKind.allCases) func aRunCopiesToTheOtherKindAndASecondCopySendsNothing(kind: StoreKind) throws {
         let source = try ContractStore(.directory)

@@ -101,6 +101,10 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         try post(Self.runPath(id, "/finish"), sending: RemoteRecords.FinishedRun(end: end, logBytes: logBytes))
     }
 
+    public func recordEndedRun(_ batch: RunBatch) throws(CMLError) -> RunBatch.Outcome {
+        try call("POST", Self.runPath(batch.run.id, "/batch"), sending: batch, as: RunBatch.Outcome.self)
+    }
+
     public func addParams(run id: String, _ params: [Param]) throws(CMLError) {
         try post(Self.runPath(id, "/params"), sending: params)
     }

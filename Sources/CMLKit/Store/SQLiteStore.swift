@@ -759,7 +759,10 @@ public final class SQLiteStore: Store {
             throw CMLError("cannot read \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: max(0, limit))
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw CMLError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        // Not `limit` bytes when the log holds fewer: a copy asks for megabytes of a log that is often empty.
+        var bytes = [UInt8](repeating: 0, count: Int(max(0, min(Int64(limit), Int64(st.st_size) - offset))))
         let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
         if n < 0 { throw CMLError("cannot read \(path): \(String(cString: strerror(errno)))") }
         bytes.removeLast(bytes.count - n)

@@ -55,6 +55,9 @@ public protocol RunStore: Sendable {
     /// Records a new run with its params and tags; `patch` (the uncommitted code change) goes to the blob store.
     func createRun(_ run: Run, patch: [UInt8]) throws(CMLError) -> Run
     func finishRun(id: String, end: RunEnd, logBytes: Int64) throws(CMLError)
+    /// Records a whole ended run in one call, adding only what the store lacks of it (see `RunBatch`);
+    /// the default does it step by step, `HTTPStore` in one request.
+    func recordEndedRun(_ batch: RunBatch) throws(CMLError) -> RunBatch.Outcome
     /// Adds or replaces parameters of a run (from its log channel or `cml-log`).
     func addParams(run id: String, _ params: [Param]) throws(CMLError)
     func addTags(run id: String, _ tags: [String]) throws(CMLError)

@@ -89,11 +89,12 @@ public struct RunSpool: Sendable {
         return (runs, waiting.intersection(runs.map(\.id)))
     }
 
-    /// Uploads what `remote` lacks of the spool's run `id`, and takes the run out of the spool once
-    /// it has ended and the server has all of it. Nil when another process is uploading it just now.
+    /// Uploads what `remote` lacks of the spool's run `id` (`unsent`: see `RunSync.copyRun(_:unsent:)`),
+    /// and takes the run out of the spool once it has ended and the server has all of it. Nil when
+    /// another process is uploading it just now.
     /// Only one process uploads a run at a time (a lock file per run): two uploaders asking the server's
     /// counts at once would both send the same points.
-    public func upload(_ id: String, from spool: SQLiteStore, to remote: any Store) throws(CMLError) -> RunSync.Copy? {
+    public func upload(_ id: String, from spool: SQLiteStore, to remote: any Store, unsent: Bool = false) throws(CMLError) -> RunSync.Copy? {
         let locks = directory + "/uploading"
         try FileSystem.makeDirectories(locks)
         let lockPath = locks + "/" + id
@@ -101,7 +102,7 @@ public struct RunSpool: Sendable {
         guard fd >= 0 else { throw FileSystem.error("cannot create", lockPath) }
         defer { close(fd) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
-        let copy = try RunSync(from: spool, to: remote).copyRun(id)
+        let copy = try RunSync(from: spool, to: remote).copyRun(id, unsent: unsent)
         if copy.complete {
             _ = try spool.removeRuns([id])
             unlink(lockPath)
@@ -134,42 +135,61 @@ public struct RunSpool: Sendable {
 /// the server answers, backing off to 30 s while it does not, so the command never waits on it. Each
 /// upload also renews the run's heartbeat on the server, and an abort asked for there (`cml-run abort
 /// --store URL`) is passed to the spool, where the run's cml-run hears it.
-public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `condition`
+///
+/// Made before the run is recorded, it starts loading libcurl at once (milliseconds), while the command
+/// is prepared and runs; and a run that ends before its first upload (a short command) goes up at the
+/// end in one request (`RunSync.copyRun(_:unsent:)`).
+public final class SpoolUploader: @unchecked Sendable {  // what follows `condition` is under it
     private let spool: RunSpool
-    private let store: SQLiteStore
-    private let runID: String
-    private let condition = NSCondition()
-    private var stopped = false
-    private var thread: Thread?
     private let token: String?
     private let warn: @Sendable (String) -> Void
+    private let condition = NSCondition()
+    private var stopped = false
+    /// The run, once recorded in the spool.
+    private var run: (store: SQLiteStore, id: String)?
+    /// Whether libcurl is loaded (or failed to load), and the server's store when it loaded.
+    private var loaded = false
+    private var remote: HTTPStore?
+    /// Whether an upload of the run was tried before the end: until then the server has nothing of it
+    /// from this process.
+    private var tried = false
 
-    public init(spool: RunSpool, store: SQLiteStore, run id: String, token: String?, warn: @escaping @Sendable (String) -> Void) {
+    /// Starts loading libcurl for the server of `spool`.
+    public init(spool: RunSpool, token: String?, warn: @escaping @Sendable (String) -> Void) {
         self.spool = spool
-        self.store = store
-        self.runID = id
         self.token = token
         self.warn = warn
-    }
-
-    public func start() {
         let thread = Thread { [self] in loop() }
         thread.name = "cml-upload"
-        self.thread = thread
         thread.start()
     }
 
+    /// Starts the uploads of the run `id` that `store`, the spool's, records.
+    public func start(store: SQLiteStore, run id: String) {
+        condition.lock()
+        run = (store, id)
+        condition.broadcast()
+        condition.unlock()
+    }
+
     private func loop() {
-        // Loaded now, while the command runs, rather than on the way out: libcurl takes milliseconds.
-        var remote = try? HTTPStore(url: spool.url, token: token)
+        let store = try? HTTPStore(url: spool.url, token: token)
+        condition.lock()
+        remote = store
+        loaded = true
+        condition.broadcast()
+        while run == nil && !stopped { condition.wait() }
+        condition.unlock()
+        var remote = store
         var pause = 1.0
         var warned = false
-        while !isStopped(waiting: pause) {
+        while let next = nextUpload(after: pause) {
+            let (spoolStore, runID) = next
             do throws(CMLError) {
                 if remote == nil { remote = try HTTPStore(url: spool.url, token: token) }
-                if let copy = try spool.upload(runID, from: store, to: remote!), !copy.complete,
+                if let copy = try spool.upload(runID, from: spoolStore, to: remote!), !copy.complete,
                    try remote!.heartbeatWriter(run: runID).beat() {
-                    try store.requestAbort(directRun: runID)
+                    try spoolStore.requestAbort(directRun: runID)
                 }
                 pause = 1
             } catch {
@@ -182,27 +202,36 @@ public final class SpoolUploader: @unchecked Sendable {  // `stopped` is under `
         }
     }
 
-    /// Waits up to `seconds` for `stop`; true once stopped.
-    private func isStopped(waiting seconds: Double) -> Bool {
+    /// Waits up to `seconds` for `finish`; the run to upload now, nil once finishing.
+    private func nextUpload(after seconds: Double) -> (store: SQLiteStore, id: String)? {
         condition.lock()
         defer { condition.unlock() }
         if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: seconds)) }
-        return stopped
+        guard !stopped, let run else { return nil }
+        tried = true
+        return run
     }
 
     /// Stops the background uploads, then uploads the rest of the ended run, giving up after `deadline`
-    /// seconds of trying (the run then waits in the spool). Returns whether the server has all of it.
+    /// seconds of trying (the run then waits in the spool). Returns whether the server has all of it
+    /// (true when no run was recorded).
     public func finish(deadline: Double) -> Bool {
         condition.lock()
         stopped = true
-        condition.signal()
+        condition.broadcast()
+        // Loading libcurl takes milliseconds and no network: the end waits for it rather than load it twice.
+        while !loaded { condition.wait() }
+        let (run, loadedRemote, unsent) = (self.run, remote, !tried)
         condition.unlock()
+        guard let run else { return true }
+        let (store, runID) = run
         let end = Clock.now() + deadline
         var pause = 0.2
         while true {
             do throws(CMLError) {
-                let remote = try HTTPStore(url: spool.url, token: token)
-                if let copy = try spool.upload(runID, from: store, to: remote), copy.complete {
+                let remote: HTTPStore
+                if let loadedRemote { remote = loadedRemote } else { remote = try HTTPStore(url: spool.url, token: token) }
+                if let copy = try spool.upload(runID, from: store, to: remote, unsent: unsent), copy.complete {
                     for refusal in copy.refusedVersions { warn(refusal) }
                     return true
                 }

@@ -15,7 +15,7 @@ public struct RunSync: Sendable {
     /// Log bytes per request.
     public var logBytesPerRequest = 4 << 20
     /// The source's dataset versions by the run that made them, read once per `RunSync`.
-    private let versionsMade = VersionsByRun()
+    let versionsMade = VersionsByRun()
 
     public init(from source: any Store, to target: any Store) {
         self.source = source
@@ -63,10 +63,28 @@ public struct RunSync: Sendable {
     }
 
     /// Copies what the target lacks of run `id`; the run's end goes last, so that a run the target
-    /// shows ended has everything.
-    public func copyRun(_ id: String) throws(CMLError) -> Copy {
+    /// shows ended has everything. `unsent`: the caller has sent nothing of the run to the target (a
+    /// spool's run before its first upload), so the target most likely lacks it: a short ended run then
+    /// goes in one call (`recordEndedRun`) without asking what the target has first. Were the guess
+    /// wrong, the batch adds only what the target lacks, as every step here does.
+    public func copyRun(_ id: String, unsent: Bool = false) throws(CMLError) -> Copy {
         var copy = Copy(id: id)
         let run = try source.run(id: id)
+        if unsent, let batch = try RunBatch.of(run, in: source, within: self) {
+            do {
+                let outcome = try target.recordEndedRun(batch)
+                copy.created = outcome.created
+                copy.params = outcome.created ? run.params.count : 0
+                copy.tags = outcome.created ? run.tags.count : 0
+                copy.points = batch.series.reduce(0) { $0 + $1.points.count }
+                copy.logBytes = Int64(batch.log.count)
+                copy.finished = outcome.finished
+                copy.complete = true
+                return copy
+            } catch where error.kind == .notFound {
+                // A server from before the batch route: the steps below do the same.
+            }
+        }
         var there: Run?
         do { there = try target.run(id: id) } catch where error.kind == .notFound { there = nil }
         if let there {
@@ -87,18 +105,7 @@ public struct RunSync: Sendable {
             copy.tags = run.tags.count
         }
         guard let there else { return copy }
-        if !copy.created {
-            if !Self.sameParams(run.params, there.params) {
-                try target.addParams(run: id, run.params)
-                copy.params = run.params.count
-            }
-            let missingTags = run.tags.filter { !there.tags.contains($0) }
-            if !missingTags.isEmpty {
-                try target.addTags(run: id, missingTags)
-                copy.tags = missingTags.count
-            }
-            if let name = run.name, name != there.name { try target.rename(run: id, to: name) }
-        }
+        if !copy.created { (copy.params, copy.tags) = try Self.addMissing(of: run, to: there, in: target) }
         copy.points = try copyPoints(run, have: there)
         // A run created just now has no log or artifacts there: two questions fewer.
         copy.logBytes = try copyLog(id, have: copy.created ? 0 : try target.logSize(run: id))
@@ -319,6 +326,23 @@ public struct RunSync: Sendable {
         return size
     }
 
+    /// Gives `there`, the target's record of `run`, the params, tags and name it lacks; returns how many
+    /// params and tags were sent.
+    static func addMissing(of run: Run, to there: Run, in target: any RunStore) throws(CMLError) -> (params: Int, tags: Int) {
+        var sent = (params: 0, tags: 0)
+        if !sameParams(run.params, there.params) {
+            try target.addParams(run: run.id, run.params)
+            sent.params = run.params.count
+        }
+        let missingTags = run.tags.filter { !there.tags.contains($0) }
+        if !missingTags.isEmpty {
+            try target.addTags(run: run.id, missingTags)
+            sent.tags = missingTags.count
+        }
+        if let name = run.name, name != there.name { try target.rename(run: run.id, to: name) }
+        return sent
+    }
+
     private static func sameParams(_ a: [Param], _ b: [Param]) -> Bool {
         a.count == b.count && a.allSatisfy { param in b.contains { $0.key == param.key && $0.value == param.value } }
     }
@@ -337,7 +361,7 @@ public struct RunSync: Sendable {
 }
 
 /// A store's dataset versions grouped by the run that made them, listed on first use.
-private final class VersionsByRun: Sendable {
+final class VersionsByRun: Sendable {
     private let byRun = Mutex<[String: [DatasetVersion]]?>(nil)
 
     func versions(madeBy run: String, in store: any Store) throws(CMLError) -> [DatasetVersion] {

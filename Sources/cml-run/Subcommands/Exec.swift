@@ -73,8 +73,9 @@ struct Exec: ParsableCommand {
         // A server's runs are recorded into its spool here and uploaded as they go (see `RunSpool`).
         let token = try HTTPStore.token(file: tokenFile)
         let spool = RunSpool(for: resolved)
+        // Made first, so that libcurl loads while the run is prepared.
+        let uploader = SpoolUploader(spool: spool, token: token, warn: warn)
         var spoolStore: SQLiteStore?
-        var uploader: SpoolUploader?
         // Versions given with --data are found on the server (the one thing a run waits on it for).
         let datasetServer: HTTPStore? = options.datasets.isEmpty ? nil : try HTTPStore(url: resolved, token: token)
         let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: spool.directory,
@@ -86,11 +87,10 @@ struct Exec: ParsableCommand {
                                                  },
                                                  recorded: { id in
                                                      guard let spoolStore else { return }
-                                                     uploader = SpoolUploader(spool: spool, store: spoolStore, run: id, token: token, warn: warn)
-                                                     uploader?.start()
+                                                     uploader.start(store: spoolStore, run: id)
                                                  },
                                                  supervisor: signals, warn: warn)
-        if let uploader, !uploader.finish(deadline: uploadDeadline) {
+        if !uploader.finish(deadline: uploadDeadline) {
             warn("\(resolved) has not all of the run yet: it waits in \(spool.directory), and goes up with the next cml command that reaches the server, or with cml-serve push \(resolved)")
         }
         withExtendedLifetime(store) { Glibc.exit(status) }
