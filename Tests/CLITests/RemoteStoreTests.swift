@@ -50,6 +50,33 @@ struct RemoteStoreTests {
 
     static func int(_ value: Any?) -> Int? { (value as? NSNumber)?.intValue }
 
+    /// A Python proxy on loopback: listens on argv[1], and serves each connection with `serve(client)`
+    /// (given), which may call `read_message(f, has_body)` to read one HTTP message by Content-Length.
+    static func proxy(_ serve: String) -> String {
+        """
+            import socket, sys, threading
+            def read_message(f, has_body=True):
+                head = b""
+                while not head.endswith(b"\\r\\n\\r\\n"):
+                    c = f.read(1)
+                    if not c:
+                        return None
+                    head += c
+                length = 0
+                for line in head.split(b"\\r\\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                return head + (f.read(length) if has_body else b"")
+            """ + "\n" + serve + "\n" + """
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", int(sys.argv[1])))
+            listener.listen(16)
+            print("listening", flush=True)
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+            """
+    }
+
     /// The runs of the store directory `store`, read in this process.
     static func runsIn(_ store: String) -> [Run] {
         guard let opened = try? SQLiteStore(directory: store, access: .reading) else { return [] }
@@ -415,20 +442,7 @@ struct RemoteStoreTests {
         let id = try #require(Self.runsIn(boxA.store).first?.id)
         let server = try ServerUnderTest(boxB)
         let upstream = try #require(server.url.split(separator: ":").last.map(String.init))
-        try boxA.write("proxy.py", """
-            import socket, sys, threading
-            def read_message(f, has_body=True):
-                head = b""
-                while not head.endswith(b"\\r\\n\\r\\n"):
-                    c = f.read(1)
-                    if not c:
-                        return None
-                    head += c
-                length = 0
-                for line in head.split(b"\\r\\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                return head + (f.read(length) if has_body else b"")
+        try boxA.write("proxy.py", Self.proxy("""
             dropped = []
             def serve(client):
                 f = client.makefile("rb")
@@ -450,13 +464,7 @@ struct RemoteStoreTests {
                     client.sendall(answer)
                     served += 1
                 client.close()
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", int(sys.argv[1])))
-            listener.listen(16)
-            print("listening", flush=True)
-            while True:
-                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
-            """)
+            """))
         let port = try Self.freePort()
         let proxy = try boxA.start("/usr/bin/env", ["python3", "proxy.py", String(port), upstream])
         defer { kill(proxy.pid, SIGKILL) }
@@ -482,20 +490,7 @@ struct RemoteStoreTests {
         let server = try ServerUnderTest(box)
         let upstream = try #require(server.url.split(separator: ":").last.map(String.init))
         // Passes every request on, printing its request line; with `old`, answers the batch route 404.
-        try box.write("proxy.py", """
-            import socket, sys, threading
-            def read_message(f, has_body=True):
-                head = b""
-                while not head.endswith(b"\\r\\n\\r\\n"):
-                    c = f.read(1)
-                    if not c:
-                        return None
-                    head += c
-                length = 0
-                for line in head.split(b"\\r\\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                return head + (f.read(length) if has_body else b"")
+        try box.write("proxy.py", Self.proxy("""
             def serve(client):
                 f = client.makefile("rb")
                 while True:
@@ -514,13 +509,7 @@ struct RemoteStoreTests {
                     client.sendall(read_message(up.makefile("rb"), not request.startswith(b"HEAD")))
                     up.close()
                 client.close()
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", int(sys.argv[1])))
-            listener.listen(16)
-            print("listening", flush=True)
-            while True:
-                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
-            """)
+            """))
         let command = ["--", "python3", "-c", "print('step=1 loss=0.5'); print('step=2 loss=0.25')"]
         for mode in ["new", "old"] {
             let port = try Self.freePort()
