@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """cml-serve under load from other processes on loopback:
 
-  1. small GETs of run records per second (`wrk`, Debian's package, 2 threads, 16 connections);
+  1. small GETs of run records per second (`wrk`, Debian's package, 2 threads, 16 connections), and
+     the server's CPU time per GET beside its CPU time per `GET /healthz` (what any request costs);
   2. metric points per second ingested from 16 concurrent writers (each its own run, batches of
      --batch points through the store API, one kept-alive connection each);
   3. leases per second by 8 agents: --runs runs queued on one queue through the store API, then 8
@@ -205,6 +206,22 @@ def real_agents(url, scratch, connection, spec):
     return len(queued) / elapsed
 
 
+def cpu_seconds(pid):
+    """The user and system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(pid, url):
+    """wrk on `url`: requests per second, and the server's CPU microseconds per request meanwhile."""
+    before = cpu_seconds(pid)
+    wrk = subprocess.run(["wrk", "-t2", "-c16", f"-d{int(args.seconds)}s", url], check=True, capture_output=True, text=True).stdout
+    used = cpu_seconds(pid) - before
+    requests = int(re.search(r"(\d+) requests in", wrk).group(1))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1)), used / requests * 1e6
+
+
 def measure(serve):
     scratch = tempfile.mkdtemp(prefix="cml-bench-serve-")
     store = os.path.join(scratch, "store")
@@ -213,9 +230,8 @@ def measure(serve):
     run_id = json.loads(subprocess.run([cml_run, "ls", "--format", "jsonl"], check=True, env=env, capture_output=True).stdout)["id"]
     server, url = start(serve, store)
     try:
-        wrk = subprocess.run(["wrk", "-t2", "-c16", f"-d{int(args.seconds)}s", f"{url}/api/v1/runs/{run_id}"],
-                             check=True, capture_output=True, text=True).stdout
-        gets = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))
+        gets, get_cpu = load(server.pid, f"{url}/api/v1/runs/{run_id}")
+        _, health_cpu = load(server.pid, f"{url}/healthz")
         # One run per writer, made through the store API from an existing run's wire record.
         host, port = url.split("//")[1].split(":")
         connection = http.client.HTTPConnection(host, int(port))
@@ -235,7 +251,7 @@ def measure(serve):
             w.join()
         elapsed = time.perf_counter() - start_time
         leased, agent_rate = leases(url, scratch)
-        return gets, total / elapsed, leased, agent_rate, peak_rss_mb(server.pid)
+        return gets, get_cpu, health_cpu, total / elapsed, leased, agent_rate, peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -243,8 +259,9 @@ def measure(serve):
 
 
 for serve in [args.serve] + ([args.against] if args.against else []):
-    gets, points, leased, agent_rate, rss = measure(os.path.abspath(serve))
-    print(f"{os.path.relpath(serve)}: {gets:,.0f} GETs/s of a run record (wrk, 2 threads, 16 connections, {args.seconds:.0f} s; target >= 10,000); "
+    gets, get_cpu, health_cpu, points, leased, agent_rate, rss = measure(os.path.abspath(serve))
+    print(f"{os.path.relpath(serve)}: {gets:,.0f} GETs/s of a run record (wrk, 2 threads, 16 connections, {args.seconds:.0f} s; target >= 10,000), "
+          f"{get_cpu:,.0f} µs of the server's CPU each, {health_cpu:,.0f} µs for GET /healthz; "
           f"{points:,.0f} points/s from {args.writers} writers in batches of {args.batch} (target >= 500,000); "
           f"{leased:,.0f} leases/s by {args.agents} agents draining {args.runs} runs, each leased once; "
           + (f"{agent_rate:,.1f} runs/s of `true` by {args.agents} cml-agent processes draining {args.agent_runs} runs; " if agent_rate else "") +

@@ -4,14 +4,12 @@ import Foundation
 /// own: every second, the same leased copy each time (`RunSync.copyLeasedRun`), so that the server
 /// shows the run's output and points as they come. A failed copy is tried again a second later; the
 /// agent uploads the rest itself once the command has ended (`copy`), then ends the lease.
-final class LeasedRunUpload: @unchecked Sendable {  // `stopped` and `done` are under `condition`
+final class LeasedRunUpload: @unchecked Sendable {  // `ticker` is set by the agent's thread of the run only
     private let sync: RunSync
     private let runID: String
     /// What the server held of the run when this attempt started.
     private let earlier: RunSync.LeasedStart
-    private let condition = NSCondition()
-    private var stopped = false
-    private var done = true
+    private var ticker: Ticker?
 
     init(from spool: SQLiteStore, to server: any Store, run id: String, after earlier: RunSync.LeasedStart) {
         sync = RunSync(from: spool, to: server)
@@ -20,31 +18,14 @@ final class LeasedRunUpload: @unchecked Sendable {  // `stopped` and `done` are 
     }
 
     func start() {
-        done = false
-        let thread = Thread { [self] in
-            condition.lock()
-            while !stopped {
-                condition.unlock()
-                _ = try? copy()
-                condition.lock()
-                if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: 1)) }
-            }
-            done = true
-            condition.broadcast()
-            condition.unlock()
-        }
-        thread.name = "cml-agent-upload"
-        thread.start()
+        ticker = Ticker(interval: 1, finalTick: false, atOnce: true, name: "cml-agent-upload") { [self] _ in _ = try? copy() }
     }
 
     /// Stops the uploads of the thread, waiting for one under way: two copies at once would both send
     /// the same points.
     func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while !done { condition.wait() }
-        condition.unlock()
+        ticker?.stop()
+        ticker = nil
     }
 
     /// Copies what the server lacks of the run.

@@ -229,7 +229,9 @@ public struct RunSync: Sendable {
     /// several at a time.
     public func copyTree(_ manifest: String, into copy: inout Copy) throws(CMLError) {
         try copyBlob(manifest, into: &copy)
-        let blobs = Set(try Manifest(decoding: try target.blob(manifest)).entries.compactMap(\.sha256))
+        // Read on this machine when either side is (both hold it now): never fetched back once sent.
+        let holder: any Store = source is SQLiteStore ? source : target
+        let blobs = Set(try Manifest(decoding: try holder.blob(manifest)).entries.compactMap(\.sha256))
         let sent = try sendBlobs(blobs.sorted(), onlyLacking: true)
         copy.blobs += sent.blobs
         copy.blobBytes += sent.bytes
