@@ -81,7 +81,12 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let address = try ListenAddress(parsing: listen)
-        let served = try StoreLocation.openDirectory(storeOption.store, for: .reading, concurrentReads: true)
+        let location = StoreLocation.resolve(storeOption.store)
+        guard !StoreLocation.isRemote(location) else {
+            throw CMLError("cml-serve serves a store directory, and the store is \(location)\(storeOption.store == nil ? " (from CML_STORE)" : "")",
+                           hint: "pass --store DIR; without it, ~/.cml when CML_STORE is unset")
+        }
+        let served = try StoreLocation.openDirectory(location, for: .reading, concurrentReads: true)
         if !address.isLoopback && !insecure, try !served.tokens().contains(where: { $0.revokedAt == nil }) {
             throw CMLError.usage("--listen \(listen) reaches beyond this machine, and the store has no token: create one with cml-serve token create, or use --insecure to serve it to anyone who can connect",
                                  hint: "or listen on 127.0.0.1 behind a proxy that authenticates")
@@ -91,7 +96,6 @@ struct Serve: AsyncParsableCommand {
             configuration.tls = try ServerTLS(certificateFile: tlsCertificate, keyFile: tlsKey)
         }
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
-        let location = served.location
         let scheme = configuration.scheme
         configuration.whenListening = { bound in
             let url = bound.url(scheme: scheme)

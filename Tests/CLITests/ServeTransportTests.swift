@@ -78,6 +78,10 @@ struct ServeTransportTests {
         // https does not stand for a token: beyond loopback a store without one is still refused.
         let open = try box.run("cml-serve", ["--listen", "0.0.0.0:0", "--tls-cert", certificate, "--tls-key", key])
         #expect(open.status == 2 && open.stderr.contains("reaches beyond this machine, and the store has no token"), "\(open.stderr)")
+        // CML_STORE set to a server (as the README's tour leaves it) is not a store to serve.
+        let remote = try box.run("cml-serve", ["--listen", "127.0.0.1:0"], env: ["CML_STORE": "http://127.0.0.1:9"])
+        #expect(remote.status == 1 && remote.stderr == "cml-serve: error: cml-serve serves a store directory, and the store is "
+                + "http://127.0.0.1:9 (from CML_STORE) (pass --store DIR; without it, ~/.cml when CML_STORE is unset)\n", "\(remote.stderr)")
         for bad in ["0", "-1", "soon", "nan", "1e30"] {
             let result = try box.run("cml-serve", ["--listen", "127.0.0.1:0", "--idle-timeout", bad])
             #expect(result.status == 2 && result.stderr.hasPrefix("cml-serve: error: "), "\(bad): \(result.stderr)")
