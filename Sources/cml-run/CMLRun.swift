@@ -40,12 +40,6 @@ struct CMLRun: ParsableCommand {
 @main
 enum Main {
     static func main() {
-        if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == SpoolUploader.subcommand {
-            // Started by a cml-run recording against a server (see SpoolUploader); not for people.
-            let uploaded = SpoolUploader.serve(url: CommandLine.arguments[2], deadline: Exec.uploadDeadline,
-                                               warn: { Console.error("cml-run: warning: \($0)\n") })
-            exit(uploaded ? 0 : 1)
-        }
         let arguments = StoreLocation.optionsAfterSubcommand(Array(CommandLine.arguments.dropFirst()), subcommands: subcommandNames)
         if isRun(arguments) { RunCapture.prepare() }
         if arguments.first == "--" {

@@ -1,5 +1,4 @@
 import Foundation
-import CSupport
 import Glibc
 
 /// Where runs recorded against a remote store wait to be uploaded: a store directory on this machine, one
@@ -132,131 +131,15 @@ public struct RunSpool: Sendable {
     }
 }
 
-/// Uploads one run from the spool while its command runs, in a process of its own
-/// (`cml-run upload-spool URL`, started at once): libcurl and its thirty libraries then load there, on
-/// the other core, and never in cml-run, where loading them held the dynamic loader's lock while the
-/// command was being started (milliseconds on every run). Everything between the two goes through the
-/// spool on disk; the pipe to the uploader's stdin carries only the token, the run's id once it is
-/// recorded, and, when closed, the end: the uploader then uploads the rest and exits 0 when the server
-/// has all of the run. It ignores the signals a terminal sends, so a Ctrl-C that aborts the run still
-/// sees it uploaded; it stops when cml-run is gone, whatever ended it.
-public final class SpoolUploader {
-    /// The hidden subcommand of cml-run that runs `SpoolUpload`.
-    public static let subcommand = "upload-spool"
-
-    private let pid: pid_t?
-    private var input: Int32
-
-    /// Starts the uploading process for the server of `spool`; when it cannot start, the run waits in
-    /// the spool (`finish` says so).
-    public init(spool: RunSpool, token: String?, warn: @Sendable (String) -> Void) {
-        var fds: [Int32] = [-1, -1]
-        guard cml_pipe_cloexec(&fds) == 0 else {
-            warn("cannot start the upload to \(spool.url): \(String(cString: strerror(errno)))")
-            (pid, input) = (nil, -1)
-            return
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO)
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(ChildProcess.startWithCleanSignals(&attributes)))
-        let words: [String] = ["cml-run", Self.subcommand, spool.url]
-        var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, "/proc/self/exe", &actions, &attributes, &argv, environ)
-        close(fds[0])
-        guard spawned == 0 else {
-            warn("cannot start the upload to \(spool.url): \(String(cString: strerror(spawned)))")
-            close(fds[1])
-            (pid, input) = (nil, -1)
-            return
-        }
-        (pid, input) = (child, fds[1])
-        send((token ?? "") + "\n")
-    }
-
-    /// Starts the uploads of the run `id`, recorded in the spool.
-    public func start(run id: String) {
-        send(id + "\n")
-    }
-
-    /// Tells the uploader the run has ended, and waits while it uploads the rest (giving up after its
-    /// deadline; the run then waits in the spool). Returns whether the server has all of it (true when no
-    /// run was recorded).
-    public func finish() -> Bool {
-        guard let pid else { return false }
-        if input >= 0 { close(input); input = -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { return false }
-        }
-        return status == 0
-    }
-
-    private func send(_ line: String) {
-        guard input >= 0 else { return }
-        var bytes = Array(line.utf8)
-        // A line is far below PIPE_BUF, so it is written whole; a failure (the uploader died) shows at `finish`.
-        _ = bytes.withUnsafeMutableBytes { write(input, $0.baseAddress, $0.count) }
-    }
-
-    /// The uploading process: reads the token, then the run's id, from stdin, uploads the run while stdin
-    /// stays open, and the rest of it once stdin ends, for at most `deadline` seconds. Returns whether
-    /// the server has all of the run.
-    public static func serve(url: String, deadline: Double, warn: @escaping @Sendable (String) -> Void) -> Bool {
-        for terminalSignal in [SIGINT, SIGQUIT, SIGHUP, SIGTERM] { signal(terminalSignal, SIG_IGN) }
-        var lines = StandardInputLines()
-        guard let token = lines.next() else { return true }
-        let spool = RunSpool(for: url)
-        let upload = SpoolUpload(spool: spool, token: token.isEmpty ? nil : token, warn: warn)
-        if let id = lines.next() {
-            do throws(CMLError) {
-                upload.start(store: try spool.open(), run: id)
-            } catch {
-                warn("run \(RunID.short(id)) waits in \(spool.directory): \(error.message)")
-                return false
-            }
-            while lines.next() != nil {}
-        }
-        return upload.finish(deadline: deadline)
-    }
-}
-
-/// The lines of stdin, read as they come (no buffering ahead of a line's end matters here: the writer
-/// sends a line and waits).
-private struct StandardInputLines {
-    private var buffered: [UInt8] = []
-    private var ended = false
-
-    mutating func next() -> String? {
-        while true {
-            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffered[..<newline], as: UTF8.self)
-                buffered.removeSubrange(...newline)
-                return line
-            }
-            if ended { return nil }
-            var chunk = [UInt8](repeating: 0, count: 256)
-            let count = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
-            if count > 0 { buffered += chunk[..<count] } else if count == 0 || errno != EINTR { ended = true }
-        }
-    }
-}
-
-/// The uploads of one run from the spool, on a thread of the uploading process (`SpoolUploader`): every
-/// second while the server answers, backing off to 30 s while it does not, so the command never waits on
-/// it. Each upload also renews the run's heartbeat on the server, and an abort asked for there (`cml-run
-/// abort --store URL`) is passed to the spool, where the run's cml-run hears it.
+/// Uploads one run from the spool while its command runs, on a thread of its own: every second while
+/// the server answers, backing off to 30 s while it does not, so the command never waits on it. Each
+/// upload also renews the run's heartbeat on the server, and an abort asked for there (`cml-run abort
+/// --store URL`) is passed to the spool, where the run's cml-run hears it.
 ///
-/// Made at the uploader's start, it loads libcurl at once; and a run that ends before its first upload
-/// (a short command) goes up at the end in one request (`RunSync.copyRun(_:unsent:)`).
-final class SpoolUpload: @unchecked Sendable {  // what follows `condition` is under it
+/// Made before the run is recorded, it starts loading libcurl at once (milliseconds), while the command
+/// is prepared and runs; and a run that ends before its first upload (a short command) goes up at the
+/// end in one request (`RunSync.copyRun(_:unsent:)`).
+public final class SpoolUploader: @unchecked Sendable {  // what follows `condition` is under it
     private let spool: RunSpool
     private let token: String?
     private let warn: @Sendable (String) -> Void
@@ -272,7 +155,7 @@ final class SpoolUpload: @unchecked Sendable {  // what follows `condition` is u
     private var tried = false
 
     /// Starts loading libcurl for the server of `spool`.
-    init(spool: RunSpool, token: String?, warn: @escaping @Sendable (String) -> Void) {
+    public init(spool: RunSpool, token: String?, warn: @escaping @Sendable (String) -> Void) {
         self.spool = spool
         self.token = token
         self.warn = warn
@@ -282,7 +165,7 @@ final class SpoolUpload: @unchecked Sendable {  // what follows `condition` is u
     }
 
     /// Starts the uploads of the run `id` that `store`, the spool's, records.
-    func start(store: SQLiteStore, run id: String) {
+    public func start(store: SQLiteStore, run id: String) {
         condition.lock()
         run = (store, id)
         condition.broadcast()
@@ -332,7 +215,7 @@ final class SpoolUpload: @unchecked Sendable {  // what follows `condition` is u
     /// Stops the background uploads, then uploads the rest of the ended run, giving up after `deadline`
     /// seconds of trying (the run then waits in the spool). Returns whether the server has all of it
     /// (true when no run was recorded).
-    func finish(deadline: Double) -> Bool {
+    public func finish(deadline: Double) -> Bool {
         condition.lock()
         stopped = true
         condition.broadcast()

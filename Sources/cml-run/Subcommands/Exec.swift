@@ -73,16 +73,24 @@ struct Exec: ParsableCommand {
         // A server's runs are recorded into its spool here and uploaded as they go (see `RunSpool`).
         let token = try HTTPStore.token(file: tokenFile)
         let spool = RunSpool(for: resolved)
-        // Started first, so that the uploader is ready (libcurl loaded) by the time the run ends.
+        // Made first, so that libcurl loads while the run is prepared.
         let uploader = SpoolUploader(spool: spool, token: token, warn: warn)
+        var spoolStore: SQLiteStore?
         // Versions given with --data are found on the server (the one thing a run waits on it for).
         let datasetServer: HTTPStore? = options.datasets.isEmpty ? nil : try HTTPStore(url: resolved, token: token)
         let (status, _, store) = try RunCapture.run(command, options: options, storeDirectory: spool.directory,
                                                  datasetServer: datasetServer,
-                                                 openStore: { () throws(CMLError) in try spool.open() },
-                                                 recorded: { id in uploader.start(run: id) },
+                                                 openStore: { () throws(CMLError) in
+                                                     let store = try spool.open()
+                                                     spoolStore = store
+                                                     return store
+                                                 },
+                                                 recorded: { id in
+                                                     guard let spoolStore else { return }
+                                                     uploader.start(store: spoolStore, run: id)
+                                                 },
                                                  supervisor: signals, warn: warn)
-        if !uploader.finish() {
+        if !uploader.finish(deadline: uploadDeadline) {
             warn("\(resolved) has not all of the run yet: it waits in \(spool.directory), and goes up with the next cml command that reaches the server, or with cml-serve push \(resolved)")
         }
         withExtendedLifetime(store) { Glibc.exit(status) }
