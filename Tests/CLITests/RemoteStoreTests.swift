@@ -152,6 +152,34 @@ struct RemoteStoreTests {
         #expect(try box.run("cml-run", ["ls", "--store", server.url], env: env).jsonLines.first?["upload"] == nil)
     }
 
+    /// Ctrl-C in a terminal signals cml-run's whole process group: the run still ends `aborted` on the
+    /// server, with every point and line it printed.
+    @Test func anInterruptedRunStillGoesUp() throws {
+        let box = try Sandbox()
+        let server = try ServerUnderTest(box)
+        let env = Self.remote(box)
+        try Self.writeTrainer(box, interval: 0.1, minimum: 1_000_000)
+        // cml-run leads its own process group, as a terminal's foreground job does.
+        let running = try box.start("/usr/bin/env", ["python3", "-c", "import os, sys; os.setpgrp(); os.execv(sys.argv[1], sys.argv[1:])",
+                                                     binDirectory + "/cml-run", "--store", server.url, "--", "python3", "train.py"], env: env)
+        var id = ""
+        #expect(waitUntil(timeout: 60) {
+            guard let line = try? box.run("cml-run", ["ls", "--store", server.url], env: env).jsonLines.first else { return false }
+            id = line["id"] as? String ?? ""
+            return !id.isEmpty && ((try? Self.lossSteps(box, id, store: server.url, env: env, polling: true)) ?? []).count >= 3
+        }, "\(running.stderrSoFar)")
+        kill(-running.pid, SIGINT)
+        let finished = try running.wait()
+        #expect(finished.status == 130, "\(finished.stderr)")
+        #expect(!finished.stderr.contains("cml-run: warning"), "\(finished.stderr)")
+        let run = try #require(try box.run("cml-run", ["ls", "--store", server.url], env: env).jsonLines.first)
+        #expect(run["status"] as? String == "aborted" && run["upload"] == nil, "\(run)")
+        let printed = finished.out.split(separator: "\n").filter { $0.hasPrefix("step=") }
+        #expect(try Self.lossSteps(box, id, store: server.url, env: env) == Array(0..<printed.count))
+        let stdout = try box.run("cml-run", ["log", id, "--stream", "stdout", "--store", server.url], env: env)
+        #expect(stdout.stdout == finished.stdout)
+    }
+
     /// No server at the start: the command runs and ends as it would, the run waits in the spool, and
     /// the next command that reaches the server uploads all of it, once.
     @Test func aRunWithoutItsServerWaitsAndGoesUpWithTheNextCommand() throws {
