@@ -34,7 +34,7 @@ enum RunPage {
             \(artifactList(artifacts))
             <h2 id="console">Console output</h2>
             \(console.isEmpty ? "<p class=\"muted\">No output.</p>" : """
-                <p class="muted">The last \(formatBytes(Int64(consoleTail))) at most; <a href="\(Href("api", "v1", "runs", run.id, "log"))">the whole output as text</a>.</p>
+                <p class="muted">Its last 256 KiB at most; <a href="\(Href("api", "v1", "runs", run.id, "log"))">the whole output as text</a>.</p>
                 <pre class="console">\(console)</pre>
                 """ as HTML)
             """)

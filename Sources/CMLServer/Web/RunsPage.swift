@@ -149,8 +149,7 @@ enum RunsPage {
             <h1>Runs</h1>
             \(queryForm(view, listing))
             \(listing.error.map { filterError($0, expression: view.filter) } ?? .empty)
-            \(columnPicker(view, listing))
-            \(table(view, listing, chrome: chrome, canWrite: canWrite))
+            \(listing.error == nil ? columnPicker(view, listing) + table(view, listing, chrome: chrome, canWrite: canWrite) : .empty)
             """)
     }
 

@@ -54,6 +54,7 @@ enum WebLayout {
             <meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>\(title) · cml</title>
+            <link rel="icon" href="data:,">
             <link rel="stylesheet" href="\(StaticAssets.stylesheet.href)">
             <script src="\(StaticAssets.script.href)" defer></script>
             </head>

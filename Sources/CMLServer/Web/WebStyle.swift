@@ -23,6 +23,7 @@ header.top .brand { font-weight: 700; text-decoration: none; color: var(--fg); f
 nav.main ul { display: flex; gap: 4px; list-style: none; margin: 0; padding: 0; }
 nav.main a { display: block; padding: 6px 12px; border-radius: 6px; text-decoration: none; color: var(--fg); }
 nav.main a:hover { background: var(--line); }
+nav.main span { display: block; padding: 6px 12px; }
 nav.main a[aria-current="page"] { background: var(--accent); color: #fff; }
 header.top .who { margin-left: auto; display: flex; gap: 8px; align-items: center; color: var(--muted); }
 main { padding: 16px 20px 40px; }
@@ -41,10 +42,14 @@ form.query .grow { flex: 1 1 320px; }
 form.query .grow input { width: 100%; }
 .filter-error { border: 1px solid var(--bad); border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
 .filter-error p { margin: 0 0 4px; color: var(--bad); }
+.filter-error p.muted { color: var(--muted); margin: 6px 0 0; }
 .filter-error pre { margin: 0; }
 .filter-error mark { background: var(--mark); color: inherit; outline: 1px solid var(--bad); }
 .notice { border: 1px solid var(--line); background: var(--panel); border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
 .notice.error { border-color: var(--bad); }
+.notice p { margin: 0; }
+.notice p + p { margin-top: 4px; }
+pre.console { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; max-height: 70vh; overflow: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
 details.columns { margin: 4px 0 10px; }
 details.columns summary { cursor: pointer; color: var(--accent); }
 details.columns fieldset { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; padding: 6px 10px; }
