@@ -37,8 +37,8 @@ args = parser.parse_args()
 BIN = os.path.abspath(args.bin)
 OUT = os.path.abspath(args.out)
 os.makedirs(OUT, exist_ok=True)
-# Nothing here may hang a test suite: the whole script ends within ten minutes.
-signal.alarm(600)
+# Nothing here may hang a test suite: the whole script ends within twenty minutes (a loaded machine runs it in several).
+signal.alarm(1200)
 
 # What the injection check stores in every kind of user text; a script that ran would set window.__pwned.
 SCRIPT = "<script>window.__pwned=1</script>"
@@ -373,6 +373,27 @@ def actions(store, url, driver):
     check("doomed" not in [row["name"] for row in rows(driver)], "and gone from the table")
 
 
+def abort(store, url, driver):
+    process = subprocess.Popen([os.path.join(BIN, "cml-run"), "--name", "stoppable", "--project", "stop", "--", "sleep", "120"],
+                               cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(run.get("name") == "stoppable" for run in store.runs()):
+            time.sleep(0.1)
+        driver.get(url + "/runs?project=stop&columns=name,status")
+        check(rows(driver) == [{"name": "stoppable", "status": "running"}], f"the run to stop: {rows(driver)}")
+        driver.find_element(By.CSS_SELECTOR, "tr[data-run] input[name=id]").click()
+        driver.find_element(By.CSS_SELECTOR, "button[value=abort]").click()
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".notice"), "the notice")
+        check("stopping" in driver.find_element(By.CSS_SELECTOR, ".notice").text, driver.find_element(By.CSS_SELECTOR, ".notice").text)
+        wait(driver, lambda d: rows(d)[0]["status"] == "aborted", "the row's status turning aborted")
+        shot(driver, "aborted")
+        check(process.wait(20) != 0, "cml-run stopped its command")
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def keyboard(store, url, driver):
     driver.get(url + "/")
     ActionChains(driver).send_keys(Keys.TAB).perform()
@@ -475,7 +496,7 @@ def tokens(store, url, driver):
         guarded.close()
 
 
-CHECKS = [table_values, filtering, filter_errors, sorting, paging, injection, run_page, keyboard, live_rows, csrf, actions, tokens]
+CHECKS = [table_values, filtering, filter_errors, sorting, paging, injection, run_page, keyboard, live_rows, abort, csrf, actions, tokens]
 
 
 def main():

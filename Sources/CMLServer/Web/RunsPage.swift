@@ -248,7 +248,12 @@ enum RunsPage {
             let next = sorted && current?.descending == false ? "-" + column.name : column.name
             let order: HTML = !sorted ? "" : current!.descending ? " aria-sort=\"descending\"" : " aria-sort=\"ascending\""
             let href = view.with { $0.sort = [next]; $0.page = 1 }.href
-            return "<th scope=\"col\" data-key=\"\(column.name)\"\(order)><a href=\"\(href)\" title=\"Sort by \(column.name)\">\(column.name)</a></th>"
+            // Numbers are right-aligned, their heading with them.
+            let numeric = listing.runs.contains { run in
+                switch column.term.value(of: run) { case .int, .double: true; default: false }
+            }
+            let type: HTML = numeric ? " class=\"num\"" : ""
+            return "<th scope=\"col\" data-key=\"\(column.name)\"\(type)\(order)><a href=\"\(href)\" title=\"Sort by \(column.name)\">\(column.name)</a></th>"
         }
         var body: [HTML] = []
         var group: String?

@@ -63,7 +63,7 @@ table.runs thead th a { color: var(--fg); text-decoration: none; }
 table.runs thead th a:hover { text-decoration: underline; }
 table.runs th[aria-sort=ascending] a::after { content: " \25B2"; font-size: 10px; }
 table.runs th[aria-sort=descending] a::after { content: " \25BC"; font-size: 10px; }
-table.runs td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.runs td.num, table.runs th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.runs tbody tr:hover { background: var(--panel); }
 table.runs tr.group th { background: var(--bg); font-size: 13px; padding-top: 12px; color: var(--muted); border-bottom: 2px solid var(--line); }
 table.runs tr.group th span { color: var(--fg); font-weight: 700; }
