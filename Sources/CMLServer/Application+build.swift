@@ -36,12 +36,14 @@ public struct ServerConfiguration: Sendable {
 }
 
 /// The HTTP server of a store: every route of `ServerRoutes.all`, each behind its token check
-/// (`Authorizer`), errors as JSON. The executable and the tests build the same application with it.
+/// (`Authorizer`), errors as JSON, and the web UI's pages (`WebRoutes.all`). The executable and the
+/// tests build the same application with it.
 public func buildApplication(store: any Store & TokenStore, configuration: ServerConfiguration) -> some ApplicationProtocol {
     let router = Router()
     router.add(middleware: GzipMiddleware())
     router.add(middleware: JSONErrorMiddleware())
-    let authorizer = Authorizer(tokens: store)
+    let authorizer = Authorizer(tokens: store, sessions: WebSessions())
+    WebRoutes.register(on: router, store: store, authorizer: authorizer, secure: configuration.tls != nil)
     for route in ServerRoutes.all {
         router.on(RouterPath(route.routerPath), method: route.method) { request, context in
             let access = try await authorizer.access(request, needing: route.scope)

@@ -1,28 +1,37 @@
 import CMLKit
 import Hummingbird
 
-/// What a request may see: every project, or only those its token is bound to.
+/// What a request may see and do: every project, or only those its token is bound to, with its scope.
 struct RequestAccess: Sendable {
     /// nil: every project.
     let projects: [String]?
+    /// What its token allows; a store without tokens allows everything.
+    let scope: TokenScope
+    /// The token's name, shown by the web UI beside "Log out"; nil without a token.
+    let tokenName: String?
 
-    static let everything = RequestAccess(projects: nil)
+    static let everything = RequestAccess(projects: nil, scope: .admin, tokenName: nil)
 
     func sees(project: String) -> Bool { projects?.contains(project) ?? true }
 }
 
-/// Checks each request's `Authorization: Bearer TOKEN` against the store's tokens, looked up afresh for
-/// every request (one indexed read): a token created or revoked with `cml-serve token` counts from the
-/// next request, with no cache to invalidate. While the store has never had a token, requests without
-/// one see everything (the server then listens on loopback, or was told `--insecure`); once it has
-/// one, every request needs one, even after all are revoked.
+/// Checks each request's credentials against the store's tokens, looked up afresh for every request
+/// (one indexed read): a token created or revoked with `cml-serve token` counts from the next request,
+/// with no cache to invalidate. The credentials are the `Authorization: Bearer TOKEN` header, or, for
+/// a browser, the web UI's session cookie (`WebSessions`), which stands for the token it logged in with
+/// on `GET` and `HEAD` requests, and on the web pages' own `POST`s, which check a CSRF field besides
+/// (`cookieWrites`); the store API's writes never take a cookie. While the store has never had a
+/// token, requests without one see everything (the server then listens on loopback, or was told
+/// `--insecure`); once it has one, every request needs one, even after all are revoked.
 struct Authorizer: Sendable {
     let tokens: any TokenStore
+    let sessions: WebSessions
 
     /// The access of a request to a route that needs `scope` (nil: open to all, as `/healthz`).
-    func access(_ request: Request, needing scope: TokenScope?) async throws(CMLError) -> RequestAccess {
+    func access(_ request: Request, needing scope: TokenScope?, cookieWrites: Bool = false) async throws(CMLError) -> RequestAccess {
         guard let scope else { return .everything }
         var secret: String?
+        var hash: String?
         if let header = request.headers[.authorization] {
             // The scheme is case-insensitive (RFC 9110 §11.1); the token is never echoed back or logged.
             let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
@@ -30,14 +39,17 @@ struct Authorizer: Sendable {
                 throw CMLError("the Authorization header is not 'Bearer TOKEN'", hint: "send Authorization: Bearer cml_…", kind: .unauthenticated)
             }
             secret = parts[1].trimmingCharacters(in: .whitespaces)
+            hash = secret.map(TokenSecret.hash)
+        } else if request.method == .get || request.method == .head || cookieWrites {
+            hash = sessions.session(for: request)?.tokenHash
         }
         let tokens = tokens
-        let presented = secret
+        let presented = hash
         let (configured, token) = try await StoreCalls.run { () throws(CMLError) -> (Bool, AccessToken?) in
             guard let presented else { return (try tokens.hasTokens(), nil) }
-            return (true, try tokens.token(hash: TokenSecret.hash(presented)))
+            return (true, try tokens.token(hash: presented))
         }
-        if secret == nil {
+        if hash == nil {
             guard !configured else {
                 throw CMLError("this server needs a token", hint: "send Authorization: Bearer TOKEN; cml-serve token create makes one", kind: .unauthenticated)
             }
@@ -49,6 +61,6 @@ struct Authorizer: Sendable {
             throw CMLError("the token's scope \(token.scope.rawValue) does not allow \(request.method) \(request.uri.path)",
                            hint: "it needs scope \(scope.rawValue) or above", kind: .refused)
         }
-        return token.projects.isEmpty ? .everything : RequestAccess(projects: token.projects)
+        return RequestAccess(projects: token.projects.isEmpty ? nil : token.projects, scope: token.scope, tokenName: token.name)
     }
 }

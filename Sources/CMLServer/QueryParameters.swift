@@ -8,15 +8,19 @@ struct QueryParameters: Sendable {
     private var pairs: [(name: String, value: String)] = []
 
     init(_ query: String?, route: ServerRoute) throws(CMLError) {
+        try self.init(query, parameters: route.parameters, describing: "\(route.method) \(route.path)")
+    }
+
+    /// `parameters`: the names taken; `describing`: what takes them, for the error naming them.
+    init(_ query: String?, parameters: [String], describing: String) throws(CMLError) {
         for part in (query ?? "").split(separator: "&") {
             let (rawName, rawValue) = part.firstIndex(of: "=").map { (part[..<$0], part[part.index(after: $0)...]) } ?? (part, "")
             guard let name = Self.decode(rawName), let value = Self.decode(rawValue) else {
                 throw CMLError.usage("query parameter '\(part.prefix(60))' is not percent-encoded correctly")
             }
-            guard route.parameters.contains(name) else {
+            guard parameters.contains(name) else {
                 throw CMLError.usage("unknown query parameter '\(name.prefix(60))'",
-                                     hint: route.parameters.isEmpty ? "\(route.method) \(route.path) takes none"
-                                         : "\(route.method) \(route.path) takes \(route.parameters.joined(separator: ", "))")
+                                     hint: parameters.isEmpty ? "\(describing) takes none" : "\(describing) takes \(parameters.joined(separator: ", "))")
             }
             pairs.append((name, value))
         }

@@ -78,6 +78,11 @@ struct RunReads: Sendable {
         access = route.access
     }
 
+    init(store: any Store, access: RequestAccess) {
+        self.store = store
+        self.access = access
+    }
+
     func id(_ reference: String) async throws(CMLError) -> String {
         try await run(reference).id
     }

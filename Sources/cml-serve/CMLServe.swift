@@ -8,7 +8,7 @@ import Foundation
 struct CMLServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cml-serve",
-        abstract: "Serve a store over HTTP to every cml command (--store http://HOST:PORT), and copy runs between stores.",
+        abstract: "Serve a store over HTTP to every cml command (--store http://HOST:PORT) and to browsers (a web UI), and copy runs between stores.",
         discussion: """
             Every command takes --store http://HOST:PORT (or CML_STORE=http://…) and the token from \
             $CML_TOKEN or --token-file. The routes for people and scripts answer with the JSON the \
@@ -28,6 +28,10 @@ struct CMLServe: AsyncParsableCommand {
             terminates TLS and forwards to 127.0.0.1. A connection that sends nothing for \
             --idle-timeout seconds (60) while a request is awaited or being read is closed; answers, \
             such as a followed log, are never cut.
+
+            The web UI is at the same address: open http://127.0.0.1:8080 in a browser for the runs \
+            table (columns, sorting, the --where language, running runs updated live) and each run. Once \
+            the store has a token, the pages ask for one (a login; the browser keeps a session cookie).
 
             The options are listed by cml-serve serve --help.
 

@@ -318,8 +318,9 @@ struct ServeTests {
         #expect(!verified.stderr.contains("cml-serve"), "\(verified.stderr)")
     }
 
-    /// docs/http-api.md documents exactly the routes the router serves (`### METHOD PATH` headings), and
-    /// under each heading every query parameter the route takes.
+    /// docs/http-api.md documents exactly the routes the router serves (`### METHOD PATH` headings), the
+    /// web UI's pages included, and under each heading every query parameter (a form's field) the
+    /// route takes.
     @Test func theHTTPAPIDocumentsEveryRouteAndNoOther() throws {
         let doc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("docs/http-api.md").path
@@ -340,11 +341,12 @@ struct ServeTests {
                 sections[current, default: ""] += line + "\n"
             }
         }
-        let served = Set(ServerRoutes.all.map { "\($0.method) \($0.path)" })
-        #expect(served.count == ServerRoutes.all.count, "a route is served twice")
+        let routes = ServerRoutes.all + WebRoutes.all.map(\.serverRoute)
+        let served = Set(routes.map { "\($0.method) \($0.path)" })
+        #expect(served.count == routes.count, "a route is served twice")
         #expect(served.subtracting(sections.keys).sorted() == [], "served but not documented")
         #expect(Set(sections.keys).subtracting(served).sorted() == [], "documented but not served")
-        for route in ServerRoutes.all {
+        for route in routes {
             let section = sections["\(route.method) \(route.path)"] ?? ""
             for parameter in route.parameters {
                 #expect(section.contains("`\(parameter)`"), "\(route.method) \(route.path) does not document \(parameter)")

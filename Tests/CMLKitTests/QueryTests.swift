@@ -43,6 +43,8 @@ struct RunFilterTests {
             } catch {
                 #expect(error.message.hasSuffix(message), "\(text): \(error.message)")
                 #expect(error.exitCode == 2)
+                // The web UI marks the character: the position is the one the message names.
+                #expect(error.position == Int(message.split(separator: " ").last!), "\(text): \(String(describing: error.position))")
             }
         }
     }

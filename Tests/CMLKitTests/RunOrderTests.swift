@@ -43,6 +43,42 @@ struct RunOrderTests {
         }
     }
 
+    /// `offset` and `limit` page through a listing in its order (the web UI's runs page), whatever the
+    /// sort and filter: pages are consecutive and together are the whole listing.
+    @Test func offsetAndLimitPageThroughTheListing() throws {
+        let box = try Self.variedStore()
+        for sort in [[], ["acc"], ["project", "-lr"]] {
+            var query = RunQuery(sort: sort.map(RunSort.init))
+            query.filter = try RunFilter.parse("status = running")
+            let whole = try box.store.runs(query).map(\.id)
+            #expect(whole.count == 10)
+            var pages: [String] = []
+            for page in 0..<4 {
+                query.limit = 3
+                query.offset = page * 3
+                pages += try box.store.runs(query).map(\.id)
+            }
+            #expect(pages == whole, "\(sort)")
+            query.limit = nil
+            query.offset = 7
+            #expect(try box.store.runs(query).map(\.id) == Array(whole.dropFirst(7)), "an offset without a limit")
+        }
+    }
+
+    /// Errors found when the store reads the expression (a key no run has, a value its key cannot take)
+    /// point into it, as the parser's do: at the key, at a bare word, or at the comparison of quoted text.
+    @Test func storeErrorsPointIntoTheExpression() throws {
+        let box = try Self.variedStore()
+        for (text, position) in [("acc > 0.5 and nokey = 1", 15), ("status = finished", 10), ("lr > 0 or started > 'yesterday'", 11)] {
+            var query = RunQuery()
+            query.filter = try RunFilter.parse(text)
+            #expect(throws: CMLError.self, "\(text)") { try box.store.runs(query) }
+            do { _ = try box.store.runs(query) } catch {
+                #expect(error.position == position, "\(text): \(error.message)")
+            }
+        }
+    }
+
     /// A spool lists its runs by the server's keys: a key only the server knows is one its runs lack.
     @Test func keysResolveInTheCatalogGiven() throws {
         let box = try TemporaryStore()

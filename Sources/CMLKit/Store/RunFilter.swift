@@ -88,7 +88,7 @@ private struct FilterParser {
     func failure(_ what: String, at position: Int? = nil) -> CMLError {
         let at = (position ?? tokenStart) + 1
         return CMLError.usage("--where \(JSON.string(text).serialized): \(what) at character \(at)",
-                              hint: "e.g. --where 'acc > 0.9 and lr <= 0.01 and status = completed'")
+                              hint: "e.g. --where 'acc > 0.9 and lr <= 0.01 and status = completed'").at(at)
     }
 
     mutating func parseWhole() throws(CMLError) -> RunFilter {

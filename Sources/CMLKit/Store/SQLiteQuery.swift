@@ -77,7 +77,7 @@ extension SQLiteStore {
         }
         // The order's placeholders follow the filter's in the statement.
         return try runs(whereSQL: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "),
-                        arguments: StatementArguments(arguments), orderSQL: order, limit: query.limit)
+                        arguments: StatementArguments(arguments), orderSQL: order, limit: query.limit, offset: query.offset)
     }
 
     /// A run that has not started: waiting in its queue, or ended there (aborted while waiting) with no
@@ -135,7 +135,7 @@ extension SQLiteStore {
         case .compare(let key, let position, let op, let value):
             let term: RunTerm
             do { term = try RunTerm.resolve(key, in: catalog) } catch {
-                throw CMLError.usage("--where: \(error.message) (at character \(position))", hint: error.hint)
+                throw CMLError.usage("--where: \(error.message) (at character \(position))", hint: error.hint).at(position)
             }
             if term == .tag { return try tagComparison(op, value) }
             let (left, leftValues) = sql(for: term)
@@ -144,17 +144,17 @@ extension SQLiteStore {
             switch value {
             case .number(let n): right = "?"; rightValues = [n]
             // `command = true` is the command `true`, not a boolean.
-            case .bool(let b) where term.isText: right = "?"; rightValues = [try literal(b ? "true" : "false", for: term)]
+            case .bool(let b) where term.isText: right = "?"; rightValues = [try literal(b ? "true" : "false", for: term, at: position)]
             case .bool(let b): right = "?"; rightValues = [b ? 1 : 0]
-            case .text(let text): right = "?"; rightValues = [try literal(text, for: term)]
-            case .word(let word, _):
+            case .text(let text): right = "?"; rightValues = [try literal(text, for: term, at: position)]
+            case .word(let word, let wordPosition):
                 // Another key (`val_loss < loss`) when one is called so, else text (`status = completed`).
                 if op != .matches, let other = try? RunTerm.resolve(word, in: catalog), other != .tag,
                    !(other == .field(.status) && term == .field(.status)) {
                     (right, rightValues) = sql(for: other)
                 } else {
                     right = "?"
-                    rightValues = [try literal(word, for: term)]
+                    rightValues = [try literal(word, for: term, at: wordPosition)]
                 }
             }
             let sqlOperator = switch op {
@@ -171,17 +171,18 @@ extension SQLiteStore {
     }
 
     /// Text compared with a term: a status must be one, a time is read as a date.
-    private static func literal(_ text: String, for term: RunTerm) throws(CMLError) -> any DatabaseValueConvertible {
+    /// `position`: where the value is in the expression (its comparison's, for quoted text).
+    private static func literal(_ text: String, for term: RunTerm, at position: Int) throws(CMLError) -> any DatabaseValueConvertible {
         switch term {
         case .field(.status):
             guard RunStatus(rawValue: text) != nil else {
                 throw CMLError.usage("--where: unknown status '\(text)'",
-                                     hint: "one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                                     hint: "one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))").at(position)
             }
             return text
         case .field(.started), .field(.ended), .field(.queued):
             guard let time = Clock.parseTime(text) else {
-                throw CMLError.usage("--where: '\(text)' is not a date", hint: "e.g. 2026-11-20 or 2026-11-20T08:00:00Z")
+                throw CMLError.usage("--where: '\(text)' is not a date", hint: "e.g. 2026-11-20 or 2026-11-20T08:00:00Z").at(position)
             }
             return time
         default:

@@ -457,7 +457,7 @@ public final class SQLiteStore: Store {
 
     /// `cached`: the query's text is one of a few (a run by id), so its compiled statements are kept for
     /// the next call; compiling them again costs a server's GET more than running them.
-    func runs(whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?,
+    func runs(whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?, offset: Int? = nil,
               cached: Bool = false) throws(CMLError) -> [Run] {
         try read { db in
             // The run's own row, stepped by column position like the rows below (GRDB's by-name access
@@ -465,7 +465,7 @@ public final class SQLiteStore: Store {
             var rows: [Run] = []
             try Self.eachRow(db, """
                 SELECT \(Self.runColumns) FROM runs WHERE \(whereSQL)
-                ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+                ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? (offset == nil ? "" : "LIMIT -1"))\(offset.map { " OFFSET \(max($0, 0))" } ?? "")
                 """, arguments, cached: cached) { raw in rows.append(Self.run(raw)) }
             if rows.isEmpty { return [] }
             let ids = rows.map { $0.id }

@@ -11,6 +11,9 @@ public struct RunQuery: Sendable, Codable {
     public var filter: RunFilter?
     public var sort: [RunSort]
     public var limit: Int?
+    /// Runs to pass over before the first listed (a page of the web UI's table): the store's own runs
+    /// only, not those a spool adds (`RunSpool.listing`).
+    public var offset: Int?
 
     public init(project: String? = nil, status: RunStatus? = nil, tags: [String] = [], since: Double? = nil,
                 filter: RunFilter? = nil, sort: [RunSort] = [], limit: Int? = nil) {

@@ -7,6 +7,9 @@ public struct CMLError: Error, CustomStringConvertible, Sendable {
     /// Exit status the command should end with (1 failure, 2 usage).
     public let exitCode: Int32
     public let kind: Kind
+    /// Where in the expression the user typed the error is (1-based character), when it is in one
+    /// (`--where`): the web UI points at it.
+    public private(set) var position: Int?
 
     /// What went wrong, in terms a client of a remote store can act on: the same for every store, and
     /// carried over HTTP (the server maps each kind to a status).
@@ -41,6 +44,13 @@ public struct CMLError: Error, CustomStringConvertible, Sendable {
         self.hint = hint
         self.exitCode = exitCode
         self.kind = kind ?? (exitCode == 2 ? .invalid : .failed)
+    }
+
+    /// The same error, pointing at character `position` of the expression it is about.
+    public func at(_ position: Int) -> CMLError {
+        var copy = self
+        copy.position = position
+        return copy
     }
 
     public static func usage(_ message: String, hint: String? = nil) -> CMLError {

@@ -1,0 +1,119 @@
+import CMLKit
+import Hummingbird
+
+/// A run (`/runs/{id}`): its overview (what ran, where, when, how it ended), parameters, metric
+/// summaries, artifacts and the end of its console output. The charts, code, environment and the live
+/// console are later sections of this page: each is one more `HTML` part in `render`.
+enum RunPage {
+    /// The console output shown: its last 256 KiB (the whole is a link away).
+    static let consoleTail = 256 << 10
+
+    static func handle(_ web: WebRequest) async throws -> Response {
+        let run = try await web.reads.run(try web.parameter("id"))
+        let store = web.store, id = run.id
+        let (artifacts, console) = try await StoreCalls.run { () throws(CMLError) -> ([Artifact], String) in
+            var tail: [UInt8] = []
+            try RunLogFollower(store: store, runID: id).read(follow: false) { bytes throws(CMLError) in
+                tail += bytes
+                if tail.count > 2 * consoleTail { tail.removeFirst(tail.count - consoleTail) }
+            }
+            if tail.count > consoleTail { tail.removeFirst(tail.count - consoleTail) }
+            return (try store.artifacts(run: id), String(decoding: tail, as: UTF8.self))
+        }
+        return web.page(render(run, artifacts: artifacts, console: console, chrome: web.chrome))
+    }
+
+    static func render(_ run: Run, artifacts: [Artifact], console: String, chrome: WebLayout.Chrome) -> HTML {
+        let title = run.name ?? RunID.short(run.id)
+        return WebLayout.page(title: title, section: .runs, chrome: chrome, main: """
+            <p><a href="/">← Runs</a></p>
+            <h1>\(title) <span class="status status-\(run.observedStatus.rawValue)">\(run.observedStatus.rawValue)</span></h1>
+            \(overview(run))
+            \(parameters(run))
+            \(metrics(run))
+            \(artifactList(artifacts))
+            <h2 id="console">Console output</h2>
+            \(console.isEmpty ? "<p class=\"muted\">No output.</p>" : """
+                <p class="muted">Its last 256 KiB at most; <a href="\(Href("api", "v1", "runs", run.id, "log"))">the whole output as text</a>.</p>
+                <pre class="console">\(console)</pre>
+                """ as HTML)
+            """)
+    }
+
+    static func overview(_ run: Run) -> HTML {
+        var rows: [(StaticString, String)] = [("Id", run.id), ("Project", run.project), ("Command", ShellQuoting.commandLine(run.command)),
+                                              ("Directory", run.cwd), ("Host", run.host), ("User", run.user)]
+        if let started = run.startedAt { rows.append(("Started", Clock.tableTime(started))) }
+        if let end = run.end { rows.append(("Ended", Clock.tableTime(end.endedAt))) }
+        if let duration = run.duration { rows.append(("Duration", formatDuration(duration))) }
+        if let code = run.end?.exitCode { rows.append(("Exit code", String(code))) }
+        if let signal = run.end?.signal { rows.append(("Signal", String(signal))) }
+        if let error = run.end?.error { rows.append(("Error", error)) }
+        if let queue = run.queue {
+            rows.append(("Queue", queue.queue))
+            if let agent = queue.agent { rows.append(("Agent", agent)) }
+            rows.append(("Attempts", String(queue.attempts)))
+        }
+        if !run.tags.isEmpty { rows.append(("Tags", run.tags.joined(separator: ", "))) }
+        let body = rows.map { (name, value) -> HTML in "<tr><th scope=\"row\">\(HTML(stringLiteral: name))</th><td>\(value)</td></tr>" }
+        return "<table class=\"kv\" aria-label=\"Overview\">\(body)</table>"
+    }
+
+    static func parameters(_ run: Run) -> HTML {
+        guard !run.params.isEmpty else { return .empty }
+        let rows = run.params.map { param -> HTML in
+            let value = param.value.stringValue ?? param.value.serialized
+            return "<tr><th scope=\"row\">\(param.key)</th><td>\(value)</td></tr>"
+        }
+        return "<h2>Parameters</h2><table class=\"kv\">\(rows)</table>"
+    }
+
+    static func metrics(_ run: Run) -> HTML {
+        guard !run.metrics.isEmpty else { return .empty }
+        let rows = run.metrics.map { metric -> HTML in
+            """
+            <tr><th scope="row">\(metric.key)</th><td class="num">\(formatNumber(metric.last))</td><td class="num">\(formatNumber(metric.min))</td>\
+            <td class="num">\(formatNumber(metric.max))</td><td class="num">\(Int(metric.count))</td><td class="num">\(Int(metric.lastStep))</td></tr>
+            """
+        }
+        return """
+            <h2>Metrics</h2><div class="table-wrap"><table class="runs"><thead><tr><th scope="col">metric</th><th scope="col">last</th>\
+            <th scope="col">min</th><th scope="col">max</th><th scope="col">points</th><th scope="col">last step</th></tr></thead>
+            <tbody>\(rows)</tbody></table></div>
+            """
+    }
+
+    static func artifactList(_ artifacts: [Artifact]) -> HTML {
+        guard !artifacts.isEmpty else { return .empty }
+        let rows = artifacts.map { artifact -> HTML in
+            let link: HTML = artifact.isDirectory ? "\(artifact.name)"
+                : "<a href=\"\(Href("api", "v1", "blobs", artifact.sha256))\" download=\"\(artifact.name)\">\(artifact.name)</a>"
+            return """
+                <tr><td>\(link)</td><td>\(artifact.kind)</td><td class="num">\(Int(artifact.version))</td>\
+                <td class="num">\(artifact.step.map { String($0) } ?? "")</td><td class="num">\(formatBytes(artifact.size))</td></tr>
+                """
+        }
+        return """
+            <h2>Artifacts</h2><div class="table-wrap"><table class="runs"><thead><tr><th scope="col">name</th><th scope="col">kind</th>\
+            <th scope="col">version</th><th scope="col">step</th><th scope="col">size</th></tr></thead><tbody>\(rows)</tbody></table></div>
+            """
+    }
+}
+
+/// `/compare?ids=…`: the runs chosen on the runs page. Their overlaid charts and the table `cml-diff`
+/// prints come with the compare view; until then it lists them, and says how to compare them now.
+enum ComparePage {
+    static func handle(_ web: WebRequest) async throws -> Response {
+        let ids = (web.query.string("ids") ?? "").split(separator: ",").map(String.init)
+        var runs: [Run] = []
+        for id in ids.prefix(1000) { runs.append(try await web.reads.run(id)) }
+        let items = runs.map { run -> HTML in
+            "<li><a href=\"\(Href("runs", run.id))\">\(RunID.short(run.id))</a> \(run.name ?? "") <span class=\"muted\">(\(run.project), \(run.observedStatus.rawValue))</span></li>"
+        }
+        return web.page(WebLayout.page(title: "Compare", section: .compare, chrome: web.chrome, main: """
+            <h1>Compare</h1>
+            \(runs.isEmpty ? "<p>Tick runs on the <a href=\"/\">runs page</a> and press Compare.</p>" : "<ul class=\"compare\">\(items)</ul>" as HTML)
+            <p class="muted">The compare view is not built yet. On the command line: <code>cml-diff \(runs.map { RunID.short($0.id) }.joined(separator: " "))</code></p>
+            """))
+    }
+}
