@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The chart script (/static/cml-chart.js) in headless Chromium against a real cml-serve.
 
-Usage: chart_browser.py SERVER_URL RUN_CHART_PATH OVERLAY_CHART_PATH KEY OUTPUT_DIR
+Usage: chart_browser.py SERVER_URL SCRIPT_PATH RUN_CHART_PATH OVERLAY_CHART_PATH KEY OUTPUT_DIR [PAGE_CHART_PATH]
+
+With PAGE_CHART_PATH (a chart path ending in `key=m`, for a run with metrics m0 … m9), it also times a
+page of those ten charts, from the script's start to the last chart drawn (reported, not checked).
 
 The page is the server's /healthz (so that the script and the charts are same-origin) with two chart
 elements put in it: one run's chart of a 1,000,000-point series, and several runs overlaid under a key
@@ -19,7 +22,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-server, run_chart, overlay_chart, key, output = sys.argv[1:6]
+server, script_path, run_chart, overlay_chart, key, output = sys.argv[1:7]
+page_chart = sys.argv[7] if len(sys.argv) > 7 else None
 os.makedirs(output, exist_ok=True)
 
 options = webdriver.ChromeOptions()
@@ -83,9 +87,9 @@ driver.execute_script("""
       document.body.append(box);
     }
     const script = document.createElement('script');
-    script.src = '/static/cml-chart.js';
+    script.src = arguments[2];
     document.body.append(script);
-""", run_chart, overlay_chart)
+""", run_chart, overlay_chart, script_path)
 
 first = wait_for(lambda: chart("#one"), "the run's chart")
 check(len(first["lines"]) == 1, "one line in the run's chart")
@@ -177,5 +181,32 @@ check(driver.execute_script("return window.__pwned === undefined && document.que
       "nothing injected ran or became a script element")
 driver.execute_script("document.querySelector('#two').scrollIntoView()")
 driver.save_screenshot(os.path.join(output, "chart-overlay.png"))
+
+if page_chart:
+    # A page of ten charts, as a run page with ten metrics shows them: from the script's start to the
+    # tenth chart in the page.
+    driver.get(server + "/healthz")
+    driver.execute_script("""
+        document.body.replaceChildren();
+        for (let k = 0; k < 10; k++) {
+          const box = document.createElement('section');
+          box.setAttribute('data-cml-chart', arguments[0] + k);
+          box.style.width = '1000px';
+          document.body.append(box);
+        }
+        window.__drawn = null;
+        new MutationObserver(() => {
+          if (window.__drawn === null && document.querySelectorAll('svg.cml-chart').length === 10) window.__drawn = performance.now();
+        }).observe(document.body, { childList: true, subtree: true });
+        window.__started = performance.now();
+        const script = document.createElement('script');
+        script.src = arguments[1];
+        document.body.append(script);
+    """, page_chart, script_path)
+    wait_for(lambda: driver.execute_script("return document.querySelectorAll('svg.cml-chart path.series').length") == 10,
+             "ten charts")
+    elapsed = driver.execute_script("return window.__drawn - window.__started")
+    print(f"chart page timing: ten charts of 100,000 points each, asked for and in the page in {elapsed:.0f} ms", flush=True)
+    driver.save_screenshot(os.path.join(output, "chart-page.png"))
 driver.quit()
 print("all chart checks passed")

@@ -68,6 +68,15 @@ struct ChartServeTests {
         #expect(result.status == 0, "\(result.stderr)")
     }
 
+    /// Awk printing ten metrics, m0 … m9, for step i.
+    static let tenMetrics: String = {
+        var body = #"printf "{\"step\": %d"#
+        for metric in 0..<10 { body += #", \"m\#(metric)\": %f"# }
+        body += #"}\n", i"#
+        for metric in 0..<10 { body += ", sin(i / \(1000 + metric * 100)) + \(metric)" }
+        return body
+    }()
+
     static func milliseconds(_ duration: Duration) -> Int {
         Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
@@ -201,12 +210,14 @@ struct ChartServeTests {
         let awk = #"printf "{\"step\": %d, \"<script>window.__pwned=1</script>\": %f}\n", i, "#
         try Self.record(box, name: "a", lines: 500, body: awk + "1 / (i + 1)", args: ["--param", "lr=0.1"])
         try Self.record(box, name: "b", lines: 500, body: awk + "2 / (i + 1)", args: ["--param", "lr=0.5"])
+        try Self.record(box, name: "ten", lines: 100_000, body: Self.tenMetrics)
         let server = try ServerUnderTest(box)
         let output = root.appendingPathComponent(".build/test-output/chart-browser").path
         // The python3 on PATH: the one selenium was installed for.
         let result = try box.run("/usr/bin/env", [
-            "python3", root.appendingPathComponent("Tests/Browser/chart_browser.py").path, server.url,
+            "python3", root.appendingPathComponent("Tests/Browser/chart_browser.py").path, server.url, "/static/cml-chart.js",
             "/api/v1/runs/long/chart?key=loss", "/api/v1/chart?ids=a,b&key=\(encoded(key))", key, output,
+            "/api/v1/runs/ten/chart?key=m",
         ])
         #expect(result.status == 0, "\(result.out)\(result.stderr)")
         print("chart browser checks (screenshots in \(output)):\n\(result.out)")
@@ -216,11 +227,7 @@ struct ChartServeTests {
     /// run with 10 metrics × 100,000 points, one after another and all at once as a page asks.
     @Test func timingsOfLongSeries() async throws {
         let box = try Sandbox()
-        var body = #"printf "{\"step\": %d"#
-        for metric in 0..<10 { body += #", \"m\#(metric)\": %f"# }
-        body += #"}\n", i"#
-        for metric in 0..<10 { body += ", sin(i / \(1000 + metric * 100)) + \(metric)" }
-        try Self.record(box, name: "ten", lines: 100_000, body: body)
+        try Self.record(box, name: "ten", lines: 100_000, body: Self.tenMetrics)
         let server = try ServerUnderTest(box)
         let base = server.url + "/api/v1/runs/ten/chart?width=800&height=300&key=m"
         let clock = ContinuousClock()
