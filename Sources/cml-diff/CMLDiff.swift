@@ -53,8 +53,8 @@ struct CMLDiff: ParsableCommand {
     @Option(name: .customLong("x"), help: ArgumentHelp("The x axis of plots: step, time (wall clock) or elapsed (since each run started).", valueName: "axis"))
     var xAxis = "step"
 
-    @Option(help: ArgumentHelp("Smooth plots with a trailing mean of this many points.", valueName: "n"))
-    var smooth = 1
+    @Option(help: ArgumentHelp("Smooth plots: a weight in 0..<1 is an exponential moving average as TensorBoard draws it (0.6), a whole number a trailing mean of that many points (20).", valueName: "w|n"))
+    var smooth = "0"
 
     @Flag(help: "A logarithmic y axis for plots.")
     var logY = false
@@ -202,12 +202,12 @@ struct CMLDiff: ParsableCommand {
 
     private func drawPlots(_ runs: [Run], store: any Store, into out: inout StyledOutput) throws(CMLError) {
         let unit = try RunCharts.xUnit(xAxis)
-        guard smooth >= 1 else { throw CMLError.usage("--smooth must be at least 1") }
+        let smoothing = try ChartSmoothing(parsing: smooth, name: "--smooth")
         try RunCharts.check(plot, in: runs)
         let size = Console.terminalSize() ?? (100, 24)
         for (number, key) in plot.enumerated() {
             let series = try RunCharts.series(of: key, runs: runs, store: store, x: unit)
-            var options = ChartOptions(title: key, xLabel: RunCharts.xLabel(unit), yLabel: nil, logY: logY, smooth: smooth, xUnit: unit)
+            var options = ChartOptions(title: key, xLabel: RunCharts.xLabel(unit), yLabel: nil, logY: logY, smoothing: smoothing, xUnit: unit)
             if let svg {
                 let path = plot.count == 1 ? svg : RunCharts.svgPath(svg, key: key)
                 try FileSystem.writeFile(path, Array(SVGChart.render(series, options: options).utf8))

@@ -155,6 +155,13 @@ struct DiffTests {
 
         let badAxis = try box.run("cml-diff", ["--plot", "loss", "--x", "epoch"], stdin: listing)
         #expect(badAxis.status == 2 && badAxis.stderr.contains("--x must be step, time or elapsed"))
+
+        // A weight below 1 is TensorBoard's exponential moving average.
+        let exponential = try box.run("cml-diff", ["--plot", "loss", "--smooth", "0.9"], stdin: listing)
+        #expect(exponential.status == 0, "\(exponential.stderr)")
+        #expect(exponential.out.split(separator: "\n").last == "(smoothed: exponential moving average, weight 0.9)")
+        let badSmooth = try box.run("cml-diff", ["--plot", "loss", "--smooth", "2.5"], stdin: listing)
+        #expect(badSmooth.status == 2 && badSmooth.stderr.contains("--smooth of 1 or more is a whole number of points, not '2.5'"))
     }
 
     /// A long command is cut where the runs agree, not where the differing arguments are.

@@ -194,7 +194,7 @@ struct ChartDataTests {
 
     @Test func smoothingComesBeforeTheLogScale() {
         let series = ChartSeries(label: "a", x: [0, 1, 2], y: [-10, 30, 1000])
-        let data = ChartData([series], options: ChartOptions(logY: true, smooth: 2))
+        let data = ChartData([series], options: ChartOptions(logY: true, smoothing: .trailingMean(window: 2)))
         #expect(data.notPositive == 1)
         #expect(data.lines[0].y[1] == 1)  // log10 of the mean of -10 and 30
         #expect(data.notes.first == "smoothed: trailing mean of 2 points")
@@ -255,7 +255,7 @@ struct TerminalChartTests {
 
     @Test func fitsTheRequestedSize() {
         for (width, height) in [(40, 12), (80, 20), (120, 40), (30, 10)] {
-            let options = ChartOptions(title: "t", yLabel: "loss", smooth: 3, width: width, height: height)
+            let options = ChartOptions(title: "t", yLabel: "loss", smoothing: .trailingMean(window: 3), width: width, height: height)
             let rows = render(twoRuns, options).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
             #expect(rows.count == height, "\(width)x\(height)")
             #expect(rows.allSatisfy { $0.count <= width }, "\(width)x\(height)")
@@ -451,5 +451,204 @@ struct SVGChartTests {
         let chart = try #require(parse(SVGChart.render([logY], options: ChartOptions(logY: true))))
         #expect(chart.texts.contains("2 values ≤ 0 not shown on the log scale"))
         #expect(chart.texts.contains("1") && chart.texts.contains("10"))
+    }
+}
+
+struct ChartPipelineTests {
+    @Test func lttbKeepsEndpointsExtremesAndExactlyThresholdPoints() {
+        // A noisy series whose lowest and highest points lie inside buckets, not at their edges.
+        let count = 100_000
+        let x = (0..<count).map(Double.init)
+        var y = (0..<count).map { sin(Double($0) * 7.31) }
+        y[31_337] = -9
+        y[77_777] = 9
+        for threshold in [3, 10, 1_600, 5_000] {
+            let kept = Downsample.lttbIndices(x: x, y: y, threshold: threshold)
+            #expect(kept.count == threshold)
+            #expect(kept.first == 0 && kept.last == count - 1)
+            #expect(zip(kept, kept.dropFirst()).allSatisfy { $0 < $1 })
+            if threshold >= 10 { #expect(kept.contains(31_337) && kept.contains(77_777), "threshold \(threshold)") }
+        }
+    }
+
+    @Test func exponentialSmoothingIsDebiasedAtTheStart() {
+        let smoothed = Smoothing.exponential([10, 20, 30], weight: 0.5)
+        // Running averages 5, 12.5, 21.25 divided by 1 - 0.5^n: 0.5, 0.75, 0.875.
+        #expect(smoothed[0] == 10)
+        #expect(abs(smoothed[1] - 12.5 / 0.75) < 1e-12)
+        #expect(abs(smoothed[2] - 21.25 / 0.875) < 1e-12)
+        let flat = Smoothing.exponential([Double](repeating: 0.3, count: 10_000), weight: 0.99)
+        #expect(flat.allSatisfy { abs($0 - 0.3) < 1e-12 })
+        #expect(Smoothing.exponential([1, 5, 2], weight: 0) == [1, 5, 2])
+        #expect(Smoothing.exponential([1, 5, 2], weight: 1) == [1, 5, 2])
+    }
+
+    @Test func exponentialSmoothingKeepsGapsAndLeavesThemOut() {
+        let smoothed = Smoothing.exponential([4, .nan, 8, .infinity, -.infinity], weight: 0.5)
+        #expect(smoothed[0] == 4)
+        #expect(smoothed[1].isNaN)
+        // As if the NaN were not there: (0.5 * 2 + 4) / 0.75.
+        #expect(abs(smoothed[2] - 5 / 0.75) < 1e-12)
+        #expect(smoothed[3] == .infinity && smoothed[4] == -.infinity)
+    }
+
+    @Test func smoothingParsesWeightsAndWindows() throws {
+        #expect(try ChartSmoothing(parsing: "0.6", name: "smooth") == .exponential(weight: 0.6))
+        #expect(try ChartSmoothing(parsing: "20", name: "smooth") == .trailingMean(window: 20))
+        #expect(try ChartSmoothing(parsing: "0", name: "smooth") == ChartSmoothing.none)
+        #expect(try ChartSmoothing(parsing: "1", name: "smooth") == ChartSmoothing.none)
+        for bad in ["1.5", "-0.5", "abc", "nan", "inf", ""] {
+            #expect(throws: CMLError.self, "\(bad)") { try ChartSmoothing(parsing: bad, name: "--smooth") }
+        }
+        #expect {
+            try ChartSmoothing(parsing: "2.5", name: "--smooth")
+        } throws: { error in
+            (error as? CMLError)?.message == "--smooth of 1 or more is a whole number of points, not '2.5'"
+        }
+        let data = ChartData([ChartSeries(label: "a", x: [0, 1], y: [1, 2])], options: ChartOptions(smoothing: .exponential(weight: 0.6)))
+        #expect(data.notes == ["smoothed: exponential moving average, weight 0.6"])
+    }
+
+    @Test func logScaleGapsSplitTheLine() {
+        let series = ChartSeries(label: "a", x: [0, 1, 2, 3, 4, 5], y: [1, 10, 0, 100, -5, 1000])
+        let data = ChartData([series], options: ChartOptions(logY: true))
+        #expect(data.segments(of: data.lines[0], threshold: 100).map { $0.map(\.x) } == [[0, 1], [3], [5]])
+        #expect(data.notes == ["2 values ≤ 0 not shown on the log scale"])
+    }
+
+    @Test func nanAndInfinityGapsSplitTheLineAndAreCounted() {
+        let series = ChartSeries(label: "a", x: (0..<8).map(Double.init), y: [1, 2, .nan, 3, 4, .infinity, -.infinity, 5])
+        let data = ChartData([series], options: ChartOptions())
+        #expect(data.segmentIndices(of: data.lines[0], threshold: 100) == [[0, 1], [3, 4], [7]])
+        #expect(data.notes == ["3 NaN/infinite values not shown"])
+    }
+
+    @Test func xModesComeFromTheColumns() {
+        var columns = MetricColumns()
+        for (step, time) in [(Int64(10), 1000.5), (20, 1002.0), (30, 1010.25)] {
+            columns.append(MetricPoint(key: "loss", step: step, value: Double(step) / 10, time: time))
+        }
+        let steps = RunCharts.series(columns, label: "a", x: .number, start: 990)
+        #expect(steps.x == [10, 20, 30] && steps.y == [1, 2, 3])
+        #expect(steps.steps == [10, 20, 30] && steps.times == [1000.5, 1002.0, 1010.25])
+        #expect(RunCharts.series(columns, label: "a", x: .unixTime, start: 990).x == [1000.5, 1002.0, 1010.25])
+        #expect(RunCharts.series(columns, label: "a", x: .elapsedSeconds, start: 1000).x == [0.5, 2, 10.25])
+        // A start not recorded: elapsed from the first point.
+        #expect(RunCharts.series(columns, label: "a", x: .elapsedSeconds, start: nil).x == [0, 1.5, 9.75])
+        #expect(ChartXUnit(axis: "elapsed") == .elapsedSeconds && ChartXUnit(axis: "epoch") == nil)
+        #expect([ChartXUnit.number, .unixTime, .elapsedSeconds].map(\.axisName) == ["step", "time", "elapsed"])
+    }
+
+    @Test func anXRangeKeepsOnlyItsPointsAndSmoothsAsTheWholeLine() {
+        let count = 1_000
+        let series = ChartSeries(label: "a", x: (0..<count).map(Double.init), y: (0..<count).map { Double($0 % 7) })
+        let whole = ChartData([series], options: ChartOptions(smoothing: .exponential(weight: 0.9)))
+        let zoomed = ChartData([series], options: ChartOptions(smoothing: .exponential(weight: 0.9), xFrom: 250.5, xTo: 400))
+        let line = zoomed.lines[0]
+        #expect(line.x.first == 251 && line.x.last == 400 && line.x.count == 150)
+        #expect(zoomed.xRange == 250.5...400)
+        // The same smoothed values as in the whole line: smoothing saw the points before the range.
+        #expect(line.y == Array(whole.lines[0].y[251...400]))
+        #expect(line.inputIndex(0) == 251)
+        // An open end stops at the last point.
+        #expect(ChartData([series], options: ChartOptions(xFrom: 900)).xRange == 900...999)
+        let empty = ChartData([series], options: ChartOptions(xFrom: 5_000, xTo: 6_000))
+        #expect(empty.emptyReason == "no points in the x range")
+    }
+
+    @Test func aMillionPointsCostLittleAfterReading() {
+        let count = 1_000_000
+        var y = (0..<count).map { sin(Double($0) / 10_000) }
+        for index in stride(from: 5_000, to: count, by: 100_000) { y[index] = .nan }
+        let series = ChartSeries(label: "a", x: (0..<count).map(Double.init), y: y,
+                                 steps: (0..<Int64(count)).map { $0 }, times: (0..<count).map { 1.7e9 + Double($0) })
+        let svg = SVGChart.render([series], options: ChartOptions(logY: false, smoothing: .exponential(weight: 0.6)),
+                                  width: 800, height: 300, interactive: true)
+        let points = svg.components(separatedBy: "data-points=\"")[1].prefix { $0 != "\"" }.split(separator: " ")
+        #expect(points.count <= 1_600 && points.count > 1_000)
+        #expect(svg.utf8.count < 200_000)
+    }
+
+    @Test func sqliteReadsTheSameColumnsAsItStreams() throws {
+        let box = try TemporaryStore()
+        let id = try box.makeRun()
+        let points = (0..<5_000).map { (index: Int) -> MetricPoint in
+            let value: Double = index == 7 ? .nan : 1 / Double(index + 1)
+            return MetricPoint(key: "loss", step: Int64(index * 2), value: value, time: 1e9 + Double(index))
+        }
+        try box.store.appendMetrics(run: id, points + [MetricPoint(key: "acc", step: 0, value: 0.5, time: 1e9)], source: .log)
+        let columns = try box.store.metricColumns(run: id, key: "loss")
+        var streamed = MetricColumns()
+        try box.store.forEachMetric(run: id, key: "loss") { streamed.append($0) }
+        #expect(columns.count == 5_000)
+        #expect(columns.steps == streamed.steps && columns.times == streamed.times)
+        #expect(columns.values[7].isNaN && streamed.values[7].isNaN)
+        #expect(columns.values.enumerated().allSatisfy { $0.offset == 7 || $0.element == streamed.values[$0.offset] })
+        #expect(try box.store.metricColumns(run: id, key: "nope").count == 0)
+    }
+}
+
+extension SVGChartTests {
+    @Test func interactiveChartsCarryTheDrawnPointsForHover() throws {
+        let series = [
+            ChartSeries(label: "<script>alert(1)</script>", x: [0, 1, 2, 3], y: [0.5, .nan, 0.25, 0.125],
+                        steps: [0, 1, 2, 3], times: [1.7e9, 1.7e9 + 1, 1.7e9 + 2, 1.7e9 + 3.5]),
+            ChartSeries(label: "b", x: [0, 3], y: [1, 2]),
+        ]
+        let svg = SVGChart.render(series, options: ChartOptions(title: "k<&>"), width: 600, height: 300, interactive: true)
+        let reader = try #require(parse(svg))
+        let root = try #require(reader.elements.first)
+        #expect(root.attributes["class"] == "cml-chart" && root.attributes["data-x-unit"] == "step")
+        let plot = try #require(root.attributes["data-plot"]).split(separator: " ").compactMap { Double($0) }
+        #expect(plot.count == 4 && plot[0] < plot[2] && plot[1] < plot[3])
+        let domain = try #require(root.attributes["data-x-domain"]).split(separator: " ").compactMap { Double($0) }
+        #expect(domain.count == 2 && domain[0] <= 0 && domain[1] >= 3)
+        let lines = reader.elements.filter { $0.attributes["class"] == "series" }
+        let first = try #require(lines.first?.attributes["data-points"]).split(separator: " ").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(first.map { $0[2] } == ["0", "2", "3"])
+        #expect(first.map { $0[3] } == ["0.5", "0.25", "0.125"])
+        #expect(first.map { $0[4] } == ["1700000000", "1700000002", "1700000003.5"])
+        #expect(first.allSatisfy { $0.count == 5 })
+        // Pixels inside the plot, x rising.
+        let px = first.compactMap { Double($0[0]) }
+        #expect(px == px.sorted() && px.allSatisfy { $0 >= plot[0] && $0 <= plot[2] })
+        let second = try #require(lines.last?.attributes["data-points"]).split(separator: " ")
+        #expect(second.map { $0.split(separator: ",", omittingEmptySubsequences: false)[2] } == ["", ""])
+        #expect(!svg.contains("<script>") && svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+        #expect(reader.texts.contains("<script>alert(1)</script>"))
+        // Not asked for: none of it.
+        let plain = SVGChart.render(series, options: ChartOptions())
+        #expect(!plain.contains("data-points") && !plain.contains("data-plot"))
+    }
+
+    @Test func aSeriesCanKeepItsRunsColour() throws {
+        let series = [ChartSeries(label: "a", x: [0, 1], y: [1, 2], colorIndex: 2), ChartSeries(label: "b", x: [0, 1], y: [2, 1])]
+        let reader = try #require(parse(SVGChart.render(series, options: ChartOptions())))
+        let strokes = reader.elements.filter { $0.name == "path" }.compactMap { $0.attributes["stroke"] }
+        // Two lines, then their two legend swatches.
+        #expect(strokes == [SVGChart.palette[2], SVGChart.palette[1], SVGChart.palette[2], SVGChart.palette[1]])
+    }
+
+    @Test func smoothedPointsAddTheSmoothedValue() throws {
+        let series = [ChartSeries(label: "a", x: [0, 1], y: [10, 20], steps: [0, 1], times: [5, 6])]
+        let svg = SVGChart.render(series, options: ChartOptions(logY: true, smoothing: .exponential(weight: 0.5)), interactive: true)
+        let points = try #require(parse(svg)?.elements.first { $0.attributes["class"] == "series" }?.attributes["data-points"])
+        let fields = points.split(separator: " ").map { $0.split(separator: ",") }
+        #expect(fields.map { $0[3] } == ["10", "20"])
+        #expect(fields[0].count == 6 && abs(Double(fields[1][5])! - 50.0 / 3) < 1e-9)
+    }
+
+    @Test func aZoomDrawsOnlyItsRange() throws {
+        let count = 100_000
+        let series = ChartSeries(label: "a", x: (0..<count).map(Double.init), y: (0..<count).map { cos(Double($0) / 100) },
+                                 steps: (0..<Int64(count)).map { $0 }, times: [])
+        let svg = SVGChart.render([series], options: ChartOptions(xFrom: 40_000, xTo: 40_500), width: 800, height: 300, interactive: true)
+        let reader = try #require(parse(svg))
+        let points = try #require(reader.elements.first { $0.attributes["class"] == "series" }?.attributes["data-points"])
+        let steps = points.split(separator: " ").compactMap { Int($0.split(separator: ",", omittingEmptySubsequences: false)[2]) }
+        // Every step of the range, not an enlargement of a few hundred spread over the whole run.
+        #expect(steps == Array(40_000...40_500))
+        let domain = try #require(reader.elements.first?.attributes["data-x-domain"])
+        #expect(domain == "40000 40500")
     }
 }

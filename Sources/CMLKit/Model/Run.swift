@@ -181,3 +181,29 @@ public struct Run: Sendable {
         self.queue = queue
     }
 }
+
+/// One metric series as parallel arrays, in the order its points were recorded: what charts read, a
+/// million points without a million records.
+public struct MetricColumns: Sendable, Equatable {
+    public var steps: [Int64] = []
+    /// NaN where a value was not a number.
+    public var values: [Double] = []
+    /// Unix time in seconds.
+    public var times: [Double] = []
+
+    public init() {}
+
+    public var count: Int { values.count }
+
+    public mutating func reserveCapacity(_ count: Int) {
+        steps.reserveCapacity(count)
+        values.reserveCapacity(count)
+        times.reserveCapacity(count)
+    }
+
+    public mutating func append(_ point: MetricPoint) {
+        steps.append(point.step)
+        values.append(point.value)
+        times.append(point.time)
+    }
+}

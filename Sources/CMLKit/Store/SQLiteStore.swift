@@ -628,6 +628,24 @@ public final class SQLiteStore: Store {
         if let failure { throw failure }
     }
 
+    /// Reads the three columns straight into arrays sized from the series' count: no record per point.
+    public func metricColumns(run id: String, key: String) throws(CMLError) -> MetricColumns {
+        try read { db in
+            var columns = MetricColumns()
+            guard let series = try Row.fetchOne(db, sql: "SELECT id, count FROM metric_series WHERE run_id = ? AND key = ?",
+                                                arguments: [id, key]) else { return columns }
+            let count: Int = series["count"]
+            columns.reserveCapacity(count)
+            try Self.eachRow(db, "SELECT step, value, time FROM metric_points WHERE series = ? ORDER BY seq",
+                             [series["id"] as Int64], cached: true) { raw in
+                columns.steps.append(sqlite3_column_int64(raw, 0))
+                columns.values.append(sqlite3_column_type(raw, 1) == SQLITE_NULL ? .nan : sqlite3_column_double(raw, 1))
+                columns.times.append(sqlite3_column_double(raw, 2))
+            }
+            return columns
+        }
+    }
+
     public func blob(_ id: String) throws(CMLError) -> [UInt8] {
         try blobs.get(id)
     }

@@ -92,6 +92,8 @@ public protocol RunStore: Sendable {
     func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource, continuing: [String: Int64]?) throws(CMLError)
     /// Streams a run's points in step order (per key), without holding the series in memory.
     func forEachMetric(run id: String, key: String?, _ body: (MetricPoint) throws(CMLError) -> Void) throws(CMLError)
+    /// One series of a run whole, as columns: what a chart reads. Empty when the run has no such key.
+    func metricColumns(run id: String, key: String) throws(CMLError) -> MetricColumns
     /// Up to `limit` bytes of a run's console log from `offset`, in the log's record format (see
     /// `RunLogReader`), as far as written; empty at its end; nil when the run never wrote output.
     func readLog(run id: String, from offset: Int64, limit: Int) throws(CMLError) -> [UInt8]?
@@ -231,6 +233,13 @@ public protocol MetricWriter: AnyObject {
 }
 
 extension RunStore {
+    /// Read through `forEachMetric`; a store that can read the columns more directly does.
+    public func metricColumns(run id: String, key: String) throws(CMLError) -> MetricColumns {
+        var columns = MetricColumns()
+        try forEachMetric(run: id, key: key) { point in columns.append(point) }
+        return columns
+    }
+
     /// Appends points as they come, with no positions (see `appendMetrics(run:_:source:continuing:)`).
     public func appendMetrics(run id: String, _ points: [MetricPoint], source: MetricSource) throws(CMLError) {
         try appendMetrics(run: id, points, source: source, continuing: nil)

@@ -6,8 +6,9 @@ struct ChartPoint: Equatable {
     var y: Double
 }
 
-/// Series made ready to draw, shared by the renderers: smoothed, y in plot space, every value that
-/// cannot be drawn turned into a NaN gap, with the ranges of what will be drawn and counts of what will not.
+/// Series made ready to draw, shared by the renderers: smoothed, cut to the x range asked for, y in
+/// plot space, every value that cannot be drawn turned into a NaN gap, with the ranges of what will be
+/// drawn and counts of what will not. Every step is one pass over the points.
 struct ChartData {
     struct Line {
         var label: String
@@ -16,10 +17,18 @@ struct ChartData {
         var y: [Double]
         /// Ascending indices of the points that are gaps (x or y not drawable).
         var gaps: [Int]
+        /// The series this line was made from, for what a point was before smoothing.
+        var input: ChartSeries
+        /// The index in `input` of each point; nil when they are the same (no x range left points out).
+        var source: [Int]?
+
+        /// The index in `input` of the line's point `index`.
+        func inputIndex(_ index: Int) -> Int { source?[index] ?? index }
     }
 
     var lines: [Line] = []
-    /// Ranges over the drawable points of all lines; nil when there are none.
+    /// Ranges over the drawable points of all lines (the x range asked for, where one was); nil when
+    /// there are none.
     var xRange: ClosedRange<Double>?
     var yRange: ClosedRange<Double>?
     /// Values left out because a log axis cannot show them.
@@ -28,23 +37,37 @@ struct ChartData {
     var notFinite = 0
     /// Finite values too large to draw (or smoothed into overflow), drawn as gaps.
     var tooLarge = 0
-    let smoothingWindow: Int
+    let smoothing: ChartSmoothing
     let logY: Bool
+    /// Whether the options asked for an x range that left points out or could.
+    let windowed: Bool
 
     init(_ series: [ChartSeries], options: ChartOptions) {
-        smoothingWindow = max(1, options.smooth)
+        smoothing = options.smoothing
         logY = options.logY
+        let from = options.xFrom ?? -.infinity, to = options.xTo ?? .infinity
+        windowed = options.xFrom != nil || options.xTo != nil
         var xMin = Double.infinity, xMax = -Double.infinity
         var yMin = Double.infinity, yMax = -Double.infinity
         for input in series {
             let count = min(input.x.count, input.y.count)
-            let x = count == input.x.count ? input.x : Array(input.x.prefix(count))
-            let smoothed = Smoothing.trailingMean(
-                count == input.y.count ? input.y : Array(input.y.prefix(count)), window: smoothingWindow)
-            var y = smoothed  // becomes plot space: log10 on a log axis, NaN at gaps
+            var x = count == input.x.count ? input.x : Array(input.x.prefix(count))
+            // Smoothed before the cut, so that a zoomed-in line is the same line, only closer.
+            var y = smoothing.apply(count == input.y.count ? input.y : Array(input.y.prefix(count)))
+            var source: [Int]? = nil
+            if windowed {
+                // A point whose x is not finite has no place in a range: it is left out with the rest.
+                let kept = x.indices.filter { x[$0] >= from && x[$0] <= to }
+                if kept.count < count {
+                    x = kept.map { x[$0] }
+                    y = kept.map { y[$0] }
+                    source = kept
+                }
+            }
             var gaps = [Int]()
-            for i in 0..<count {
-                let px = x[i], value = smoothed[i]
+            // y becomes plot space: log10 on a log axis, NaN at gaps.
+            for i in x.indices {
+                let px = x[i], value = y[i]
                 if abs(px) <= Self.largestDrawable && abs(value) <= Self.largestDrawable && (!logY || value > 0) {
                     let py = logY ? log10(value) : value
                     if logY { y[i] = py }
@@ -55,7 +78,7 @@ struct ChartData {
                     continue
                 }
                 gaps.append(i)
-                if !(px.isFinite && input.y[i].isFinite) {
+                if !(px.isFinite && input.y[source?[i] ?? i].isFinite) {
                     notFinite += 1
                 } else if logY && value <= 0 {
                     notPositive += 1
@@ -65,10 +88,12 @@ struct ChartData {
                 // Downsampling skips what is not finite: every gap must read so.
                 y[i] = .nan
             }
-            lines.append(Line(label: input.label, x: x, y: y, gaps: gaps))
+            lines.append(Line(label: input.label, x: x, y: y, gaps: gaps, input: input, source: source))
         }
         if xMin <= xMax {
-            xRange = xMin...xMax
+            // A zoom shows the range asked for, even where its ends hold no point. Every drawn x lies
+            // inside that range, so it holds xMin...xMax.
+            xRange = max(options.xFrom ?? xMin, -Self.largestDrawable)...min(options.xTo ?? xMax, Self.largestDrawable)
             yRange = yMin...yMax
         }
     }
@@ -80,6 +105,7 @@ struct ChartData {
     var emptyReason: String? {
         if xRange != nil { return nil }
         if lines.isEmpty { return "no series to plot" }
+        if windowed && lines.allSatisfy({ $0.x.isEmpty }) { return "no points in the x range" }
         if notPositive > 0 { return "no values > 0 to plot on a log scale" }
         if tooLarge > 0 { return "no values within ±1e300 to plot" }
         return "no finite values to plot"
@@ -95,7 +121,7 @@ struct ChartData {
     /// What the chart leaves out or changes, one short sentence each.
     var notes: [String] {
         var notes = [String]()
-        if smoothingWindow > 1 { notes.append("smoothed: trailing mean of \(smoothingWindow) points") }
+        if let note = smoothing.note { notes.append(note) }
         func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
         if notPositive > 0 { notes.append(counted(notPositive, "value") + " ≤ 0 not shown on the log scale") }
         if notFinite > 0 { notes.append(counted(notFinite, "NaN/infinite value") + " not shown") }
@@ -105,9 +131,14 @@ struct ChartData {
 
     /// The line downsampled to at most `threshold` points, split into runs at its gaps.
     func segments(of line: Line, threshold: Int) -> [[ChartPoint]] {
+        segmentIndices(of: line, threshold: threshold).map { run in run.map { ChartPoint(x: line.x[$0], y: line.y[$0]) } }
+    }
+
+    /// The indices into the line of the points `segments` draws, in the same runs.
+    func segmentIndices(of line: Line, threshold: Int) -> [[Int]] {
         let kept = Downsample.lttbIndices(x: line.x, y: line.y, threshold: threshold)
-        var segments = [[ChartPoint]]()
-        var current = [ChartPoint]()
+        var segments = [[Int]]()
+        var current = [Int]()
         var nextGap = 0
         var previous = -1
         for index in kept {
@@ -117,7 +148,7 @@ struct ChartData {
                 segments.append(current)
                 current = []
             }
-            current.append(ChartPoint(x: line.x[index], y: line.y[index]))
+            current.append(index)
             previous = index
         }
         if !current.isEmpty { segments.append(current) }

@@ -109,3 +109,32 @@ public enum Smoothing {
         }
     }
 }
+
+extension Smoothing {
+    /// Exponential moving average, as TensorBoard's smoothing slider draws it: each value becomes
+    /// `weight` times the running average plus `1 - weight` times itself, and the average is divided
+    /// by `1 - weight^n` after `n` finite values, so that the start is not pulled towards zero. A value
+    /// that is not finite stays as it is, a gap, and leaves the average alone. A weight outside 0..<1
+    /// (or 0) returns the values unchanged. One pass, no allocation besides the result.
+    public static func exponential(_ y: [Double], weight: Double) -> [Double] {
+        guard weight > 0 && weight < 1 else { return y }
+        return [Double](unsafeUninitializedCapacity: y.count) { result, initialized in
+            y.withUnsafeBufferPointer { y in
+                var average = 0.0
+                // weight^n, kept by multiplying rather than by pow at every point; it underflows to 0
+                // after a few thousand points, where the debiasing has long stopped mattering.
+                var weightPower = 1.0
+                for i in y.indices {
+                    guard y[i].isFinite else {
+                        result[i] = y[i]
+                        continue
+                    }
+                    average = average * weight + (1 - weight) * y[i]
+                    weightPower *= weight
+                    result[i] = average / (1 - weightPower)
+                }
+            }
+            initialized = y.count
+        }
+    }
+}

@@ -2,12 +2,8 @@
 public enum RunCharts {
     /// `--x`: `step`, `time` (wall clock) or `elapsed` (since each run started).
     public static func xUnit(_ name: String) throws(CMLError) -> ChartXUnit {
-        switch name {
-        case "step": return .number
-        case "time": return .unixTime
-        case "elapsed": return .elapsedSeconds
-        default: throw CMLError.usage("--x must be step, time or elapsed")
-        }
+        guard let unit = ChartXUnit(axis: name) else { throw CMLError.usage("--x must be step, time or elapsed") }
+        return unit
     }
 
     public static func xLabel(_ unit: ChartXUnit) -> String {
@@ -27,27 +23,33 @@ public enum RunCharts {
         }
     }
 
-    /// One series per run that has `key`, labelled by what sets the run apart (`RunComparison.labels`).
-    public static func series(of key: String, runs: [Run], store: any Store, x unit: ChartXUnit) throws(CMLError) -> [ChartSeries] {
+    /// One series per run that has `key`, labelled by what sets the run apart (`RunComparison.labels`),
+    /// or by `labels` where given (one per run), coloured by the run's place in `runs`.
+    public static func series(
+        of key: String, runs: [Run], store: any Store, x unit: ChartXUnit, labels: [String]? = nil
+    ) throws(CMLError) -> [ChartSeries] {
         var series: [ChartSeries] = []
-        for (run, label) in zip(runs, RunComparison.labels(runs)) where run.metrics.contains(where: { $0.key == key }) {
-            var xs: [Double] = []
-            var ys: [Double] = []
-            // A run's points come after it started; its first point stands in for a start not recorded.
-            var start = run.startedAt
-            try store.forEachMetric(run: run.id, key: key) { point in
-                if start == nil { start = point.time }
-                let x: Double = switch unit {
-                case .number: Double(point.step)
-                case .unixTime: point.time
-                case .elapsedSeconds: point.time - start!
-                }
-                xs.append(x)
-                ys.append(point.value)
-            }
-            series.append(ChartSeries(label: label, x: xs, y: ys))
+        for (index, (run, label)) in zip(runs, labels ?? RunComparison.labels(runs)).enumerated()
+        where run.metrics.contains(where: { $0.key == key }) {
+            var line = Self.series(try store.metricColumns(run: run.id, key: key), label: label, x: unit, start: run.startedAt)
+            line.colorIndex = index
+            series.append(line)
         }
         return series
+    }
+
+    /// A series from a metric's columns, its x in `unit`. Elapsed time counts from `start`; without one
+    /// (a start not recorded), from the first point's time.
+    public static func series(_ columns: MetricColumns, label: String, x unit: ChartXUnit, start: Double?) -> ChartSeries {
+        let x: [Double]
+        switch unit {
+        case .number: x = columns.steps.map(Double.init)
+        case .unixTime: x = columns.times
+        case .elapsedSeconds:
+            let start = start ?? columns.times.first ?? 0
+            x = columns.times.map { $0 - start }
+        }
+        return ChartSeries(label: label, x: x, y: columns.values, steps: columns.steps, times: columns.times)
     }
 
     /// Where the SVG of `key` goes when several keys are plotted: `plots.svg` with key `val/loss` gives

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Line charts as standalone SVG 1.1 documents, for reports and the web UI.
 ///
 /// Lines take the colours of Okabe and Ito's palette, which stays distinct under the common kinds of
@@ -6,20 +8,32 @@ public enum SVGChart {
     /// The chart as an SVG document of `width` × `height` pixels (at least 240 × 160), with a grid at
     /// the axis ticks, the legend below the plot, and a note of what was smoothed or left out. Each
     /// line is one `<path class="series">`, downsampled to twice the plot's width in points.
-    public static func render(_ series: [ChartSeries], options: ChartOptions, width: Int = 960, height: Int = 540)
-        -> String
-    {
+    ///
+    /// `interactive` adds what a script needs for hover and zoom, and no more than the drawn points:
+    /// the root `<svg class="cml-chart">` has `data-plot` (the plot's left, top, right and bottom in
+    /// pixels), `data-x-domain` (the x values at its left and right edges) and `data-x-unit` (step,
+    /// time or elapsed); each line's path has `data-points`, its drawn points separated by spaces,
+    /// each `px,py,step,value,time` (pixels to a tenth; the value before smoothing; step and time empty
+    /// when the series has none), and with smoothing a sixth field, the smoothed value.
+    public static func render(
+        _ series: [ChartSeries], options: ChartOptions, width: Int = 960, height: Int = 540, interactive: Bool = false
+    ) -> String {
         let data = ChartData(series, options: options)
         let width = Double(max(width, 240))
         let height = Double(max(height, 160))
-        var svg = """
+        var rootAttributes = ""
+        func document(_ body: String) -> String {
+            """
             <?xml version="1.0" encoding="UTF-8"?>
             <svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="\(number(width))" height="\(number(height))" \
             viewBox="0 0 \(number(width)) \(number(height))" font-family="Helvetica, Arial, sans-serif" \
-            font-size="\(number(tickFont))">
+            font-size="\(number(tickFont))"\(rootAttributes)>
             <rect width="100%" height="100%" fill="white"/>
 
-            """
+            """ + body + "</svg>\n"
+        }
+        if interactive { rootAttributes = " class=\"cml-chart\" data-x-unit=\"\(options.xUnit.axisName)\"" }
+        var svg = ""
         let title = options.title ?? ""
         if !title.isEmpty {
             svg += "<title>\(escaped(title))</title>\n"
@@ -27,8 +41,7 @@ public enum SVGChart {
         }
         guard let xRange = data.xRange, let yRange = data.yRange else {
             let message = "No data: " + (data.emptyReason ?? "")
-            return svg + text(message, x: width / 2, y: height / 2, anchor: "middle", attributes: ##"fill="#555""##)
-                + "</svg>\n"
+            return document(svg + text(message, x: width / 2, y: height / 2, anchor: "middle", attributes: ##"fill="#555""##))
         }
 
         // From the bottom up: notes, legend rows, x-axis title, tick labels; the plot takes the rest.
@@ -47,6 +60,10 @@ public enum SVGChart {
         let xAxis = fittedXAxis(xRange, unit: options.xUnit, plotWidth: right - left)
         func px(_ x: Double) -> Double { left + xAxis.fraction(x) * (right - left) }
         func py(_ y: Double) -> Double { top + (1 - yAxis.fraction(y)) * (bottom - top) }
+        if interactive {
+            rootAttributes += " data-plot=\"\(number(left)) \(number(top)) \(number(right)) \(number(bottom))\""
+                + " data-x-domain=\"\(exact(xAxis.lower)) \(exact(xAxis.upper))\""
+        }
 
         svg += "<g stroke=\"#e4e4e4\">\n"
         for tick in yAxis.ticks { svg += line(left, py(tick.position), right, py(tick.position)) }
@@ -68,25 +85,27 @@ public enum SVGChart {
 
         let threshold = Int(right - left) * 2
         for (index, line) in data.lines.enumerated() {
-            let segments = data.segments(of: line, threshold: threshold)
+            let segments = data.segmentIndices(of: line, threshold: threshold)
             guard !segments.isEmpty else { continue }
             let path = segments.map { segment in
                 if segment.count == 1 {
                     // A lone point, between gaps, is drawn as a small ring so that it can be seen.
-                    let x = px(segment[0].x), y = py(segment[0].y)
+                    let x = px(line.x[segment[0]]), y = py(line.y[segment[0]])
                     return "M\(number(x - 1.5)),\(number(y))a1.5,1.5 0 1,0 3,0a1.5,1.5 0 1,0 -3,0"
                 }
-                return "M" + segment.map { number(px($0.x)) + "," + number(py($0.y)) }.joined(separator: " ")
+                return "M" + segment.map { number(px(line.x[$0])) + "," + number(py(line.y[$0])) }.joined(separator: " ")
             }.joined()
-            svg += "<path class=\"series\" fill=\"none\" \(stroke(index)) stroke-width=\"1.5\" "
-                + "stroke-linejoin=\"round\" stroke-linecap=\"round\" d=\"\(path)\">"
+            let points = interactive
+                ? " data-points=\"" + hoverPoints(line, segments, data: data, px: px, py: py) + "\"" : ""
+            svg += "<path class=\"series\" fill=\"none\" \(stroke(line.input.colorIndex ?? index)) stroke-width=\"1.5\" "
+                + "stroke-linejoin=\"round\" stroke-linecap=\"round\" d=\"\(path)\"\(points)>"
                 + "<title>\(escaped(line.label))</title></path>\n"
         }
 
         for (index, entry) in legend.entries.enumerated() {
             let x = margin + entry.x
             let y = legendTop + (Double(entry.row) + 0.5) * legendRowHeight
-            svg += "<path fill=\"none\" \(stroke(index)) stroke-width=\"2.5\" "
+            svg += "<path fill=\"none\" \(stroke(data.lines[index].input.colorIndex ?? index)) stroke-width=\"2.5\" "
                 + "d=\"M\(number(x)),\(number(y))h\(number(swatchWidth))\"/>\n"
             svg += text(entry.label, x: x + swatchWidth + 6, y: y, anchor: "start",
                         attributes: "font-size=\"\(number(legendFont))\"")
@@ -95,7 +114,33 @@ public enum SVGChart {
             svg += text(notes, x: margin, y: height - margin - 9, anchor: "start",
                         attributes: ##"font-size="11" font-style="italic" fill="#666""##)
         }
-        return svg + "</svg>\n"
+        return document(svg)
+    }
+
+    /// The `data-points` of a line: for each drawn point, where it is drawn and what it was.
+    private static func hoverPoints(
+        _ line: ChartData.Line, _ segments: [[Int]], data: ChartData, px: (Double) -> Double, py: (Double) -> Double
+    ) -> String {
+        var text = ""
+        text.reserveCapacity(segments.reduce(0) { $0 + $1.count } * 40)
+        let input = line.input
+        for index in segments.joined() {
+            let original = line.inputIndex(index)
+            if !text.isEmpty { text += " " }
+            text += number(px(line.x[index])) + "," + number(py(line.y[index])) + ","
+            if original < input.steps.count { text += String(input.steps[original]) }
+            text += "," + exact(input.y[original]) + ","
+            if original < input.times.count { text += ChartNumber.fixed(input.times[original], decimals: 3) }
+            if data.smoothing != .none {
+                text += "," + exact(data.logY ? pow(10, line.y[index]) : line.y[index])
+            }
+        }
+        return text
+    }
+
+    /// A value as it is, in the shortest form that reads back the same (`0.1`, `1e-05`).
+    private static func exact(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
 
     static let palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
