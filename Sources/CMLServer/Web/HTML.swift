@@ -1,3 +1,4 @@
+import CMLKit
 import Foundation
 
 /// Markup that is safe to send: the only way to make it from text is to escape the text. Literals are
@@ -47,21 +48,7 @@ struct HTML: Sendable, Equatable, CustomStringConvertible, ExpressibleByStringIn
     }
 
     /// `&`, `<`, `>`, `"` and `'` as character references.
-    static func escape(_ text: some StringProtocol) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for character in text.unicodeScalars {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.unicodeScalars.append(character)
-            }
-        }
-        return out
-    }
+    static func escape(_ text: some StringProtocol) -> String { markupEscaped(text) }
 
     static func + (a: HTML, b: HTML) -> HTML { HTML(markup: a.markup + b.markup) }
 

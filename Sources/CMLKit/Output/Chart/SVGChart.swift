@@ -207,20 +207,6 @@ public enum SVGChart {
     /// A coordinate to a tenth of a pixel, which is finer than any screen or printer shows.
     private static func number(_ value: Double) -> String { ChartNumber.fixed(value, decimals: 1) }
 
-    /// `text` safe inside XML character data and attribute values.
-    static func escaped(_ text: String) -> String {
-        var result = ""
-        result.reserveCapacity(text.utf8.count)
-        for character in ChartText.printable(text) {
-            switch character {
-            case "&": result += "&amp;"
-            case "<": result += "&lt;"
-            case ">": result += "&gt;"
-            case "\"": result += "&quot;"
-            case "'": result += "&apos;"
-            default: result.append(character)
-            }
-        }
-        return result
-    }
+    /// `text` safe inside XML character data and attribute values, control characters left out.
+    static func escaped(_ text: String) -> String { markupEscaped(ChartText.printable(text)) }
 }
