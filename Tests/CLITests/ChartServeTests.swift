@@ -202,7 +202,7 @@ struct ChartServeTests {
     @Test func theChartScriptInABrowser() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-            try #require(FileManager.default.isExecutableFile(atPath: tool), "\(tool) is missing: .ci/run installs chromium and chromium-driver")
+            try #require(FileManager.default.isExecutableFile(atPath: tool), "\(tool) is missing: scripts/test installs chromium and chromium-driver")
         }
         let box = try Sandbox()
         try Self.record(box, name: "long", lines: 200_000, body: #"printf "{\"step\": %d, \"loss\": %f}\n", i, 1 / (i / 1000 + 1) + 0.05 * sin(i / 300)"#)
