@@ -8,11 +8,6 @@ enum ChartRoutes {
     static let routes: [ServerRoute] = [
         ServerRoute(method: .get, path: "/api/v1/runs/{id}/chart", parameters: ChartRequest.parameters, handler: run),
         ServerRoute(method: .get, path: "/api/v1/chart", parameters: ["ids"] + ChartRequest.parameters, handler: runs),
-        // Until the web UI's static files serve it (under a content hash), the script is served here.
-        ServerRoute(method: .get, path: "/static/cml-chart.js", parameters: [], scope: nil) { _ in
-            Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "no-cache"],
-                     body: ResponseBody(byteBuffer: ByteBuffer(string: ChartScript.source)))
-        },
     ]
 
     /// One run's series of `key`.

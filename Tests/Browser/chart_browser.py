@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The chart script (/static/cml-chart.js) in headless Chromium against a real cml-serve.
+"""The chart script (/static/cml-chart.HASH.js) in headless Chromium against a real cml-serve.
 
 Usage: chart_browser.py SERVER_URL SCRIPT_PATH RUN_CHART_PATH OVERLAY_CHART_PATH KEY OUTPUT_DIR [PAGE_CHART_PATH]
 
@@ -208,5 +208,15 @@ if page_chart:
     elapsed = driver.execute_script("return window.__drawn - window.__started")
     print(f"chart page timing: ten charts of 100,000 points each, asked for and in the page in {elapsed:.0f} ms", flush=True)
     driver.save_screenshot(os.path.join(output, "chart-page.png"))
+
+    # The run page itself: one chart per metric, each drawn with its line, under the "Scalars" group.
+    driver.get(server + "/runs/ten")
+    wait_for(lambda: driver.execute_script("return document.querySelectorAll('#main svg.cml-chart path.series').length") == 10,
+             "the run page's ten charts")
+    check(driver.execute_script("return Array.from(document.querySelectorAll('#main figure.chart figcaption')).map(c => c.textContent).join(',')")
+          == ",".join(f"m{k}" for k in range(10)), "the run page names each chart by its metric")
+    check(driver.execute_script("return window.__pwned === undefined"), "nothing injected ran on the run page")
+    driver.execute_script("document.querySelector('#charts').scrollIntoView()")
+    driver.save_screenshot(os.path.join(output, "run-page-charts.png"))
 driver.quit()
 print("all chart checks passed")

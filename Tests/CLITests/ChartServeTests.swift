@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import CMLServer
 
 #if canImport(FoundationXML)
     import FoundationXML
@@ -191,7 +192,7 @@ struct ChartServeTests {
             #expect(try await HTTPReply.send(server.url + chart, headers: ServeAuthTests.bearer(token)).status == 200)
         }
         // The script holds nothing to protect.
-        let script = try await HTTPReply.send(server.url + "/static/cml-chart.js")
+        let script = try await HTTPReply.send(server.url + StaticAssets.chartScript.href.description)
         #expect(script.status == 200 && script.headers["content-type"] == "text/javascript; charset=utf-8")
         #expect(script.text.contains("data-cml-chart"))
     }
@@ -215,7 +216,7 @@ struct ChartServeTests {
         let output = root.appendingPathComponent(".build/test-output/chart-browser").path
         // The python3 on PATH: the one selenium was installed for.
         let result = try box.run("/usr/bin/env", [
-            "python3", root.appendingPathComponent("Tests/Browser/chart_browser.py").path, server.url, "/static/cml-chart.js",
+            "python3", root.appendingPathComponent("Tests/Browser/chart_browser.py").path, server.url, StaticAssets.chartScript.href.description,
             "/api/v1/runs/long/chart?key=loss", "/api/v1/chart?ids=a,b&key=\(encoded(key))", key, output,
             "/api/v1/runs/ten/chart?key=m",
         ])

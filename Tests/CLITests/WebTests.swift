@@ -75,6 +75,38 @@ struct WebTests {
         #expect(missing.body.contains("no run with id ffff"))
     }
 
+    /// A run's page draws every series: one chart element per metric, grouped by the key's prefix, its
+    /// source the run's chart route with the key encoded, and the chart script loaded (only there).
+    @Test func aRunPageHasAChartOfEverySeriesGroupedByPrefix() throws {
+        let box = try Sandbox()
+        let keys = ["train/loss", "train/acc", "val/acc", "lr", "<b>&x"]
+        let lines = keys.map { #"{"step": 1, "\#($0)": 0.5}"# }.joined(separator: "\n")
+        #expect(try box.run("cml-run", ["--name", "charted", "--", "sh", "-c", "printf '\(lines)\\n'"]).status == 0)
+        #expect(try box.run("cml-run", ["--name", "plain", "--", "true"]).status == 0)
+        let server = try ServerUnderTest(box)
+        let id = try #require(try box.show("charted")["id"] as? String)
+        let page = try box.web(server.url + "/runs/" + id)
+        #expect(page.status == 200)
+        let sources = page.body.components(separatedBy: "data-cml-chart=\"").dropFirst().map { $0.prefix { $0 != "\"" } }
+        #expect(sources == ["/api/v1/runs/\(id)/chart?key=%3Cb%3E%26x",
+                            "/api/v1/runs/\(id)/chart?key=lr",
+                            "/api/v1/runs/\(id)/chart?key=train/acc", "/api/v1/runs/\(id)/chart?key=train/loss",
+                            "/api/v1/runs/\(id)/chart?key=val/acc"].map { Substring($0) }, "\(sources)")
+        let groups = page.body.components(separatedBy: "<h3>").dropFirst().map { $0.prefix { $0 != "<" } }
+        #expect(groups == ["Scalars", "train", "val"], "\(groups)")
+        #expect(page.body.contains("<figcaption>&lt;b&gt;&amp;x</figcaption>"))
+        #expect(page.body.contains(StaticAssets.chartScript.href.description))
+        for source in sources {
+            let chart = try box.web(server.url + String(source))
+            #expect(chart.status == 200 && chart.body.contains("<svg"), "\(source)")
+        }
+        let script = try box.web(server.url + StaticAssets.chartScript.href.description)
+        #expect(script.status == 200 && script.header("cache-control") == "public, max-age=31536000, immutable")
+        let plainID = try #require(try box.show("plain")["id"] as? String)
+        let plain = try box.web(server.url + "/runs/" + plainID)
+        #expect(plain.status == 200 && !plain.body.contains("data-cml-chart") && !plain.body.contains("cml-chart."))
+    }
+
     /// A bad filter is shown on the page, its character marked, with status 400.
     @Test func aBadFilterIsShownWhereItIsWrong() throws {
         let box = try Sandbox()

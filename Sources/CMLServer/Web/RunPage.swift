@@ -2,8 +2,10 @@ import CMLKit
 import Hummingbird
 
 /// A run (`/runs/{id}`): its overview (what ran, where, when, how it ended), parameters, metric
-/// summaries, artifacts and the end of its console output. The charts, code, environment and the live
-/// console are later sections of this page: each is one more `HTML` part in `render`.
+/// summaries, a chart of every metric series (grouped by the key's prefix, `sys/` resources among them;
+/// redrawn every 5 s while the run runs), artifacts and the end of its console output. The code,
+/// environment and the live console are later sections of this page: each is one more `HTML` part in
+/// `render`.
 enum RunPage {
     /// The console output shown: its last 256 KiB (the whole is a link away).
     static let consoleTail = 256 << 10
@@ -25,12 +27,13 @@ enum RunPage {
 
     static func render(_ run: Run, artifacts: [Artifact], console: String, chrome: WebLayout.Chrome) -> HTML {
         let title = run.name ?? RunID.short(run.id)
-        return WebLayout.page(title: title, section: .runs, chrome: chrome, main: """
+        return WebLayout.page(title: title, section: .runs, chrome: chrome, scripts: run.metrics.isEmpty ? [] : [StaticAssets.chartScript], main: """
             <p><a href="/">← Runs</a></p>
             <h1>\(title) <span class="status status-\(run.observedStatus.rawValue)">\(run.observedStatus.rawValue)</span></h1>
             \(overview(run))
             \(parameters(run))
             \(metrics(run))
+            \(charts(run))
             \(artifactList(artifacts))
             <h2 id="console">Console output</h2>
             \(console.isEmpty ? "<p class=\"muted\">No output.</p>" : """
@@ -81,6 +84,27 @@ enum RunPage {
             <th scope="col">min</th><th scope="col">max</th><th scope="col">points</th><th scope="col">last step</th></tr></thead>
             <tbody>\(rows)</tbody></table></div>
             """
+    }
+
+    /// One chart per series, in groups by the key's prefix (`train/loss` under `train`; a key without
+    /// one under "Scalars"), each drawn by the chart script from `/api/v1/runs/{id}/chart`.
+    static func charts(_ run: Run) -> HTML {
+        guard !run.metrics.isEmpty else { return .empty }
+        let live = run.observedStatus == .running
+        let groups = Dictionary(grouping: run.metrics.map(\.key)) { key in
+            key.lastIndex(of: "/").map { String(key[..<$0]) } ?? ""
+        }
+        let sections = groups.keys.sorted().map { prefix -> HTML in
+            let charts = groups[prefix]!.sorted().map { key -> HTML in
+                let source = Href("api", "v1", "runs", run.id, "chart", query: [("key", key)])
+                return """
+                    <figure class="chart"><figcaption>\(key)</figcaption>\
+                    <div data-cml-chart="\(source)"\(live ? " data-refresh=\"5\"" : "" as HTML)></div></figure>
+                    """
+            }
+            return "<h3>\(prefix.isEmpty ? "Scalars" : prefix)</h3><div class=\"charts\">\(charts)</div>"
+        }
+        return "<h2 id=\"charts\">Charts</h2>\(sections)"
     }
 
     static func artifactList(_ artifacts: [Artifact]) -> HTML {

@@ -22,8 +22,9 @@ struct StaticAsset: Sendable {
 enum StaticAssets {
     static let stylesheet = StaticAsset(stem: "cml", suffix: "css", type: "text/css; charset=utf-8", content: WebStyle.css)
     static let script = StaticAsset(stem: "cml", suffix: "js", type: "text/javascript; charset=utf-8", content: WebScript.js)
-    /// Later pages add theirs here (a chart's script).
-    static let all = [stylesheet, script]
+    /// Turns each element with `data-cml-chart` into an interactive chart (`ChartScript`).
+    static let chartScript = StaticAsset(stem: "cml-chart", suffix: "js", type: "text/javascript; charset=utf-8", content: ChartScript.source)
+    static let all = [stylesheet, script, chartScript]
 
     static func serve(_ file: String) throws(CMLError) -> Response {
         guard let asset = all.first(where: { $0.file == file }) else {

@@ -30,7 +30,8 @@ enum WebLayout {
         static let none = Chrome(csrf: "", tokenName: nil, loggedIn: false, notice: nil)
     }
 
-    static func page(title: String, section: Section?, chrome: Chrome, main: HTML) -> HTML {
+    /// `scripts`: what the page needs besides the layout's own script (the charts').
+    static func page(title: String, section: Section?, chrome: Chrome, scripts: [StaticAsset] = [], main: HTML) -> HTML {
         let nav = Section.allCases.map { item -> HTML in
             guard let href = item.href else {
                 return "<li><span class=\"muted\" title=\"not built yet\">\(item.title)</span></li>"
@@ -57,6 +58,7 @@ enum WebLayout {
             <link rel="icon" href="data:,">
             <link rel="stylesheet" href="\(StaticAssets.stylesheet.href)">
             <script src="\(StaticAssets.script.href)" defer></script>
+            \(scripts.map { (asset: StaticAsset) -> HTML in "<script src=\"\(asset.href)\" defer></script>" })
             </head>
             <body>
             <a class="skip" href="#main">Skip to content</a>

@@ -82,5 +82,10 @@ table.kv th { color: var(--muted); font-weight: 500; white-space: nowrap; }
 .login { max-width: 420px; margin: 40px auto; }
 .login input { width: 100%; }
 .muted { color: var(--muted); }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 16px; }
+.chart { margin: 0; }
+.chart figcaption { font-weight: 600; margin-bottom: 4px; }
+.cml-chart-controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 0.85em; }
+.cml-chart-tip { background: var(--bg); border: 1px solid #888; padding: 4px 6px; font-size: 0.85em; }
 """#
 }
