@@ -14,6 +14,16 @@ struct ArtifactTests {
     /// Blobs in the store: files of their own, plus the entries of every pack index (a 16-byte header,
     /// 48 bytes per blob, a 32-byte checksum). How many packs a batch writes depends on which thread
     /// hashed what.
+    /// `restored` holds the work directory's `model` as it is: the same files, its link `latest` to
+    /// `config.json`, and `run.sh` executable.
+    static func expectRestoredModel(_ box: Sandbox, at restored: String) throws {
+        let diff = try shell("diff -r --no-dereference model \(restored)", cwd: box.work)
+        #expect(diff.status == 0, "\(diff.out)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: restored + "/latest") == "config.json")
+        let mode = try FileManager.default.attributesOfItem(atPath: restored + "/run.sh")[.posixPermissions] as? Int
+        #expect(mode == 0o755)
+    }
+
     private func blobCount(_ box: Sandbox) -> Int {
         let objects = box.store + "/objects"
         let folders = (try? FileManager.default.contentsOfDirectory(atPath: objects)) ?? []
@@ -59,11 +69,7 @@ struct ArtifactTests {
         let fetched = try box.run("cml-run", ["get", String(id.prefix(10)), "model", box.root + "/restored"])
         #expect(fetched.status == 0, "\(fetched.stderr)")
         #expect(fetched.out == box.root + "/restored\n")
-        let diff = try shell("diff -r --no-dereference model \(box.root)/restored", cwd: box.work)
-        #expect(diff.status == 0, "\(diff.out)")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.root + "/restored/latest") == "config.json")
-        let mode = try FileManager.default.attributesOfItem(atPath: box.root + "/restored/run.sh")[.posixPermissions] as? Int
-        #expect(mode == 0o755)
+        try Self.expectRestoredModel(box, at: box.root + "/restored")
 
         // The same content again stores no new blob; a changed file stores one blob and a new manifest.
         let before = blobCount(box)

@@ -5,6 +5,13 @@ import CMLKit
 /// The queue and dataset parts of the contract: the same calls get the same answers from a store
 /// directory and from `cml-serve`.
 extension StoreContractTests {
+    /// A dataset of one file, `labels.csv`: its bytes, their sha256, and the encoded manifest naming it.
+    static func oneFileDataset() -> (content: [UInt8], sha: String, manifest: [UInt8]) {
+        let content = Array("label,image\n1,a.png\n".utf8)
+        let sha = SHA256Hasher.hex(content)
+        return (content, sha, Manifest(entries: [ManifestEntry(path: "labels.csv", size: Int64(content.count), mode: 0o644, sha256: sha)]).encoded)
+    }
+
     @Test(arguments: StoreKind.allCases) func queuedRunsAreLeasedOnceAndEndAsTheyEnded(kind: StoreKind) throws {
         let fixture = try ContractStore(kind)
         let store = fixture.store
@@ -46,9 +53,7 @@ extension StoreContractTests {
     @Test(arguments: StoreKind.allCases) func datasetVersionsNeedTheirBlobsAndFreeThemWhenRemoved(kind: StoreKind) throws {
         let fixture = try ContractStore(kind)
         let store = fixture.store
-        let content = Array("label,image\n1,a.png\n".utf8)
-        let sha = SHA256Hasher.hex(content)
-        let manifest = Manifest(entries: [ManifestEntry(path: "labels.csv", size: Int64(content.count), mode: 0o644, sha256: sha)]).encoded
+        let (content, sha, manifest) = Self.oneFileDataset()
         let manifestID = SHA256Hasher.hex(manifest)
         let draft = DatasetVersionDraft(id: RunID.make(), dataset: "mnist", parents: nil, message: "first", manifest: manifestID, files: 1,
                                         size: Int64(content.count), newBlobs: 2, newBytes: Int64(content.count + manifest.count),
@@ -87,9 +92,7 @@ extension StoreContractTests {
     @Test(arguments: StoreKind.allCases) func aCopiedVersionKeepsItsIdAndNumberOnceItsBlobsAreThere(kind: StoreKind) throws {
         let fixture = try ContractStore(kind)
         let store = fixture.store
-        let content = Array("label,image\n1,a.png\n".utf8)
-        let sha = SHA256Hasher.hex(content)
-        let manifest = Manifest(entries: [ManifestEntry(path: "labels.csv", size: Int64(content.count), mode: 0o644, sha256: sha)]).encoded
+        let (content, sha, manifest) = Self.oneFileDataset()
         let parent = RunID.make()
         let version = DatasetVersion(id: RunID.make(), dataset: "mnist", number: 4, parents: [parent], message: "made elsewhere",
                                      manifest: SHA256Hasher.hex(manifest), files: 1, size: Int64(content.count), newBlobs: 2,
