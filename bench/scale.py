@@ -10,6 +10,7 @@
 
 The store is generated once (SQL inside SQLite: a few minutes and about 8 GB) and kept in --data.
 Usage: python3 bench/scale.py [--bin .build/release] [--data /tmp/cml-bench-scale] [--repeat 5]
+       python3 bench/scale.py --runs N --points N --generate-only   (prints the store's path; bench/web.py uses it)
 """
 import argparse
 import json
@@ -25,6 +26,7 @@ parser.add_argument("--data", default="/tmp/cml-bench-scale")
 parser.add_argument("--runs", type=int, default=10_000)
 parser.add_argument("--points", type=int, default=1_000, help="points per metric")
 parser.add_argument("--repeat", type=int, default=5)
+parser.add_argument("--generate-only", action="store_true", help="generate the store (unless it is there), print its path, stop")
 args = parser.parse_args()
 binaries = os.path.abspath(args.bin)
 store = os.path.join(args.data, f"store-{args.runs}x{args.points}")
@@ -108,6 +110,9 @@ if not os.path.exists(os.path.join(store, ".generated")):
     began = time.perf_counter()
     generate()
     print(f"generated {args.runs:,} runs x {METRICS} metrics x {args.points:,} points in {time.perf_counter() - began:.0f} s")
+if args.generate_only:
+    print(store)
+    raise SystemExit(0)
 
 where = "acc > 0.9 and lr <= 0.01 and status = completed"
 matches = len(cml("cml-run", "ls", "--where", where, "--sort", "-acc", "--format", "jsonl").splitlines())

@@ -18,6 +18,8 @@ public struct ServerConfiguration: Sendable {
     /// Called once the server accepts connections, with the address it listens on (port 0 resolved).
     public var whenListening: @Sendable (ListenAddress) async -> Void
     public var logLevel: Logger.Level
+    /// `--insecure`: requests without a token are answered whatever host they name (`Authorizer`).
+    public var tokenlessFromAnyHost = false
 
     public init(listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080),
                 tls: ServerTLS? = nil,
@@ -42,7 +44,7 @@ public func buildApplication(store: any Store & TokenStore, configuration: Serve
     let router = Router()
     router.add(middleware: GzipMiddleware())
     router.add(middleware: JSONErrorMiddleware())
-    let authorizer = Authorizer(tokens: store, sessions: WebSessions())
+    let authorizer = Authorizer(tokens: store, sessions: WebSessions(), tokenlessFromAnyHost: configuration.tokenlessFromAnyHost)
     WebRoutes.register(on: router, store: store, authorizer: authorizer, secure: configuration.tls != nil)
     for route in ServerRoutes.all {
         router.on(RouterPath(route.routerPath), method: route.method) { request, context in

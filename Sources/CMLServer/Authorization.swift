@@ -1,4 +1,5 @@
 import CMLKit
+import Glibc
 import Hummingbird
 
 /// What a request may see and do: every project, or only those its token is bound to, with its scope.
@@ -23,9 +24,16 @@ struct RequestAccess: Sendable {
 /// (`cookieWrites`); the store API's writes never take a cookie. While the store has never had a
 /// token, requests without one see everything (the server then listens on loopback, or was told
 /// `--insecure`); once it has one, every request needs one, even after all are revoked.
+///
+/// Without a token, a request must name this server by an address (`127.0.0.1:8080`, `[::1]:8080`) or
+/// `localhost` in its `Host`, unless the server was told `--insecure`: a page of another site whose
+/// name it points at 127.0.0.1 (DNS rebinding) would otherwise be same-origin with the store, read it
+/// and post forms with its CSRF token. Its browser sends that site's name as `Host`.
 struct Authorizer: Sendable {
     let tokens: any TokenStore
     let sessions: WebSessions
+    /// `--insecure`: answers without a token whatever `Host` a request names.
+    var tokenlessFromAnyHost = false
 
     /// The access of a request to a route that needs `scope` (nil: open to all, as `/healthz`).
     func access(_ request: Request, needing scope: TokenScope?, cookieWrites: Bool = false) async throws(CMLError) -> RequestAccess {
@@ -53,6 +61,11 @@ struct Authorizer: Sendable {
             guard !configured else {
                 throw CMLError("this server needs a token", hint: "send Authorization: Bearer TOKEN; cml-serve token create makes one", kind: .unauthenticated)
             }
+            if !tokenlessFromAnyHost, let host = request.head.authority, !Self.namesAnAddress(host) {
+                throw CMLError("this server has no token and answers only requests for it by address or localhost, not \(host.prefix(100))",
+                               hint: "use http://127.0.0.1:PORT; a page that reaches it by another name may be a DNS-rebinding attack. "
+                                   + "To serve by name, create a token (cml-serve token create)", kind: .refused)
+            }
             return .everything
         }
         guard let token else { throw CMLError("the token is not known to this server", kind: .unauthenticated) }
@@ -62,5 +75,23 @@ struct Authorizer: Sendable {
                            hint: "it needs scope \(scope.rawValue) or above", kind: .refused)
         }
         return RequestAccess(projects: token.projects.isEmpty ? nil : token.projects, scope: token.scope, tokenName: token.name)
+    }
+}
+
+extension Authorizer {
+    /// `host[:port]` names an IPv4 or bracketed IPv6 address, or `localhost` (or a name under it, which
+    /// resolves to loopback only, RFC 6761): no one else's DNS decides where it points.
+    static func namesAnAddress(_ authority: String) -> Bool {
+        var host = Substring(authority)
+        if host.hasPrefix("[") {
+            guard let end = host.firstIndex(of: "]") else { return false }
+            var address = in6_addr()
+            return inet_pton(AF_INET6, String(host[host.index(after: host.startIndex)..<end]), &address) == 1
+        }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        let name = host.lowercased()
+        if name == "localhost" || name.hasSuffix(".localhost") { return true }
+        var address = in_addr()
+        return inet_pton(AF_INET, name, &address) == 1
     }
 }

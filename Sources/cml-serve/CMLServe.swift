@@ -21,7 +21,9 @@ struct CMLServe: AsyncParsableCommand {
             one, as Authorization: Bearer TOKEN; tokens created or revoked take effect at the next \
             request, while the server runs. A store with no token is served without authentication, on \
             this machine only: an address beyond it (0.0.0.0, a LAN address) is refused unless the store \
-            has a token, or --insecure lets anyone who can reach it read the whole store.
+            has a token, or --insecure lets anyone who can reach it read the whole store. Without a \
+            token it answers only requests that name it by address or localhost (http://127.0.0.1:8080), \
+            so that no web page can reach it through a name of its own (DNS rebinding).
 
             Beyond this machine, serve https: --tls-cert and --tls-key (PEM; clients check the \
             certificate against the system's CAs, or the file in $CML_CA_FILE), or a reverse proxy that \
@@ -96,6 +98,7 @@ struct Serve: AsyncParsableCommand {
                                  hint: "or listen on 127.0.0.1 behind a proxy that authenticates")
         }
         var configuration = ServerConfiguration(listen: address, idleTimeout: .milliseconds(Int64((idleTimeout * 1000).rounded(.up))))
+        configuration.tokenlessFromAnyHost = insecure
         if let tlsCertificate, let tlsKey {
             configuration.tls = try ServerTLS(certificateFile: tlsCertificate, keyFile: tlsKey)
         }

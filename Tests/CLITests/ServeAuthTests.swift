@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import CMLKit
+@testable import CMLServer
 
 /// `cml-serve token …` and the server's token checks, through the built executables.
 struct ServeAuthTests {
@@ -162,6 +163,51 @@ struct ServeAuthTests {
         // Only revoked tokens: as good as none.
         #expect(try box.run("cml-serve", ["token", "revoke", "team"]).status == 0)
         #expect(try box.run("cml-serve", ["--listen", "0.0.0.0:0"]).status == 2)
+    }
+
+    /// DNS rebinding: a page of evil.example, its name pointed at 127.0.0.1, is same-origin with a
+    /// token-less store. Its browser names evil.example in `Host`; the server answers that with 403 and
+    /// nothing read or written, while its address and `localhost` work, and `--insecure` or a token lift it.
+    @Test func aStoreWithoutTokensAnswersOnlyRequestsThatNameItByAddress() throws {
+        let (box, trained, _, _, _) = try ServeTests.populatedStore()
+        let server = try ServerUnderTest(box)
+        let port = try #require(server.url.split(separator: ":").last)
+        let rebound = "evil.example:\(port)"
+        for path in ["/api/v1/runs", "/", "/runs/\(trained)", "/api/v1/runs/\(trained)/log"] {
+            let reply = try box.web(server.url + path, ["-H", "Host: " + rebound])
+            #expect(reply.status == 403, "\(path): \(reply.status) \(reply.body)")
+            #expect(reply.body.contains("not evil.example") && !reply.body.contains(trained), "\(reply.body)")
+        }
+        let tag = ["-X", "POST", "-H", "Content-Type: application/json", "--data", #"{"add": ["pwned"], "remove": []}"#]
+        let post = try box.web(server.url + "/api/v1/store/runs/\(trained)/tags", ["-H", "Host: " + rebound] + tag)
+        #expect(post.status == 403, "\(post.body)")
+        #expect(try box.run("cml-run", ["show", trained]).out.contains("\"pwned\"") == false)
+        #expect(try box.web(server.url + "/api/v1/store/runs/\(trained)/tags", tag).status / 100 == 2)
+        #expect(try box.run("cml-run", ["show", trained]).out.contains("\"pwned\""))
+        for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST:\(port)", "app.localhost:\(port)", "[::1]:\(port)", "127.0.0.1"] {
+            #expect(try box.web(server.url + "/api/v1/runs", ["-H", "Host: " + host]).status == 200, "\(host)")
+        }
+        // The static files and /healthz carry nothing of the store.
+        #expect(try box.web(server.url + "/healthz", ["-H", "Host: " + rebound]).status == 200)
+        #expect(try server.stop().status == 0)
+
+        let insecure = try ServerUnderTest(box, ["--listen", "127.0.0.1:0", "--insecure"])
+        #expect(try box.web(insecure.url + "/api/v1/runs", ["-H", "Host: cml.lan:8080"]).status == 200)
+        #expect(try insecure.stop().status == 0)
+
+        let token = try Self.create(box, "team")
+        let named = try ServerUnderTest(box)
+        #expect(try box.web(named.url + "/api/v1/runs", ["-H", "Host: cml.example.com", "-H", "Authorization: Bearer " + token]).status == 200)
+        #expect(try named.stop().status == 0)
+    }
+
+    @Test func onlyAddressesAndLocalhostNameAServerWithoutDNS() {
+        for host in ["127.0.0.1", "127.0.0.1:8080", "10.1.2.3:80", "[::1]:8080", "[::1]", "localhost", "Localhost:1", "a.localhost:2"] {
+            #expect(Authorizer.namesAnAddress(host), "\(host)")
+        }
+        for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.evil.example", "[::1", "1.2.3", "::1", ""] {
+            #expect(!Authorizer.namesAnAddress(host), "\(host)")
+        }
     }
 
     @Test func scopesAllowWhatTheScopesBeforeThemAllow() throws {

@@ -228,6 +228,29 @@ struct WebTests {
         #expect(WebSessions.randomHex() != WebSessions.randomHex() && WebSessions.randomHex().count == 64)
     }
 
+    /// Requests without a cookie open sessions, a page of another site's too: however many, they push
+    /// out only the oldest such sessions, never one logged in with a token.
+    @Test func aFloodOfSessionsWithoutALoginNeverPushesOutOneLoggedIn() {
+        let sessions = WebSessions(capacity: 3)
+        let loggedIn = (0..<3).map { _ in sessions.open(tokenHash: "hash") }
+        let flood = (0..<5000).map { _ in sessions.open(tokenHash: nil) }
+        #expect(loggedIn.allSatisfy { sessions.session(id: $0.id)?.tokenHash == "hash" })
+        #expect(flood.filter { sessions.session(id: $0.id) != nil }.map(\.id) == flood.suffix(3).map(\.id))
+        // A fourth login pushes out the least recently used of the logged-in ones.
+        _ = sessions.session(id: loggedIn[0].id)
+        _ = sessions.session(id: loggedIn[2].id)
+        let fourth = sessions.open(tokenHash: "hash")
+        #expect(sessions.session(id: loggedIn[1].id) == nil)
+        #expect([loggedIn[0], loggedIn[2], fourth].allSatisfy { sessions.session(id: $0.id) != nil })
+        // Closing frees a place; logging in replaces the anonymous session.
+        sessions.close(fourth)
+        #expect(sessions.session(id: fourth.id) == nil)
+        let anonymous = sessions.open(tokenHash: nil)
+        _ = sessions.open(tokenHash: "hash", replacing: anonymous)
+        #expect(sessions.session(id: anonymous.id) == nil)
+        #expect([loggedIn[0], loggedIn[2]].allSatisfy { sessions.session(id: $0.id) != nil })
+    }
+
     /// Tests/Browser/web_ui.py: headless Chromium against the built cml-serve on stores the built
     /// commands fill, checking what a person sees; its screenshots go to .build/test-output/browser.
     @Test func theWebUIInARealBrowser() throws {

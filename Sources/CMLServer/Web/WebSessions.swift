@@ -17,14 +17,22 @@ struct WebSession: Sendable {
     var notice: String?
 }
 
-/// Every open session, at most `capacity` (the least recently used go first), each forgotten after
-/// `idleLimit` seconds unused.
+/// Every open session, each forgotten after `idleLimit` seconds unused. Sessions not logged in (the
+/// login form's, and everyone's on a store without tokens) are opened by any request without a cookie,
+/// a page of another site's included: at most `capacity` of them are kept, the oldest opened going
+/// first, in constant time. Logged-in sessions need a token to open, so no flood of requests without
+/// one can push them out: there are at most `capacity` of those too, the least recently used going first.
 final class WebSessions: @unchecked Sendable {  // every access holds `lock`
     static let cookieName = "cml_session"
     let capacity: Int
     let idleLimit: Double
     private let lock = NSLock()
     private var sessions: [String: (session: WebSession, used: Double)] = [:]
+    private var loggedInCount = 0
+    /// The ids of sessions opened not logged in, oldest first from `anonymousStart`; some may be gone.
+    private var anonymousOrder: [String] = []
+    private var anonymousStart = 0
+    private var anonymousCount = 0
 
     init(capacity: Int = 10_000, idleLimit: Double = 7 * 86_400) {
         self.capacity = capacity
@@ -33,12 +41,16 @@ final class WebSessions: @unchecked Sendable {  // every access holds `lock`
 
     /// The session the request's cookie names, when the server still has it.
     func session(for request: Request) -> WebSession? {
-        guard let id = Self.cookie(Self.cookieName, in: request.headers[values: .cookie]) else { return nil }
+        Self.cookie(Self.cookieName, in: request.headers[values: .cookie]).flatMap(session(id:))
+    }
+
+    /// Session `id`, marked used now, when the server still has it.
+    func session(id: String) -> WebSession? {
         let now = Clock.now()
         return lock.withLock {
             guard let entry = sessions[id] else { return nil }
             guard now - entry.used < idleLimit else {
-                sessions[id] = nil
+                remove(id)
                 return nil
             }
             sessions[id]?.used = now
@@ -52,18 +64,40 @@ final class WebSessions: @unchecked Sendable {  // every access holds `lock`
         let session = WebSession(id: Self.randomHex(), tokenHash: tokenHash, csrf: Self.randomHex(), notice: nil)
         let now = Clock.now()
         lock.withLock {
-            if let old { sessions[old.id] = nil }
-            if sessions.count >= capacity {
-                // Rare (ten thousand browsers): the cost of finding the oldest is paid then only.
-                if let oldest = sessions.min(by: { $0.value.used < $1.value.used })?.key { sessions[oldest] = nil }
+            if let old { remove(old.id) }
+            if tokenHash == nil {
+                while anonymousCount >= capacity, anonymousStart < anonymousOrder.count {
+                    let oldest = anonymousOrder[anonymousStart]
+                    anonymousStart += 1
+                    if sessions[oldest]?.session.tokenHash == nil { remove(oldest) }
+                }
+                if anonymousStart > 1024 && anonymousStart * 2 > anonymousOrder.count {
+                    anonymousOrder.removeFirst(anonymousStart)
+                    anonymousStart = 0
+                }
+                anonymousOrder.append(session.id)
+                anonymousCount += 1
+            } else {
+                if loggedInCount >= capacity,
+                   let oldest = sessions.filter({ $0.value.session.tokenHash != nil }).min(by: { $0.value.used < $1.value.used })?.key {
+                    // Rare (ten thousand people logged in): the cost of finding the oldest is paid then only.
+                    remove(oldest)
+                }
+                loggedInCount += 1
             }
             sessions[session.id] = (session, now)
         }
         return session
     }
 
+    /// Forgets session `id`, if it is there; the caller holds `lock`.
+    private func remove(_ id: String) {
+        guard let entry = sessions.removeValue(forKey: id) else { return }
+        if entry.session.tokenHash == nil { anonymousCount -= 1 } else { loggedInCount -= 1 }
+    }
+
     func close(_ session: WebSession) {
-        _ = lock.withLock { sessions.removeValue(forKey: session.id) }
+        lock.withLock { remove(session.id) }
     }
 
     /// Leaves a message for the session's next page.
