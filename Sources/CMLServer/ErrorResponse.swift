@@ -35,8 +35,9 @@ extension CMLError {
 }
 
 /// Answers every failure before a response started as one JSON error: a `CMLError` with its kind's
-/// status, a path no route has as `not_found`. A failure while a body streams (a blob found damaged at
-/// its end) can only close the connection, so the client never takes a short body for a whole one.
+/// status, a path no route has as `not_found` (a page saying so to a browser that asks for HTML
+/// outside `/api/`: a mistyped address of the web UI). A failure while a body streams (a blob found
+/// damaged at its end) can only close the connection, so the client never takes a short body for a whole one.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -44,7 +45,12 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as CMLError {
             return error.response
         } catch let error as HTTPError where error.status == .notFound {
-            return CMLError("no route \(request.method) \(request.uri.path)", hint: "see docs/http-api.md", kind: .notFound).response
+            let path = request.uri.path
+            if !path.hasPrefix("/api/"), request.headers[values: .accept].contains(where: { $0.contains("text/html") }) {
+                let page = WebLayout.errorPage(CMLError("there is no page \(path.prefix(200))", kind: .notFound), chrome: .none)
+                return Response(status: .notFound, headers: WebRoutes.pageHeaders, body: ResponseBody(byteBuffer: ByteBuffer(string: page.description)))
+            }
+            return CMLError("no route \(request.method) \(path)", hint: "see docs/http-api.md", kind: .notFound).response
         }
     }
 }

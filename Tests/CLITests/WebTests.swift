@@ -73,6 +73,15 @@ struct WebTests {
         let missing = try box.web(server.url + "/runs/ffff")
         #expect(missing.status == 404 && missing.header("content-type") == "text/html; charset=utf-8")
         #expect(missing.body.contains("no run with id ffff"))
+        // A mistyped address: a page for a browser, JSON for the API and for clients that ask for no HTML.
+        let html = ["-H", "Accept: text/html,application/xhtml+xml,*/*;q=0.8"]
+        let typo = try box.web(server.url + "/rnus?where=<b>", html)
+        #expect(typo.status == 404 && typo.header("content-type") == "text/html; charset=utf-8" && typo.body.contains("there is no page /rnus"), "\(typo.body)")
+        #expect(typo.header("content-security-policy")?.contains("script-src 'self'") == true)
+        for (path, options) in [("/rnus", [String]()), ("/api/v1/nope", html)] {
+            let json = try box.web(server.url + path, options)
+            #expect(json.status == 404 && json.header("content-type") == "application/json" && json.body.contains(#""kind":"not_found""#), "\(path): \(json.body)")
+        }
     }
 
     /// A run's page draws every series: one chart element per metric, grouped by the key's prefix, its
