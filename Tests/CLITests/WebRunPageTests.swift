@@ -137,6 +137,23 @@ struct WebRunPageTests {
         #expect(try box.web(server.url + "/runs/\(id)?case=maybe&q=x").status == 400)
     }
 
+    /// A patch over 256 KiB is shown up to a line's end before that, with the whole a download.
+    @Test func aLargePatchIsCutAtALineWithTheWholeADownload() throws {
+        let box = try Sandbox()
+        #expect(try shell("git init -q -b main && git config user.email t@t && git config user.name t && echo a > big.txt && git add -A && git commit -qm init && seq 1 100000 > big.txt", cwd: box.work).status == 0)
+        #expect(try box.run("cml-run", ["--name", "big", "--", "true"]).status == 0)
+        let server = try ServerUnderTest(box)
+        let record = try box.show("big")
+        let id = try #require(record["id"] as? String)
+        let blob = try #require((record["code"] as? [String: Any])?["patch_blob"] as? String)
+        let body = try box.web(server.url + "/runs/" + id).body
+        #expect(body.contains("Its first 262 KB of 689 KB; ") && body.contains("<a href=\"/api/v1/blobs/\(blob)\" download="))
+        let patch = try #require(body.components(separatedBy: "<pre class=\"patch\"").dropFirst().first?.components(separatedBy: "</pre>").first)
+        let added = patch.components(separatedBy: "<span class=\"d-add\">+").dropFirst().map { $0.prefix { $0 != "\n" } }
+        #expect(added.count > 30_000 && added.count < 50_000 && added.enumerated().allSatisfy { Int($1) == $0 + 1 }, "whole lines, in order")
+        #expect(!body.contains(">+100000\n<"))
+    }
+
     /// The live tail's route gives what follows the offset the page was read to, and says when the run
     /// ended.
     @Test func theLiveTailGoesOnFromWhereThePageEnded() throws {
