@@ -187,6 +187,29 @@ struct WebRunPageTests {
         #expect(!(try box.web(server.url + "/runs/" + id)).body.contains("data-tail"))
     }
 
+    /// The page's data routes read as the page does: a token bound to another project gets 404 for the
+    /// run's console and images, exactly as for a run that does not exist; one of its project reads them.
+    @Test func theConsoleAndImageRoutesKeepToTheTokensProjects() throws {
+        let box = try Sandbox()
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3]).write(to: URL(fileURLWithPath: box.work + "/plot.png"))
+        let log = binDirectory + "/cml-log"
+        #expect(try box.run("cml-run", ["--project", "secret", "--", "sh", "-c", "echo hidden; '\(log)' image plot.png >/dev/null"]).status == 0)
+        let id = try #require(try box.runs().first?["id"] as? String)
+        let sha = try #require(try box.run("cml-run", ["artifacts", id, "--format", "jsonl"]).jsonLines.first?["sha256"] as? String)
+        let other = try ServeAuthTests.create(box, "other", projects: ["public"])
+        let own = try ServeAuthTests.create(box, "own", projects: ["secret"])
+        let server = try ServerUnderTest(box)
+        for path in ["/runs/\(id)/console?from=0", "/runs/\(id)/images/\(sha)"] {
+            let refused = try box.web(server.url + path, ["-H", "Authorization: Bearer " + other])
+            #expect(refused.status == 404 && !refused.body.contains("hidden"), "\(path)")
+            let read = try box.web(server.url + path, ["-H", "Authorization: Bearer " + own])
+            #expect(read.status == 200, "\(path)")
+        }
+        #expect(try box.web(server.url + "/runs/\(id)/images/\(sha)").status == 401)
+        let page = try box.web(server.url + "/runs/\(id)/images/\(sha)", ["-H", "Authorization: Bearer " + own])
+        #expect(page.header("content-type") == "image/png" && page.header("content-length") == "11")
+    }
+
     /// A queued run's attempts, each with its agent and how it ended; names are text.
     @Test func attemptsAreListedWithTheirAgents() {
         var run = Run(id: "0192f3a4aaaa", name: nil, project: "p", status: .failed, command: ["true"], cwd: "/", host: "h", user: "u",
