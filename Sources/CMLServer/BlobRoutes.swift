@@ -82,8 +82,10 @@ enum BlobRoutes {
     }
 
     private static func headers(_ id: String) -> HTTPFields {
-        // A blob never changes: its hash is its strong ETag.
-        [.contentType: Media.bytes, .acceptRanges: "bytes", .eTag: "\"\(id)\"", .cacheControl: "public, max-age=31536000, immutable"]
+        // A blob never changes: its hash is its strong ETag. It is user content: a browser downloads it
+        // and runs nothing in it, whatever it holds (an HTML file, an SVG with a script).
+        [.contentType: Media.bytes, .acceptRanges: "bytes", .eTag: "\"\(id)\"", .cacheControl: "public, max-age=31536000, immutable",
+         .xContentTypeOptions: "nosniff", .contentSecurityPolicy: RunPageSections.userContentPolicy, .contentDisposition: "attachment"]
     }
 }
 

@@ -129,10 +129,12 @@ public final class RunLogReader {
     /// After a garbled header: where the next record starts is unknown.
     private var stopped = false
 
-    /// Reads through `store.readLog`, so the same reader serves a local store and a remote one.
-    public init(store: any RunStore, run id: String) {
+    /// Reads through `store.readLog`, so the same reader serves a local store and a remote one; from
+    /// `offset`, a record boundary an earlier reader's `offset` gave (the web page's live tail).
+    public init(store: any RunStore, run id: String, from offset: Int64 = 0) {
         self.store = store
         self.runID = id
+        self.bufferOffset = offset
     }
 
     deinit {

@@ -87,5 +87,33 @@ table.kv th { color: var(--muted); font-weight: 500; white-space: nowrap; }
 .chart figcaption { font-weight: 600; margin-bottom: 4px; }
 .cml-chart-controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 0.85em; }
 .cml-chart-tip { background: var(--bg); border: 1px solid #888; padding: 4px 6px; font-size: 0.85em; }
+/* The run page's sections (RunPageSections): contents, console search, patch, environment, images. */
+nav.toc ul { display: flex; flex-wrap: wrap; gap: 4px 14px; list-style: none; margin: 0 0 8px; padding: 6px 10px; border: 1px solid var(--line); border-radius: 6px; background: var(--panel); }
+h2[id] { scroll-margin-top: 8px; }
+form.console-search { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin: 4px 0 8px; }
+form.console-search input[type=search] { min-width: 280px; }
+table.matches { border-collapse: collapse; width: 100%; }
+table.matches th, table.matches td { padding: 1px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+table.matches th.num { text-align: right; color: var(--muted); font-weight: 400; width: 1%; white-space: nowrap; }
+table.matches code { white-space: pre-wrap; overflow-wrap: anywhere; }
+table.matches mark { background: var(--mark); color: inherit; }
+pre.patch { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 8px 0; max-height: 80vh; overflow: auto; }
+pre.patch span { display: block; padding: 0 12px; white-space: pre; }
+pre.patch .d-file { font-weight: 700; border-top: 1px solid var(--line); margin-top: 6px; padding-top: 4px; }
+pre.patch .d-meta, pre.patch .d-note { color: var(--muted); }
+pre.patch .d-hunk { color: var(--accent); background: color-mix(in srgb, var(--accent) 10%, transparent); }
+pre.patch .d-add { color: var(--ok); background: color-mix(in srgb, var(--ok) 12%, transparent); }
+pre.patch .d-del { color: var(--bad); background: color-mix(in srgb, var(--bad) 12%, transparent); }
+pre.patch .d-binary { font-style: italic; color: var(--warn); }
+details.environment summary { cursor: pointer; color: var(--accent); }
+table.env td code { white-space: pre-wrap; overflow-wrap: anywhere; }
+.images { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 16px; }
+.image-steps h3 { margin: 0 0 4px; font-size: 14px; }
+.image-steps figure { margin: 0; }
+.image-steps img { max-width: 100%; max-height: 360px; border: 1px solid var(--line); background: #fff; }
+.image-slider { display: flex; gap: 8px; align-items: center; }
+.image-slider input { flex: 1; }
+ol.image-list { display: flex; flex-wrap: wrap; gap: 2px 10px; list-style: none; padding: 0; margin: 4px 0; font-size: 12px; max-height: 6em; overflow: auto; }
+ol.image-list a[aria-current] { font-weight: 700; }
 """#
 }
