@@ -119,6 +119,8 @@ extension Lineage {
         /// More versions are related than `limit` allowed: the oldest were left out.
         public var truncated = false
 
+        public init() {}
+
         /// Every run the graph names, made or used a version, each once.
         public var runs: [String] {
             var seen = Set<String>()

@@ -117,9 +117,14 @@ enum DatasetPages {
         let page = try web.query.integer("page") ?? 1
         guard page >= 1 else { throw CMLError.usage("page must be 1 or more") }
         let store = web.store
-        let (version, manifest, used) = try await StoreCalls.run { () throws(CMLError) -> (DatasetVersion, Manifest, [String]) in
+        let (version, manifest, used, parents) = try await StoreCalls.run {
+            () throws(CMLError) -> (DatasetVersion, Manifest, [String], Lineage.Graph) in
             let version = try store.resolveDatasetVersion(reference)
-            return (version, try Datasets.manifest(of: version, in: store), try store.runsUsing(version: version.id))
+            var parents = Lineage.Graph()
+            for id in version.parents {
+                if let parent = try store.datasetVersion(id: id) { parents.versions.append(parent) }
+            }
+            return (version, try Datasets.manifest(of: version, in: store), try store.runsUsing(version: version.id), parents)
         }
         let runs = try await visibleRuns(used + [version.run].compactMap { $0 }, web)
         let total = manifest.entries.count
@@ -148,7 +153,7 @@ enum DatasetPages {
             ("New in the store", "\(formatBytes(version.newBytes)) in \(formatCount(version.newBlobs)) blobs"),
             ("Message", "\(version.message ?? "")"),
             ("Source", "\(version.source ?? "")"),
-            ("Parents", version.parents.map { id -> HTML in "<span class=\"mono\">\(RunID.short(id))</span>" }.joined(separator: ", ")),
+            ("Parents", version.parents.map { versionLink($0, in: parents) }.joined(separator: ", ")),
             ("Made by", runLink(version.run, runs)),
             ("Used by", used.filter { runs[$0] != nil }.map { runLink($0, runs) }.joined(separator: ", ")),
         ]
@@ -167,7 +172,7 @@ enum DatasetPages {
         return web.page(WebLayout.page(title: version.reference, section: .datasets, chrome: web.chrome, main: """
             <p><a href="/datasets">← Datasets</a> · <a href="\(Href("datasets", name))">\(name)</a></p>
             <h1>\(version.reference)</h1>
-            <table class="kv"><tbody>\(overview.map { row -> HTML in "<tr><th scope=\"row\">\(HTML(stringLiteral: row.0))</th><td>\(row.1)</td></tr>" })</tbody></table>
+            <table class="kv"><tbody>\(overview.filter { $0.1 != .empty }.map { row -> HTML in "<tr><th scope=\"row\">\(HTML(stringLiteral: row.0))</th><td>\(row.1)</td></tr>" })</tbody></table>
             <h2 id="files">Files</h2>
             <p class="muted" id="file-count">\(range)\(downloads ? " A file's name downloads it." as HTML : .empty)</p>
             \(pager)

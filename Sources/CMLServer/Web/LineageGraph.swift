@@ -37,27 +37,29 @@ enum LineageGraph {
         let columns = (nodes.map(\.column).max() ?? 0) + 1
         let rows = (Dictionary(grouping: nodes, by: \.column).values.map(\.count).max() ?? 1)
         let byKey = Dictionary(uniqueKeysWithValues: nodes.map { ($0.key, $0) })
-        // An arrow past a column would cross that column's nodes: it bends below them, through the gap
-        // under its lower end (a cubic's middle lies at three quarters of its control points' offset).
-        let dip = (nodeHeight + rowGap) * 2 / 3
+        // An arrow past a column would cross that column's nodes: it runs below them instead, along the
+        // gap under the lower of its two ends.
         var dipped = false
         let paths = edges.compactMap { edge -> HTML? in
             guard let from = byKey[edge.from], let to = byKey[edge.to] else { return nil }
             let (x1, y1) = (x(from) + nodeWidth, y(from) + nodeHeight / 2)
             let (x2, y2) = (x(to), y(to) + nodeHeight / 2)
-            let bend = max(30, (x2 - x1) / 2)
-            var (c1, c2) = (y1, y2)
+            let path: String
             if to.column - from.column > 1 {
-                (c1, c2) = (max(y1, y2) + dip, max(y1, y2) + dip)
                 dipped = true
+                let low = max(y1, y2) + nodeHeight / 2 + rowGap / 2, turn = columnGap / 2
+                path = "M\(x1),\(y1) C\(x1 + turn),\(y1) \(x1 + turn),\(low) \(x1 + columnGap),\(low) L\(x2 - columnGap),\(low) "
+                    + "C\(x2 - turn),\(low) \(x2 - turn),\(y2) \(x2),\(y2)"
+            } else {
+                let bend = max(30, (x2 - x1) / 2)
+                path = "M\(x1),\(y1) C\(x1 + bend),\(y1) \(x2 - bend),\(y2) \(x2),\(y2)"
             }
             return """
-                <path class="edge edge-\(edge.kind)" data-from="\(edge.from)" data-to="\(edge.to)" \
-                d="M\(x1),\(y1) C\(x1 + bend),\(c1) \(x2 - bend),\(c2) \(x2),\(y2)" marker-end="url(#lineage-arrow)"/>
+                <path class="edge edge-\(edge.kind)" data-from="\(edge.from)" data-to="\(edge.to)" d="\(path)" marker-end="url(#lineage-arrow)"/>
                 """
         }
         let width = 2 * margin + columns * nodeWidth + (columns - 1) * columnGap
-        let height = 2 * margin + rows * nodeHeight + (rows - 1) * rowGap + (dipped ? rowGap + nodeHeight / 2 : 0)
+        let height = 2 * margin + rows * nodeHeight + (rows - 1) * rowGap + (dipped ? rowGap : 0)
         let boxes = nodes.map { node -> HTML in
             let (left, top) = (x(node), y(node))
             let radius = node.kind == .run ? nodeHeight / 2 : 4
