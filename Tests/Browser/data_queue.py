@@ -256,6 +256,11 @@ def queues(store, url, driver):
     check(any(row[0] == IMAGE and row[1] == "busy" and row[7].endswith(" ago") for row in agent_rows), f"the agent: {agent_rows}")
     not_pwned(driver)
     shot(driver, "queues")
+    # The numbers stay current while the page is open: a run queued meanwhile shows in cpu's depth.
+    depth = lambda d: d.find_element(By.CSS_SELECTOR, "table.queues tr[data-queue=cpu] td[data-col=depth]").text
+    before = int(depth(driver))
+    store.cml("cml-queue", "add", "cpu", "--name", "late", "--", "true")
+    wait(driver, lambda d: depth(d) == str(before + 1), "cpu's depth to go up without a reload")
     # Move a waiting run to cpu with the keyboard: Tab to its queue choice, pick cpu, Tab to Move, Enter.
     target = next(id for id, run in listed.items() if run.get("name") == SCRIPT)
     select = tab_to(driver, lambda e: e.get_attribute("id") == f"move-{target}", "the move choice")

@@ -123,6 +123,17 @@ struct WebDataQueueTests {
         #expect(try box.web(server.url + "/datasets/mnist/9").status == 404)
         #expect(try box.web(server.url + "/datasets/mnist/diff?from=9").status == 404)
         #expect(try box.web(server.url + "/datasets/%3Cx%3E").status == 400)
+
+        // A token bound to another project reads the versions, but not the run, nor blobs only versions hold.
+        let created = try box.run("cml-serve", ["token", "create", "--name", "other", "--scope", "read", "--project", "elsewhere"])
+        let token = try #require(created.jsonLines.first?["token"] as? String)
+        let login = try #require(try box.web(server.url + "/login", jar: "bound").csrf)
+        #expect(try box.web(server.url + "/login", ["--data-urlencode", "token=\(token)", "-d", "csrf=\(login)"], jar: "bound").status == 303)
+        let bound = try box.web(server.url + "/datasets/mnist", jar: "bound")
+        #expect(bound.status == 200 && bound.body.contains("data-node=\"v:\(id(f1))\""))
+        #expect(!bound.body.contains("/runs/\(runID)") && !bound.body.contains("data-node=\"r:"), "the run is not shown")
+        let boundFiles = try box.web(server.url + "/datasets/mnist/2", jar: "bound")
+        #expect(boundFiles.status == 200 && boundFiles.body.contains("<tr data-path=\"a.txt\"") && !boundFiles.body.contains("/api/v1/blobs/"))
     }
 
     /// A version of many files is listed a thousand at a time, with the count.
@@ -167,6 +178,16 @@ struct WebDataQueueTests {
             for key in ["depth", "running", "agents"] {
                 #expect(cells.contains("data-col=\"\(key)\">\(stat[key] as! Int)</td>"), "\(key) of \(cells)")
             }
+        }
+        // The same numbers for the page's script, which keeps them current.
+        #expect(page.body.contains(StaticAssets.queueScript.href.description) && page.body.contains("data-live=\"/queues/live\""))
+        let live = try box.web(server.url + "/queues/live")
+        #expect(live.status == 200 && live.header("content-type")?.hasPrefix("application/json") == true)
+        let liveQueues = (try JSONSerialization.jsonObject(with: Data(live.body.utf8)) as? [String: Any])?["queues"] as? [[String: Any]] ?? []
+        #expect(liveQueues.map { $0["queue"] as? String } == stats.map { $0["queue"] as? String })
+        for (entry, stat) in zip(liveQueues, stats) {
+            let cells = entry["cells"] as? [String: String] ?? [:]
+            #expect(["depth", "running", "agents"].map { cells[$0] } == ["depth", "running", "agents"].map { String(stat[$0] as! Int) }, "\(entry)")
         }
         // The runs on each queue, as cml-queue ls lists them: the run links to its page.
         let queued = try box.run("cml-queue", ["ls", "--format", "jsonl"]).jsonLines

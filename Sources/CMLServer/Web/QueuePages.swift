@@ -32,20 +32,36 @@ enum QueuePages {
         return web.page(render(listing, chrome: web.chrome, canWrite: web.access.scope.allows(.write)))
     }
 
+    /// A queue's numbers as the page shows them, by column: `cml-queue stats`'s depth, running,
+    /// oldest wait and agents.
+    static func cells(_ queue: QueueStats, now: Double) -> [(key: String, text: String)] {
+        [("depth", String(queue.depth)), ("running", String(queue.running)),
+         ("oldest_wait", queue.oldestQueuedAt.map { formatDuration(max(0, now - $0)) } ?? ""), ("agents", String(queue.agents))]
+    }
+
+    /// `GET /queues/live`: every queue's numbers, for the page's script:
+    /// `{"queues": [{"queue", "cells": {"depth", "running", "oldest_wait", "agents"}}]}`, as text.
+    static func live(_ web: WebRequest) async throws -> Response {
+        let store = web.store
+        let stats = try await StoreCalls.run { () throws(CMLError) in try store.queueStats() }
+        let now = Clock.now()
+        let queues = stats.map { queue in
+            JSON.object([("queue", .string(queue.queue)), ("cells", .object(cells(queue, now: now).map { ($0.key, .string($0.text)) }))])
+        }
+        return Response(status: .ok, headers: [.contentType: Media.json, .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: JSON.object([("queues", .array(queues))]).serialized + "\n")))
+    }
+
     static func render(_ listing: Listing, chrome: WebLayout.Chrome, canWrite: Bool) -> HTML {
         let names = listing.stats.map(\.queue)
         let statRows = listing.stats.map { queue -> HTML in
-            """
-            <tr data-queue="\(queue.queue)"><th scope="row"><a href="#\(anchor(queue.queue))">\(queue.queue)</a></th>\
-            <td class="num" data-col="depth">\(queue.depth)</td><td class="num" data-col="running">\(queue.running)</td>\
-            <td class="num" data-col="oldest_wait">\(queue.oldestQueuedAt.map { formatDuration(listing.now - $0) } ?? "")</td>\
-            <td class="num" data-col="agents">\(queue.agents)</td></tr>
-            """
+            let cells = cells(queue, now: listing.now).map { (key: String, text: String) -> HTML in "<td class=\"num\" data-col=\"\(key)\">\(text)</td>" }
+            return "<tr data-queue=\"\(queue.queue)\"><th scope=\"row\"><a href=\"#\(anchor(queue.queue))\">\(queue.queue)</a></th>\(cells)</tr>"
         }
         let queues: HTML = listing.stats.isEmpty
             ? "<p class=\"muted\">No queues yet: <code>cml-queue add QUEUE -- CMD</code> makes one.</p>"
             : """
-                <div class="table-wrap"><table class="runs queues"><caption class="visually-hidden">Queues, as cml-queue stats shows them</caption>
+                <div class="table-wrap"><table class="runs queues" data-live="/queues/live"><caption class="visually-hidden">Queues, as cml-queue stats shows them</caption>
                 <thead><tr><th scope="col">Queue</th><th scope="col" class="num">Waiting</th><th scope="col" class="num">Running</th>\
                 <th scope="col" class="num">Longest wait</th><th scope="col" class="num">Live agents</th></tr></thead>
                 <tbody>\(statRows)</tbody></table></div>
@@ -61,7 +77,7 @@ enum QueuePages {
                 """
             return "<section class=\"queue\" aria-labelledby=\"\(anchor(name))\"><h3 id=\"\(anchor(name))\">\(name)</h3>\(body)</section>"
         }
-        return WebLayout.page(title: "Queues", section: .queues, chrome: chrome, main: """
+        return WebLayout.page(title: "Queues", section: .queues, chrome: chrome, scripts: [StaticAssets.queueScript], main: """
             <h1>Queues</h1>
             \(queues)
             \(listing.stats.isEmpty ? .empty : "<h2 id=\"entries\">Waiting and running</h2>" as HTML)

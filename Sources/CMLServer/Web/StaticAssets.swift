@@ -24,7 +24,9 @@ enum StaticAssets {
     static let script = StaticAsset(stem: "cml", suffix: "js", type: "text/javascript; charset=utf-8", content: WebScript.js)
     /// Turns each element with `data-cml-chart` into an interactive chart (`ChartScript`).
     static let chartScript = StaticAsset(stem: "cml-chart", suffix: "js", type: "text/javascript; charset=utf-8", content: ChartScript.source)
-    static let all = [stylesheet, script, chartScript]
+    /// Keeps the queues page's numbers current (`QueueScript`).
+    static let queueScript = StaticAsset(stem: "cml-queues", suffix: "js", type: "text/javascript; charset=utf-8", content: QueueScript.source)
+    static let all = [stylesheet, script, chartScript, queueScript]
 
     static func serve(_ file: String) throws(CMLError) -> Response {
         guard let asset = all.first(where: { $0.file == file }) else {

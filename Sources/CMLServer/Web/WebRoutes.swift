@@ -54,6 +54,7 @@ enum WebRoutes {
         WebRoute(.get, "/datasets/{name}/diff", parameters: ["from", "to"], handler: DatasetPages.diff),
         WebRoute(.get, "/datasets/{name}/{version}", parameters: ["page"], handler: DatasetPages.version),
         WebRoute(.get, "/queues", handler: QueuePages.handle),
+        WebRoute(.get, "/queues/live", kind: .data, handler: QueuePages.live),
         WebRoute(.post, "/queues/actions", parameters: QueueActions.fields, handler: QueueActions.handle),
         WebRoute(.get, "/login", parameters: ["next"], scope: nil, handler: LoginPage.show),
         WebRoute(.post, "/login", parameters: ["token", "next"], scope: nil, handler: LoginPage.logIn),
