@@ -182,9 +182,7 @@ struct AgentList: ParsableCommand {
     func run() throws {
         let outputFormat = formatOption.resolve()
         let now = Clock.now()
-        let agents = try storeOption.open(for: .reading).agents().filter { agent in
-            all || [.idle, .busy, .draining].contains(agent.observedState(now: now)) || now - agent.heartbeatAt < 86_400
-        }
+        let agents = try storeOption.open(for: .reading).agents().filter { all || $0.isRecent(now: now) }
         try Console.print(agents.map { agent in
             .object([
                 ("name", .string(agent.name)), ("state", .string(agent.observedState(now: now).rawValue)),

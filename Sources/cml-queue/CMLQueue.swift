@@ -47,13 +47,6 @@ func printQueued(_ runs: [Run], format: OutputFormat) throws(CMLError) {
         }) }
 }
 
-/// An error naming the existing queues when `name` is not one.
-func checkQueueExists(_ name: String, store: any Store) throws(CMLError) {
-    let existing = try store.queueNames()
-    guard !existing.contains(name) else { return }
-    throw CMLError("unknown queue '\(name)'", hint: existing.isEmpty ? "there are no queues yet" : "queues: \(existing.joined(separator: ", "))")
-}
-
 struct Add: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Queue runs: specs as JSON lines on stdin, or -- CMD for the current directory.",
@@ -177,7 +170,7 @@ struct List: ParsableCommand {
     func run() throws {
         let outputFormat = formatOption.resolve()
         let store = try storeOption.open(for: .reading)
-        if let queue { try checkQueueExists(queue, store: store) }
+        if let queue { try QueueName.requireExisting(queue, in: store) }
         try printQueued(try store.queuedRuns(queue: queue), format: outputFormat)
     }
 }

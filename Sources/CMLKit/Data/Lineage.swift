@@ -103,3 +103,64 @@ public enum Lineage {
         return Blame(path: wanted, entry: entry, introducedBy: current, introducedAs: currentPath)
     }
 }
+
+extension Lineage {
+    /// A dataset's lineage as a graph (the web UI draws it): its versions, their ancestors and
+    /// descendants in any dataset, parent → child edges, and the runs that made and used each version.
+    public struct Graph: Sendable {
+        /// Newest first.
+        public var versions: [DatasetVersion] = []
+        /// Parents the store does not hold (removed, or never imported).
+        public var missing: [String] = []
+        /// Version ids, parent → child; the parent may be missing.
+        public var edges: [(parent: String, child: String)] = []
+        /// Version id → runs that used it (`cml-run --data`, `cml-data get|checkout` inside a run).
+        public var usedBy: [String: [String]] = [:]
+        /// More versions are related than `limit` allowed: the oldest were left out.
+        public var truncated = false
+
+        public init() {}
+
+        /// Every run the graph names, made or used a version, each once.
+        public var runs: [String] {
+            var seen = Set<String>()
+            return (versions.compactMap(\.run) + versions.flatMap { usedBy[$0.id] ?? [] }).filter { seen.insert($0).inserted }
+        }
+    }
+
+    /// The versions of `dataset`, and every version related to them through parents either way, at most
+    /// `limit` of them (the newest).
+    public static func graph(of dataset: String, in store: any Store, limit: Int = 200) throws(CMLError) -> Graph {
+        let all = try store.datasetVersions(dataset: nil)
+        var byID: [String: DatasetVersion] = [:]
+        var children: [String: [String]] = [:]
+        for version in all {
+            byID[version.id] = version
+            for parent in version.parents { children[parent, default: []].append(version.id) }
+        }
+        var related = Set<String>()
+        var pending = all.filter { $0.dataset == dataset }.map(\.id)
+        var missing = Set<String>()
+        while let id = pending.popLast() {
+            guard related.insert(id).inserted else { continue }
+            guard let version = byID[id] else {
+                missing.insert(id)
+                continue
+            }
+            pending += version.parents + (children[id] ?? [])
+        }
+        var graph = Graph()
+        let found = related.compactMap { byID[$0] }.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+        graph.truncated = found.count > limit
+        graph.versions = Array(found.prefix(limit))
+        let kept = Set(graph.versions.map(\.id))
+        graph.missing = missing.sorted()
+        for version in graph.versions {
+            for parent in version.parents where kept.contains(parent) || missing.contains(parent) {
+                graph.edges.append((parent, version.id))
+            }
+            graph.usedBy[version.id] = try store.runsUsing(version: version.id)
+        }
+        return graph
+    }
+}

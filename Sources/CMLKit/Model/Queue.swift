@@ -10,6 +10,13 @@ public enum QueueName {
             throw CMLError.usage("'\(name)' is not a queue name", hint: "letters, digits and _ - . : @")
         }
     }
+
+    /// An error naming the existing queues when `name` is not one.
+    public static func requireExisting(_ name: String, in store: any Store) throws(CMLError) {
+        let existing = try store.queueNames()
+        guard !existing.contains(name) else { return }
+        throw CMLError("unknown queue '\(name)'", hint: existing.isEmpty ? "there are no queues yet" : "queues: \(existing.joined(separator: ", "))")
+    }
 }
 
 /// What a run that went through a queue carries besides the run record: where it was queued, how many
@@ -124,6 +131,12 @@ public struct AgentRecord: Sendable, Codable {
     /// `lost` once a live state's heartbeat is older than its lease.
     public func observedState(now: Double) -> State {
         state != .stopped && now - heartbeatAt > leaseSeconds ? .lost : state
+    }
+
+    /// Whether `cml-agent ls` lists it without `--all`: it is live, or stopped or was lost less than a
+    /// day ago.
+    public func isRecent(now: Double) -> Bool {
+        [.idle, .busy, .draining].contains(observedState(now: now)) || now - heartbeatAt < 86_400
     }
 
     /// A live state's process is gone from this host (killed; its machine restarted).

@@ -26,7 +26,9 @@ enum StaticAssets {
     static let chartScript = StaticAsset(stem: "cml-chart", suffix: "js", type: "text/javascript; charset=utf-8", content: ChartScript.source)
     /// The run page's live console and image sliders (`RunPageScript`).
     static let runPageScript = StaticAsset(stem: "cml-run", suffix: "js", type: "text/javascript; charset=utf-8", content: RunPageScript.js)
-    static let all = [stylesheet, script, chartScript, runPageScript]
+    /// Keeps the queues page's numbers current (`QueueScript`).
+    static let queueScript = StaticAsset(stem: "cml-queues", suffix: "js", type: "text/javascript; charset=utf-8", content: QueueScript.source)
+    static let all = [stylesheet, script, chartScript, runPageScript, queueScript]
 
     static func serve(_ file: String) throws(CMLError) -> Response {
         guard let asset = all.first(where: { $0.file == file }) else {

@@ -14,7 +14,8 @@ enum WebLayout {
             switch self {
             case .runs: Href()
             case .compare: Href("compare")
-            case .datasets, .queues: nil
+            case .datasets: Href("datasets")
+            case .queues: Href("queues")
             }
         }
     }

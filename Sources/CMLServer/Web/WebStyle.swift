@@ -115,5 +115,38 @@ table.env td code { white-space: pre-wrap; overflow-wrap: anywhere; }
 .image-slider input { flex: 1; }
 ol.image-list { display: flex; flex-wrap: wrap; gap: 2px 10px; list-style: none; padding: 0; margin: 4px 0; font-size: 12px; max-height: 6em; overflow: auto; }
 ol.image-list a[aria-current] { font-weight: 700; }
+/* Datasets and queues pages (DatasetPages.swift, LineageGraph.swift, QueuePages.swift). */
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+form.inline { display: flex; gap: 6px; align-items: center; margin: 0; white-space: nowrap; }
+table.entries td, table.ended td, table.agents td, table.agents th { vertical-align: middle; }
+table.entries td:nth-child(2), table.ended td:nth-child(2), table.ended td:nth-child(7), table.entries td:nth-child(8),
+table.agents th[scope=row], table.versions td:nth-child(8), table.datasets td:nth-child(8) { white-space: normal; overflow-wrap: anywhere; min-width: 10em; }
+form.inline select { padding: 2px 6px; }
+form.inline button { padding: 2px 10px; }
+section.queue h3 { font-size: 14px; margin: 14px 0 6px; }
+.agent-state { font-weight: 600; }
+.agent-state.alive { color: var(--ok); }
+.agent-state.alive::before { content: "\25CF "; }
+.agent-state.stale { color: var(--bad); }
+td.change-added { color: var(--ok); }
+td.change-removed { color: var(--bad); }
+td.change-modified, td.change-renamed { color: var(--warn); }
+table.summary td, table.summary th { padding-right: 18px; }
+.lineage-wrap { overflow: auto; border: 1px solid var(--line); border-radius: 6px; padding: 4px; max-height: 75vh; }
+svg.lineage { display: block; font-size: 12px; }
+svg.lineage .edge { fill: none; stroke: var(--muted); stroke-width: 1.5; }
+svg.lineage .edge-made { stroke: var(--ok); }
+svg.lineage .edge-used { stroke: var(--accent); stroke-dasharray: 5 3; }
+svg.lineage .arrow { fill: var(--muted); }
+svg.lineage .node rect { fill: var(--panel); stroke: var(--line); stroke-width: 1.5; }
+svg.lineage .node.current rect { stroke: var(--accent); }
+svg.lineage .node.run rect { fill: var(--bg); stroke: var(--ok); }
+svg.lineage .node.missing rect { stroke-dasharray: 4 3; }
+svg.lineage text { text-anchor: middle; fill: var(--fg); }
+svg.lineage text.label { font-weight: 600; }
+svg.lineage text.detail { fill: var(--muted); font-size: 11px; }
+svg.lineage a:hover rect, svg.lineage a:focus rect { stroke: var(--accent); stroke-width: 2.5; }
+svg.lineage a:focus { outline: none; }
+svg.lineage a:focus-visible rect { stroke-width: 3.5; }
 """#
 }
