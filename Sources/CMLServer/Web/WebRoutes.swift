@@ -48,7 +48,7 @@ enum WebRoutes {
         WebRoute(.get, "/runs/live", parameters: ["id", "column"], kind: .data, handler: RunsPage.live),
         WebRoute(.post, "/runs/actions", parameters: RunActions.fields, handler: RunActions.handle),
         WebRoute(.get, "/runs/{id}", handler: RunPage.handle),
-        WebRoute(.get, "/compare", parameters: ["ids"], handler: ComparePage.handle),
+        WebRoute(.get, "/compare", parameters: ComparePage.parameters, handler: ComparePage.handle),
         WebRoute(.get, "/login", parameters: ["next"], scope: nil, handler: LoginPage.show),
         WebRoute(.post, "/login", parameters: ["token", "next"], scope: nil, handler: LoginPage.logIn),
         WebRoute(.post, "/logout", scope: nil, handler: LoginPage.logOut),
