@@ -96,6 +96,7 @@ struct WebComparePageTests {
         #expect(sources == ["acc", "loss"].map { "/api/v1/chart?ids=\(ids.joined(separator: ","))&key=\($0)" })
         let chart = try box.web(server.url + (try #require(sources.first)))
         #expect(chart.status == 200 && chart.body.components(separatedBy: "<path class=\"series\"").count - 1 == 3)
+        #expect(chart.body.contains(">batch=64 lr=0.01</text>"), "a few runs' chart has its own legend too")
         for (index, id) in ids.enumerated() {
             let color = SVGChart.lineStyle(index).color
             #expect(chart.body.contains("stroke=\"\(color)\""), "line \(index) of \(id)")
@@ -189,6 +190,7 @@ struct WebComparePageTests {
         #expect(sources.allSatisfy { $0.contains("&legend=0") })
         let loss = try box.web(server.url + sources[1])
         #expect(loss.status == 200 && loss.body.components(separatedBy: "<path class=\"series\"").count - 1 == count)
+        #expect(!loss.body.contains("run_number=7</text>"), "past ten runs the page's legend alone names the lines")
         let acc = try box.web(server.url + sources[0])
         #expect(acc.body.components(separatedBy: "<path class=\"series\"").count - 1 == count - 1, "the run without acc has no line")
         // The scatter: lr against acc by default (run_number differs too, but lr comes first), one dot per run with acc.
