@@ -256,7 +256,31 @@ def main():
             entries = [li.get_attribute("data-run") for li in driver.find_elements(By.CSS_SELECTOR, "ul.compare.legend li")]
             check(sorted(entries) == sorted(ids[:2]), f"the two runs ticked: {entries}")
 
-        for test in [overlay, legend, hide_same, code, scatter, labels, from_the_runs_page]:
+        def many():
+            # Fourteen runs: the charts leave their legend to the page, the tooltip names the twelve
+            # lines nearest the pointer and counts the rest.
+            for index in range(14):
+                store.cml("cml-run", "--name", f"m{index}", "--project", "many", "--param", f"seed={index}", "--",
+                          "sh", "-c", f"echo 'acc: 0.{index + 10}'; echo 'acc: 0.{index + 30}'")
+            many_ids = [store.run_named(f"m{index}") for index in range(14)]
+            driver.get(url + "/compare?ids=" + ",".join(many_ids))
+            wait(driver, charts_drawn, "every chart drawn")
+            check(lines_in(driver, "acc") == 14, f"{lines_in(driver, 'acc')} lines for 14 runs")
+            svg = driver.find_element(By.CSS_SELECTOR, "svg.cml-chart")
+            texts = [text.get_attribute("textContent") for text in svg.find_elements(By.CSS_SELECTOR, "text")]
+            check(not any("seed=" in text for text in texts), f"no legend in the chart past ten runs: {texts}")
+            check(len(driver.find_elements(By.CSS_SELECTOR, "ul.compare.legend li")) == 14, "the page's legend names every run")
+            plot = driver.find_element(By.CSS_SELECTOR, "div.cml-chart-plot")
+            driver.execute_script("arguments[0].scrollIntoView()", plot)
+            ActionChains(driver).move_to_element(plot).perform()
+            tip = driver.find_element(By.CSS_SELECTOR, "div.cml-chart-tip")
+            wait(driver, lambda d: tip.is_displayed() and "more lines" in tip.text, "the tooltip of many lines")
+            rows = tip.find_elements(By.CSS_SELECTOR, ".cml-chart-tip-row")
+            check(len(rows) == 13 and rows[-1].text == "… and 2 more lines", f"tooltip rows: {[row.text for row in rows]}")
+            shot(driver, "compare-many")
+            not_pwned(driver)
+
+        for test in [overlay, legend, hide_same, code, scatter, labels, from_the_runs_page, many]:
             try:
                 test()
                 print(f"ok   {test.__name__}")

@@ -119,6 +119,23 @@ struct WebComparePageTests {
         #expect(empty.status == 200 && empty.body.contains("Tick runs on the"))
     }
 
+    /// A token for some projects compares only their runs: another project's run is not found.
+    @Test func aTokensProjectsBoundWhatItCompares() throws {
+        let box = try Sandbox()
+        for project in ["mine", "theirs"] {
+            #expect(try box.run("cml-run", ["--project", project, "--name", project, "--", "sh", "-c", "echo acc: 0.5"]).status == 0)
+        }
+        let created = try box.run("cml-serve", ["token", "create", "--name", "web", "--scope", "read", "--project", "mine"])
+        let token = try #require(created.jsonLines.first?["token"] as? String)
+        let mine = try #require(try box.show("mine")["id"] as? String), theirs = try #require(try box.show("theirs")["id"] as? String)
+        let server = try ServerUnderTest(box)
+        let bearer = ["-H", "Authorization: Bearer \(token)"]
+        #expect(try box.web(server.url + "/compare?ids=\(mine)", bearer).status == 200)
+        let hidden = try box.web(server.url + "/compare?ids=\(mine),\(theirs)", bearer)
+        #expect(hidden.status == 404 && hidden.body.contains("no run with id \(theirs)"))
+        #expect(try box.web(server.url + "/api/v1/chart?key=acc&ids=\(mine),\(theirs)", bearer).status == 404)
+    }
+
     /// Two runs in a git repository with different uncommitted edits: the page shows what
     /// `cml-diff --code` does, each line of the patches' diff with the class of its kind.
     @Test func theCodeOfTwoRunsIsDiffedWithAClassPerLine() throws {
@@ -149,7 +166,9 @@ struct WebComparePageTests {
         #expect(page.body.contains("<span class=\"add\">++print(&#39;&lt;script&gt;window.__pwned=1&lt;/script&gt;&#39;)\n</span>"))
         #expect(!page.body.contains("<script>window"))
         #expect(page.body.contains("<tr class=\"same\"><th scope=\"row\">branch</th><td>main</td><td></td></tr>"))
-        // With more than two runs, selects pick the two; the pair is in the query.
+        // With more than two runs, selects pick the two; the pair is in the query. Commits that differ
+        // are named with the git command that shows what changed; the server reads no repository.
+        #expect(try shell("git commit -qam two", cwd: box.work).status == 0)
         #expect(try box.run("cml-run", ["--", "true"]).status == 0)
         let third = try #require(try box.runs().first?["id"] as? String)
         let three = try box.web(server.url + "/compare?ids=\(ids[0]),\(ids[1]),\(third)&a=\(third.prefix(16))&b=\(ids[1])")
@@ -158,6 +177,9 @@ struct WebComparePageTests {
         let ambiguous = try box.web(server.url + "/compare?ids=\(ids[0]),\(ids[1]),\(third)&a=\(third.prefix(1))")
         #expect(ambiguous.status == 400 && ambiguous.body.contains("a \(third.prefix(1)) is ambiguous: 3 of the runs compared start so"))
         #expect(three.body.contains("<a href=\"/runs/\(third)\">\(RunID.short(third))</a> → <a href=\"/runs/\(ids[1])\">"))
+        let commits = try [third, ids[1]].map { try #require((try box.show($0)["code"] as? [String: Any])?["commit"] as? String) }
+        #expect(commits[0] != commits[1])
+        #expect(three.body.contains("<code>git diff \(commits[0]) \(commits[1])</code> in the repository shows what changed"))
     }
 
     /// A sweep of 200 runs: the page, each overlaid chart with a line per run, and the scatter with a

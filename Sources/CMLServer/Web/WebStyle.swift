@@ -92,6 +92,7 @@ nav.compare-sections ul { display: flex; flex-wrap: wrap; gap: 4px 16px; list-st
 ul.compare.legend { list-style: none; margin: 0; padding: 0; columns: 3 22em; column-gap: 24px; max-height: 40vh; overflow: auto; }
 ul.compare.legend li { break-inside: avoid; padding: 1px 0; overflow-wrap: anywhere; }
 ul.compare.legend .label { font-weight: 600; }
+ul.compare.legend .status { font-size: 12px; }
 svg.swatch { vertical-align: middle; margin-right: 6px; }
 .compare-toggle { margin: 4px 0 8px; }
 body:has(#hide-same:checked) table.compare-table :is(tr.same, tr.all-only) { display: none; }
