@@ -96,7 +96,7 @@ enum ComparePage {
             \(table(runs, stats: view.stats))
             \(hasMetrics ? CompareScatter.section(runs, labels: labels, axes: view.scatter, query: hidden(runs, view: view, leaving: .scatter)) : .empty)
             \(runs.count >= 2 ? codeSection(runs, view: view, code: code) : .empty)
-            <p class="muted">On the command line: <code>cml-diff \(runs.map { RunID.short($0.id) }.joined(separator: " "))</code></p>
+            \(runs.count <= 20 ? "<p class=\"muted\">On the command line: <code>cml-diff \(runs.map { RunID.short($0.id) }.joined(separator: " "))</code></p>" : "" as HTML)
             """)
     }
 
