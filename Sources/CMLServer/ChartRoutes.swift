@@ -44,7 +44,7 @@ enum ChartRoutes {
 
 /// A chart route's query: which metric, and how to draw it.
 struct ChartRequest: Sendable {
-    static let parameters = ["key", "width", "height", "x", "smooth", "log", "from", "to"]
+    static let parameters = ["key", "width", "height", "x", "smooth", "log", "from", "to", "legend"]
 
     var key: String
     var width = 800
@@ -87,6 +87,8 @@ struct ChartRequest: Sendable {
         }
         options = ChartOptions(title: key, xLabel: RunCharts.xLabel(unit), logY: try query.flag("log"),
                                smoothing: smoothing, xUnit: unit, xFrom: from, xTo: to)
+        // legend=0: the page shows one legend for all its charts (the compare page).
+        if query.string("legend") != nil { options.legend = try query.flag("legend") }
     }
 
     /// The SVG of the runs' series, read and drawn off the server's event loop.

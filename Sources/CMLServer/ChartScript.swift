@@ -236,14 +236,23 @@ enum ChartScript {
               const a = this.area;
               this.overlay.replaceChildren(svgElement("line", { x1: px, x2: px, y1: a.top, y2: a.bottom, stroke: "#888", "stroke-dasharray": "3 3" }));
               this.tip.replaceChildren();
-              let shown = 0;
+              let marks = [];
               for (const line of this.series) {
                 let best = null;
                 for (const p of line.points) {
                   if (best === null || Math.abs(p.px - px) < Math.abs(best.px - px)) best = p;
                 }
-                if (best === null) continue;
-                shown++;
+                if (best !== null) marks.push({ line: line, best: best });
+              }
+              // Many lines (a compare page of 200 runs): the tooltip names those nearest the pointer.
+              const pointer = event ? this.position(event) : null;
+              const hidden = Math.max(0, marks.length - 12);
+              if (hidden > 0 && pointer) {
+                marks.sort((m, n) => Math.abs(m.best.py - pointer.y) - Math.abs(n.best.py - pointer.y));
+              }
+              marks = marks.slice(0, 12);
+              const shown = marks.length;
+              for (const { line, best } of marks) {
                 this.overlay.append(svgElement("circle", { cx: best.px, cy: best.py, r: 4, fill: "none", stroke: line.color || "#000", "stroke-width": 2 }));
                 const row = element("div", { class: "cml-chart-tip-row" });
                 if (this.series.length > 1) row.append(element("strong", {}, line.label + "  "));
@@ -253,6 +262,7 @@ enum ChartScript {
                 row.append(document.createTextNode(text));
                 this.tip.append(row);
               }
+              if (hidden > 0) this.tip.append(element("div", { class: "cml-chart-tip-row" }, "… and " + hidden + " more lines"));
               if (shown === 0) { this.hide(); return; }
               this.tip.style.display = "block";
               const box = this.box.getBoundingClientRect();

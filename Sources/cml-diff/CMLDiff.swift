@@ -71,12 +71,7 @@ struct CMLDiff: ParsableCommand {
 
     func run() throws {
         let outputFormat = formatOption.resolve()
-        let aggregates = try stats.split(separator: ",").map { name throws(CMLError) -> RunTerm.MetricAggregate in
-            guard let aggregate = RunTerm.MetricAggregate(rawValue: String(name)) else {
-                throw CMLError.usage("unknown metric summary '\(name)'", hint: "last, min, max, count or step")
-            }
-            return aggregate
-        }
+        let aggregates = try RunComparison.stats(parsing: stats)
         let store = try storeOption.open(for: .reading)
         let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         // An empty pipe (no run matched upstream) has nothing to compare, and that is no error.
@@ -164,7 +159,7 @@ struct CMLDiff: ParsableCommand {
             out.text("neither run was started in a git repository\n")
             return
         }
-        for key in ["remote_url", "branch", "commit", "dirty"] {
+        for key in RunComparison.codeFields {
             let old = base.code[key] ?? .null
             let new = other.code[key] ?? .null
             let same = old.serialized == new.serialized
@@ -179,15 +174,9 @@ struct CMLDiff: ParsableCommand {
                 out.text("the commits are not both in \(root.isEmpty ? "a repository here" : root): fetch them to see what changed\n")
             }
         }
-        // Binary files as one line each, and the files left out of the patches, so they compare too.
-        let patches = try [base, other].map { run throws(CMLError) -> [UInt8] in
-            var patch: [UInt8] = []
-            if let blob = run.code["patch_blob"]?.stringValue { patch = try store.blob(blob) }
-            return CodeSummary.text(patch: patch, code: run.code)
-        }
-        let diff = try TextDiff.unified(patches[0], patches[1])
+        let (diff, neither) = try RunComparison.patchDiff(base, other, store: store)
         if diff.isEmpty {
-            out.text(patches[0].isEmpty ? "no uncommitted changes in either run\n" : "the same uncommitted changes\n")
+            out.text(neither ? "no uncommitted changes in either run\n" : "the same uncommitted changes\n")
         } else {
             out.text("uncommitted changes, as a diff of the two captured patches:\n")
             out.diff(diff)

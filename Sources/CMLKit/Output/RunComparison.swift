@@ -54,6 +54,31 @@ public enum RunComparison {
         return all ? rows : rows.filter(\.differs)
     }
 
+    /// `--stats` of `cml-diff` (and `stats` of the compare page): metric summaries separated by commas.
+    public static func stats(parsing text: String) throws(CMLError) -> [RunTerm.MetricAggregate] {
+        try text.split(separator: ",").map { name throws(CMLError) -> RunTerm.MetricAggregate in
+            guard let aggregate = RunTerm.MetricAggregate(rawValue: String(name)) else {
+                throw CMLError.usage("unknown metric summary '\(name)'", hint: "last, min, max, count or step")
+            }
+            return aggregate
+        }
+    }
+
+    /// The code fields two runs' code is compared by, before their patches.
+    public static let codeFields = ["remote_url", "branch", "commit", "dirty"]
+
+    /// The unified diff of two runs' captured patches of uncommitted changes, each with its binary files
+    /// as one line and the files left out of it named (`CodeSummary`), so that those compare too. Empty
+    /// when they are the same; `neither` when neither run has uncommitted changes.
+    public static func patchDiff(_ base: Run, _ other: Run, store: any Store) throws(CMLError) -> (unified: String, neither: Bool) {
+        let patches = try [base, other].map { run throws(CMLError) -> [UInt8] in
+            var patch: [UInt8] = []
+            if let blob = run.code["patch_blob"]?.stringValue { patch = try store.blob(blob) }
+            return CodeSummary.text(patch: patch, code: run.code)
+        }
+        return (try TextDiff.unified(patches[0], patches[1]), patches[0].isEmpty && patches[1].isEmpty)
+    }
+
     /// One JSON object per row: `{"kind", "key", "values": {RUN_ID: value, …}}`.
     public static func wideRecords(_ rows: [ComparisonRow], runs: [Run]) -> [JSON] {
         rows.map { row in

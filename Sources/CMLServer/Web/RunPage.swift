@@ -133,21 +133,3 @@ enum RunPage {
             """
     }
 }
-
-/// `/compare?ids=…`: the runs chosen on the runs page. Their overlaid charts and the table `cml-diff`
-/// prints come with the compare view; until then it lists them, and says how to compare them now.
-enum ComparePage {
-    static func handle(_ web: WebRequest) async throws -> Response {
-        let ids = (web.query.string("ids") ?? "").split(separator: ",").map(String.init)
-        var runs: [Run] = []
-        for id in ids.prefix(1000) { runs.append(try await web.reads.run(id)) }
-        let items = runs.map { run -> HTML in
-            "<li><a href=\"\(Href("runs", run.id))\">\(RunID.short(run.id))</a> \(run.name ?? "") <span class=\"muted\">(\(run.project), \(run.observedStatus.rawValue))</span></li>"
-        }
-        return web.page(WebLayout.page(title: "Compare", section: .compare, chrome: web.chrome, main: """
-            <h1>Compare</h1>
-            \(runs.isEmpty ? "<p>Tick runs on the <a href=\"/\">runs page</a> and press Compare.</p>" : "<ul class=\"compare\">\(items)</ul>" as HTML)
-            <p class="muted">The compare view is not built yet. On the command line: <code>cml-diff \(runs.map { RunID.short($0.id) }.joined(separator: " "))</code></p>
-            """))
-    }
-}

@@ -50,7 +50,7 @@ enum WebRoutes {
         WebRoute(.get, "/runs/{id}", parameters: RunPage.routeParameters, handler: RunPage.handle),
         WebRoute(.get, "/runs/{id}/console", parameters: ["from"], kind: .data, handler: RunPageSections.tail),
         WebRoute(.get, "/runs/{id}/images/{sha256}", kind: .data, handler: RunPageSections.image),
-        WebRoute(.get, "/compare", parameters: ["ids"], handler: ComparePage.handle),
+        WebRoute(.get, "/compare", parameters: ComparePage.parameters, handler: ComparePage.handle),
         WebRoute(.get, "/datasets", handler: DatasetPages.list),
         WebRoute(.get, "/datasets/{name}", handler: DatasetPages.dataset),
         WebRoute(.get, "/datasets/{name}/diff", parameters: ["from", "to"], handler: DatasetPages.diff),

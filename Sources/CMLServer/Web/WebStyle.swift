@@ -148,5 +148,35 @@ svg.lineage text.detail { fill: var(--muted); font-size: 11px; }
 svg.lineage a:hover rect, svg.lineage a:focus rect { stroke: var(--accent); stroke-width: 2.5; }
 svg.lineage a:focus { outline: none; }
 svg.lineage a:focus-visible rect { stroke-width: 3.5; }
+/* The compare page (ComparePage, CompareScatter). */
+nav.compare-sections ul { display: flex; flex-wrap: wrap; gap: 4px 16px; list-style: none; margin: 0 0 8px; padding: 0; }
+ul.compare.legend { list-style: none; margin: 0; padding: 0; columns: 3 22em; column-gap: 24px; max-height: 40vh; overflow: auto; }
+ul.compare.legend li { break-inside: avoid; padding: 1px 0; overflow-wrap: anywhere; }
+ul.compare.legend .label { font-weight: 600; }
+ul.compare.legend .status { font-size: 12px; }
+svg.swatch { vertical-align: middle; margin-right: 6px; }
+.compare-toggle { margin: 4px 0 8px; }
+body:has(#hide-same:checked) table.compare-table :is(tr.same, tr.all-only) { display: none; }
+body:not(:has(#hide-same:checked)) .no-differences { display: none; }
+table.compare-table td { white-space: pre-wrap; overflow-wrap: anywhere; min-width: 6em; max-width: 28em; }
+table.compare-table td.differs { background: var(--mark); }
+table.compare-table td.missing { background: var(--panel); }
+table.compare-table tbody th { white-space: nowrap; font-weight: 500; }
+form.compare-pick { display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; margin: 4px 0 10px; }
+form.compare-pick select { max-width: 36em; }
+table.code-fields tr.differs td { background: var(--mark); }
+pre.diff { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 8px 0; max-height: 70vh; overflow: auto; }
+pre.diff span { display: block; padding: 0 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.diff .add { background: rgba(26, 127, 55, 0.15); color: var(--ok); }
+pre.diff .del { background: rgba(198, 40, 40, 0.12); color: var(--bad); }
+pre.diff .hunk { color: var(--accent); }
+pre.diff .note { color: var(--muted); font-style: italic; }
+svg.scatter { max-width: 100%; height: auto; background: var(--bg); border: 1px solid var(--line); border-radius: 6px; font-size: 12px; }
+svg.scatter line.grid { stroke: var(--line); }
+svg.scatter line.axis { stroke: var(--muted); }
+svg.scatter text { fill: var(--fg); }
+svg.scatter .axis-title { font-size: 13px; }
+svg.scatter circle.dot { fill: #0072B2; fill-opacity: 0.7; stroke: #fff; stroke-width: 1; }
+svg.scatter a:hover circle.dot { fill: #D55E00; fill-opacity: 1; }
 """#
 }

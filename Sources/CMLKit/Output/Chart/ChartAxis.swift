@@ -1,22 +1,34 @@
 import Foundation
 
 /// One axis of a chart in plot space (log10 of the value on a log axis): its bounds and labelled ticks.
-struct ChartAxis: Equatable {
-    struct Tick: Equatable {
-        var position: Double
-        var label: String
+/// Public for the web UI's scatter plot, which places its dots on the same axes.
+public struct ChartAxis: Equatable, Sendable {
+    public struct Tick: Equatable, Sendable {
+        public var position: Double
+        public var label: String
+
+        public init(position: Double, label: String) {
+            self.position = position
+            self.label = label
+        }
     }
 
-    var lower: Double
-    var upper: Double
-    var ticks: [Tick]
+    public var lower: Double
+    public var upper: Double
+    public var ticks: [Tick]
+
+    public init(lower: Double, upper: Double, ticks: [Tick]) {
+        self.lower = lower
+        self.upper = upper
+        self.ticks = ticks
+    }
 
     /// Where `position` lies between the bounds: 0 at `lower`, 1 at `upper`.
-    func fraction(_ position: Double) -> Double { (position - lower) / (upper - lower) }
+    public func fraction(_ position: Double) -> Double { (position - lower) / (upper - lower) }
 
     /// A value axis over `range` widened by `padding` (a fraction of its span) at each end, with ticks
     /// at the 1-2-5 multiples inside it: at most `maxTicks`, at least two.
-    static func linear(_ range: ClosedRange<Double>, maxTicks: Int, padding: Double = 0) -> ChartAxis {
+    public static func linear(_ range: ClosedRange<Double>, maxTicks: Int, padding: Double = 0) -> ChartAxis {
         let (lower, upper) = padded(widened(range), by: padding)
         let (step, first, last) = ticksInside(lower, upper, maxTicks: maxTicks, nice: niceStep(atLeast:))
         let exponent = Int(floor(log10(step) + 1e-9))
@@ -30,7 +42,7 @@ struct ChartAxis: Equatable {
     /// Ticks sit at 1, 2 and 5 times the powers of ten inside it when at most `maxTicks` of those fit;
     /// at powers of ten (every second, third … when they would not fit) over many decades; at linear
     /// 1-2-5 steps when the range is too narrow to hold two of either.
-    static func logarithmic(_ exponents: ClosedRange<Double>, maxTicks: Int, padding: Double = 0) -> ChartAxis {
+    public static func logarithmic(_ exponents: ClosedRange<Double>, maxTicks: Int, padding: Double = 0) -> ChartAxis {
         var (lower, upper) = (exponents.lowerBound, exponents.upperBound)
         if upper - lower < 1e-9 {
             lower -= 0.5

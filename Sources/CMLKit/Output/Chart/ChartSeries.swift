@@ -121,6 +121,8 @@ public struct ChartOptions: Sendable, Equatable {
     /// The SVG renderer takes its size in pixels instead.
     public var width: Int
     public var height: Int
+    /// The SVG's legend below the plot; a page that shows one legend for several charts leaves it out.
+    public var legend = true
 
     public init(
         title: String? = nil, xLabel: String = "step", yLabel: String? = nil, logY: Bool = false,

@@ -46,7 +46,7 @@ public enum SVGChart {
 
         // From the bottom up: notes, legend rows, x-axis title, tick labels; the plot takes the rest.
         let margin = 16.0
-        let legend = legendLayout(data.lines.map(\.label), width: width - 2 * margin)
+        let legend = legendLayout(options.legend ? data.lines.map(\.label) : [], width: width - 2 * margin)
         let notes = data.notes.joined(separator: " · ")
         let xTitle = data.xTitle(options)
         let yTitle = options.yLabel ?? ""
@@ -151,8 +151,14 @@ public enum SVGChart {
     private static let swatchWidth = 24.0
 
     private static func stroke(_ line: Int) -> String {
-        let dash = dashes[line / palette.count % dashes.count]
-        return "stroke=\"\(palette[line % palette.count])\"" + (dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\"")
+        let style = lineStyle(line)
+        return "stroke=\"\(style.color)\"" + (style.dash.isEmpty ? "" : " stroke-dasharray=\"\(style.dash)\"")
+    }
+
+    /// The colour and dash pattern (empty: solid) of the line with colour index `line`, for a legend
+    /// drawn outside the chart.
+    public static func lineStyle(_ line: Int) -> (color: String, dash: String) {
+        (palette[line % palette.count], dashes[line / palette.count % dashes.count])
     }
 
     /// A guess at the rendered width of `text` without font metrics: sans-serif characters average

@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""The compare page of cml-serve (/compare?ids=…) in a real browser: headless Chromium driven by selenium,
+against the built cml-serve on a store the built cml-run fills, in a git repository. Checks what a person
+sees: a line per run in each overlaid chart, the legend naming what differs, the toggle hiding the rows
+that are the same, the code diff, the scatter, keyboard use and labels, and that markup stored in a run's
+name, parameters and patch is shown as text, never run. Screenshots go to --out.
+
+Usage: python3 Tests/Browser/compare_page.py --bin .build/debug --out DIR
+Exits 0 when every check passes; otherwise prints each failure and exits 1. Run by CLITests'
+WebComparePageTests. Needs chromium, chromium-driver (Debian) and selenium (PyPI).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--bin", required=True, help="where the built cml executables are")
+parser.add_argument("--out", required=True, help="where screenshots go")
+args = parser.parse_args()
+BIN = os.path.abspath(args.bin)
+OUT = os.path.abspath(args.out)
+os.makedirs(OUT, exist_ok=True)
+signal.alarm(900)
+
+SCRIPT = "<script>window.__pwned=1</script>"
+IMAGE = '"><img src=x onerror="window.__pwned=2">'
+GIT = dict(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
+
+
+class Store:
+    """A temporary store, and a git repository to run in, filled through the built commands."""
+
+    def __init__(self):
+        self.root = tempfile.mkdtemp(prefix="cml-web-compare-")
+        self.work = os.path.join(self.root, "work")
+        os.makedirs(self.work)
+        self.env = dict(os.environ, CML_STORE=os.path.join(self.root, "store"), **GIT)
+        self.env.pop("CML_RUN_ID", None)
+        self.server = None
+
+    def sh(self, command):
+        subprocess.run(command, shell=True, cwd=self.work, env=self.env, check=True, capture_output=True)
+
+    def cml(self, tool, *arguments):
+        done = subprocess.run([os.path.join(BIN, tool), *arguments], cwd=self.work, env=self.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(arguments)} exited {done.returncode}: {done.stderr}")
+        return done
+
+    def write(self, name, text):
+        with open(os.path.join(self.work, name), "w") as f:
+            f.write(text)
+
+    def run_named(self, name):
+        runs = [json.loads(line) for line in self.cml("cml-run", "ls", "--format", "jsonl").stdout.splitlines()]
+        return next(run for run in runs if run.get("name") == name)["id"]
+
+    def serve(self):
+        self.server = subprocess.Popen([os.path.join(BIN, "cml-serve"), "--listen", "127.0.0.1:0"], cwd=self.work, env=self.env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.server.stdout.readline()
+        if " on http://" not in line:
+            raise AssertionError(f"cml-serve did not say where it listens: {line}")
+        return line.strip().split(" on ")[-1]
+
+    def close(self):
+        if self.server:
+            self.server.terminate()
+            self.server.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def fill(store):
+    """Three runs of a sweep over lr and batch, and one whose name, parameters and patch are markup."""
+    store.write("train.py", """
+import sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+final = float(args["--final"])
+for epoch in range(5):
+    print(f"epoch {epoch} loss: {1 - final * (epoch + 1) / 5:.4f} acc: {final * (epoch + 1) / 5:.4f}")
+""")
+    store.sh("git init -q -b main && git add -A && git commit -qm init")
+    for name, lr, batch, final in [("a", "0.1", "64", "0.9"), ("b", "0.01", "64", "0.95"), ("c", "0.1", "32", "0.8")]:
+        store.cml("cml-run", "--name", name, "--", "python3", "train.py", "--lr", lr, "--batch", batch, "--final", final)
+    store.write("train.py", open(os.path.join(store.work, "train.py")).read() + f"print({SCRIPT!r})\n# {IMAGE}\n")
+    store.cml("cml-run", "--name", SCRIPT, "--", "python3", "train.py", "--lr", "0.001", "--batch", "64", "--final", "0.5",
+              "--note", IMAGE, "--html", SCRIPT)
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"]:
+        options.add_argument(argument)
+    options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def shot(driver, name, element=None):
+    """A screenshot of the page from `element` (or the top) down."""
+    if element is not None:
+        driver.execute_script("arguments[0].scrollIntoView()", element)
+    driver.save_screenshot(os.path.join(OUT, name + ".png"))
+
+
+def wait(driver, condition, what, seconds=20):
+    try:
+        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: condition(d))
+    except TimeoutException:
+        raise AssertionError(f"waited {seconds} s for {what}; the page shows: {driver.find_element(By.TAG_NAME, 'body').text[:800]}")
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def not_pwned(driver):
+    check(driver.execute_script("return window.__pwned") is None, f"a script injected into {driver.current_url} ran")
+    for entry in driver.get_log("browser"):
+        check("Content Security Policy" not in entry["message"], f"CSP violation on {driver.current_url}: {entry['message']}")
+
+
+def charts_drawn(driver):
+    boxes = driver.find_elements(By.CSS_SELECTOR, "[data-cml-chart]")
+    return boxes and all(box.find_elements(By.CSS_SELECTOR, "svg.cml-chart") for box in boxes)
+
+
+def lines_in(driver, key):
+    figure = driver.find_element(By.XPATH, f"//figure[figcaption[text()='{key}']]")
+    return len(figure.find_elements(By.CSS_SELECTOR, "svg.cml-chart path.series"))
+
+
+def visible_rows(driver):
+    return [row for row in driver.find_elements(By.CSS_SELECTOR, "table.compare-table tbody tr") if row.is_displayed()]
+
+
+def main():
+    store = Store()
+    failures = []
+    driver = None
+    try:
+        fill(store)
+        url = store.serve()
+        names = ["a", "b", "c", SCRIPT]
+        ids = [store.run_named(name) for name in names]
+        driver = browser()
+        page = url + "/compare?ids=" + ",".join(ids)
+
+        def overlay():
+            driver.get(page)
+            wait(driver, charts_drawn, "every chart drawn")
+            for key in ["acc", "loss"]:
+                check(lines_in(driver, key) == len(ids), f"{key}: {lines_in(driver, key)} lines for {len(ids)} runs")
+            # Hovering the plot names each run's nearest point.
+            driver.execute_script("arguments[0].scrollIntoView()", driver.find_element(By.ID, "charts"))
+            plot = driver.find_element(By.XPATH, "//figure[figcaption[text()='acc']]//div[contains(@class, 'cml-chart-plot')]")
+            ActionChains(driver).move_to_element(plot).perform()
+            tip = driver.find_element(By.XPATH, "//figure[figcaption[text()='acc']]//div[contains(@class, 'cml-chart-tip')]")
+            wait(driver, lambda d: tip.is_displayed() and "lr=0.01" in tip.text, "the tooltip naming the runs")
+            shot(driver, "compare-charts")
+
+        def legend():
+            driver.get(page)
+            items = driver.find_elements(By.CSS_SELECTOR, "ul.compare.legend li")
+            check(len(items) == len(ids), f"{len(items)} legend entries")
+            labels = [item.find_element(By.CSS_SELECTOR, ".label").text for item in items]
+            check(labels[:3] == ["batch=64 final=0.9 lr=0.1", "batch=64 final=0.95 lr=0.01", "batch=32 final=0.8 lr=0.1"], f"legend labels {labels}")
+            check(SCRIPT in labels[3] and IMAGE in labels[3], f"the markup parameters shown as text: {labels[3]}")
+            check(all(item.find_element(By.CSS_SELECTOR, "svg.swatch path").get_attribute("stroke") for item in items), "a swatch per run")
+            shot(driver, "compare-top")
+            not_pwned(driver)
+
+        def hide_same():
+            driver.get(page)
+            toggle = driver.find_element(By.ID, "hide-same")
+            check(toggle.is_selected(), "only what differs, at first")
+            differing = visible_rows(driver)
+            check(differing and all(row.get_attribute("class") == "differs" for row in differing), "the rows shown differ")
+            keys = [row.get_attribute("data-key") for row in differing]
+            check("lr" in keys and "batch" in keys and "acc" in keys and "project" not in keys, f"rows shown: {keys}")
+            shot(driver, "compare-table-differs", driver.find_element(By.ID, "table"))
+            # By keyboard: Tab reaches the toggle, space clears it, and every row shows.
+            driver.find_element(By.TAG_NAME, "body").click()
+            for _ in range(200):
+                ActionChains(driver).send_keys(Keys.TAB).perform()
+                if driver.switch_to.active_element.get_attribute("id") == "hide-same":
+                    break
+            check(driver.switch_to.active_element.get_attribute("id") == "hide-same", "Tab reaches the toggle")
+            ActionChains(driver).send_keys(Keys.SPACE).perform()
+            every = visible_rows(driver)
+            check(not toggle.is_selected() and len(every) > len(differing), f"{len(every)} rows after clearing the toggle")
+            check("project" in [row.get_attribute("data-key") for row in every], "the same rows show")
+            cells = {row.get_attribute("data-key"): [td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in every}
+            check(cells["lr"] == ["0.1", "0.01", "0.1", "0.001"], f"lr row {cells['lr']}")
+            check(cells["name"][3] == SCRIPT, f"the name as text: {cells['name']}")
+            shot(driver, "compare-table-all", driver.find_element(By.ID, "table"))
+            not_pwned(driver)
+
+        def code():
+            driver.get(page)
+            Select(driver.find_element(By.ID, "code-a")).select_by_value(ids[0])
+            Select(driver.find_element(By.ID, "code-b")).select_by_value(ids[3])
+            driver.find_element(By.XPATH, "//button[text()='Compare code']").click()
+            wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "pre.diff"), "the code diff")
+            added = [span.text for span in driver.find_elements(By.CSS_SELECTOR, "pre.diff span.add")]
+            check(any(SCRIPT in line for line in added) and any(IMAGE in line for line in added), f"added lines {added}")
+            # One line a line: no blank line between them.
+            spans = driver.find_elements(By.CSS_SELECTOR, "pre.diff span")
+            check(spans[1].location["y"] - spans[0].location["y"] < 24, "diff lines are not double-spaced")
+            colour = driver.execute_script("return getComputedStyle(document.querySelector('pre.diff span.add')).backgroundColor")
+            check(colour not in ("", "rgba(0, 0, 0, 0)"), f"added lines are coloured: {colour}")
+            shot(driver, "compare-code", driver.find_element(By.ID, "code"))
+            not_pwned(driver)
+
+        def scatter():
+            driver.get(page + "&x=lr&y=acc#scatter")
+            dots = driver.find_elements(By.CSS_SELECTOR, "svg.scatter circle.dot")
+            check(len(dots) == len(ids), f"{len(dots)} dots for {len(ids)} runs")
+            titles = [dot.find_element(By.TAG_NAME, "title").get_attribute("textContent") for dot in dots]
+            check(any(SCRIPT in title for title in titles), f"the run's name in its dot's title, as text: {titles}")
+            check("(log scale)" in driver.find_element(By.CSS_SELECTOR, "svg.scatter").text, "lr over decades on a log axis")
+            shot(driver, "compare-scatter", driver.find_element(By.ID, "scatter"))
+            not_pwned(driver)
+
+        def labels():
+            driver.get(page)
+            unlabelled = driver.execute_script("""
+                return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
+                  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.tagName == 'BUTTON' && e.textContent.trim()))
+                  .map(e => e.outerHTML);""")
+            check(unlabelled == [], f"controls without a label: {unlabelled}")
+
+        def from_the_runs_page():
+            driver.get(url + "/runs?columns=name")
+            for run in ids[:2]:
+                driver.find_element(By.CSS_SELECTOR, f"input[name=id][value='{run}']").click()
+            driver.find_element(By.CSS_SELECTOR, "button[value=compare]").click()
+            wait(driver, lambda d: "/compare" in d.current_url and d.find_elements(By.CSS_SELECTOR, "ul.compare.legend"), "the compare page")
+            entries = [li.get_attribute("data-run") for li in driver.find_elements(By.CSS_SELECTOR, "ul.compare.legend li")]
+            check(sorted(entries) == sorted(ids[:2]), f"the two runs ticked: {entries}")
+
+        def many():
+            # Fourteen runs: the charts leave their legend to the page, the tooltip names the twelve
+            # lines nearest the pointer and counts the rest.
+            for index in range(14):
+                store.cml("cml-run", "--name", f"m{index}", "--project", "many", "--param", f"seed={index}", "--",
+                          "sh", "-c", f"echo 'acc: 0.{index + 10}'; echo 'acc: 0.{index + 30}'")
+            many_ids = [store.run_named(f"m{index}") for index in range(14)]
+            driver.get(url + "/compare?ids=" + ",".join(many_ids))
+            wait(driver, charts_drawn, "every chart drawn")
+            check(lines_in(driver, "acc") == 14, f"{lines_in(driver, 'acc')} lines for 14 runs")
+            svg = driver.find_element(By.CSS_SELECTOR, "svg.cml-chart")
+            texts = [text.get_attribute("textContent") for text in svg.find_elements(By.CSS_SELECTOR, "text")]
+            check(not any("seed=" in text for text in texts), f"no legend in the chart past ten runs: {texts}")
+            check(len(driver.find_elements(By.CSS_SELECTOR, "ul.compare.legend li")) == 14, "the page's legend names every run")
+            plot = driver.find_element(By.CSS_SELECTOR, "div.cml-chart-plot")
+            driver.execute_script("arguments[0].scrollIntoView()", plot)
+            ActionChains(driver).move_to_element(plot).perform()
+            tip = driver.find_element(By.CSS_SELECTOR, "div.cml-chart-tip")
+            wait(driver, lambda d: tip.is_displayed() and "more lines" in tip.text, "the tooltip of many lines")
+            rows = tip.find_elements(By.CSS_SELECTOR, ".cml-chart-tip-row")
+            check(len(rows) == 13 and rows[-1].text == "… and 2 more lines", f"tooltip rows: {[row.text for row in rows]}")
+            shot(driver, "compare-many")
+            not_pwned(driver)
+
+        for test in [overlay, legend, hide_same, code, scatter, labels, from_the_runs_page, many]:
+            try:
+                test()
+                print(f"ok   {test.__name__}")
+            except Exception:
+                failures.append(test.__name__)
+                print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
+                try:
+                    shot(driver, "failed-" + test.__name__)
+                except Exception:
+                    pass
+    finally:
+        if driver:
+            driver.quit()
+        store.close()
+    print(f"screenshots in {OUT}")
+    if failures:
+        print(f"{len(failures)} check(s) failed: {', '.join(failures)}")
+        sys.exit(1)
+
+
+main()
