@@ -645,7 +645,7 @@ struct RemoteStoreTests {
 
         // Over 64 MiB: refused from its Content-Length, before any of it is read.
         let port = try #require(server.url.split(separator: ":").last.flatMap { UInt16($0) })
-        let tooLarge = try Self.rawRequest(port: port, head: "POST /api/v1/store/runs/\(id)/metrics?source=log HTTP/1.1\r\nHost: x\r\n"
+        let tooLarge = try Self.rawRequest(port: port, head: "POST /api/v1/store/runs/\(id)/metrics?source=log HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                            + "Content-Type: application/json\r\nContent-Length: \(65 << 20)\r\n\r\n")
         #expect(tooLarge.hasPrefix("HTTP/1.1 413"), "\(tooLarge)")
         #expect(tooLarge.contains("\"kind\":\"too_large\"") || tooLarge.contains("\"kind\": \"too_large\""), "\(tooLarge)")
