@@ -9,79 +9,20 @@ Usage: python3 Tests/Browser/compare_page.py --bin .build/debug --out DIR
 Exits 0 when every check passes; otherwise prints each failure and exits 1. Run by CLITests'
 WebComparePageTests. Needs chromium, chromium-driver (Debian) and selenium (PyPI).
 """
-import argparse
-import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import traceback
 
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--bin", required=True, help="where the built cml executables are")
-parser.add_argument("--out", required=True, help="where screenshots go")
-args = parser.parse_args()
-BIN = os.path.abspath(args.bin)
-OUT = os.path.abspath(args.out)
-os.makedirs(OUT, exist_ok=True)
-signal.alarm(900)
+import harness
+from harness import IMAGE, SCRIPT, Store, browser, check, not_pwned, options, shot, wait
 
-SCRIPT = "<script>window.__pwned=1</script>"
-IMAGE = '"><img src=x onerror="window.__pwned=2">'
+args = options(900)
 GIT = dict(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
-
-
-class Store:
-    """A temporary store, and a git repository to run in, filled through the built commands."""
-
-    def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="cml-web-compare-")
-        self.work = os.path.join(self.root, "work")
-        os.makedirs(self.work)
-        self.env = dict(os.environ, CML_STORE=os.path.join(self.root, "store"), **GIT)
-        self.env.pop("CML_RUN_ID", None)
-        self.server = None
-
-    def sh(self, command):
-        subprocess.run(command, shell=True, cwd=self.work, env=self.env, check=True, capture_output=True)
-
-    def cml(self, tool, *arguments):
-        done = subprocess.run([os.path.join(BIN, tool), *arguments], cwd=self.work, env=self.env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(arguments)} exited {done.returncode}: {done.stderr}")
-        return done
-
-    def write(self, name, text):
-        with open(os.path.join(self.work, name), "w") as f:
-            f.write(text)
-
-    def run_named(self, name):
-        runs = [json.loads(line) for line in self.cml("cml-run", "ls", "--format", "jsonl").stdout.splitlines()]
-        return next(run for run in runs if run.get("name") == name)["id"]
-
-    def serve(self):
-        self.server = subprocess.Popen([os.path.join(BIN, "cml-serve"), "--listen", "127.0.0.1:0"], cwd=self.work, env=self.env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.server.stdout.readline()
-        if " on http://" not in line:
-            raise AssertionError(f"cml-serve did not say where it listens: {line}")
-        return line.strip().split(" on ")[-1]
-
-    def close(self):
-        if self.server:
-            self.server.terminate()
-            self.server.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def fill(store):
@@ -101,42 +42,6 @@ for epoch in range(5):
               "--note", IMAGE, "--html", SCRIPT)
 
 
-def browser():
-    options = webdriver.ChromeOptions()
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"]:
-        options.add_argument(argument)
-    options.binary_location = "/usr/bin/chromium"
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    return driver
-
-
-def shot(driver, name, element=None):
-    """A screenshot of the page from `element` (or the top) down."""
-    if element is not None:
-        driver.execute_script("arguments[0].scrollIntoView()", element)
-    driver.save_screenshot(os.path.join(OUT, name + ".png"))
-
-
-def wait(driver, condition, what, seconds=20):
-    try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: condition(d))
-    except TimeoutException:
-        raise AssertionError(f"waited {seconds} s for {what}; the page shows: {driver.find_element(By.TAG_NAME, 'body').text[:800]}")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-
-
-def not_pwned(driver):
-    check(driver.execute_script("return window.__pwned") is None, f"a script injected into {driver.current_url} ran")
-    for entry in driver.get_log("browser"):
-        check("Content Security Policy" not in entry["message"], f"CSP violation on {driver.current_url}: {entry['message']}")
-
-
 def charts_drawn(driver):
     boxes = driver.find_elements(By.CSS_SELECTOR, "[data-cml-chart]")
     return boxes and all(box.find_elements(By.CSS_SELECTOR, "svg.cml-chart") for box in boxes)
@@ -152,14 +57,14 @@ def visible_rows(driver):
 
 
 def main():
-    store = Store()
+    store = Store("compare", env=GIT)
     failures = []
     driver = None
     try:
         fill(store)
         url = store.serve()
         names = ["a", "b", "c", SCRIPT]
-        ids = [store.run_named(name) for name in names]
+        ids = [store.run_named(name)["id"] for name in names]
         driver = browser()
         page = url + "/compare?ids=" + ",".join(ids)
 
@@ -262,7 +167,7 @@ def main():
             for index in range(14):
                 store.cml("cml-run", "--name", f"m{index}", "--project", "many", "--param", f"seed={index}", "--",
                           "sh", "-c", f"echo 'acc: 0.{index + 10}'; echo 'acc: 0.{index + 30}'")
-            many_ids = [store.run_named(f"m{index}") for index in range(14)]
+            many_ids = [store.run_named(f"m{index}")["id"] for index in range(14)]
             driver.get(url + "/compare?ids=" + ",".join(many_ids))
             wait(driver, charts_drawn, "every chart drawn")
             check(lines_in(driver, "acc") == 14, f"{lines_in(driver, 'acc')} lines for 14 runs")
@@ -295,7 +200,7 @@ def main():
         if driver:
             driver.quit()
         store.close()
-    print(f"screenshots in {OUT}")
+    print(f"screenshots in {harness.OUT}")
     if failures:
         print(f"{len(failures)} check(s) failed: {', '.join(failures)}")
         sys.exit(1)

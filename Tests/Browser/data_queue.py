@@ -8,119 +8,19 @@ Usage: python3 Tests/Browser/data_queue.py --bin .build/debug --out DIR [--only 
 Exits 0 when every check passes; otherwise prints each failure and exits 1. Run by CLITests'
 WebDataQueueTests. Needs chromium, chromium-driver (Debian) and selenium (PyPI).
 """
-import argparse
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import traceback
 
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--bin", required=True, help="where the built cml executables are")
-parser.add_argument("--out", required=True, help="where screenshots go")
-parser.add_argument("--only", nargs="*", help="run only these checks")
-args = parser.parse_args()
-BIN = os.path.abspath(args.bin)
-OUT = os.path.abspath(args.out)
-os.makedirs(OUT, exist_ok=True)
-signal.alarm(900)
+import harness
+from harness import IMAGE, SCRIPT, Store, check, not_pwned, options, run_checks, shot, wait
 
-# Markup stored in every text that may hold it; a script that ran would set window.__pwned. Dataset and
-# queue names cannot hold it (letters, digits and a few signs: checked below).
-SCRIPT = "<script>window.__pwned=1</script>"
-IMAGE = '"><img src=x onerror="window.__pwned=2">'
-
-
-class Store:
-    def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="cml-web-dq-")
-        self.path = os.path.join(self.root, "store")
-        self.work = os.path.join(self.root, "work")
-        os.makedirs(self.work)
-        self.env = dict(os.environ, CML_STORE=self.path)
-        self.env.pop("CML_RUN_ID", None)
-        self.processes = []
-
-    def cml(self, tool, *arguments, check=True):
-        done = subprocess.run([os.path.join(BIN, tool), *arguments], cwd=self.work, env=self.env, capture_output=True, text=True)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(arguments)} exited {done.returncode}: {done.stderr}")
-        return done
-
-    def jsonl(self, tool, *arguments):
-        return [json.loads(line) for line in self.cml(tool, *arguments, "--format", "jsonl").stdout.splitlines()]
-
-    def write(self, path, text):
-        full = os.path.join(self.work, path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "w") as f:
-            f.write(text)
-
-    def start(self, tool, *arguments):
-        process = subprocess.Popen([os.path.join(BIN, tool), *arguments], cwd=self.work, env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.processes.append(process)
-        return process
-
-    def serve(self):
-        process = self.start("cml-serve", "--listen", "127.0.0.1:0")
-        line = process.stdout.readline()
-        if " on http://" not in line:
-            raise AssertionError(f"cml-serve did not say where it listens: {line} {process.stderr.read()}")
-        return line.strip().split(" on ")[-1]
-
-    def close(self):
-        for process in self.processes:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def browser():
-    options = webdriver.ChromeOptions()
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"]:
-        options.add_argument(argument)
-    options.binary_location = "/usr/bin/chromium"
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    return driver
-
-
-def shot(driver, name):
-    driver.save_screenshot(os.path.join(OUT, name + ".png"))
-
-
-def wait(driver, condition, what, seconds=20):
-    try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: condition(d))
-    except TimeoutException:
-        raise AssertionError(f"waited {seconds} s for {what}; the page shows: {driver.find_element(By.TAG_NAME, 'body').text[:800]}")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-
-
-def not_pwned(driver):
-    check(driver.execute_script("return window.__pwned") is None, f"a script injected into {driver.current_url} ran")
-    for entry in driver.get_log("browser"):
-        check("Content Security Policy" not in entry["message"], f"CSP violation on {driver.current_url}: {entry['message']}")
+args = options(900)
+# Dataset and queue names cannot hold markup (letters, digits and a few signs: checked below).
 
 
 def cells(row):
@@ -157,7 +57,7 @@ def fill(store):
     store.write("data/c.txt", "charlie\n")
     store.cml("cml-data", "snapshot", "data", "--name", "mnist", "-m", IMAGE)
     store.write("out/f.txt", "features\n")
-    data = os.path.join(BIN, "cml-data")
+    data = os.path.join(harness.BIN, "cml-data")
     store.cml("cml-run", "--name", SCRIPT, "--", "sh", "-c", f"'{data}' get mnist@2 >/dev/null && '{data}' snapshot out --name feats --parent mnist@2")
     for bad in [SCRIPT, "a<b"]:
         check(store.cml("cml-data", "snapshot", "data", "--name", bad, check=False).returncode != 0, "a dataset name cannot hold markup")
@@ -317,35 +217,4 @@ def staleness(element):
 CHECKS = [datasets, queues]
 
 
-def main():
-    store = Store()
-    failures = []
-    driver = None
-    try:
-        fill(store)
-        url = store.serve()
-        driver = browser()
-        for test in CHECKS:
-            if args.only and test.__name__ not in args.only:
-                continue
-            try:
-                test(store, url, driver)
-                print(f"ok   {test.__name__}")
-            except Exception:
-                failures.append(test.__name__)
-                print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
-                try:
-                    shot(driver, "failed-" + test.__name__)
-                except Exception:
-                    pass
-    finally:
-        if driver:
-            driver.quit()
-        store.close()
-    print(f"screenshots in {OUT}")
-    if failures:
-        print(f"{len(failures)} check(s) failed: {', '.join(failures)}")
-        sys.exit(1)
-
-
-main()
+run_checks(args, Store("dq"), fill, CHECKS)

@@ -8,121 +8,19 @@ Usage: python3 Tests/Browser/run_page.py --bin .build/debug --out DIR [--only NA
 Exits 0 when every check passes; otherwise prints each failure and exits 1. Run by CLITests'
 WebRunPageTests. Needs chromium, chromium-driver (Debian) and selenium (PyPI).
 """
-import argparse
-import json
 import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
-import traceback
 
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--bin", required=True, help="where the built cml executables are")
-parser.add_argument("--out", required=True, help="where screenshots go")
-parser.add_argument("--only", nargs="*", help="run only these checks")
-args = parser.parse_args()
-BIN = os.path.abspath(args.bin)
-OUT = os.path.abspath(args.out)
-os.makedirs(OUT, exist_ok=True)
-signal.alarm(900)
+import harness
+from harness import IMAGE, SCRIPT, Store, check, not_pwned, options, run_checks, shot, wait
 
-SCRIPT = "<script>window.__pwned=1</script>"
-IMAGE = '"><img src=x onerror="window.__pwned=2">'
+args = options(900)
 SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="120" height="60"><script>window.__pwned=3</script>'
        '<rect width="120" height="60" fill="{}"/></svg>')
-
-
-class Store:
-    """A temporary store and a git work tree, filled through the built commands."""
-
-    def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="cml-web-run-page-")
-        self.work = os.path.join(self.root, "work")
-        os.makedirs(self.work)
-        self.env = dict(os.environ, CML_STORE=os.path.join(self.root, "store"))
-        self.env.pop("CML_RUN_ID", None)
-        self.servers = []
-
-    def cml(self, tool, *arguments, env=None):
-        done = subprocess.run([os.path.join(BIN, tool), *arguments], cwd=self.work, env=dict(self.env, **(env or {})),
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(arguments)} exited {done.returncode}: {done.stderr}")
-        return done
-
-    def write(self, name, text):
-        with open(os.path.join(self.work, name), "w") as f:
-            f.write(text)
-
-    def run_named(self, name):
-        runs = [json.loads(line) for line in self.cml("cml-run", "ls", "--format", "jsonl").stdout.splitlines()]
-        return next(run for run in runs if run.get("name") == name)
-
-    def serve(self):
-        process = subprocess.Popen([os.path.join(BIN, "cml-serve"), "--listen", "127.0.0.1:0"], cwd=self.work, env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = process.stdout.readline()
-        if " on http://" not in line:
-            process.kill()
-            raise AssertionError(f"cml-serve did not say where it listens: {line} {process.stderr.read()}")
-        self.servers.append(process)
-        return line.strip().split(" on ")[-1]
-
-    def close(self):
-        for process in self.servers:
-            process.terminate()
-            process.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def browser():
-    options = webdriver.ChromeOptions()
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"]:
-        options.add_argument(argument)
-    options.binary_location = "/usr/bin/chromium"
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
-    return driver
-
-
-def shot(driver, name, whole=False):
-    if whole:
-        # The whole page: the window as tall as the document.
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1400, min(max(height, 1000), 12000))
-    driver.save_screenshot(os.path.join(OUT, name + ".png"))
-    if whole:
-        driver.set_window_size(1400, 1000)
-
-
-def wait(driver, condition, what, seconds=20):
-    try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: condition(d))
-    except TimeoutException:
-        raise AssertionError(f"waited {seconds} s for {what}; the page shows: {driver.find_element(By.TAG_NAME, 'body').text[:800]}")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-
-
-def not_pwned(driver):
-    check(driver.execute_script("return window.__pwned") is None, f"a script injected into {driver.current_url} ran")
-    for entry in driver.get_log("browser"):
-        check("Content Security Policy" not in entry["message"], f"CSP violation on {driver.current_url}: {entry['message']}")
 
 
 def fill(store):
@@ -136,7 +34,7 @@ def fill(store):
     for step, colour in [(1, "red"), (2, "green"), (3, "blue")]:
         with open(os.path.join(store.root, f"step{step}.svg"), "w") as f:
             f.write(SVG.format(colour))
-    log = os.path.join(BIN, "cml-log")
+    log = os.path.join(harness.BIN, "cml-log")
     images = "; ".join(f"'{log}' image '{store.root}/step{step}.svg' --name 'samples {IMAGE}' --step {step} >/dev/null"
                        for step in [1, 2, 3])
     store.cml("cml-run", "--name", "evil", "--", "sh", "-c", f"echo '{SCRIPT}'; echo '{IMAGE}'; {images}", env={"EVIL": SCRIPT + IMAGE})
@@ -146,7 +44,7 @@ def fill(store):
 
 def live_tail(store, url, driver):
     """A running run's new lines appear, as text, while the page is open; the page follows the bottom."""
-    process = subprocess.Popen([os.path.join(BIN, "cml-run"), "--name", "ticking", "--", "sh", "-c",
+    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "ticking", "--", "sh", "-c",
                                 f"for i in $(seq 1 40); do echo \"tick $i {SCRIPT}\"; sleep 0.3; done"],
                                cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -174,7 +72,7 @@ def live_tail(store, url, driver):
 
 def follows_the_bottom(store, url, driver):
     """A console longer than its box stays scrolled to its end as lines arrive, unless scrolled up."""
-    process = subprocess.Popen([os.path.join(BIN, "cml-run"), "--name", "long-live", "--", "sh", "-c",
+    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "long-live", "--", "sh", "-c",
                                 "seq 1 200; for i in $(seq 1 30); do echo \"more $i\"; sleep 0.3; done"],
                                cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -283,35 +181,4 @@ def images(store, url, driver):
 CHECKS = [live_tail, follows_the_bottom, search, injection_and_code, images]
 
 
-def main():
-    store = Store()
-    failures = []
-    driver = None
-    try:
-        fill(store)
-        url = store.serve()
-        driver = browser()
-        for test in CHECKS:
-            if args.only and test.__name__ not in args.only:
-                continue
-            try:
-                test(store, url, driver)
-                print(f"ok   {test.__name__}")
-            except Exception:
-                failures.append(test.__name__)
-                print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
-                try:
-                    shot(driver, "failed-" + test.__name__)
-                except Exception:
-                    pass
-    finally:
-        if driver:
-            driver.quit()
-        store.close()
-    print(f"screenshots in {OUT}")
-    if failures:
-        print(f"{len(failures)} check(s) failed: {', '.join(failures)}")
-        sys.exit(1)
-
-
-main()
+run_checks(args, Store("run-page"), fill, CHECKS)

@@ -7,115 +7,25 @@ Usage: python3 Tests/Browser/web_ui.py --bin .build/debug --out DIR [--only NAME
 Exits 0 when every check passes; otherwise prints each failure and exits 1. Run by CLITests'
 BrowserTests, so `scripts/test` runs it. Needs chromium, chromium-driver (Debian) and selenium (PyPI).
 """
-import argparse
 import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--bin", required=True, help="where the built cml executables are")
-parser.add_argument("--out", required=True, help="where screenshots go")
-parser.add_argument("--only", nargs="*", help="run only these checks")
-args = parser.parse_args()
-BIN = os.path.abspath(args.bin)
-OUT = os.path.abspath(args.out)
-os.makedirs(OUT, exist_ok=True)
-# Nothing here may hang a test suite: the whole script ends within twenty minutes (a loaded machine runs it in several).
-signal.alarm(1200)
+import harness
+from harness import IMAGE, SCRIPT, Store, check, not_pwned, options, run_checks, shot, wait
 
-# What the injection check stores in every kind of user text; a script that ran would set window.__pwned.
-SCRIPT = "<script>window.__pwned=1</script>"
-IMAGE = '"><img src=x onerror="window.__pwned=2">'
-
-
-class Store:
-    """A temporary store and working directory, filled through the built commands."""
-
-    def __init__(self, name):
-        self.root = tempfile.mkdtemp(prefix=f"cml-web-{name}-")
-        self.path = os.path.join(self.root, "store")
-        self.work = os.path.join(self.root, "work")
-        os.makedirs(self.work)
-        self.env = dict(os.environ, CML_STORE=self.path)
-        self.env.pop("CML_RUN_ID", None)
-        self.servers = []
-
-    def cml(self, tool, *arguments, check=True):
-        done = subprocess.run([os.path.join(BIN, tool), *arguments], cwd=self.work, env=self.env, capture_output=True, text=True)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(arguments)} exited {done.returncode}: {done.stderr}")
-        return done
-
-    def write(self, name, text):
-        with open(os.path.join(self.work, name), "w") as f:
-            f.write(text)
-
-    def runs(self):
-        return [json.loads(line) for line in self.cml("cml-run", "ls", "--format", "jsonl").stdout.splitlines()]
-
-    def run_named(self, name):
-        return next(run for run in self.runs() if run.get("name") == name)
-
-    def serve(self):
-        process = subprocess.Popen([os.path.join(BIN, "cml-serve"), "--listen", "127.0.0.1:0"], cwd=self.work, env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = process.stdout.readline()
-        if " on http://" not in line:
-            process.kill()
-            raise AssertionError(f"cml-serve did not say where it listens: {line} {process.stderr.read()}")
-        self.servers.append(process)
-        return line.strip().split(" on ")[-1]
-
-    def close(self):
-        for process in self.servers:
-            process.terminate()
-            process.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def browser():
-    options = webdriver.ChromeOptions()
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"]:
-        options.add_argument(argument)
-    options.binary_location = "/usr/bin/chromium"
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(30)
-    return driver
-
-
-def shot(driver, name):
-    driver.save_screenshot(os.path.join(OUT, name + ".png"))
-
-
-def wait(driver, condition, what, seconds=20):
-    try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda d: condition(d))
-    except TimeoutException:
-        raise AssertionError(f"waited {seconds} s for {what}; the page shows: {driver.find_element(By.TAG_NAME, 'body').text[:800]}")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
+args = options(1200)
 
 
 def rows(driver):
@@ -126,13 +36,6 @@ def rows(driver):
         cells = [td.text for td in tr.find_elements(By.CSS_SELECTOR, "td[data-col]")]
         table.append(dict(zip(keys, cells)))
     return table
-
-
-def not_pwned(driver):
-    check(driver.execute_script("return window.__pwned") is None, f"a script injected into {driver.current_url} ran")
-    for entry in driver.get_log("browser"):
-        # Our own pages never need what the Content-Security-Policy forbids: a violation means markup got through.
-        check("Content Security Policy" not in entry["message"], f"CSP violation on {driver.current_url}: {entry['message']}")
 
 
 def post(driver, fields):
@@ -162,7 +65,7 @@ for epoch in range(3):
 import subprocess, sys
 print({SCRIPT!r})
 print({IMAGE!r})
-subprocess.run([{os.path.join(BIN, 'cml-log')!r}, "artifact", "evil.txt", "--name", {SCRIPT + IMAGE!r}], check=True,
+subprocess.run([{os.path.join(harness.BIN, 'cml-log')!r}, "artifact", "evil.txt", "--name", {SCRIPT + IMAGE!r}], check=True,
                stdout=subprocess.DEVNULL)
 """)
     store.cml("cml-run", "--name", SCRIPT, "--project", "vision", "--tag", SCRIPT, "--tag", IMAGE, "--",
@@ -289,7 +192,7 @@ while not os.path.exists("go-1"): time.sleep(0.05)
 print("acc: 0.75", flush=True)
 while not os.path.exists("go-2"): time.sleep(0.05)
 """)
-    process = subprocess.Popen([os.path.join(BIN, "cml-run"), "--name", "live", "--project", "live", "--", "python3", "live.py"],
+    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "live", "--project", "live", "--", "python3", "live.py"],
                                cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 20
@@ -374,7 +277,7 @@ def actions(store, url, driver):
 
 
 def abort(store, url, driver):
-    process = subprocess.Popen([os.path.join(BIN, "cml-run"), "--name", "stoppable", "--project", "stop", "--", "sleep", "120"],
+    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "stoppable", "--project", "stop", "--", "sleep", "120"],
                                cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 20
@@ -499,38 +402,4 @@ def tokens(store, url, driver):
 CHECKS = [table_values, filtering, filter_errors, sorting, paging, injection, run_page, keyboard, live_rows, abort, csrf, actions, tokens]
 
 
-def main():
-    store = Store("shared")
-    failures = []
-    driver = None
-    try:
-        fill(store)
-        url = store.serve()
-        driver = browser()
-        began = time.perf_counter()
-        driver.get(url + "/")
-        print(f"runs page of {len(store.runs())} runs: {(time.perf_counter() - began) * 1000:.0f} ms to load in Chromium")
-        for test in CHECKS:
-            if args.only and test.__name__ not in args.only:
-                continue
-            try:
-                test(store, url, driver)
-                print(f"ok   {test.__name__}")
-            except Exception:
-                failures.append(test.__name__)
-                print(f"FAIL {test.__name__}\n{traceback.format_exc()}")
-                try:
-                    shot(driver, "failed-" + test.__name__)
-                except Exception:
-                    pass
-    finally:
-        if driver:
-            driver.quit()
-        store.close()
-    print(f"screenshots in {OUT}")
-    if failures:
-        print(f"{len(failures)} check(s) failed: {', '.join(failures)}")
-        sys.exit(1)
-
-
-main()
+run_checks(args, Store("shared"), fill, CHECKS)
