@@ -70,6 +70,35 @@ def live_tail(store, url, driver):
         process.wait(30)
 
 
+def live_chart(store, url, driver):
+    """A running run's chart draws its new points while the page is open (every 5 s), without a reload."""
+    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "charting", "--", "sh", "-c",
+                                "for i in $(seq 1 80); do echo \"loss: $i\"; sleep 0.25; done"],
+                               cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        run = None
+        while time.time() < deadline and not (run and "loss" in run.get("metrics", {})):
+            try:
+                run = store.run_named("charting")
+            except StopIteration:
+                time.sleep(0.1)
+        driver.get(url + "/runs/" + run["id"])
+
+        def drawn(d):
+            paths = d.find_elements(By.CSS_SELECTOR, "#main figure.chart svg.cml-chart path.series")
+            return len(paths[0].get_attribute("data-points").split()) if paths else 0
+
+        first = wait(driver, drawn, "the loss chart")
+        check(first < 60, f"the page was read early in the run: {first} points")
+        wait(driver, lambda d: drawn(d) >= first + 10, "the chart redrawn with new points", seconds=20)
+        check(driver.current_url.endswith(run["id"]), "the page was not reloaded")
+        shot(driver, "live-chart", driver.find_element(By.ID, "charts"))
+        not_pwned(driver)
+    finally:
+        process.wait(30)
+
+
 def follows_the_bottom(store, url, driver):
     """A console longer than its box stays scrolled to its end as lines arrive, unless scrolled up."""
     process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "long-live", "--", "sh", "-c",
@@ -178,7 +207,7 @@ def images(store, url, driver):
     check(driver.execute_script("return window.__pwned") is None, "the SVG's script ran when opened on its own")
 
 
-CHECKS = [live_tail, follows_the_bottom, search, injection_and_code, images]
+CHECKS = [live_tail, live_chart, follows_the_bottom, search, injection_and_code, images]
 
 
 run_checks(args, Store("run-page"), fill, CHECKS)
