@@ -81,11 +81,15 @@ enum BlobRoutes {
         return id
     }
 
+    /// What user content (a blob, a run's image) is served under: nothing it holds runs, loads or
+    /// navigates, as an `<img>` or opened on its own (`sandbox` also gives it an origin of its own).
+    static let userContentPolicy = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
     private static func headers(_ id: String) -> HTTPFields {
         // A blob never changes: its hash is its strong ETag. It is user content: a browser downloads it
         // and runs nothing in it, whatever it holds (an HTML file, an SVG with a script).
         [.contentType: Media.bytes, .acceptRanges: "bytes", .eTag: "\"\(id)\"", .cacheControl: "public, max-age=31536000, immutable",
-         .xContentTypeOptions: "nosniff", .contentSecurityPolicy: RunPageSections.userContentPolicy, .contentDisposition: "attachment"]
+         .xContentTypeOptions: "nosniff", .contentSecurityPolicy: userContentPolicy, .contentDisposition: "attachment"]
     }
 }
 

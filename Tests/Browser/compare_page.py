@@ -76,6 +76,7 @@ def overlay(store, url, driver):
     wait(driver, lambda d: tip.is_displayed() and "lr=0.01" in tip.text, "the tooltip naming the runs")
     shot(driver, "compare-charts")
 
+
 def legend(store, url, driver):
     ids, page = compared(store, url)
     driver.get(page)
@@ -87,6 +88,7 @@ def legend(store, url, driver):
     check(all(item.find_element(By.CSS_SELECTOR, "svg.swatch path").get_attribute("stroke") for item in items), "a swatch per run")
     shot(driver, "compare-top")
     not_pwned(driver)
+
 
 def hide_same(store, url, driver):
     _, page = compared(store, url)
@@ -115,22 +117,24 @@ def hide_same(store, url, driver):
     shot(driver, "compare-table-all", driver.find_element(By.ID, "table"))
     not_pwned(driver)
 
+
 def code(store, url, driver):
     ids, page = compared(store, url)
     driver.get(page)
     Select(driver.find_element(By.ID, "code-a")).select_by_value(ids[0])
     Select(driver.find_element(By.ID, "code-b")).select_by_value(ids[3])
     driver.find_element(By.XPATH, "//button[text()='Compare code']").click()
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "pre.diff"), "the code diff")
-    added = [span.text for span in driver.find_elements(By.CSS_SELECTOR, "pre.diff span.add")]
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "pre.patch"), "the code diff")
+    added = [span.text for span in driver.find_elements(By.CSS_SELECTOR, "pre.patch span.d-add")]
     check(any(SCRIPT in line for line in added) and any(IMAGE in line for line in added), f"added lines {added}")
     # One line a line: no blank line between them.
-    spans = driver.find_elements(By.CSS_SELECTOR, "pre.diff span")
+    spans = driver.find_elements(By.CSS_SELECTOR, "pre.patch span")
     check(spans[1].location["y"] - spans[0].location["y"] < 24, "diff lines are not double-spaced")
-    colour = driver.execute_script("return getComputedStyle(document.querySelector('pre.diff span.add')).backgroundColor")
+    colour = driver.execute_script("return getComputedStyle(document.querySelector('pre.patch span.d-add')).backgroundColor")
     check(colour not in ("", "rgba(0, 0, 0, 0)"), f"added lines are coloured: {colour}")
     shot(driver, "compare-code", driver.find_element(By.ID, "code"))
     not_pwned(driver)
+
 
 def scatter(store, url, driver):
     ids, page = compared(store, url)
@@ -143,6 +147,7 @@ def scatter(store, url, driver):
     shot(driver, "compare-scatter", driver.find_element(By.ID, "scatter"))
     not_pwned(driver)
 
+
 def labels(store, url, driver):
     _, page = compared(store, url)
     driver.get(page)
@@ -151,6 +156,7 @@ def labels(store, url, driver):
           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.tagName == 'BUTTON' && e.textContent.trim()))
           .map(e => e.outerHTML);""")
     check(unlabelled == [], f"controls without a label: {unlabelled}")
+
 
 def from_the_runs_page(store, url, driver):
     ids, page = compared(store, url)
@@ -161,6 +167,7 @@ def from_the_runs_page(store, url, driver):
     wait(driver, lambda d: "/compare" in d.current_url and d.find_elements(By.CSS_SELECTOR, "ul.compare.legend"), "the compare page")
     entries = [li.get_attribute("data-run") for li in driver.find_elements(By.CSS_SELECTOR, "ul.compare.legend li")]
     check(sorted(entries) == sorted(ids[:2]), f"the two runs ticked: {entries}")
+
 
 def many(store, url, driver):
     ids, page = compared(store, url)

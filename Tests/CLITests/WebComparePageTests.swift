@@ -154,16 +154,16 @@ struct WebComparePageTests {
         #expect(page.status == 200)
         let printed = try box.run("cml-diff", ids + ["--code"]).out
         let diff = try #require(printed.components(separatedBy: "uncommitted changes, as a diff of the two captured patches:\n").last)
-        let block = try #require(page.body.components(separatedBy: "<pre class=\"diff\">").last?.components(separatedBy: "</pre>").first)
+        let block = try #require(page.body.components(separatedBy: "<pre class=\"patch\">").last?.components(separatedBy: "</pre>").first)
         let spans = block.components(separatedBy: "</span>").filter { !$0.isEmpty }
         let lines = diff.components(separatedBy: "\n").filter { !$0.isEmpty }
         #expect(spans.count == lines.count, "\(block)")
         for (span, line) in zip(spans, lines) {
-            let kind = line.hasPrefix("+") ? "add" : line.hasPrefix("-") ? "del" : line.hasPrefix("@@") ? "hunk" : "ctx"
+            let kind = line.hasPrefix("+") ? "d-add" : line.hasPrefix("-") ? "d-del" : line.hasPrefix("@@") ? "d-hunk" : "d-ctx"
             #expect(span == "<span class=\"\(kind)\">\(markupEscaped(line))\n")
         }
-        #expect(page.body.contains("<span class=\"del\">-+print(&#39;loss: 0.5&#39;)\n</span>"))
-        #expect(page.body.contains("<span class=\"add\">++print(&#39;&lt;script&gt;window.__pwned=1&lt;/script&gt;&#39;)\n</span>"))
+        #expect(page.body.contains("<span class=\"d-del\">-+print(&#39;loss: 0.5&#39;)\n</span>"))
+        #expect(page.body.contains("<span class=\"d-add\">++print(&#39;&lt;script&gt;window.__pwned=1&lt;/script&gt;&#39;)\n</span>"))
         #expect(!page.body.contains("<script>window"))
         #expect(page.body.contains("<tr class=\"same\"><th scope=\"row\">branch</th><td>main</td><td></td></tr>"))
         // With more than two runs, selects pick the two; the pair is in the query. Commits that differ

@@ -266,17 +266,18 @@ enum ComparePage {
         return body
     }
 
-    /// A unified diff with a class per line: `add`, `del`, `hunk`, `note` (git's `\ No newline…`) or `ctx`.
+    /// A unified diff with a class per line, those of the run page's patch (`RunPageSections.patchLines`):
+    /// `d-add`, `d-del`, `d-hunk`, `d-note` (git's `\ No newline…`) or `d-ctx`.
     static func diffBlock(_ unified: String) -> HTML {
         var lines = unified.split(separator: "\n", omittingEmptySubsequences: false)
         if lines.last == "" { lines.removeLast() }
         let shown = lines.prefix(maxDiffLines).map { line -> HTML in
-            let kind: HTML = line.hasPrefix("+") ? "add" : line.hasPrefix("-") ? "del" : line.hasPrefix("@@") ? "hunk" : line.hasPrefix("\\") ? "note" : "ctx"
+            let kind: HTML = line.hasPrefix("+") ? "d-add" : line.hasPrefix("-") ? "d-del" : line.hasPrefix("@@") ? "d-hunk" : line.hasPrefix("\\") ? "d-note" : "d-ctx"
             // The newline inside the line's block: copied text keeps it, and it adds no blank line.
             return "<span class=\"\(kind)\">\(line)\n</span>"
         }
         let cut: HTML = lines.count > maxDiffLines
             ? "<p class=\"muted\">The first \(maxDiffLines) of \(lines.count) lines; <code>cml-diff --code</code> shows the whole.</p>" : .empty
-        return "<pre class=\"diff\">\(shown)</pre>\(cut)"
+        return "<pre class=\"patch\">\(shown)</pre>\(cut)"
     }
 }

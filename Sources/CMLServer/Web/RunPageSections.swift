@@ -296,14 +296,10 @@ enum RunPageSections {
             return (type, try store.blob(sha))
         }
         return Response(status: .ok, headers: [
-            .contentType: type, .xContentTypeOptions: "nosniff", .contentSecurityPolicy: userContentPolicy,
+            .contentType: type, .xContentTypeOptions: "nosniff", .contentSecurityPolicy: BlobRoutes.userContentPolicy,
             .cacheControl: "private, max-age=31536000, immutable", .crossOriginResourcePolicy: "same-origin",
         ], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
-
-    /// What user content is served under: nothing it holds runs, loads or navigates, as an `<img>` or
-    /// opened on its own (`sandbox` also gives it an origin of its own).
-    static let userContentPolicy = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
     // MARK: - Resources
 

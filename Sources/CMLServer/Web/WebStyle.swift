@@ -165,12 +165,6 @@ table.compare-table tbody th { white-space: nowrap; font-weight: 500; }
 form.compare-pick { display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; margin: 4px 0 10px; }
 form.compare-pick select { max-width: 36em; }
 table.code-fields tr.differs td { background: var(--mark); }
-pre.diff { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 8px 0; max-height: 70vh; overflow: auto; }
-pre.diff span { display: block; padding: 0 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
-pre.diff .add { background: rgba(26, 127, 55, 0.15); color: var(--ok); }
-pre.diff .del { background: rgba(198, 40, 40, 0.12); color: var(--bad); }
-pre.diff .hunk { color: var(--accent); }
-pre.diff .note { color: var(--muted); font-style: italic; }
 svg.scatter { max-width: 100%; height: auto; background: var(--bg); border: 1px solid var(--line); border-radius: 6px; font-size: 12px; }
 svg.scatter line.grid { stroke: var(--line); }
 svg.scatter line.axis { stroke: var(--muted); }
