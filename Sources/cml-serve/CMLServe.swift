@@ -32,7 +32,8 @@ struct CMLServe: AsyncParsableCommand {
             such as a followed log, are never cut.
 
             The web UI is at the same address: open http://127.0.0.1:8080 in a browser for the runs \
-            table (columns, sorting, the --where language, running runs updated live) and each run. Once \
+            table (columns, sorting, the --where language, running runs updated live), each run (charts, \
+            console, code, environment), compare (/compare), datasets and queues. Once \
             the store has a token, the pages ask for one (a login; the browser keeps a session cookie).
 
             The options are listed by cml-serve serve --help.
