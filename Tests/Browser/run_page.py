@@ -42,19 +42,28 @@ def fill(store):
 
 # The checks. Each takes the store, its server's URL and a browser.
 
+def running(store, name, script, ready=lambda run: True):
+    """Starts `cml-run --name NAME -- sh -c SCRIPT` in the background; the process, and the run's record
+    once the store has it and `ready(record)` holds (within 20 s)."""
+    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", name, "--", "sh", "-c", script],
+                               cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            run = store.run_named(name)
+            if ready(run):
+                return process, run
+        except StopIteration:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"run {name} did not start within 20 s")
+
+
 def live_tail(store, url, driver):
     """A running run's new lines appear, as text, while the page is open; the page follows the bottom."""
-    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "ticking", "--", "sh", "-c",
-                                f"for i in $(seq 1 40); do echo \"tick $i {SCRIPT}\"; sleep 0.3; done"],
-                               cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, run = running(store, "ticking", f"for i in $(seq 1 40); do echo \"tick $i {SCRIPT}\"; sleep 0.3; done")
     try:
-        deadline = time.time() + 20
-        run = None
-        while time.time() < deadline and run is None:
-            try:
-                run = store.run_named("ticking")
-            except StopIteration:
-                time.sleep(0.1)
         driver.get(url + "/runs/" + run["id"])
         console = driver.find_element(By.CSS_SELECTOR, "pre.console")
         first = len(console.text.splitlines())
@@ -72,17 +81,9 @@ def live_tail(store, url, driver):
 
 def live_chart(store, url, driver):
     """A running run's chart draws its new points while the page is open (every 5 s), without a reload."""
-    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "charting", "--", "sh", "-c",
-                                "for i in $(seq 1 80); do echo \"loss: $i\"; sleep 0.25; done"],
-                               cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, run = running(store, "charting", "for i in $(seq 1 80); do echo \"loss: $i\"; sleep 0.25; done",
+                           ready=lambda run: "loss" in run.get("metrics", {}))
     try:
-        deadline = time.time() + 20
-        run = None
-        while time.time() < deadline and not (run and "loss" in run.get("metrics", {})):
-            try:
-                run = store.run_named("charting")
-            except StopIteration:
-                time.sleep(0.1)
         driver.get(url + "/runs/" + run["id"])
 
         def drawn(d):
@@ -101,17 +102,8 @@ def live_chart(store, url, driver):
 
 def follows_the_bottom(store, url, driver):
     """A console longer than its box stays scrolled to its end as lines arrive, unless scrolled up."""
-    process = subprocess.Popen([os.path.join(harness.BIN, "cml-run"), "--name", "long-live", "--", "sh", "-c",
-                                "seq 1 200; for i in $(seq 1 30); do echo \"more $i\"; sleep 0.3; done"],
-                               cwd=store.work, env=store.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, run = running(store, "long-live", "seq 1 200; for i in $(seq 1 30); do echo \"more $i\"; sleep 0.3; done")
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                run = store.run_named("long-live")
-                break
-            except StopIteration:
-                time.sleep(0.1)
         time.sleep(0.5)
         driver.get(url + "/runs/" + run["id"] + "#console")
         console = driver.find_element(By.CSS_SELECTOR, "pre.console")
