@@ -46,7 +46,7 @@ public enum ServerRoutes {
         ServerRoute(method: .get, path: "/api/v1/projects", parameters: [], handler: RunRoutes.projects),
         ServerRoute(method: .get, path: "/api/v1/blobs/{sha256}", parameters: [], handler: BlobRoutes.get),
         ServerRoute(method: .head, path: "/api/v1/blobs/{sha256}", parameters: [], handler: BlobRoutes.head),
-    ] + ChartRoutes.routes + StoreAPI.runRoutes + StoreAPI.queueRoutes + StoreAPI.datasetRoutes
+    ] + ChartRoutes.routes + StoreAPI.runRoutes + StoreAPI.queueRoutes + StoreAPI.datasetRoutes + StoreAPI.controllerRoutes
 }
 
 /// What a route's handler gets: the request, its decoded query, the store, and what its token may see.

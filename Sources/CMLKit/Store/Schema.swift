@@ -249,6 +249,18 @@ enum Schema {
         -- `cml-run abort` of a run recorded by cml-run (a queued run's flag is its queue entry's).
         ALTER TABLE runs ADD COLUMN abort_requested INTEGER NOT NULL DEFAULT 0;
         """,
+        // 9: the records of sweeps and pipelines (`ControllerRecord`): a JSON document each.
+        """
+        CREATE TABLE controllers (
+            id TEXT PRIMARY KEY NOT NULL,
+            kind TEXT NOT NULL,
+            project TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            document TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX controllers_by_kind ON controllers(kind, created_at);
+        """,
     ]
 
     static func newer(_ version: Int) -> CMLError {

@@ -48,7 +48,7 @@ public struct ProjectSummary: Sendable, Codable, Equatable {
 /// so no command talks SQL or HTTP itself. Nothing that only means something on the store's own machine
 /// (a path inside it, an open log file, where a blob's bytes lie, a cache directory) crosses it: those
 /// are `SQLiteStore`'s own, for the commands that record on this machine.
-public protocol Store: RunStore, BlobStore, QueueStore, DatasetStore {
+public protocol Store: RunStore, BlobStore, QueueStore, DatasetStore, ControllerStore {
     /// Where the store lives, as the user named it (a directory or a URL).
     var location: String { get }
 }
@@ -213,6 +213,17 @@ public protocol DatasetStore: Sendable {
     func recordDatasetUse(run id: String, _ versions: [DatasetVersion]) throws(CMLError)
     /// The runs that used a version, oldest first.
     func runsUsing(version id: String) throws(CMLError) -> [String]
+}
+
+/// The records of sweeps and pipelines (`ControllerRecord`), which their controllers rewrite whole as
+/// their trials and steps go on.
+public protocol ControllerStore: Sendable {
+    /// Creates or replaces a record (by id); the kind and project of an existing one do not change.
+    func saveController(_ record: ControllerRecord) throws(CMLError)
+    /// The record of `kind` whose id is `prefix` or starts with it; `notFound` or `ambiguous` otherwise.
+    func controller(kind: String, id prefix: String) throws(CMLError) -> ControllerRecord
+    /// The records of `kind`, newest first.
+    func controllers(kind: String) throws(CMLError) -> [ControllerRecord]
 }
 
 /// Renews one run's heartbeat (see `Store.heartbeatWriter`). Used from one thread.

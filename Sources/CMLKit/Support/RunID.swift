@@ -19,6 +19,9 @@ public enum RunID {
         !text.isEmpty && text.count <= 32 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
+    /// True when `text` is a whole id (32 lowercase hex digits).
+    public static func isFull(_ text: String) -> Bool { text.utf8.count == 32 && isPrefix(text) }
+
     /// The error for a reference that names no run (as `resolveRunID` throws it): the server answers a
     /// run a token may not see with it too, so that the answer does not tell whether the run exists.
     public static func noRun(_ reference: String) -> CMLError {
