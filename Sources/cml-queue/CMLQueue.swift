@@ -23,12 +23,20 @@ struct CMLQueue: ParsableCommand {
               cml-queue mv 0192f3b7 cpu
               cml-queue rm 0192f3b7
               cml-queue stats
+              cml-queue sweep 0192f3a4 --objective val_loss.min --param 'lr=loguniform(1e-4,1e-1)' --trials 20 --queue gpu
             """,
-        subcommands: [Add.self, List.self, Remove.self, Move.self, Stats.self]
+        subcommands: [Add.self, List.self, Remove.self, Move.self, Stats.self, SweepCommand.self]
     )
 
     static func main() {
-        runAsTool()
+        // A sweep's controller handles these signals itself (Ctrl-C stops it queueing); blocked before
+        // any thread exists, so that every thread inherits the mask.
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "sweep" && !arguments.contains("--help") && !arguments.contains("-h") && arguments.count > 1
+            && !["ls", "show", "help"].contains(arguments[1]) {
+            ShutdownSignals.block()
+        }
+        runAsTool(arguments)
     }
 }
 

@@ -19,14 +19,18 @@ public final class AgentLog: Sendable {
 
     private let toJournal: Bool
     private let name: String
+    /// Lines less severe than this are left out.
+    private let threshold: Level
     private let writing = Mutex(())
 
-    public init(name: String, environment: [String: String]) {
+    public init(name: String, environment: [String: String], threshold: Level = .info) {
         self.name = name
+        self.threshold = threshold
         toJournal = Self.stderrIsJournal(environment["JOURNAL_STREAM"])
     }
 
     public func callAsFunction(_ level: Level, _ message: String) {
+        guard level.rawValue <= threshold.rawValue else { return }
         // One line per event: a multi-line message (git's) would read as several events.
         let flat = message.split(whereSeparator: \.isNewline).joined(separator: " ")
         let line = toJournal ? "<\(level.rawValue)>\(flat)\n"

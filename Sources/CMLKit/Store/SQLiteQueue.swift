@@ -316,7 +316,8 @@ extension SQLiteStore {
             }
             return requeued
         }
-        if requeued > 0 { ringDoorbell() }
+        // A lease that ran out ends a run or requeues it: both change what a sweep's controller waits for.
+        if !leases.isEmpty { ringDoorbell() }
         return requeued
     }
 
@@ -379,7 +380,8 @@ extension SQLiteStore {
                 return (true, true)
             }
         }
-        if requeued { ringDoorbell() }
+        // A requeued run is work for agents; an ended one frees a slot of a sweep, whose controller waits on the bell too.
+        if held { ringDoorbell() }
         return held
     }
 

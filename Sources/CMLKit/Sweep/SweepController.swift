@@ -35,7 +35,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
     /// Seconds between looks at the trials when nothing wakes the controller.
     let pollInterval: Double
 
-    enum StopRequest { case none, finishRunning, abortRunning }
+    enum StopRequest: Comparable { case none, finishRunning, abortRunning, leaveRunning }
 
     /// Starts a new sweep, recorded at once.
     public init(store: any Store, sweep: Sweep, strategy: any SweepStrategy, baseSpec: RunSpec, pollInterval: Double = 1,
@@ -59,10 +59,16 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
         return spec
     }
 
-    /// Asks the controller to stop queueing trials; with `abort`, to abort the ones queued or running
-    /// too. From any thread (a signal's).
-    public func requestStop(abortRunning abort: Bool) {
-        stopRequest.withLock { $0 = abort ? .abortRunning : ($0 == .none ? .finishRunning : $0) }
+    /// Asks the controller to stop queueing trials and end once those queued or running have; with
+    /// `abortRunning`, to abort them first. From any thread (a signal's).
+    public func requestStop(abortRunning: Bool) {
+        stopRequest.withLock { $0 = max($0, abortRunning ? .abortRunning : .finishRunning) }
+        watcher.interrupt()
+    }
+
+    /// Asks the controller to end at once, leaving the trials queued or running to a resume.
+    public func requestStop(leaveRunning: Bool) {
+        stopRequest.withLock { $0 = .leaveRunning }
         watcher.interrupt()
     }
 
@@ -95,6 +101,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
             let active = sweep.active
             let done = sweep.trials.count >= sweep.configuration.trials || !strategyHasMore
             if active.isEmpty && (done || request != .none || sweep.status != .running) { break }
+            if request == .leaveRunning { break }
             if Clock.now() - lastBeat >= Sweep.heartbeatInterval {
                 lastBeat = Clock.now()
                 try save()
@@ -107,7 +114,11 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
                 sweep.status = .finished
             } else {
                 sweep.status = .stopped
-                sweep.reason = request == .abortRunning ? "stopped; its unfinished trials were aborted" : "stopped before all its trials were queued"
+                sweep.reason = switch request {
+                case .abortRunning: "stopped; its unfinished trials were aborted"
+                case .leaveRunning where !sweep.active.isEmpty: "stopped, leaving \(sweep.active.count) trials queued or running"
+                default: "stopped before all its trials were queued"
+                }
             }
         }
         try save()

@@ -40,7 +40,7 @@ extension Sweep {
         ])
     }
 
-    static func number(_ value: Double?) -> JSON {
+    public static func number(_ value: Double?) -> JSON {
         guard let value else { return .null }
         return value.isFinite ? .double(value) : .string(value.isNaN ? "NaN" : value > 0 ? "Infinity" : "-Infinity")
     }
