@@ -34,6 +34,8 @@ extension RunSpec {
             // The exact versions it read, by id: a later version of the dataset is another input.
             spec.datasets = run.datasets.map { "\($0.dataset)@\($0.id)" }
         }
+        // A clone of a sweep's trial is not one of its trials.
+        spec.params.removeAll { membershipParameters.contains($0.key) }
         spec.name = run.name
         spec.project = run.project
         spec.tags = run.tags
@@ -42,6 +44,10 @@ extension RunSpec {
         spec.warnAboutSecrets(warn)
         return spec
     }
+
+    /// The parameters that say which sweep a run is a trial of (`SweepController`): given to the run
+    /// by its controller, never copied to a clone.
+    public static let membershipParameters = [SweepController.sweepParameter, SweepController.trialParameter]
 
     /// Says which environment variables the agent must have for the command's redacted values.
     func warnAboutSecrets(_ warn: (String) -> Void) {

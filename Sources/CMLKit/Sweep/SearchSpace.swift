@@ -166,7 +166,7 @@ public struct SearchSpace: Sendable, Equatable {
     public func grid() throws(CMLError) -> [[(key: String, value: String)]] {
         for parameter in parameters where parameter.domain.gridValues == nil {
             throw CMLError.usage("\(parameter.key)=\(parameter.domain.description) has no finite values to walk through",
-                                 hint: "a grid takes lists, choice(…) and int(…); sample ranges with --strategy random")
+                                 hint: "a grid takes lists, choice(…) and int(…); draw from a range with --sample, or a sweep's --strategy random")
         }
         var combinations: [[(key: String, value: String)]] = [[]]
         for parameter in parameters {

@@ -160,6 +160,8 @@ public struct Sweep: Sendable {
     /// Where its controller runs, and when it last said it was alive.
     public var host: String
     public var pid: Int32
+    /// Where `pid` names its process (`ProcessPlace.scope`).
+    public var pidScope: String?
     public var heartbeatAt: Double
 
     /// Seconds between the controller's heartbeats; a running sweep not heard of for three is abandoned.
@@ -173,14 +175,18 @@ public struct Sweep: Sendable {
         status = .running
         self.configuration = configuration
         trials = []
-        host = RunEnvironment.hostName
+        host = ProcessPlace.here.host
         pid = getpid()
+        pidScope = ProcessPlace.here.scope
         heartbeatAt = now
     }
 
-    /// Running by its record, but its controller has not been heard of for three heartbeats (killed).
+    /// Running by its record, but its controller is gone: its process is not there (when it ran here),
+    /// or it has not been heard of for three heartbeats.
     public func isAbandoned(now: Double) -> Bool {
-        status == .running && now - heartbeatAt > 3 * Self.heartbeatInterval
+        guard status == .running else { return false }
+        if pidScope != nil && ProcessPlace(host: host, scope: pidScope) == .here && !ProcessPlace.processExists(pid) { return true }
+        return now - heartbeatAt > 3 * Self.heartbeatInterval
     }
 
     /// The status to show: `lost` for an abandoned sweep.

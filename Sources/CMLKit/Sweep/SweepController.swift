@@ -53,10 +53,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
     /// The spec the trials of a sweep on `base` are cloned from: the base run's own spec when it was
     /// queued, else the one `cml-run clone` makes.
     public static func baseSpec(of base: Run, in store: any Store, warn: (String) -> Void) throws(CMLError) -> RunSpec {
-        var spec = try RunSpec.clone(base, queuedSpec: try store.spec(run: base.id), settings: [], warn: warn)
-        // A base that was itself a trial carries its sweep's membership: the new trials get their own.
-        spec.params.removeAll { $0.key == sweepParameter || $0.key == trialParameter }
-        return spec
+        try RunSpec.clone(base, queuedSpec: try store.spec(run: base.id), settings: [], warn: warn)
     }
 
     /// Asks the controller to stop queueing trials and end once those queued or running have; with
@@ -149,6 +146,8 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
             settings.append((budget, String(maxBudget)))
         }
         try spec.apply(settings)
+        // Its own name: the base's name, shared by every trial, would no longer name a run.
+        spec.name = "\(spec.name ?? "sweep-" + RunID.short(sweep.id))-trial\(index)"
         spec.params.append(Param(key: Self.sweepParameter, value: .string(sweep.id), source: "option"))
         spec.params.append(Param(key: Self.trialParameter, value: .int(Int64(index)), source: "option"))
         let (runs, _) = try store.enqueue([spec], queue: sweep.configuration.queue, priority: sweep.configuration.priority, maxAttempts: 3)
@@ -282,22 +281,16 @@ extension SweepController {
         if sweep.status == .finished {
             throw CMLError("sweep \(RunID.short(sweep.id)) has finished: all its trials ran", kind: .conflict)
         }
-        if sweep.status == .running && !sweep.isAbandoned(now: now) && Self.controllerMayLive(sweep) {
+        if sweep.status == .running && !sweep.isAbandoned(now: now) {
             throw CMLError("sweep \(RunID.short(sweep.id)) is running: its controller (pid \(sweep.pid) on \(sweep.host)) was heard of "
                            + "\(Int(now - sweep.heartbeatAt)) s ago", hint: "stop it with Ctrl-C or kill \(sweep.pid) first", kind: .conflict)
         }
         var resumed = sweep
         resumed.status = .running
         resumed.reason = nil
-        resumed.host = RunEnvironment.hostName
+        resumed.host = ProcessPlace.here.host
         resumed.pid = getpid()
+        resumed.pidScope = ProcessPlace.here.scope
         try self.init(store: store, sweep: resumed, strategy: strategy, baseSpec: baseSpec, pollInterval: pollInterval, report: report)
-    }
-
-    /// False when the controller ran on this host and its process is gone: no need to wait for its
-    /// heartbeat to age.
-    static func controllerMayLive(_ sweep: Sweep) -> Bool {
-        guard sweep.host == RunEnvironment.hostName else { return true }
-        return kill(sweep.pid, 0) == 0 || errno == EPERM
     }
 }

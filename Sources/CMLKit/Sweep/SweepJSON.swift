@@ -32,6 +32,7 @@ extension Sweep {
             ("updated_at", .string(Clock.rfc3339(updatedAt))),
             ("host", .string(host)),
             ("pid", .int(Int64(pid))),
+            ("pid_scope", pidScope.map(JSON.string) ?? .null),
             ("heartbeat_at", .double(heartbeatAt)),
             ("configuration", .object(configuration)),
             ("best", best.map { .object([("trial", .int(Int64($0.index))), ("id", $0.run.map(JSON.string) ?? .null),
@@ -92,6 +93,7 @@ extension Sweep {
         reason = json["reason"]?.stringValue
         host = try string(json["host"], "host")
         pid = Int32(truncatingIfNeeded: try integer(json["pid"], "pid"))
+        pidScope = json["pid_scope"]?.stringValue
         heartbeatAt = json["heartbeat_at"]?.number ?? record.updatedAt
         trials = []
         if case .array(let items)? = json["trials"] {

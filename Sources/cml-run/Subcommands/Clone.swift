@@ -34,10 +34,18 @@ struct Clone: ParsableCommand {
             the record: the agent takes its value from $CML_SECRET_NAME (--api-key: CML_SECRET_API_KEY), \
             and --set cannot give one.
 
+            --grid and --sample make many specs from one run, for a search by hand: --grid KEY=V1,V2,… \
+            (repeatable) prints one spec per combination of the values; --sample KEY=DISTRIBUTION \
+            (uniform(A,B), loguniform(A,B), int(A,B), choice(V,…)) prints -n specs with values drawn \
+            from --seed (the same seed draws the same values). Given both, each combination is printed \
+            with -n draws. cml-queue sweep runs such a search for you, and judges the trials.
+
             Examples:
               cml-run clone 0192f3a4 --set lr=0.1 | cml-queue add gpu
               for lr in 0.1 0.03 0.01; do cml-run clone 0192f3a4 --set lr=$lr --name lr-$lr; done | cml-queue add gpu
               cml-run clone 0192f3a4 --env OMP_NUM_THREADS=4 > spec.json
+              cml-run clone 0192f3a4 --grid lr=0.1,0.01 --grid bs=32,64 | cml-queue add gpu
+              cml-run clone 0192f3a4 --sample 'lr=loguniform(1e-4,1e-1)' --sample 'bs=choice(32,64,128)' -n 20 --seed 1 | cml-queue add gpu
             """
     )
 
@@ -51,8 +59,45 @@ struct Clone: ParsableCommand {
 
     @OptionGroup var environment: SpecEnvironment
 
+    @Option(name: .customLong("grid"), help: ArgumentHelp("A parameter's values, one spec per combination (repeatable).", valueName: "key=v1,v2,…"))
+    var grid: [String] = []
+
+    @Option(name: .customLong("sample"), help: ArgumentHelp("A parameter's distribution to draw -n values from (repeatable).", valueName: "key=distribution"))
+    var sample: [String] = []
+
+    @Option(name: .short, help: ArgumentHelp("Draws with --sample (default: 1).", valueName: "count"))
+    var n: Int?
+
+    @Option(help: "The seed of --sample's draws (default: a random one, said on stderr).")
+    var seed: UInt64?
+
     @Argument(help: ArgumentHelp("Runs to clone (ids or unique prefixes).", valueName: "id"))
     var ids: [String] = []
+
+    /// The settings of each spec to print: --set's, then a combination of --grid's, then a draw of --sample's.
+    private func variations(_ parsedSettings: [(key: String, value: String)]) throws(CMLError) -> [[(key: String, value: String)]] {
+        if let n, sample.isEmpty { throw CMLError.usage("-n \(n) counts --sample's draws, and no --sample is given") }
+        if seed != nil && sample.isEmpty { throw CMLError.usage("--seed seeds --sample's draws, and no --sample is given") }
+        let count = n ?? 1
+        guard count >= 1 else { throw CMLError.usage("-n must be at least 1") }
+        let gridSpace = try SearchSpace(parsing: grid, option: "--grid")
+        let sampleSpace = try SearchSpace(parsing: sample, option: "--sample")
+        let keys = gridSpace.parameters.map(\.key) + sampleSpace.parameters.map(\.key) + parsedSettings.map(\.key)
+        if let twice = keys.first(where: { key in keys.filter { $0 == key }.count > 1 }) {
+            throw CMLError.usage("\(twice) is given more than once among --set, --grid and --sample")
+        }
+        let combinations = gridSpace.parameters.isEmpty ? [[]] : try gridSpace.grid()
+        guard !sampleSpace.parameters.isEmpty else { return combinations.map { parsedSettings + $0 } }
+        let seed = self.seed ?? UInt64.random(in: 0...UInt64(Int64.max))
+        if self.seed == nil { Console.error("cml-run: --sample drew with --seed \(seed)\n") }
+        var variations: [[(key: String, value: String)]] = []
+        for combination in combinations {
+            for _ in 0..<count {
+                variations.append(parsedSettings + combination + sampleSpace.sample(seed: seed, index: variations.count))
+            }
+        }
+        return variations
+    }
 
     func run() throws {
         let parsedSettings = try settings.map { (text) throws(CMLError) -> (key: String, value: String) in
@@ -66,20 +111,27 @@ struct Clone: ParsableCommand {
             try NameLimits.check(name, "--name")
         }
         let variables = try environment.parsed()
+        let variations = try variations(parsedSettings)
         let store = try storeOption.open(for: .reading)
         let resolved = try RunInput.ids(arguments: ids, stdinLines: Console.stdinLines, store: store)
         var out = BufferedOutput()
         for id in resolved {
             let run = try store.run(id: id)
-            var spec = try RunSpec.clone(run, queuedSpec: try store.spec(run: id), settings: parsedSettings) { warning in
-                Console.error("cml-run: warning: \(warning)\n")
+            let queuedSpec = try store.spec(run: id)
+            // Warnings about the run itself are said once, not once per variation.
+            var warned = false
+            for settings in variations {
+                var spec = try RunSpec.clone(run, queuedSpec: queuedSpec, settings: settings) { warning in
+                    if !warned { Console.error("cml-run: warning: \(warning)\n") }
+                }
+                warned = true
+                if let name { spec.name = name }
+                for variable in variables {
+                    spec.environment.removeAll { $0.name == variable.name }
+                    spec.environment.append(variable)
+                }
+                try out.withBuffer { spec.json.write(to: &$0); $0 += "\n" }
             }
-            if let name { spec.name = name }
-            for variable in variables {
-                spec.environment.removeAll { $0.name == variable.name }
-                spec.environment.append(variable)
-            }
-            try out.withBuffer { spec.json.write(to: &$0); $0 += "\n" }
         }
         try out.flush()
     }
