@@ -254,6 +254,33 @@ struct SweepEndToEndTests {
         #expect((try #require(remote.jsonLines.first))["id"] as? String == id, "\(remote.stderr)")
     }
 
+    @Test func cloneMakesAGridAndSeededDrawsForAPipe() throws {
+        let s = try SweepBox()
+        let grid = try s.box.run("cml-run", ["clone", s.base, "--grid", "lr=0.1,0.01", "--grid", "bs=32,64", "--set", "epochs=2"])
+        #expect(grid.status == 0, "\(grid.stderr)")
+        #expect(grid.jsonLines.map { ($0["command"] as? [String] ?? []).joined(separator: " ") } == [
+            "python3 sweep.py --lr 0.1 --sleep 0 --epochs 2 --bs 32", "python3 sweep.py --lr 0.1 --sleep 0 --epochs 2 --bs 64",
+            "python3 sweep.py --lr 0.01 --sleep 0 --epochs 2 --bs 32", "python3 sweep.py --lr 0.01 --sleep 0 --epochs 2 --bs 64",
+        ])
+        let drawn = try s.box.run("cml-run", ["clone", s.base, "--sample", "lr=loguniform(1e-4,1e-1)", "--sample", "bs=choice(32,64,128)",
+                                              "-n", "5", "--seed", "1"])
+        #expect(drawn.jsonLines.count == 5 && drawn.stderr.isEmpty, "\(drawn.stderr)")
+        let again = try s.box.run("cml-run", ["clone", s.base, "--sample", "lr=loguniform(1e-4,1e-1)", "--sample", "bs=choice(32,64,128)",
+                                              "-n", "5", "--seed", "1"])
+        #expect(again.out == drawn.out)
+        let unseeded = try s.box.run("cml-run", ["clone", s.base, "--sample", "lr=loguniform(1e-4,1e-1)"])
+        #expect(unseeded.jsonLines.count == 1 && unseeded.stderr.hasPrefix("cml-run: --sample drew with --seed "), "\(unseeded.stderr)")
+        // They queue as any spec does.
+        let queued = try s.box.run("cml-queue", ["add", "gpu"], stdin: grid.stdout)
+        #expect(queued.status == 0 && queued.jsonLines.count == 4, "\(queued.stderr)")
+        for (args, error) in [(["-n", "2"], "cml-run: error: -n 2 counts --sample's draws, and no --sample is given"),
+                              (["--grid", "lr=1,2", "--set", "lr=3"], "cml-run: error: lr is given more than once among --set, --grid and --sample"),
+                              (["--sample", "lr=1,2", "-n", "0"], "cml-run: error: -n must be at least 1")] {
+            let refused = try s.box.run("cml-run", ["clone", s.base] + args)
+            #expect(refused.status == 2 && refused.stderr.hasPrefix(error) && refused.out.isEmpty, "\(refused.stderr)")
+        }
+    }
+
     @Test func badSweepsAreRefusedAndRecordNothing() throws {
         let s = try SweepBox()
         func refused(_ args: [String]) throws -> String {
