@@ -312,3 +312,41 @@ struct SweepEndToEndTests {
 
 /// A record's RFC 3339 time as seconds, or 0.
 func seconds(_ value: Any?) -> Double { (value as? String).flatMap { CMLKit.Clock.parseTime($0) } ?? 0 }
+
+/// The records of sweeps through the store API: a project-bound token sees and writes only its own.
+struct ControllerRoutesTests {
+    @Test func aProjectBoundTokenSeesAndWritesOnlyItsProjectsRecords() throws {
+        let box = try Sandbox()
+        let local = try SQLiteStore(directory: box.store)
+        func record(_ project: String) -> ControllerRecord {
+            ControllerRecord(kind: "sweep", id: RunID.make(), project: project, createdAt: 1, updatedAt: 1, document: #"{"status":"running"}"#)
+        }
+        let mine = record("p1"), theirs = record("p2")
+        try local.saveController(mine)
+        try local.saveController(theirs)
+        let token = try ServeAuthTests.create(box, "p1-writer", scope: "write", projects: ["p1"])
+        let server = try ServerUnderTest(box)
+        let remote = try HTTPStore(url: server.url, token: token)
+        #expect(try remote.controllers(kind: "sweep") == [mine])
+        #expect(try remote.controller(kind: "sweep", id: String(mine.id.prefix(20))) == mine)
+        let hidden = ServeQueueTests.failure { () throws(CMLError) in _ = try remote.controller(kind: "sweep", id: theirs.id) }
+        #expect(hidden?.kind == .notFound, "\(String(describing: hidden))")
+        var changed = mine
+        changed.document = #"{"status":"finished"}"#
+        changed.updatedAt = 2
+        try remote.saveController(changed)
+        #expect(try local.controller(kind: "sweep", id: mine.id) == changed)
+        // Another project's record is refused, also when the record says it is of the token's project.
+        var claimed = theirs
+        claimed.project = "p1"
+        for refusedRecord in [theirs, claimed] {
+            let refused = ServeQueueTests.failure { () throws(CMLError) in try remote.saveController(refusedRecord) }
+            #expect(refused?.kind == .refused, "\(String(describing: refused))")
+        }
+        #expect(try local.controller(kind: "sweep", id: theirs.id) == theirs)
+        // A document that is not a JSON object is refused before it is written.
+        var bad = record("p1")
+        bad.document = "[1]"
+        #expect(ServeQueueTests.failure { () throws(CMLError) in try remote.saveController(bad) }?.kind == .invalid)
+    }
+}
