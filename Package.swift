@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         // gzip for cml-serve's answers (over the system's zlib).
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        // YAML for pipeline files (cml-queue pipeline); it carries libyaml's C sources, no system library.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
@@ -83,10 +85,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Pipeline files apart from CMLKit: only cml-queue reads YAML.
+        .target(name: "CMLPipelineFile", dependencies: ["CMLKit", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "cml-queue",
             dependencies: [
-                "CMLKit", "CMLCommandLine",
+                "CMLKit", "CMLCommandLine", "CMLPipelineFile",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -121,7 +125,7 @@ let package = Package(
             ]
         ),
         // The fixtures are read from the source tree (#filePath), not bundled.
-        .testTarget(name: "CMLKitTests", dependencies: ["CMLKit"], exclude: ["Fixtures"]),
+        .testTarget(name: "CMLKitTests", dependencies: ["CMLKit", "CMLPipelineFile"], exclude: ["Fixtures"]),
         .testTarget(name: "CLITests", dependencies: ["CMLKit", "CMLServer", "cml-run", "cml-log", "cml-diff", "cml-data", "cml-queue", "cml-agent", "cml-serve"]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import ArgumentParser
 import CMLCommandLine
 import CMLKit
 import Glibc
+import Synchronization
 
 /// `cml-queue`: queue runs for agents, and see and rearrange what waits.
 @main
@@ -24,18 +25,19 @@ struct CMLQueue: ParsableCommand {
               cml-queue rm 0192f3b7
               cml-queue stats
               cml-queue sweep 0192f3a4 --objective val_loss.min --param 'lr=loguniform(1e-4,1e-1)' --trials 20 --queue gpu
+              cml-queue pipeline run pipeline.yaml --local 2
             """,
-        subcommands: [Add.self, List.self, Remove.self, Move.self, Stats.self, SweepCommand.self]
+        subcommands: [Add.self, List.self, Remove.self, Move.self, Stats.self, SweepCommand.self, PipelineCommand.self]
     )
 
     static func main() {
-        // A sweep's controller handles these signals itself (Ctrl-C stops it queueing); blocked before
+        // A sweep's or pipeline's controller handles these signals itself (Ctrl-C stops it queueing); blocked before
         // any thread exists, so that every thread inherits the mask.
         let arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == "sweep" && !arguments.contains("--help") && !arguments.contains("-h") && arguments.count > 1
-            && !["ls", "show", "help"].contains(arguments[1]) {
-            ShutdownSignals.block()
-        }
+        let controls = arguments.count > 1 && !arguments.contains("--help") && !arguments.contains("-h")
+            && ((arguments[0] == "sweep" && !["ls", "show", "help"].contains(arguments[1]))
+                || (arguments[0] == "pipeline" && ["run", "resume"].contains(arguments[1])))
+        if controls { ShutdownSignals.block() }
         runAsTool(arguments)
     }
 }
@@ -271,5 +273,14 @@ struct Stats: ParsableCommand {
                  String(queue.agents)]
             })
         }
+    }
+}
+
+/// Ctrl-C (or SIGTERM) once runs `first`, again runs `again`: a controller stops queueing, then leaves
+/// what it queued. Call after `ShutdownSignals.block()` in main.
+func listenForInterrupts(first: @escaping @Sendable () -> Void, again: @escaping @Sendable () -> Void) {
+    let signals = Mutex(0)
+    ShutdownSignals.listen { _ in
+        if signals.withLock({ $0 += 1; return $0 }) == 1 { first() } else { again() }
     }
 }

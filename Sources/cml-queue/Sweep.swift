@@ -2,7 +2,6 @@ import ArgumentParser
 import CMLCommandLine
 import CMLKit
 import Glibc
-import Synchronization
 
 /// `cml-queue sweep`: hyperparameter search as clones of a run, queued and judged by a metric summary.
 struct SweepCommand: ParsableCommand {
@@ -216,18 +215,14 @@ final class SweepRunner: @unchecked Sendable {  // `format` and `abortOnExit` ar
                            name: RunEnvironment.hostName + "-sweep-" + RunID.short(controller.sweep.id))
         }
         let abortOnExit = self.abortOnExit
-        let signals = Mutex(0)
-        ShutdownSignals.listen { _ in
-            let count = signals.withLock { $0 += 1; return $0 }
-            if count == 1 {
-                Console.error(abortOnExit ? "cml-queue: stopping: aborting the trials queued or running\n"
-                    : "cml-queue: stopping: no new trials; waiting for those queued or running (Ctrl-C again to leave them and exit)\n")
-                controller.requestStop(abortRunning: abortOnExit)
-            } else {
-                Console.error("cml-queue: leaving the trials queued or running; cml-queue sweep resume takes them up\n")
-                controller.requestStop(leaveRunning: true)
-            }
-        }
+        listenForInterrupts(first: {
+            Console.error(abortOnExit ? "cml-queue: stopping: aborting the trials queued or running\n"
+                : "cml-queue: stopping: no new trials; waiting for those queued or running (Ctrl-C again to leave them and exit)\n")
+            controller.requestStop(abortRunning: abortOnExit)
+        }, again: {
+            Console.error("cml-queue: leaving the trials queued or running; cml-queue sweep resume takes them up\n")
+            controller.requestStop(leaveRunning: true)
+        })
         let ended: Sweep
         do {
             ended = try controller.run()

@@ -30,6 +30,8 @@ public struct RunOptions: Sendable {
     /// Dataset versions the command uses: each is materialised (`cml-data get`), its path exported as
     /// `CML_DATA_NAME`, and the run records that it used it.
     public var datasets: [VersionReference] = []
+    /// A pipeline step's inputs (`SpecInput`): each path is exported as `CML_INPUT_NAME`.
+    public var inputs: [SpecInput] = []
 
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
                 maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
@@ -150,6 +152,9 @@ public enum RunCapture {
         var environment = ChildEnvironment(run: id, lease: lease, launch: launch, store: store, channel: channel)
         // Before the run is recorded: a version that does not exist leaves nothing behind.
         let inputs = try useDatasets(options.datasets, from: store, server: queueStore ?? datasetServer, in: &environment)
+        let inputDirectory = try useInputs(options.inputs, versions: inputs, from: store, server: queueStore ?? datasetServer,
+                                           in: &environment)
+        defer { if let inputDirectory { FileSystem.removeTree(inputDirectory) } }
         let record = RunRecord(store: store, id: id, lease: lease, queue: queueStore, warn: warn)
         // The command as recorded: secret values never reach the store (an agent's command has them filled).
         let recordedCommand = SecretParameters.redact(command)
@@ -214,6 +219,35 @@ public enum RunCapture {
             inputs.append(version)
         }
         return inputs
+    }
+
+    /// Names each input of a pipeline's step in the environment: a dataset version by its copy (already
+    /// materialised with the datasets), an artifact fetched into a directory of its own, which is
+    /// returned to be removed when the run ends.
+    static func useInputs(_ specInputs: [SpecInput], versions: [DatasetVersion], from store: SQLiteStore, server: (any Store)?,
+                          in environment: inout ChildEnvironment) throws(CMLError) -> String? {
+        var directory: String?
+        for input in specInputs {
+            let variable = PipelineInput.variable(for: input.name)
+            if let dataset = input.dataset {
+                let reference = try VersionReference(dataset)
+                guard case .idPrefix(let prefix) = reference.selector,
+                      let version = versions.first(where: { $0.dataset == reference.name && $0.id.hasPrefix(prefix) }) else {
+                    throw CMLError("input \(input.name): dataset version \(dataset) was not materialised")
+                }
+                environment.set(variable, try Datasets.cachedCopy(version, from: store))
+            } else if let run = input.run, let name = input.artifact {
+                let source = server ?? store
+                let artifact = try Artifacts.select(try source.artifacts(run: run), name: name, step: nil)
+                if directory == nil {
+                    directory = try FileSystem.makeTemporaryDirectory(prefix: "cml-inputs-")
+                }
+                let target = directory! + "/" + input.name
+                try FileSystem.makeDirectories(target)
+                environment.set(variable, try Artifacts.fetch(artifact, from: source, to: target + "/", force: false))
+            }
+        }
+        return directory
     }
 
     /// Starts the command; one that cannot start is recorded `failed` (127 when it does not exist).

@@ -19,9 +19,7 @@ public enum Datasets {
 
     /// `CML_DATA_MNIST_SMALL` for `mnist-small`: where `cml-run --data` tells the command a version lies.
     public static func environmentVariable(for dataset: String) -> String {
-        "CML_DATA_" + String(dataset.uppercased().unicodeScalars.map { scalar in
-            (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9") ? Character(scalar) : "_"
-        })
+        EnvironmentVariable.name(prefix: "CML_DATA_", for: dataset)
     }
 
     /// The run this process runs inside (`$CML_RUN_ID`), when it is a run of `store`.

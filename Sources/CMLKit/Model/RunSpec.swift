@@ -28,6 +28,9 @@ public struct RunSpec: Sendable, Codable, Equatable {
     public var clonedFrom: String?
     /// Dataset versions the command uses (`NAME@VER`), materialised on the agent as `cml-run --data` does.
     public var datasets: [String] = []
+    /// What a pipeline's step reads (`PipelineInput`), resolved when it was queued: each reaches the
+    /// command as a path in `$CML_INPUT_NAME`.
+    public var inputs: [SpecInput] = []
     public var capture: CaptureSettings
 
     public init(repository: String?, commit: String?, patchBlob: String?, directory: String = "", command: [String],
@@ -46,6 +49,51 @@ public struct RunSpec: Sendable, Codable, Equatable {
         self.tags = tags
         self.clonedFrom = clonedFrom
         self.capture = capture
+    }
+}
+
+/// An input of a pipeline's step, by what it is exactly: a dataset version by id, or an artifact of a run.
+public struct SpecInput: Sendable, Codable, Equatable {
+    public var name: String
+    /// `NAME@VERSION-ID`; also among the spec's datasets, so that the run records that it used it.
+    public var dataset: String?
+    /// The run whose artifact `artifact` is.
+    public var run: String?
+    public var artifact: String?
+
+    public init(name: String, dataset: String) {
+        self.name = name
+        self.dataset = dataset
+    }
+
+    public init(name: String, run: String, artifact: String) {
+        self.name = name
+        self.run = run
+        self.artifact = artifact
+    }
+
+    var json: JSON {
+        if let dataset { return .object([("data", .string(dataset))]) }
+        return .object([("run", .string(run ?? "")), ("artifact", .string(artifact ?? ""))])
+    }
+
+    init(name: String, json: JSON) throws(CMLError) {
+        self.name = name
+        guard PipelineStep.isName(name) else { throw CMLError("\"inputs\": '\(name)' is not an input name") }
+        switch json {
+        case .object(let members) where members.count == 1 && members[0].0 == "data":
+            guard let text = members[0].1.stringValue else { throw CMLError("\"inputs\": \(name)'s data must be a string") }
+            _ = try VersionReference(text)
+            dataset = text
+        case .object(let members) where Set(members.map(\.0)) == ["run", "artifact"] && members.count == 2:
+            run = json["run"]?.stringValue
+            artifact = json["artifact"]?.stringValue
+            guard let run, RunID.isPrefix(run), artifact?.isEmpty == false else {
+                throw CMLError("\"inputs\": \(name) needs a run id and an artifact name")
+            }
+        default:
+            throw CMLError("\"inputs\": \(name) must be {\"data\": \"NAME@VERSION\"} or {\"run\": ID, \"artifact\": NAME}")
+        }
     }
 }
 
@@ -70,6 +118,13 @@ public struct EnvironmentVariable: Sendable, Codable, Equatable {
     public static func isName(_ text: String) -> Bool {
         guard let first = text.utf8.first, !(0x30...0x39).contains(first) else { return false }
         return text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }
+    }
+
+    /// `PREFIX` and `name` in capitals, every other character as `_`: `CML_DATA_MNIST_SMALL` for `mnist-small`.
+    public static func name(prefix: String, for name: String) -> String {
+        prefix + String(name.uppercased().unicodeScalars.map { scalar in
+            (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9") ? Character(scalar) : "_"
+        })
     }
 }
 
@@ -104,6 +159,7 @@ extension RunSpec {
             ("tags", .array(tags.map(JSON.string))),
             ("cloned_from", clonedFrom.map(JSON.string) ?? .null),
             ("data", .array(datasets.map(JSON.string))),
+        ] + (inputs.isEmpty ? [] : [("inputs", .object(inputs.map { ($0.name, $0.json) }))]) + [
             ("capture", .object([
                 ("metrics", .bool(capture.parseMetrics)),
                 ("metric_patterns", .array(capture.metricPatterns.map(JSON.string))),
@@ -123,7 +179,7 @@ extension RunSpec {
             throw CMLError("this is a run record, not a run spec", hint: "make a spec with cml-run clone ID")
         }
         let known: Set<String> = ["repository", "commit", "patch_blob", "directory", "left_out", "command", "env", "params",
-                                  "name", "project", "tags", "cloned_from", "data", "capture"]
+                                  "name", "project", "tags", "cloned_from", "data", "inputs", "capture"]
         if let unknown = members.first(where: { !known.contains($0.0) }) {
             throw CMLError("unknown field \"\(unknown.0)\"", hint: "a spec has \(known.sorted().joined(separator: ", "))")
         }
@@ -208,6 +264,11 @@ extension RunSpec {
         if let clonedFrom, !RunID.isPrefix(clonedFrom) { throw CMLError("\"cloned_from\" must be a run id") }
         datasets = try strings("data", in: field("data"))
         for reference in datasets { _ = try VersionReference(reference) }
+        inputs = []
+        if let given = field("inputs") {
+            guard case .object(let entries) = given else { throw CMLError("\"inputs\" must be an object") }
+            for (name, value) in entries { inputs.append(try SpecInput(name: name, json: value)) }
+        }
         capture = CaptureSettings()
         if let settings = field("capture") {
             guard case .object(let entries) = settings else { throw CMLError("\"capture\" must be an object") }
@@ -261,6 +322,10 @@ extension RunSpec {
                                  importTensorBoard: capture.importTensorBoard, tensorBoardDirectories: capture.tensorBoardDirectories,
                                  tensorBoardInterval: capture.tensorBoardInterval)
         options.datasets = try datasets.map { (reference) throws(CMLError) in try VersionReference(reference) }
+        for input in inputs {
+            if let dataset = input.dataset, !datasets.contains(dataset) { options.datasets.append(try VersionReference(dataset)) }
+        }
+        options.inputs = inputs
         return options
     }
 }

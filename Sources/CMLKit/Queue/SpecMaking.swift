@@ -34,7 +34,7 @@ extension RunSpec {
             // The exact versions it read, by id: a later version of the dataset is another input.
             spec.datasets = run.datasets.map { "\($0.dataset)@\($0.id)" }
         }
-        // A clone of a sweep's trial is not one of its trials.
+        // A clone of a sweep's trial is not one of its trials, nor a clone of a step one of its pipeline's.
         spec.params.removeAll { membershipParameters.contains($0.key) }
         spec.name = run.name
         spec.project = run.project
@@ -45,9 +45,11 @@ extension RunSpec {
         return spec
     }
 
-    /// The parameters that say which sweep a run is a trial of (`SweepController`): given to the run
-    /// by its controller, never copied to a clone.
-    public static let membershipParameters = [SweepController.sweepParameter, SweepController.trialParameter]
+    /// The parameters that say which sweep a run is a trial of (`SweepController`), or which pipeline's
+    /// step it ran (`PipelineController`): given to the run by its controller, never copied to a clone.
+    public static let membershipParameters = [SweepController.sweepParameter, SweepController.trialParameter,
+                                              PipelineController.pipelineParameter, PipelineController.stepParameter,
+                                              PipelineController.keyParameter]
 
     /// Says which environment variables the agent must have for the command's redacted values.
     func warnAboutSecrets(_ warn: (String) -> Void) {

@@ -256,3 +256,14 @@ extension RunStore {
         try appendMetrics(run: id, points, source: source, continuing: nil)
     }
 }
+
+extension Store {
+    /// Runs whose parameter `key` has the text `value` (a sweep's trials, a pipeline's steps): none while no
+    /// run has the parameter, which `--where` would report as a mistake.
+    public func runs(parameter key: String, is value: String, status: RunStatus? = nil, sort: [RunSort] = [],
+                     limit: Int? = nil) throws(CMLError) -> [Run] {
+        guard try catalog().hasParam(key) else { return [] }
+        let filter = try RunFilter.parse("params.\(key) = '\(value)'")
+        return try runs(RunQuery(status: status, filter: filter, sort: sort, limit: limit))
+    }
+}

@@ -25,6 +25,15 @@ public enum FileSystem {
         return "/tmp"
     }
 
+    /// A new empty directory of this process's in `temporaryDirectory` (mkdtemp).
+    public static func makeTemporaryDirectory(prefix: String) throws(CMLError) -> String {
+        var template = Array((temporaryDirectory + "/" + prefix + "XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw error("cannot create a directory in", temporaryDirectory)
+        }
+        return String(cString: made)
+    }
+
     /// Writes all of `bytes` at the descriptor's position, or at `position` when given (pwrite).
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int64? = nil,
                                 path: String) throws(CMLError) {

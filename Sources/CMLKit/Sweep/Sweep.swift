@@ -165,7 +165,7 @@ public struct Sweep: Sendable {
     public var heartbeatAt: Double
 
     /// Seconds between the controller's heartbeats; a running sweep not heard of for three is abandoned.
-    public static let heartbeatInterval = 5.0
+    public static let heartbeatInterval = ControllerLiveness.heartbeatInterval
 
     public init(id: String, project: String, configuration: SweepConfiguration, now: Double) {
         self.id = id
@@ -184,9 +184,7 @@ public struct Sweep: Sendable {
     /// Running by its record, but its controller is gone: its process is not there (when it ran here),
     /// or it has not been heard of for three heartbeats.
     public func isAbandoned(now: Double) -> Bool {
-        guard status == .running else { return false }
-        if pidScope != nil && ProcessPlace(host: host, scope: pidScope) == .here && !ProcessPlace.processExists(pid) { return true }
-        return now - heartbeatAt > 3 * Self.heartbeatInterval
+        status == .running && ControllerLiveness.isAbandoned(host: host, pid: pid, pidScope: pidScope, heartbeatAt: heartbeatAt, now: now)
     }
 
     /// The status to show: `lost` for an abandoned sweep.

@@ -162,8 +162,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
     private func adoptPlannedTrials() throws(CMLError) {
         let planned = sweep.trials.filter { $0.state == .planned }
         guard !planned.isEmpty else { return }
-        let filter = try RunFilter.parse("\(Self.sweepParameter) = '\(sweep.id)'")
-        let members = try store.runs(RunQuery(filter: filter))
+        let members = try store.runs(parameter: Self.sweepParameter, is: sweep.id)
         for trial in planned {
             let found = members.filter { run in
                 run.params.contains { $0.key == Self.trialParameter && $0.value.number == Double(trial.index) }
