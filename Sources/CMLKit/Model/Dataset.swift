@@ -74,8 +74,9 @@ public struct DatasetVersionDraft: Sendable, Codable {
     /// The number to give it (an import keeps the one it had), unless the dataset has had that number or
     /// a later one already (numbers are never reused); nil: the dataset's next number.
     public var number: Int64?
-    /// Record nothing when its only parent, of the same dataset, has the same manifest: the store answers
-    /// `.unchanged` with that version (a snapshot of a directory that did not change).
+    /// Record nothing when its only parent, of the same dataset, has the same manifest (and, for a
+    /// snapshot inside a run, was made by that run): the store answers `.unchanged` with that version (a
+    /// snapshot of a directory that did not change).
     public var unlessUnchanged: Bool
 
     public init(id: String, dataset: String, parents: [String]?, message: String?, manifest: String, files: Int64,

@@ -306,9 +306,10 @@ public final class PipelineController: @unchecked Sendable {  // one thread runs
         for record in pipeline.steps where record.state == .running && record.reason == nil {
             guard let timeout = definition.step(record.name)!.timeout, let startedAt = record.startedAt, let id = record.run,
                   now - startedAt > timeout else { continue }
-            pipeline.steps[index(of: record.name)].reason = "timed out after \(SearchSpace.format(timeout)) s"
+            let limit = timeout == timeout.rounded() ? String(Int(timeout)) : String(timeout)
+            pipeline.steps[index(of: record.name)].reason = "timed out after \(limit) s"
             try save()
-            report(.note("step \(record.name) (run \(RunID.short(id))) timed out after \(SearchSpace.format(timeout)) s: aborting it"))
+            report(.note("step \(record.name) (run \(RunID.short(id))) timed out after \(limit) s: aborting it"))
             do {
                 _ = try RunAbort.abort(id, store: store)
             } catch {

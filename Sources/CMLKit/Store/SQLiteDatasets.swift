@@ -34,7 +34,10 @@ extension SQLiteStore {
                 """, arguments: [draft.dataset])
             if draft.unlessUnchanged, parents.count == 1,
                let parent = try Self.versions(db, whereSQL: "id = ?", arguments: [parents[0]]).first,
-               parent.dataset == draft.dataset, parent.manifest == draft.manifest {
+               parent.dataset == draft.dataset, parent.manifest == draft.manifest,
+               // A run that makes what another made gets a version of its own: the lineage of its output
+               // (a pipeline's step reads `STEP.OUTPUT` by the run that made it).
+               draft.run == nil || parent.run == draft.run {
                 return .unchanged(parent)
             }
             try db.execute(sql: "INSERT OR IGNORE INTO datasets (name, next_number) VALUES (?, 1)", arguments: [draft.dataset])
