@@ -15,6 +15,7 @@ import Yams
 ///         base: 0192f3a4          # or a clone of a recorded run, with `set`
 ///         set: {lr: 0.1}
 ///         inputs: {data: prepare.mnist, labels: labels@3}
+///         outputs: {datasets: {features: out/}, artifacts: [model.pt]}
 ///         needs: [prepare]
 ///         env: {SEED: "1"}
 ///         queue: gpu
@@ -22,7 +23,7 @@ import Yams
 ///         timeout: 30m            # seconds, or with s, m, h
 public enum PipelineFile {
     static let topKeys = ["name", "queue", "steps"]
-    static let stepKeys = ["command", "base", "set", "params", "inputs", "needs", "env", "queue", "retries", "timeout"]
+    static let stepKeys = ["command", "base", "set", "params", "inputs", "outputs", "needs", "env", "queue", "retries", "timeout"]
 
     /// Reads and checks the file at `path` (its text is returned too, for the pipeline's record).
     public static func load(_ path: String) throws(CMLError) -> (definition: PipelineDefinition, source: String) {
@@ -149,6 +150,7 @@ public enum PipelineFile {
                     }
                 }
             }
+            if let outputs = mapping["outputs"] { step.outputs = try self.outputs(outputs, step: name) }
             if let needs = mapping["needs"] {
                 step.needs = needs.scalar != nil ? [try string(needs, "needs")] : try strings(needs, "step \(name)'s needs")
             }
@@ -169,6 +171,27 @@ public enum PipelineFile {
                 step.timeout = seconds
             }
             return step
+        }
+
+        func outputs(_ node: Node, step name: String) throws(CMLError) -> RunOutputs {
+            guard let mapping = node.mapping else {
+                throw error(node, "step \(name)'s outputs must be a mapping", hint: "outputs: {datasets: {NAME: DIR}, artifacts: [PATH]}")
+            }
+            try checkKeys(mapping, ["datasets", "artifacts"], what: "step \(name)'s outputs")
+            var outputs = RunOutputs()
+            if let datasets = mapping["datasets"] {
+                for dataset in try settings(datasets, "step \(name)'s output datasets", checkKey: { (try? DatasetName.check($0)) != nil }) {
+                    try checked(datasets) { () throws(CMLError) in
+                        outputs.datasets.append(DatasetOutput(name: dataset.key, path: try RunOutputs.checkedPath(dataset.value)))
+                    }
+                }
+            }
+            if let artifacts = mapping["artifacts"] {
+                for path in try strings(artifacts, "step \(name)'s output artifacts") {
+                    try checked(artifacts) { () throws(CMLError) in outputs.artifacts.append(try RunOutputs.checkedPath(path)) }
+                }
+            }
+            return outputs
         }
 
         static func seconds(_ text: String) -> Double? {

@@ -33,7 +33,8 @@ struct PipelineRun: ParsableCommand {
             (commit and uncommitted changes, as cml-queue add captures them), or a clone of a recorded \
             run (base, with set). A step has params (recorded with its run, and written ${params.KEY} in \
             its command), inputs (NAME: DATASET@VERSION, or NAME: STEP.OUTPUT for a dataset or an \
-            artifact the run of an earlier step made; each path is in $CML_INPUT_NAME), needs (steps it \
+            artifact the run of an earlier step made; each path is in $CML_INPUT_NAME), outputs \
+            (datasets: {NAME: DIR} and artifacts: [PATH] its run records when it succeeds), needs (steps it \
             runs after), env, queue, retries and timeout (30m). ${STEP.params.KEY} reads a parameter \
             the run of an earlier step recorded.
 
@@ -46,6 +47,7 @@ struct PipelineRun: ParsableCommand {
                   command: python train.py --data "$CML_INPUT_DATA" --lr ${params.lr}
                   params: {lr: 0.1}
                   inputs: {data: prepare.rows}
+                  outputs: {artifacts: [model.pt]}
                   retries: 1
 
             A step starts as soon as the steps it depends on succeeded, in parallel with any other that \

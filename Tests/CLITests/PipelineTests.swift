@@ -26,10 +26,12 @@ final class PipelineBox {
             command: ./step.sh train_a && python3 train.py --lr ${params.lr} --sleep ${params.sleep}
             params: {lr: 0.1, sleep: 0.5}
             inputs: {data: prepare.rows}
+            outputs: {artifacts: [model.txt]}
           train_b:
             command: ./step.sh train_b && python3 train.py --lr ${params.lr} --sleep ${params.sleep}
             params: {lr: 0.01, sleep: 0.5}
             inputs: {data: prepare.rows}
+            outputs: {artifacts: [model.txt]}
           evaluate:
             command: ./step.sh evaluate && cat "$CML_INPUT_A" "$CML_INPUT_B" && echo "rows=${prepare.params.rows}"
             inputs: {a: train_a.model.txt, b: train_b.model.txt}
@@ -50,7 +52,7 @@ final class PipelineBox {
             cml-data snapshot out --name rows > /dev/null
             """, mode: 0o755)
         try box.write(repo + "/train.py", """
-            import argparse, os, subprocess, time
+            import argparse, os, time
             parser = argparse.ArgumentParser()
             parser.add_argument("--lr", type=float)
             parser.add_argument("--sleep", type=float, default=0)
@@ -60,7 +62,6 @@ final class PipelineBox {
             print(f"loss={1 / (rows * args.lr):.6f}", flush=True)
             with open("model.txt", "w") as f:
                 f.write(f"model lr={args.lr} rows={rows}\\n")
-            subprocess.run(["cml-log", "artifact", "model.txt"], check=True, stdout=subprocess.DEVNULL)
             """)
         try box.write(repo + "/pipeline.yaml", pipeline)
         let commit = try shell("git add -A && git commit -qm pipeline", cwd: repo)
@@ -241,6 +242,33 @@ struct PipelineEndToEndTests {
         #expect(try p.box.show(steps["slow"]!["id"] as! String)["status"] as? String == "aborted")
     }
 
+    @Test func declaredOutputsAreRecordedByTheRunAndOneMissingFailsIt() throws {
+        let p = try PipelineBox(pipeline: """
+            steps:
+              make:
+                command: mkdir -p data && echo 1 > data/a && echo 2 > data/b && echo report > report.txt
+                outputs: {datasets: {made: data}, artifacts: [report.txt]}
+              use:
+                command: cat "$CML_INPUT_DATA/a" "$CML_INPUT_DATA/b" "$CML_INPUT_REPORT"
+                inputs: {data: make.made, report: make.report.txt}
+              forgetful:
+                command: "true"
+                outputs: {artifacts: [never.txt]}
+            """)
+        let ran = try p.run(["--local", "2"])
+        #expect(ran.status == 1, "\(ran.stderr)")
+        let steps = try p.steps(try p.newest())
+        #expect(steps["make"]?["status"] as? String == "completed" && steps["use"]?["status"] as? String == "completed", "\(steps)")
+        #expect(steps["forgetful"]?["status"] as? String == "failed", "\(steps)")
+        #expect(steps["forgetful"]?["reason"] as? String == "its outputs were not recorded: never.txt does not exist", "\(steps)")
+        let used = try p.box.run("cml-run", ["log", steps["use"]!["id"] as! String]).out
+        #expect(used == "1\n2\nreport\n", "\(used)")
+        let version = try #require(try p.box.run("cml-data", ["log", "made"]).jsonLines.first)
+        #expect(version["run"] as? String == steps["make"]?["id"] as? String && version["files"] as? Int == 2, "\(version)")
+        let artifacts = try p.box.run("cml-run", ["artifacts", steps["make"]!["id"] as! String]).jsonLines
+        #expect(artifacts.map { $0["name"] as? String } == ["report.txt"], "\(artifacts)")
+    }
+
     @Test func aBadFileIsRefusedNamingItsLineAndNothingIsRecorded() throws {
         let p = try PipelineBox()
         let cases: [(String, String)] = [
@@ -252,6 +280,7 @@ struct PipelineEndToEndTests {
             ("steps:\n  a.b:\n    command: true\n", "a step's name is letters, digits, _ and -"),
             ("steps:\n  a:\n    base: 0123\n    command: true\n", "has both a command and a base run"),
             ("steps:\n  a:\n    command: true\n    retries: many\n", "bad.yaml:4: step a: retries must be a whole number"),
+            ("steps:\n  a:\n    command: true\n    outputs: {artifacts: [../x]}\n", "must be a path inside the directory"),
             ("", "a pipeline file is a mapping with steps"),
         ]
         for (text, message) in cases {

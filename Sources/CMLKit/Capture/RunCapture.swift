@@ -32,6 +32,8 @@ public struct RunOptions: Sendable {
     public var datasets: [VersionReference] = []
     /// A pipeline step's inputs (`SpecInput`): each path is exported as `CML_INPUT_NAME`.
     public var inputs: [SpecInput] = []
+    /// A pipeline step's outputs, recorded when its command succeeds.
+    public var outputs = RunOutputs()
 
     public init(name: String? = nil, project: String = "default", tags: [String] = [], params: [Param] = [],
                 maxPatchBytes: Int = 10 << 20, terminal: Bool? = nil, parseMetrics: Bool = true,
@@ -187,8 +189,20 @@ public enum RunCapture {
         supervisor.reaped()
         let logBytes = recording.finish()
         // The run lives until its end is recorded: output left behind may take a while to drain.
+        var end = runEnd(exit, stop: stop, leased: lease != nil)
+        if case .finished(let finished) = end, finished.status == .completed, !options.outputs.isEmpty {
+            do {
+                try recordOutputs(options.outputs, run: id, directory: cwd, store: store, server: queueStore ?? datasetServer, warn: warn)
+            } catch {
+                var failed = finished
+                failed.status = .failed
+                failed.error = "its outputs were not recorded: \(error.message)"
+                warn(failed.error!)
+                end = .finished(failed)
+            }
+        }
         heartbeat?.stop()
-        record.end(runEnd(exit, stop: stop, leased: lease != nil), logBytes: logBytes)
+        record.end(end, logBytes: logBytes)
         return (exit.shellStatus, exit.signal, store)
     }
 
@@ -248,6 +262,22 @@ public enum RunCapture {
             }
         }
         return directory
+    }
+
+    /// Records what a pipeline's step declared it leaves: datasets as versions the run made, files and
+    /// directories as its artifacts. All are checked to exist before any is recorded.
+    static func recordOutputs(_ outputs: RunOutputs, run: String, directory: String, store: SQLiteStore, server: (any Store)?,
+                              warn: @escaping @Sendable (String) -> Void) throws(CMLError) {
+        for path in outputs.datasets.map(\.path) + outputs.artifacts where access(directory + "/" + path, F_OK) != 0 {
+            throw CMLError("\(path) does not exist")
+        }
+        for dataset in outputs.datasets {
+            _ = try Snapshot.take(SnapshotRequest(directory: directory + "/" + dataset.path, name: dataset.name, run: run),
+                                  store: store, server: server, warn: warn)
+        }
+        for path in outputs.artifacts {
+            _ = try Artifacts.record(path: directory + "/" + path, name: nil, kind: nil, step: nil, run: run, in: store, warn: warn)
+        }
     }
 
     /// Starts the command; one that cannot start is recorded `failed` (127 when it does not exist).

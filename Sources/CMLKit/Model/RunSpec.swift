@@ -31,6 +31,8 @@ public struct RunSpec: Sendable, Codable, Equatable {
     /// What a pipeline's step reads (`PipelineInput`), resolved when it was queued: each reaches the
     /// command as a path in `$CML_INPUT_NAME`.
     public var inputs: [SpecInput] = []
+    /// What a pipeline's step leaves behind, recorded by the run when its command succeeds.
+    public var outputs = RunOutputs()
     public var capture: CaptureSettings
 
     public init(repository: String?, commit: String?, patchBlob: String?, directory: String = "", command: [String],
@@ -97,6 +99,62 @@ public struct SpecInput: Sendable, Codable, Equatable {
     }
 }
 
+/// Paths (relative to where the command starts) a run records once its command has succeeded: each
+/// directory of `datasets` as a version of that dataset made by the run, each of `artifacts` as an
+/// artifact named after its last part. One that is missing fails the run.
+public struct RunOutputs: Sendable, Codable, Equatable {
+    public var datasets: [DatasetOutput] = []
+    public var artifacts: [String] = []
+
+    public init(datasets: [DatasetOutput] = [], artifacts: [String] = []) {
+        self.datasets = datasets
+        self.artifacts = artifacts
+    }
+
+    public var isEmpty: Bool { datasets.isEmpty && artifacts.isEmpty }
+
+    var json: JSON {
+        .object([("datasets", .object(datasets.map { ($0.name, .string($0.path)) })), ("artifacts", .array(artifacts.map(JSON.string)))])
+    }
+
+    init(json: JSON) throws(CMLError) {
+        guard case .object(let members) = json, members.allSatisfy({ ["datasets", "artifacts"].contains($0.0) }) else {
+            throw CMLError("\"outputs\" must be {\"datasets\": {NAME: PATH}, \"artifacts\": [PATH]}")
+        }
+        if case .object(let entries)? = json["datasets"] {
+            for (name, value) in entries {
+                guard let path = value.stringValue else { throw CMLError("\"outputs\": the path of dataset \(name) must be a string") }
+                try DatasetName.check(name)
+                datasets.append(DatasetOutput(name: name, path: try Self.checkedPath(path)))
+            }
+        }
+        if case .array(let items)? = json["artifacts"] {
+            for item in items {
+                guard let path = item.stringValue else { throw CMLError("\"outputs\": artifacts must be paths") }
+                artifacts.append(try Self.checkedPath(path))
+            }
+        }
+    }
+
+    /// A path inside the directory the command starts in.
+    public static func checkedPath(_ path: String) throws(CMLError) -> String {
+        guard !path.isEmpty, !path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
+            throw CMLError.usage("output '\(path)' must be a path inside the directory the command starts in")
+        }
+        return path
+    }
+}
+
+public struct DatasetOutput: Sendable, Codable, Equatable {
+    public var name: String
+    public var path: String
+
+    public init(name: String, path: String) {
+        self.name = name
+        self.path = path
+    }
+}
+
 public struct EnvironmentVariable: Sendable, Codable, Equatable {
     public var name: String
     public var value: String
@@ -159,7 +217,8 @@ extension RunSpec {
             ("tags", .array(tags.map(JSON.string))),
             ("cloned_from", clonedFrom.map(JSON.string) ?? .null),
             ("data", .array(datasets.map(JSON.string))),
-        ] + (inputs.isEmpty ? [] : [("inputs", .object(inputs.map { ($0.name, $0.json) }))]) + [
+        ] + (inputs.isEmpty ? [] : [("inputs", .object(inputs.map { ($0.name, $0.json) }))])
+            + (outputs.isEmpty ? [] : [("outputs", outputs.json)]) + [
             ("capture", .object([
                 ("metrics", .bool(capture.parseMetrics)),
                 ("metric_patterns", .array(capture.metricPatterns.map(JSON.string))),
@@ -179,7 +238,7 @@ extension RunSpec {
             throw CMLError("this is a run record, not a run spec", hint: "make a spec with cml-run clone ID")
         }
         let known: Set<String> = ["repository", "commit", "patch_blob", "directory", "left_out", "command", "env", "params",
-                                  "name", "project", "tags", "cloned_from", "data", "inputs", "capture"]
+                                  "name", "project", "tags", "cloned_from", "data", "inputs", "outputs", "capture"]
         if let unknown = members.first(where: { !known.contains($0.0) }) {
             throw CMLError("unknown field \"\(unknown.0)\"", hint: "a spec has \(known.sorted().joined(separator: ", "))")
         }
@@ -269,6 +328,7 @@ extension RunSpec {
             guard case .object(let entries) = given else { throw CMLError("\"inputs\" must be an object") }
             for (name, value) in entries { inputs.append(try SpecInput(name: name, json: value)) }
         }
+        outputs = try field("outputs").map { (value) throws(CMLError) in try RunOutputs(json: value) } ?? RunOutputs()
         capture = CaptureSettings()
         if let settings = field("capture") {
             guard case .object(let entries) = settings else { throw CMLError("\"capture\" must be an object") }
@@ -326,6 +386,7 @@ extension RunSpec {
             if let dataset = input.dataset, !datasets.contains(dataset) { options.datasets.append(try VersionReference(dataset)) }
         }
         options.inputs = inputs
+        options.outputs = outputs
         return options
     }
 }

@@ -215,6 +215,7 @@ public final class PipelineController: @unchecked Sendable {  // one thread runs
             spec.inputs.append(specInput)
             contents.append((input.name, content))
         }
+        spec.outputs = step.outputs
         spec.name = "\(pipeline.name)-\(step.name)"
         spec.project = pipeline.project
         let key = Self.key(of: spec, inputs: contents)
@@ -247,7 +248,7 @@ public final class PipelineController: @unchecked Sendable {  // one thread runs
 
     /// What a step's run is cached by: a hash of everything that decides what it computes: its command,
     /// its code (commit, patch, directory, files left out), its parameters and environment overrides,
-    /// and the content of its inputs (not which version or run holds them).
+    /// the outputs it records, and the content of its inputs (not which version or run holds them).
     public static func key(of spec: RunSpec, inputs: [(name: String, content: String)]) -> String {
         let document: JSON = .object([
             ("command", .array(spec.command.map(JSON.string))),
@@ -257,6 +258,7 @@ public final class PipelineController: @unchecked Sendable {  // one thread runs
             ("left_out", .array(spec.leftOut.map(\.json))),
             ("params", .array(spec.params.sorted { $0.key < $1.key }.map { .array([.string($0.key), $0.value]) })),
             ("env", .array(spec.environment.map { .array([.string($0.name), .string($0.value)]) })),
+            ("outputs", spec.outputs.json),
             ("inputs", .array(inputs.sorted { $0.name < $1.name }.map { .array([.string($0.name), .string($0.content)]) })),
         ])
         return SHA256Hasher.hex(Array(document.serialized.utf8))

@@ -160,6 +160,8 @@ public struct PipelineStep: Sendable, Equatable {
     /// Recorded with the run (as `--param`) and readable in the step's templates as `${params.KEY}`.
     public var params: [PipelineSetting] = []
     public var inputs: [PipelineInput] = []
+    /// Datasets and artifacts its run records when its command succeeds; later steps read them as `STEP.NAME`.
+    public var outputs = RunOutputs()
     /// Steps it runs after, besides those its inputs and templates name.
     public var needs: [String] = []
     public var environment: [PipelineSetting] = []
