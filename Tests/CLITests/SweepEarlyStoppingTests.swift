@@ -30,7 +30,7 @@ struct SweepEarlyStoppingTests {
 
     @Test func ashaStopsTheTrialsBehindAtARungAndKeepsTheBest() throws {
         let s = try SweepBox()
-        let swept = try s.sweep(["--objective", "loss", "--param", "lr=loguniform(1e-4,1)", "--param", "sleep=0.3", "--strategy", "asha",
+        let swept = try s.sweep(["--objective", "loss", "--param", "lr=loguniform(1e-4,1)", "--param", "sleep=0.4", "--strategy", "asha",
                                  "--budget-param", "epochs", "--max-budget", "9", "--eta", "3", "--trials", "12", "--local", "3", "--seed", "11"],
                                 env: ["XDG_CACHE_HOME": s.box.root + "/cache"])
         #expect(swept.status == 0, "\(swept.stderr)")
@@ -42,9 +42,10 @@ struct SweepEarlyStoppingTests {
         for line in stopped {
             let step = try Self.rung(ofStopped: line)
             #expect([1, 3].contains(step), "\(line)")
-            // Stopped early: it ran fewer than its 9 epochs, and its run was aborted.
+            // Stopped as it ran, its run aborted. (Judged at its highest rung until it reaches the next,
+            // a trial may be stopped late, when enough better trials have reached its rung.)
             let steps = try #require(line["steps"] as? Int)
-            #expect(steps >= step && steps < 8, "\(line)")
+            #expect(steps >= step && steps <= 8, "\(line)")
             let run = try s.box.show(try #require(line["id"] as? String))
             #expect(run["status"] as? String == "aborted", "\(run)")
             #expect(swept.stderr.contains("cml-queue: stopping trial \(line["trial"]!) ("), "\(swept.stderr)")
@@ -60,12 +61,13 @@ struct SweepEarlyStoppingTests {
         let record = try s.record(try s.newestSweep())
         let best = try #require(record["best"] as? [String: Any])
         #expect(best["trial"] as? Int == nearest["trial"] as? Int, "\(best)")
-        #expect(number(lines.last?["best"]) == number(best["objective"]))
+        // The last line printed carries the sweep's best.
+        #expect(number(swept.jsonLines.last?["best"]) == number(best["objective"]))
         // Every trial was given its budget, and the record says what each spent.
         let trials = try #require(record["trials"] as? [[String: Any]])
         #expect(trials.map { $0["status"] as? String } == lines.map { $0["status"] as? String })
         let spent = trials.compactMap { $0["steps"] as? Int }.reduce(0) { $0 + $1 + 1 }
-        #expect(spent < 12 * 9, "\(trials)")
+        #expect(spent < 12 * 9 && stopped.contains { ($0["steps"] as? Int ?? 8) < 8 }, "\(trials)")
         let command = try s.box.show(try #require(nearest["id"] as? String))["command"] as? [String] ?? []
         #expect(command.drop { $0 != "--epochs" }.dropFirst().first == "9", "\(command)")
         #expect(swept.stderr.contains("12 trials by asha"), "\(swept.stderr)")
