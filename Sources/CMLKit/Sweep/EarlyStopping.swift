@@ -1,3 +1,5 @@
+import Glibc
+
 /// Asynchronous successive halving (`--strategy asha`) and Hyperband (`--strategy hyperband`): random
 /// draws, as `RandomSearch` makes them, and trials stopped early when they fall behind.
 ///
@@ -62,9 +64,8 @@ public final class SuccessiveHalvingSearch: SweepStrategy {
             brackets = (0...rungs.count).map { Array(rungs.dropFirst($0)) }
             let smax = rungs.count
             bracketWeights = (0...smax).map { s in
-                let power = (0..<(smax - s)).reduce(1.0) { product, _ in product * Double(eta) }
                 // Bounded so that absurd budgets (2^60 steps) cannot overflow the round-robin's sums.
-                return Int(min((Double(smax + 1) * power / Double(smax - s + 1)).rounded(.up), 1e12))
+                Int(min((Double(smax + 1) * pow(Double(eta), Double(smax - s)) / Double(smax - s + 1)).rounded(.up), 1e12))
             }
         } else {
             brackets = [rungs]
