@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 @testable import CMLKit
@@ -233,12 +234,14 @@ struct EarlyStoppingTests {
 
 /// A controller killed after it recorded why it stops a trial and before it aborted the trial's run.
 struct SweepStopResumeTests {
-    @Test func aTrialLeftRunningWithItsStopReasonIsAbortedOnResume() throws {
-        var template = Array("/tmp/cml-sweep-XXXXXX".utf8CString)
-        let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        defer { try? FileManager.default.removeItem(atPath: root) }
+    static let reason = "at step 1 its loss 3.0 was not in the best 1/3 of 3 trials"
+
+    /// A store whose sweep's one trial runs `command` through a local agent until `until` holds of its
+    /// run, recorded `running` with a stop reason as a killed controller leaves it; and a controller
+    /// resuming it.
+    static func resumeStopping(_ command: [String], root: String, until: @escaping (RunStatus) -> Bool)
+        throws -> (store: SQLiteStore, run: String, controller: SweepController, agent: ScratchAgent, notes: () -> [String]) {
         let store = try SQLiteStore(directory: root + "/store")
-        let command = ["sh", "-c", "echo step=0 loss=3; sleep 20; echo step=1 loss=$0", "2"]
         let base = try store.createRun(Run(id: RunID.make(), name: "base", project: "default", status: .running, command: command,
                                            cwd: root, host: "h", user: "u", pid: nil, startedAt: 1, environment: [],
                                            code: .object([("in_repository", .bool(false))]), tags: [], params: []), patch: [])
@@ -253,30 +256,78 @@ struct SweepStopResumeTests {
         try spec.apply([("x", "1")])
         spec.params += [Param(key: "sweep", value: .string(sweep.id), source: "option"), Param(key: "trial", value: .int(0), source: "option")]
         let run = try store.enqueue([spec], queue: "q", priority: 0, maxAttempts: 1).runs[0].id
-        let agent = try LocalAgent(store: store, queue: "q", slots: 1, name: "local-test")
-        defer { agent.stop() }
-        #expect(waitUntil(timeout: 30) { (try? store.run(id: run).observedStatus) == .running })
-        // As the killed controller left it: the reason saved, the run not aborted.
+        let agent = try ScratchAgent(store: store, directory: root + "/agent")
+        #expect(waitUntil(timeout: 30) { (try? store.run(id: run).observedStatus).map(until) == true })
         var trial = SweepTrial(index: 0, run: run, assignment: [("x", "1")], state: .running)
-        trial.reason = "at step 1 its loss 3.0 was not in the best 1/3 of 3 trials"
+        trial.reason = reason
         trial.objective = 3
         sweep.trials = [trial]
         try store.saveController(sweep.record)
 
         let strategy = try SweepStrategies.make(SweepContext(configuration: configuration, sweepID: sweep.id, stateDirectory: root))
-        var notes: [String] = []
-        let started = Clock.now()
+        let notes = Mutex<[String]>([])
         let controller = try SweepController(resuming: try Sweep(record: try store.controller(kind: Sweep.kind, id: sweep.id)), store: store,
                                              strategy: strategy, baseSpec: baseSpec, pollInterval: 0.2) { event in
-            if case .note(let text) = event { notes.append(text) }
+            if case .note(let text) = event { notes.withLock { $0.append(text) } }
         }
-        let ended = try controller.run()
+        return (store, run, controller, agent, { notes.withLock { $0 } })
+    }
+
+    static func scratch() -> String {
+        var template = Array("/tmp/cml-sweep-XXXXXX".utf8CString)
+        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    @Test func aTrialLeftRunningWithItsStopReasonIsAbortedOnResume() throws {
+        let root = Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let resumed = try Self.resumeStopping(["sh", "-c", "echo step=0 loss=3; sleep 20; echo step=1 loss=$0", "2"], root: root) { $0 == .running }
+        defer { resumed.agent.stop() }
+        let started = Clock.now()
+        let ended = try resumed.controller.run()
         #expect(Clock.now() - started < 15, "the trial ran to its end instead of being aborted")
         #expect(ended.status == .finished)
         #expect(ended.trials.map(\.state) == [.stopped])
-        #expect(ended.trials[0].reason == trial.reason && ended.trials[0].objective == 3)
-        #expect(try store.run(id: run).observedStatus == .aborted)
-        #expect(notes == ["trial 0 was being stopped when the controller stopped: aborting run \(RunID.short(run))"])
+        #expect(ended.trials[0].reason == Self.reason && ended.trials[0].objective == 3)
+        #expect(try resumed.store.run(id: resumed.run).observedStatus == .aborted)
+        #expect(resumed.notes() == ["trial 0 was being stopped when the controller stopped: aborting run \(RunID.short(resumed.run))"])
+    }
+
+    @Test func oneThatEndedMeanwhileIsRecordedAsItEnded() throws {
+        let root = Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let resumed = try Self.resumeStopping(["sh", "-c", "echo step=0 loss=3; echo step=1 loss=$0", "2"], root: root) { $0 == .completed }
+        defer { resumed.agent.stop() }
+        let ended = try resumed.controller.run()
+        #expect(ended.trials.map(\.state) == [.completed])
+        #expect(ended.trials[0].reason == nil && ended.trials[0].objective == 2)
+        #expect(ended.best?.index == 0)
+        #expect(resumed.notes().isEmpty)
+    }
+}
+
+/// An agent of one slot on queue q, on a thread, in a work directory of its own: `LocalAgent`'s is the
+/// user's cache, shared by every test in this process, where an agent of another store would take a
+/// running trial's directory for one abandoned and remove it.
+final class ScratchAgent: @unchecked Sendable {  // set once; the agent is thread-safe
+    private let agent: Agent
+    private let stopped = DispatchSemaphore(value: 0)
+
+    init(store: SQLiteStore, directory: String) throws {
+        agent = try Agent(configuration: AgentConfiguration(name: "scratch", queues: ["q"], slots: 1, workDirectory: directory,
+                                                            heartbeatInterval: 2, leaseSeconds: 20, drainGrace: 0, killGrace: 10),
+                          store: store, log: AgentLog(name: "scratch", environment: [:], threshold: .warning), notifier: nil)
+        let agent = self.agent, stopped = self.stopped
+        Thread.detachNewThread {
+            _ = try? agent.run()
+            stopped.signal()
+        }
+    }
+
+    func stop() {
+        agent.drain(signal: SIGTERM)
+        agent.drain(signal: SIGTERM)
+        stopped.wait()
     }
 }
 

@@ -196,6 +196,8 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
                     updated.reason = "it recorded no value of \(sweep.configuration.objective.key)"
                 } else {
                     updated.state = .completed
+                    // A stop that came after it had ended: it ran its whole budget.
+                    updated.reason = nil
                 }
             case .failed:
                 updated.state = .failed
