@@ -10,7 +10,7 @@
      same number of runs of the same command queued at once and drained by the same 2 agents;
   3. on a synthetic learning curve, the Branin function plus 5/(step+1) over 27 steps (its least value
      0.397887 at the last step), the best objective found after --trials trials by each strategy this
-     build has of random, asha and optuna (TPE), with --parallel 4 on this machine (--local 4), and the
+     build has of random, asha, hyperband and optuna (TPE), with --parallel 4 on this machine (--local 4), and the
      steps all trials ran in all: the early-stopping strategies should reach random's best with clearly
      fewer steps.
 
@@ -160,7 +160,7 @@ if "2" in rows:
 if "3" in rows:
     space = ["--param", "x1=uniform(-5,10)", "--param", "x2=uniform(0,15)", "--param", f"sleep={args.step_sleep}"]
     strategies = [("random", []), ("asha", ["--min-budget", "1", "--max-budget", "27", "--eta", "3"]),
-                  ("optuna", ["--sampler", "TPESampler"])]
+                  ("hyperband", ["--min-budget", "1", "--max-budget", "27", "--eta", "3"]), ("optuna", ["--sampler", "TPESampler"])]
     for name, extra in strategies:
         command = space + ["--trials", str(args.trials), "--parallel", "4", "--local", "4", "--seed", "5", "--strategy", name,
                            "--budget-param", "steps", "--max-budget", "27"] + [e for e in extra if e not in ("--max-budget", "27")]

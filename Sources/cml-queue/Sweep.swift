@@ -145,6 +145,12 @@ struct SweepStart: ParsableCommand {
             Strategies: grid walks every combination (lists, choice, int); random draws each trial's \
             values from --seed and its number, so a resumed sweep draws what it would have.
 
+            Early stopping: asha draws as random does, with rungs at --min-budget (1) times the powers \
+            of --eta (3) below --max-budget (required: a whole trial's steps of the objective's metric). \
+            A trial that is not among the best 1/eta of those that reached its rung (once eta have) is \
+            aborted and recorded stopped; hyperband runs brackets whose first rungs are later, each \
+            trial judged within its own. --budget-param tells each trial its budget (--max-budget).
+
             Ctrl-C stops queueing: the trials queued or running finish and are recorded (with \
             --abort-on-exit they are aborted); a second Ctrl-C leaves them and exits (with --local, \
             they are requeued). cml-queue sweep resume ID goes on from there, also after a kill -9, \
@@ -155,6 +161,8 @@ struct SweepStart: ParsableCommand {
                   --param 'bs=choice(32,64,128)' --trials 50 --parallel 4 --queue gpu
               cml-queue sweep baseline --objective acc --maximize --param lr=0.1,0.01 --param bs=32,64 --strategy grid --local 2
               cml-queue sweep 0192f3a4 --objective loss --param 'lr=loguniform(1e-4,1)' --trials 20 --local 4 | jq -r .id | cml-diff
+              cml-queue sweep 0192f3a4 --objective val_loss --param 'lr=loguniform(1e-4,1e-1)' --strategy asha \\
+                  --budget-param epochs --max-budget 27 --trials 60 --parallel 8 --queue gpu
             """
     )
 

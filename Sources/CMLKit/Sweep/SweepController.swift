@@ -75,6 +75,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
         try adoptPlannedTrials()
         // A resumed strategy learns what ended before.
         for trial in sweep.trials where trial.state.isFinished { try strategy.ended(trial) }
+        try abortTrialsLeftStopping()
         var abortedActive = false
         var strategyHasMore = true
         var lastBeat = Clock.now()
@@ -194,6 +195,8 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
                     updated.reason = "it recorded no value of \(sweep.configuration.objective.key)"
                 } else {
                     updated.state = .completed
+                    // A stop that came after it had ended: it ran its whole budget.
+                    updated.reason = nil
                 }
             case .failed:
                 updated.state = .failed
@@ -239,14 +242,35 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
             sweep.trials[stop.index].objective = stop.value
             try save()
             report(.stopping(sweep.trials[stop.index], reason: stop.reason))
-            do {
-                _ = try RunAbort.abort(id, store: store)
-            } catch {
-                // It ended on its own meanwhile: it is read as it ended.
-                guard try store.run(id: id).observedStatus.isFinished else { throw error }
-                sweep.trials[stop.index].reason = nil
-                sweep.trials[stop.index].objective = nil
+            try abortStoppedTrial(stop.index, run: id)
+        }
+    }
+
+    /// Aborts the run of a trial whose stop reason is recorded.
+    private func abortStoppedTrial(_ index: Int, run id: String) throws(CMLError) {
+        do {
+            _ = try RunAbort.abort(id, store: store)
+        } catch {
+            let status = try store.run(id: id).observedStatus
+            guard status.isFinished else { throw error }
+            // It ended on its own meanwhile: it is read as it ended. (Aborted, it was stopped: by an
+            // abort of an earlier controller, which was killed before it read the run's end.)
+            if status != .aborted {
+                sweep.trials[index].reason = nil
+                sweep.trials[index].objective = nil
             }
+        }
+    }
+
+    /// A controller killed between recording a trial's stop reason and aborting its run left the trial
+    /// running with its reason, which `stopTrialsEarly` passes over: its run is aborted now.
+    private func abortTrialsLeftStopping() throws(CMLError) {
+        guard sweep.active.contains(where: { $0.reason != nil }) else { return }
+        try refreshActiveTrials()
+        for trial in sweep.active where trial.reason != nil {
+            guard let id = trial.run else { continue }
+            report(.note("trial \(trial.index) was being stopped when the controller stopped: aborting run \(RunID.short(id))"))
+            try abortStoppedTrial(trial.index, run: id)
         }
     }
 

@@ -66,15 +66,40 @@ public struct SweepContext: Sendable {
 
 public enum SweepStrategies {
     /// The strategies `--strategy` names.
-    public static let names = ["grid", "random"]
+    public static let names = ["grid", "random", "asha", "hyperband"]
+    /// Those that stop trials early, by `--min-budget`, `--max-budget` and `--eta`.
+    public static let earlyStopping: Set = ["asha", "hyperband"]
 
     /// Checks what a strategy needs of its configuration before anything is recorded.
     public static func check(_ configuration: SweepConfiguration) throws(CMLError) {
         switch configuration.strategy {
         case "grid": _ = try configuration.space.grid()
         case "random": break
+        case "asha", "hyperband": try SuccessiveHalvingSearch.check(configuration)
         default:
             throw CMLError.usage("unknown strategy '\(configuration.strategy)'", hint: "strategies: \(names.joined(separator: ", "))")
+        }
+        try checkOptionsApply(configuration)
+    }
+
+    /// Refuses the options the strategy would ignore.
+    static func checkOptionsApply(_ configuration: SweepConfiguration) throws(CMLError) {
+        let strategy = configuration.strategy
+        if !earlyStopping.contains(strategy) {
+            let stoppingOnly = earlyStopping.sorted().joined(separator: " and ")
+            if configuration.minBudget != nil {
+                throw CMLError.usage("--min-budget is for strategies that stop trials early (\(stoppingOnly)), not \(strategy)")
+            }
+            if configuration.reductionFactor != nil {
+                throw CMLError.usage("--eta is for strategies that stop trials early (\(stoppingOnly)), not \(strategy)")
+            }
+            if configuration.maxBudget != nil && configuration.budgetParameter == nil {
+                throw CMLError.usage("--max-budget without --budget-param tells \(strategy) nothing",
+                                     hint: "--budget-param KEY sets the parameter KEY of every trial to it")
+            }
+        }
+        if configuration.sampler != nil && strategy != "optuna" {
+            throw CMLError.usage("--sampler is Optuna's, not \(strategy)'s", hint: "--strategy optuna --sampler TPESampler")
         }
     }
 
@@ -82,6 +107,8 @@ public enum SweepStrategies {
         switch context.configuration.strategy {
         case "grid": return GridSearch(combinations: try context.configuration.space.grid())
         case "random": return RandomSearch(space: context.configuration.space, seed: context.configuration.seed)
+        case "asha": return SuccessiveHalvingSearch(configuration: context.configuration, hyperband: false)
+        case "hyperband": return SuccessiveHalvingSearch(configuration: context.configuration, hyperband: true)
         default:
             throw CMLError.usage("unknown strategy '\(context.configuration.strategy)'", hint: "strategies: \(names.joined(separator: ", "))")
         }
