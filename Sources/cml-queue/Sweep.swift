@@ -121,7 +121,8 @@ struct SweepOptions: ParsableArguments {
         configuration.minBudget = minBudget
         configuration.maxBudget = maxBudget
         configuration.reductionFactor = eta
-        configuration.sampler = sampler
+        // Recorded, so that a resume asks with the sampler the sweep began with.
+        configuration.sampler = sampler ?? (strategy == "optuna" ? OptunaStrategy.defaultSampler : nil)
         try SweepStrategies.check(configuration)
         return configuration
     }
@@ -184,6 +185,9 @@ struct SweepStart: ParsableCommand {
         Console.error("cml-queue: sweep \(id): \(configuration.trials) trial\(configuration.trials == 1 ? "" : "s") by \(configuration.strategy), "
             + "\(configuration.parallel) at a time on queue \(configuration.queue) (seed \(configuration.seed)); "
             + "cml-queue sweep resume \(RunID.short(id)) goes on after an interruption\n")
+        if let optuna = strategy as? OptunaStrategy {
+            Console.error("cml-queue: its Optuna study: optuna trials --storage \(optuna.storage) --study-name \(id)\n")
+        }
         try runner.run(controller, store: store)
     }
 }

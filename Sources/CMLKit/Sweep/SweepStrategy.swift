@@ -66,13 +66,19 @@ public struct SweepContext: Sendable {
 
 public enum SweepStrategies {
     /// The strategies `--strategy` names.
-    public static let names = ["grid", "random"]
+    public static let names = ["grid", "random", "optuna"]
 
     /// Checks what a strategy needs of its configuration before anything is recorded.
     public static func check(_ configuration: SweepConfiguration) throws(CMLError) {
+        if let sampler = configuration.sampler, configuration.strategy != "optuna" {
+            throw CMLError.usage("--sampler \(sampler) is Optuna's: it takes --strategy optuna")
+        }
         switch configuration.strategy {
         case "grid": _ = try configuration.space.grid()
         case "random": break
+        case "optuna":
+            try OptunaStrategy.check(configuration)
+            _ = try OptunaStrategy.executable()
         default:
             throw CMLError.usage("unknown strategy '\(configuration.strategy)'", hint: "strategies: \(names.joined(separator: ", "))")
         }
@@ -82,6 +88,7 @@ public enum SweepStrategies {
         switch context.configuration.strategy {
         case "grid": return GridSearch(combinations: try context.configuration.space.grid())
         case "random": return RandomSearch(space: context.configuration.space, seed: context.configuration.seed)
+        case "optuna": return try OptunaStrategy(context: context, executable: try OptunaStrategy.executable())
         default:
             throw CMLError.usage("unknown strategy '\(context.configuration.strategy)'", hint: "strategies: \(names.joined(separator: ", "))")
         }
