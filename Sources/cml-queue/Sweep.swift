@@ -147,6 +147,14 @@ struct SweepStart: ParsableCommand {
             Strategies: grid walks every combination (lists, choice, int); random draws each trial's \
             values from --seed and its number, so a resumed sweep draws what it would have.
 
+            --strategy optuna asks Optuna's own samplers (--sampler TPESampler, the default; \
+            RandomSampler, CmaEsSampler, GPSampler, QMCSampler, NSGAIISampler, NSGAIIISampler) through \
+            Optuna's command line: $CML_OPTUNA, else optuna on PATH (pip install optuna). Its study is \
+            a SQLite file in the store's directory, sweeps/ID/study.db, named after the sweep: optuna \
+            trials, optuna.load_study and optuna-dashboard open it. A completed trial is told complete \
+            with its objective, a failed or lost one fail, a stopped or aborted one pruned. It takes no \
+            condition.
+
             Ctrl-C stops queueing: the trials queued or running finish and are recorded (with \
             --abort-on-exit they are aborted); a second Ctrl-C leaves them and exits (with --local, \
             they are requeued). cml-queue sweep resume ID goes on from there, also after a kill -9, \
@@ -157,6 +165,8 @@ struct SweepStart: ParsableCommand {
                   --param 'bs=choice(32,64,128)' --trials 50 --parallel 4 --queue gpu
               cml-queue sweep baseline --objective acc --maximize --param lr=0.1,0.01 --param bs=32,64 --strategy grid --local 2
               cml-queue sweep 0192f3a4 --objective loss --param 'lr=loguniform(1e-4,1)' --trials 20 --local 4 | jq -r .id | cml-diff
+              cml-queue sweep 0192f3a4 --objective val_loss.min --param 'lr=loguniform(1e-5,1e-1)' --param 'layers=int(1,4)' \\
+                  --strategy optuna --sampler TPESampler --trials 40 --parallel 4 --queue gpu
             """
     )
 
