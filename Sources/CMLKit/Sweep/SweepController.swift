@@ -166,7 +166,8 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
         let planned = sweep.trials.filter { $0.state == .planned }
         guard !planned.isEmpty else { return }
         let filter = try RunFilter.parse("\(Self.sweepParameter) = '\(sweep.id)'")
-        let members = try store.runs(RunQuery(filter: filter))
+        // Until a run has the parameter (no trial of any sweep was queued yet), a filter on it is an error.
+        let members = try store.catalog().hasParam(Self.sweepParameter) ? try store.runs(RunQuery(filter: filter)) : []
         for trial in planned {
             let found = members.filter { run in
                 run.params.contains { $0.key == Self.trialParameter && $0.value.number == Double(trial.index) }
