@@ -19,16 +19,15 @@ public final class OptunaStrategy: SweepStrategy {
     public static let trialNumberKey = "optuna_trial"
 
     let executable: String
-    let studyPath: String
     /// The study's storage URL, as Optuna's tools take it (`optuna trials --storage URL --study-name ID`).
     public let storage: String
     let studyName: String
     let sampler: String
     let space: SearchSpace
     let seed: UInt64
-    /// TPE is told to count the trials still running as bad ones (`constant_liar`), so that the trials
-    /// asked for together spread out, as Optuna advises for parallel trials.
-    let parallel: Bool
+    /// With trials in parallel, TPE counts those still running as bad ones (`constant_liar`), so that the
+    /// trials asked for together spread out, as Optuna advises for parallel trials.
+    let constantLiar: Bool
     /// The search space as `optuna ask --search-space` takes it.
     let searchSpace: String
     /// The state of each of the study's trials by its number: read from the study the first time it is
@@ -43,13 +42,13 @@ public final class OptunaStrategy: SweepStrategy {
         let configuration = context.configuration
         try Self.check(configuration)
         self.executable = executable
-        studyPath = FileSystem.absolutePath(context.stateDirectory + "/" + Self.studyFile)
+        let studyPath = FileSystem.absolutePath(context.stateDirectory + "/" + Self.studyFile)
         storage = "sqlite:///" + studyPath
         studyName = context.sweepID
         sampler = configuration.sampler ?? Self.defaultSampler
         space = configuration.space
         seed = configuration.seed
-        parallel = configuration.parallel > 1
+        constantLiar = configuration.parallel > 1 && sampler == "TPESampler"
         searchSpace = JSON.object(space.parameters.map { ($0.key, Self.distribution($0.domain)) }).serialized
         let isNew = access(studyPath, F_OK) != 0
         _ = try optuna(["create-study", "--study-name", studyName,
@@ -95,7 +94,7 @@ public final class OptunaStrategy: SweepStrategy {
         // start from the same random state.
         var generator = SeededGenerator(seed: seed, stream: UInt64(index))
         var kwargs: [(String, JSON)] = [("seed", .int(Int64(generator.next() >> 32)))]
-        if parallel && sampler == "TPESampler" { kwargs.append(("constant_liar", .bool(true))) }
+        if constantLiar { kwargs.append(("constant_liar", .bool(true))) }
         let output = try optuna(["ask", "--study-name", studyName, "--sampler", sampler, "--sampler-kwargs", JSON.object(kwargs).serialized,
                                  "--search-space", searchSpace, "--format", "json"])
         let asked = try JSON.parse(output)
@@ -116,20 +115,14 @@ public final class OptunaStrategy: SweepStrategy {
             throw CMLError("trial \(trial.index) of the sweep has no Optuna trial number in its record", kind: .damaged)
         }
         if let state = try readStudyTrials()[number], state != "RUNNING" { return }
-        var arguments = ["tell", "--study-name", studyName, "--trial-number", String(number), "--skip-if-finished"]
-        let state: String
         switch trial.state {
-        case .completed where trial.objective != nil:
-            state = "complete"
-            arguments += ["--values", String(trial.objective!)]
+        case .completed where trial.objective != nil: try tell(number, "complete", value: trial.objective)
         // Optuna takes no value with a pruned trial: it would read one from the trial's intermediate
         // values, which its command line cannot report.
-        case .stopped, .aborted: state = "pruned"
-        case .completed, .failed, .lost: state = "fail"
+        case .stopped, .aborted: try tell(number, "pruned")
+        case .completed, .failed, .lost: try tell(number, "fail")
         case .planned, .queued, .running: return
         }
-        _ = try optuna(arguments + ["--state", state])
-        studyTrials?[number] = state.uppercased()
     }
 
     // MARK: The study
@@ -144,9 +137,15 @@ public final class OptunaStrategy: SweepStrategy {
             return nil
         })
         for (number, state) in try readStudyTrials().sorted(by: { $0.key < $1.key }) where state == "RUNNING" && !recorded.contains(number) {
-            _ = try optuna(["tell", "--study-name", studyName, "--trial-number", String(number), "--state", "fail", "--skip-if-finished"])
-            studyTrials?[number] = "FAIL"
+            try tell(number, "fail")
         }
+    }
+
+    /// Tells the study a trial ended; nothing when it was told before.
+    private func tell(_ number: Int64, _ state: String, value: Double? = nil) throws(CMLError) {
+        _ = try optuna(["tell", "--study-name", studyName, "--trial-number", String(number), "--state", state, "--skip-if-finished"]
+                       + (value.map { ["--values", String($0)] } ?? []))
+        studyTrials?[number] = state.uppercased()
     }
 
     private func readStudyTrials() throws(CMLError) -> [Int64: String] {
@@ -172,7 +171,11 @@ public final class OptunaStrategy: SweepStrategy {
         do {
             ran = try ChildProcess.capture(argv, environment: RunEnvironment.current().map { "\($0.0)=\($0.1)" })
         } catch {
-            throw CMLError("cannot run \(executable): \(error)", hint: "set CML_OPTUNA to Optuna's command line")
+            let why = switch error {
+            case .notFound: "no such file"
+            case .notExecutable(_, let why), .failed(let why): why
+            }
+            throw CMLError("cannot run \(executable): \(why)", hint: "set CML_OPTUNA to Optuna's command line")
         }
         guard ran.exit.code == 0 else {
             let how = ran.exit.code.map { "exit status \($0)" } ?? "signal \(ran.exit.signal ?? 0)"
