@@ -38,6 +38,10 @@ store = os.path.join(scratch, "store")
 times = os.path.join(scratch, "times")
 env = dict(os.environ, CML_STORE=store, TIMES=times, XDG_CACHE_HOME=os.path.join(scratch, "cache"))
 env.pop("NOTIFY_SOCKET", None)
+# --strategy optuna runs Optuna's command line: $CML_OPTUNA, else the one scripts/test installs, else optuna on PATH.
+tests_optuna = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".build", "optuna-venv", "bin", "optuna"))
+if not env.get("CML_OPTUNA") and os.path.exists(tests_optuna):
+    env["CML_OPTUNA"] = tests_optuna
 rows = set(args.rows.split(","))
 
 

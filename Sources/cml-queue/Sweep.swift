@@ -120,7 +120,8 @@ struct SweepOptions: ParsableArguments {
         configuration.minBudget = minBudget
         configuration.maxBudget = maxBudget
         configuration.reductionFactor = eta
-        configuration.sampler = sampler
+        // Recorded, so that a resume asks with the sampler the sweep began with.
+        configuration.sampler = sampler ?? (strategy == "optuna" ? OptunaStrategy.defaultSampler : nil)
         try SweepStrategies.check(configuration)
         return configuration
     }
@@ -151,6 +152,14 @@ struct SweepStart: ParsableCommand {
             aborted and recorded stopped; hyperband runs brackets whose first rungs are later, each \
             trial judged within its own. --budget-param tells each trial its budget (--max-budget).
 
+            --strategy optuna asks Optuna's own samplers (--sampler TPESampler, the default; \
+            RandomSampler, CmaEsSampler, GPSampler, QMCSampler, NSGAIISampler, NSGAIIISampler) through \
+            Optuna's command line: $CML_OPTUNA, else optuna on PATH (pip install optuna). Its study is \
+            a SQLite file in the store's directory, sweeps/ID/study.db, named after the sweep: optuna \
+            trials, optuna.load_study and optuna-dashboard open it. A completed trial is told complete \
+            with its objective, a failed or lost one fail, a stopped or aborted one pruned. It takes no \
+            condition.
+
             Ctrl-C stops queueing: the trials queued or running finish and are recorded (with \
             --abort-on-exit they are aborted); a second Ctrl-C leaves them and exits (with --local, \
             they are requeued). cml-queue sweep resume ID goes on from there, also after a kill -9, \
@@ -163,6 +172,8 @@ struct SweepStart: ParsableCommand {
               cml-queue sweep 0192f3a4 --objective loss --param 'lr=loguniform(1e-4,1)' --trials 20 --local 4 | jq -r .id | cml-diff
               cml-queue sweep 0192f3a4 --objective val_loss --param 'lr=loguniform(1e-4,1e-1)' --strategy asha \\
                   --budget-param epochs --max-budget 27 --trials 60 --parallel 8 --queue gpu
+              cml-queue sweep 0192f3a4 --objective val_loss.min --param 'lr=loguniform(1e-5,1e-1)' --param 'layers=int(1,4)' \\
+                  --strategy optuna --sampler TPESampler --trials 40 --parallel 4 --queue gpu
             """
     )
 
@@ -191,6 +202,9 @@ struct SweepStart: ParsableCommand {
         Console.error("cml-queue: sweep \(id): \(configuration.trials) trial\(configuration.trials == 1 ? "" : "s") by \(configuration.strategy), "
             + "\(configuration.parallel) at a time on queue \(configuration.queue) (seed \(configuration.seed)); "
             + "cml-queue sweep resume \(RunID.short(id)) goes on after an interruption\n")
+        if let optuna = strategy as? OptunaStrategy {
+            Console.error("cml-queue: its Optuna study: optuna trials --storage \(optuna.storage) --study-name \(id)\n")
+        }
         try runner.run(controller, store: store)
     }
 }

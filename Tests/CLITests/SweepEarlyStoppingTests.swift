@@ -117,7 +117,7 @@ struct SweepEarlyStoppingTests {
         #expect(try refused(["--eta", "3"]) == "cml-queue: error: --eta is for strategies that stop trials early (asha and hyperband), not random")
         #expect(try refused(["--max-budget", "9"]).hasPrefix("cml-queue: error: --max-budget without --budget-param tells random nothing"))
         #expect(try refused(["--strategy", "asha", "--max-budget", "9", "--sampler", "TPESampler"])
-                .hasPrefix("cml-queue: error: --sampler is Optuna's, not asha's"))
+                .hasPrefix("cml-queue: error: --sampler TPESampler is Optuna's, not asha's"))
         #expect(try s.box.run("cml-queue", ["sweep", "ls"]).out.isEmpty)
     }
 }

@@ -218,7 +218,7 @@ struct EarlyStoppingTests {
         #expect(try message("grid") { $0.minBudget = 1 } == "--min-budget is for strategies that stop trials early (asha and hyperband), not grid")
         #expect(try message("random") { $0.maxBudget = 9 } == "--max-budget without --budget-param tells random nothing")
         #expect(try message("random") { $0.maxBudget = 9; $0.budgetParameter = "epochs" } == nil)
-        #expect(try message("asha") { $0.maxBudget = 9; $0.sampler = "TPESampler" } == "--sampler is Optuna's, not asha's")
+        #expect(try message("asha") { $0.maxBudget = 9; $0.sampler = "TPESampler" } == "--sampler TPESampler is Optuna's, not asha's")
         let made = try SweepStrategies.make(SweepContext(configuration: {
             var configuration = SweepConfiguration(base: "b", objective: try SweepObjective(parsing: "loss", maximize: false, metrics: []),
                                                    space: try SearchSpace(parsing: ["lr=0.1,0.01"]), strategy: "hyperband", trials: 4,

@@ -174,3 +174,42 @@ extension ChildProcess {
         return Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
     }
 }
+
+/// What a short command printed, and how it ended.
+public struct CapturedOutput: Sendable {
+    public var exit: ChildExit
+    public var stdout: String
+    public var stderr: String
+}
+
+extension ChildProcess {
+    /// Runs a short command to its end and collects what it prints. It reads /dev/null and has a process
+    /// group of its own, so that a Ctrl-C at the terminal, meant for us, does not stop it halfway.
+    public static func capture(_ argv: [String], environment: [String]) throws(SpawnError) -> CapturedOutput {
+        let child = try ChildProcess(argv: argv, environment: environment, terminal: false, detached: true)
+        var printed: [OutputStream: [UInt8]] = [.stdout: [], .stderr: []]
+        // Both pipes are read as they fill: a child blocked writing one would never close the other.
+        var open = child.outputs.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty {
+            if poll(&open, nfds_t(open.count), -1) < 0 {
+                guard errno == EINTR else { break }
+                continue
+            }
+            for index in open.indices.reversed() where open[index].revents != 0 {
+                let fd = open[index].fd
+                let count = read(fd, &buffer, buffer.count)
+                if count > 0 {
+                    let stream = child.outputs.first { $0.fd == fd }!.stream
+                    printed[stream, default: []].append(contentsOf: buffer[..<count])
+                } else if count == 0 || errno != EINTR {
+                    close(fd)
+                    open.remove(at: index)
+                }
+            }
+        }
+        for entry in open { close(entry.fd) }
+        return CapturedOutput(exit: child.wait(), stdout: String(decoding: printed[.stdout] ?? [], as: UTF8.self),
+                              stderr: String(decoding: printed[.stderr] ?? [], as: UTF8.self))
+    }
+}

@@ -44,7 +44,7 @@ final class ResourceSampler: @unchecked Sendable {
     init(root: Int32, interval: Double, deliver: @escaping @Sendable ([MetricPoint]) -> Void) {
         self.root = root
         self.deliver = deliver
-        gpuQuery = Self.findOnPath("nvidia-smi")
+        gpuQuery = FileSystem.findOnPath("nvidia-smi")
         ticker = Ticker(interval: interval, finalTick: false) { [self] _ in self.takeSample() }
     }
 
@@ -112,23 +112,10 @@ final class ResourceSampler: @unchecked Sendable {
         }
     }
 
-    static func findOnPath(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
-    }
-
     /// Runs a short command and returns its stdout, or nil when it fails.
     static func capture(_ argv: [String]) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: argv[0])
-        process.arguments = Array(argv.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        guard let ran = try? ChildProcess.capture(argv, environment: RunEnvironment.current().map { "\($0.0)=\($0.1)" }),
+              ran.exit.code == 0 else { return nil }
+        return ran.stdout
     }
 }

@@ -74,7 +74,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
     public func run() throws(CMLError) -> Sweep {
         try adoptPlannedTrials()
         // A resumed strategy learns what ended before.
-        for trial in sweep.trials where trial.state.isFinished { try strategy.ended(trial) }
+        for trial in sweep.trials where trial.state.isFinished { try askStrategy { () throws(CMLError) in try strategy.ended(trial) } }
         try abortTrialsLeftStopping()
         var abortedActive = false
         var strategyHasMore = true
@@ -130,7 +130,10 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
     private func fillSlots() throws(CMLError) -> Bool {
         while sweep.active.count < sweep.configuration.parallel && sweep.trials.count < sweep.configuration.trials {
             let index = sweep.trials.count
-            guard let suggestion = try strategy.suggest(index: index, trials: sweep.trials) else { return false }
+            let trials = sweep.trials
+            guard let suggestion = try askStrategy({ () throws(CMLError) in try strategy.suggest(index: index, trials: trials) }) else {
+                return false
+            }
             sweep.trials.append(SweepTrial(index: index, assignment: suggestion.assignment, info: suggestion.info))
             try save()
             try enqueue(index)
@@ -220,7 +223,7 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
             }
             sweep.trials[trial.index] = updated
             if updated.state.isFinished {
-                try strategy.ended(updated)
+                try askStrategy { () throws(CMLError) in try strategy.ended(updated) }
                 try save()
                 report(.ended(updated, best: sweep.best))
             }
@@ -232,9 +235,11 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
         guard !running.isEmpty else { return }
         let key = sweep.configuration.objective.key
         let store = self.store
-        let stops = try strategy.trialsToStop(running) { (trial) throws(CMLError) -> MetricColumns in
-            guard let id = trial.run else { return MetricColumns() }
-            return try store.metricColumns(run: id, key: key)
+        let stops = try askStrategy { () throws(CMLError) in
+            try strategy.trialsToStop(running) { (trial) throws(CMLError) -> MetricColumns in
+                guard let id = trial.run else { return MetricColumns() }
+                return try store.metricColumns(run: id, key: key)
+            }
         }
         for stop in stops where sweep.trials[stop.index].state == .running && sweep.trials[stop.index].reason == nil {
             guard let id = sweep.trials[stop.index].run else { continue }
@@ -282,6 +287,20 @@ public final class SweepController: @unchecked Sendable {  // one thread runs it
             } catch {
                 report(.note("trial \(trial.index) (run \(RunID.short(id))): \(error.message)"))
             }
+        }
+    }
+
+    /// Calls the strategy. Its error (Optuna's command line failing) ends the sweep: it is recorded
+    /// failed with the error as its reason, its trials queued or running left to a resume, and the error
+    /// is thrown on.
+    private func askStrategy<Answer>(_ call: () throws(CMLError) -> Answer) throws(CMLError) -> Answer {
+        do {
+            return try call()
+        } catch {
+            sweep.status = .failed
+            sweep.reason = "its strategy failed: \(error.message)"
+            try save()
+            throw error
         }
     }
 

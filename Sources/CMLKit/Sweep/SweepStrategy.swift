@@ -66,7 +66,7 @@ public struct SweepContext: Sendable {
 
 public enum SweepStrategies {
     /// The strategies `--strategy` names.
-    public static let names = ["grid", "random", "asha", "hyperband"]
+    public static let names = ["grid", "random", "asha", "hyperband", "optuna"]
     /// Those that stop trials early, by `--min-budget`, `--max-budget` and `--eta`.
     public static let earlyStopping: Set = ["asha", "hyperband"]
 
@@ -76,6 +76,9 @@ public enum SweepStrategies {
         case "grid": _ = try configuration.space.grid()
         case "random": break
         case "asha", "hyperband": try SuccessiveHalvingSearch.check(configuration)
+        case "optuna":
+            try OptunaStrategy.check(configuration)
+            _ = try OptunaStrategy.executable()
         default:
             throw CMLError.usage("unknown strategy '\(configuration.strategy)'", hint: "strategies: \(names.joined(separator: ", "))")
         }
@@ -98,8 +101,8 @@ public enum SweepStrategies {
                                      hint: "--budget-param KEY sets the parameter KEY of every trial to it")
             }
         }
-        if configuration.sampler != nil && strategy != "optuna" {
-            throw CMLError.usage("--sampler is Optuna's, not \(strategy)'s", hint: "--strategy optuna --sampler TPESampler")
+        if let sampler = configuration.sampler, strategy != "optuna" {
+            throw CMLError.usage("--sampler \(sampler) is Optuna's, not \(strategy)'s", hint: "--strategy optuna --sampler \(sampler)")
         }
     }
 
@@ -109,6 +112,7 @@ public enum SweepStrategies {
         case "random": return RandomSearch(space: context.configuration.space, seed: context.configuration.seed)
         case "asha": return SuccessiveHalvingSearch(configuration: context.configuration, hyperband: false)
         case "hyperband": return SuccessiveHalvingSearch(configuration: context.configuration, hyperband: true)
+        case "optuna": return try OptunaStrategy(context: context, executable: try OptunaStrategy.executable())
         default:
             throw CMLError.usage("unknown strategy '\(context.configuration.strategy)'", hint: "strategies: \(names.joined(separator: ", "))")
         }
