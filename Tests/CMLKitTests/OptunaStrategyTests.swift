@@ -188,7 +188,7 @@ struct OptunaStrategyTests {
                 + "space for every trial (drop the condition, or sweep it with --strategy random or grid)")
         #expect(try refusal(["x=1,2"], sampler: "GridSampler")?.hasPrefix("--sampler GridSampler: it walks a finite grid, which --strategy grid does") == true)
         #expect(try refusal(["x=1,2"], sampler: "PartialFixedSampler")?.hasPrefix("--sampler PartialFixedSampler: not a sampler optuna ask makes") == true)
-        #expect(try refusal(["x=1,2"], sampler: "TPESampler", strategy: "random") == "--sampler TPESampler is Optuna's, not random's")
+        #expect(try refusal(["x=1,2"], sampler: "TPESampler", strategy: "random")?.hasPrefix("--sampler TPESampler is Optuna's, not random's") == true)
         for sampler in OptunaStrategy.samplers { #expect(try refusal(["x=uniform(0,1)"], sampler: sampler) == nil) }
     }
 
