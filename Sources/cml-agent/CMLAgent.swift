@@ -150,7 +150,7 @@ struct Work: ParsableCommand {
         guard grace >= 0, grace.isFinite, killGrace >= 0, killGrace.isFinite else { throw .usage("--grace and --kill-grace must be 0 or more seconds") }
         let agentName = name ?? RunEnvironment.hostName
         guard !agentName.isEmpty, !agentName.contains(where: { $0.isNewline }) else { throw .usage("--name must be a non-empty line") }
-        let cache = getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? FileSystem.homeDirectory + "/.cache"
+        let cache = FileSystem.cacheDirectory
         return AgentConfiguration(name: agentName, queues: queues, slots: slotCount, gpus: gpuList, once: once, untilEmpty: untilEmpty,
                                   workDirectory: FileSystem.absolutePath(workDirectory ?? cache + "/cml/agent"),
                                   heartbeatInterval: heartbeat, leaseSeconds: lease, drainGrace: grace, killGrace: killGrace)

@@ -125,6 +125,7 @@ struct PipelineEndToEndTests {
         // The trainings record that they used the version prepare made, and cml-data log shows which run made it.
         let version = try #require(try p.box.run("cml-data", ["log", "rows"]).jsonLines.first)
         #expect(version["run"] as? String == steps["prepare"]!["id"] as? String, "\(version)")
+        #expect(version["made_by_step"] as? [String: String] == ["pipeline": id, "step": "prepare"], "\(version)")
         #expect(((shown["train_b"]!["datasets"] as? [[String: Any]])?.first?["id"] as? String) == version["id"] as? String)
         // Listed by cml-run ls --where 'pipeline = ID'.
         let members = try p.box.run("cml-run", ["ls", "--where", "pipeline = \(id)"]).jsonLines

@@ -7,12 +7,17 @@ public enum Lineage {
         public var version: DatasetVersion?
         /// Runs that used the version.
         public var usedBy: [String]
+        /// The pipeline step whose run made it, when one did: the pipeline's id and the step's name.
+        public var madeByStep: (pipeline: String, step: String)?
 
         public var json: JSON {
             guard let version, case .object(var members) = version.json else {
                 return .object([("id", .string(id)), ("missing", .bool(true))])
             }
             members.append(("used_by", .array(usedBy.map(JSON.string))))
+            if let madeByStep {
+                members.append(("made_by_step", .object([("pipeline", .string(madeByStep.pipeline)), ("step", .string(madeByStep.step))])))
+            }
             return .object(members)
         }
     }
@@ -32,8 +37,18 @@ public enum Lineage {
         }
         found.sort { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
         return try found.map { known throws(CMLError) in
-            Entry(id: known.id, version: known, usedBy: try store.runsUsing(version: known.id))
+            Entry(id: known.id, version: known, usedBy: try store.runsUsing(version: known.id), madeByStep: try step(making: known, in: store))
         } + missing.map { Entry(id: $0, version: nil, usedBy: []) }
+    }
+
+    /// The pipeline and step whose run made `version` (by the run's parameters `pipeline` and `step`).
+    static func step(making version: DatasetVersion, in store: any Store) throws(CMLError) -> (pipeline: String, step: String)? {
+        guard let id = version.run else { return nil }
+        let run: Run
+        do { run = try store.run(id: id) } catch where error.kind == .notFound { return nil }
+        func param(_ key: String) -> String? { run.params.first { $0.key == key }?.value.stringValue }
+        guard let pipeline = param(PipelineController.pipelineParameter), let step = param(PipelineController.stepParameter) else { return nil }
+        return (pipeline, step)
     }
 
     /// Which version introduced the content `path` has in `version`.

@@ -1,20 +1,22 @@
 import Foundation
 import Glibc
 
-/// An agent inside another command's process, on a thread of its own: `cml-queue sweep --local N` runs
-/// its trials with it, the same agent code as `cml-agent` on a queue of the sweep's own. Its log says
+/// An agent inside another command's process, on a thread of its own: `cml-queue sweep --local N` and
+/// `pipeline run --local N` run their trials and steps with it, the same agent code as `cml-agent` on a queue of the sweep's own. Its log says
 /// only warnings and errors; the command reports the runs itself.
 public final class LocalAgent: @unchecked Sendable {  // set once; the agent is thread-safe
     private let agent: Agent
     private let stopped = DispatchSemaphore(value: 0)
+    private let workDirectory: String
 
     /// Starts it at once on `queue` with `slots` slots. A store on this machine records the runs itself;
     /// with a server, the runs record into this machine's agent spool of it and go up from there, as
     /// `cml-agent --store URL` does.
     public init(store: any Store, queue: String, slots: Int, name: String) throws(CMLError) {
-        let cache = getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-            ?? FileSystem.homeDirectory + "/.cache"
-        let configuration = AgentConfiguration(name: name, queues: [queue], slots: slots, workDirectory: cache + "/cml/agent",
+        // Its own directory: an agent removes the run directories its store does not know as abandoned,
+        // so one shared with an agent of another store (cml-agent, another --local) would lose runs.
+        workDirectory = FileSystem.cacheDirectory + "/cml/local-agents/" + String(name.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
+        let configuration = AgentConfiguration(name: name, queues: [queue], slots: slots, workDirectory: workDirectory,
                                                heartbeatInterval: 2, leaseSeconds: 20, drainGrace: 0, killGrace: 10)
         let log = AgentLog(name: name, environment: [:], threshold: .warning)
         if let local = store as? SQLiteStore {
@@ -35,10 +37,11 @@ public final class LocalAgent: @unchecked Sendable {  // set once; the agent is 
     }
 
     /// Stops it and waits until it has: what still runs is requeued (nothing does once a sweep's trials
-    /// have ended).
+    /// have ended). Its directory (its clones of the code) goes with it.
     public func stop() {
         agent.drain(signal: SIGTERM)
         agent.drain(signal: SIGTERM)
         stopped.wait()
+        FileSystem.removeTree(workDirectory)
     }
 }

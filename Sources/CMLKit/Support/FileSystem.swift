@@ -246,4 +246,9 @@ public enum FileSystem {
         if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }
         return "/"
     }
+
+    /// `$XDG_CACHE_HOME`, else ~/.cache: where cml keeps what it can make again (agents' clones, spools).
+    public static var cacheDirectory: String {
+        getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? homeDirectory + "/.cache"
+    }
 }

@@ -19,8 +19,7 @@ public struct RunSpool: Sendable {
         // `http://host:8080/` is the server `http://host:8080` is, and has the same spool.
         while url.hasSuffix("/") { url.removeLast() }
         self.url = url
-        let cache = getenv("XDG_CACHE_HOME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-            ?? FileSystem.homeDirectory + "/.cache"
+        let cache = FileSystem.cacheDirectory
         let address = url.split(separator: "/").dropFirst(1).first.map(String.init) ?? "server"
         let readable = String(address.map { $0.isLetter || $0.isNumber || $0 == "." ? $0 : "_" })
         directory = "\(cache)/cml/\(agent ? "agent-spool" : "spool")/\(readable)-\(SHA256Hasher.hex(Array(url.utf8)).prefix(12))"

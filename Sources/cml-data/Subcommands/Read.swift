@@ -122,7 +122,8 @@ struct Log: ParsableCommand {
         abstract: "A version's lineage: it and all its ancestors, with the runs that made and used each.",
         discussion: """
             Newest first, following every parent; each record is a version (as ls prints it) with \
-            used_by, the runs that used it. A parent the store does not hold (removed, or not imported) \
+            used_by, the runs that used it, and made_by_step ({pipeline, step}) when a pipeline's step \
+            made it. A parent the store does not hold (removed, or not imported) \
             is printed as {"id": …, "missing": true}.
 
             Examples:
@@ -147,7 +148,8 @@ struct Log: ParsableCommand {
                 }
                 return [version.reference, RunID.short(version.id), shortTime(version.createdAt), formatCount(version.files),
                         formatBytes(version.size), version.parents.map(RunID.short).joined(separator: ","),
-                        version.run.map(RunID.short) ?? "", entry.usedBy.map(RunID.short).joined(separator: ","),
+                        (version.run.map(RunID.short) ?? "") + (entry.madeByStep.map { " (step \($0.step))" } ?? ""),
+                        entry.usedBy.map(RunID.short).joined(separator: ","),
                         TextTable.truncate(version.message ?? "", to: 40)]
             })
         }
