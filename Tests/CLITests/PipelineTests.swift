@@ -299,6 +299,26 @@ struct PipelineEndToEndTests {
         #expect(try p.allRuns().isEmpty)
     }
 
+    @Test func aPipelineAgainstAServerIsRecordedThereAndItsRerunIsCached() throws {
+        let p = try PipelineBox()
+        let server = try ServeQueueTests.served(p.box)
+        var env = p.env
+        env.merge(["CML_STORE": server.url, "CML_TOKEN": "", "CML_UPLOAD_WAIT": "60"]) { $1 }
+        let ran = try p.box.run("cml-queue", ["pipeline", "run", "pipeline.yaml", "--local", "2"], env: env, cwd: p.repo)
+        #expect(ran.status == 0, "\(ran.stderr)")
+        #expect(ran.jsonLines.allSatisfy { $0["status"] as? String == "completed" } && ran.jsonLines.count == 4, "\(ran.out)")
+        // The server's store holds the pipeline, its runs and the version prepare made, as the directory reads them.
+        let id = try p.newest()
+        #expect(try p.states(id).values.allSatisfy { $0 == "completed" })
+        let evaluated = try p.box.run("cml-run", ["log", try p.steps(id)["evaluate"]!["id"] as! String]).out
+        #expect(evaluated.contains("model lr=0.1 rows=100") && evaluated.contains("model lr=0.01 rows=100"), "\(evaluated)")
+        #expect(try p.box.run("cml-data", ["log", "rows"]).jsonLines.first?["made_by_step"] as? [String: String] == ["pipeline": id, "step": "prepare"])
+        let again = try p.box.run("cml-queue", ["pipeline", "run", "pipeline.yaml", "--local", "2"], env: env, cwd: p.repo)
+        #expect(again.status == 0 && again.jsonLines.allSatisfy { $0["status"] as? String == "cached" }, "\(again.stderr)")
+        let shown = try p.box.run("cml-queue", ["pipeline", "show", String(id.prefix(10))], env: env)
+        #expect(shown.jsonLines.first?["id"] as? String == id, "\(shown.stderr)")
+    }
+
     @Test func theGraphOfAFileAndOfARun() throws {
         let p = try PipelineBox()
         let text = try p.box.run("cml-queue", ["pipeline", "graph", "pipeline.yaml"], cwd: p.repo)
