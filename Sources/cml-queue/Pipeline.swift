@@ -59,7 +59,7 @@ struct PipelineRun: ParsableCommand {
             Prints one line per step as it ends: a JSON object (step, status, id, cached, key, reason, \
             duration) when stdout is not a terminal; then the steps' table (on stderr when piped). \
             Exits 1 when a step failed. Ctrl-C stops starting steps and waits for those running (again: \
-            leaves them); cml-queue pipeline resume ID goes on, also after a kill -9.
+            leaves them), and exits 130; cml-queue pipeline resume ID goes on, also after a kill -9.
 
             Examples:
               cml-queue pipeline run pipeline.yaml --local 2
@@ -157,7 +157,13 @@ final class PipelineRunner: @unchecked Sendable {  // set once, then used by the
         let text = "pipeline \(ended.id) \(ended.status.rawValue)\(ended.reason.map { ": \($0)" } ?? "")\n"
             + PipelineTables.steps(ended, now: Clock.now()).render(.table)
         if format == .table { try Console.out(text) } else { Console.error(text) }
-        if ended.status == .failed { throw CMLError("pipeline \(RunID.short(ended.id)) failed: \(ended.reason ?? "")") }
+        switch ended.status {
+        case .failed: throw CMLError("pipeline \(RunID.short(ended.id)) failed: \(ended.reason ?? "")")
+        // As a command interrupted by Ctrl-C exits: a script that goes on only after the pipeline completed stops too.
+        case .stopped: throw CMLError("pipeline \(RunID.short(ended.id)) \(ended.reason ?? "stopped")",
+                                      hint: "cml-queue pipeline resume \(RunID.short(ended.id)) goes on", exitCode: 130)
+        default: break
+        }
     }
 
     func report(_ event: PipelineEvent) {

@@ -223,6 +223,25 @@ struct PipelineEndToEndTests {
         #expect(members.count == 4, "\(members)")
     }
 
+    @Test func ctrlCStopsStartingStepsAndLetsTheRunningOneFinish() throws {
+        let p = try PipelineBox(pipeline: PipelineBox.fourSteps.replacingOccurrences(
+            of: "./step.sh prepare && ./prepare.sh", with: "./step.sh prepare && sleep 2 && ./prepare.sh"))
+        let controller = try p.box.start("cml-queue", ["pipeline", "run", "pipeline.yaml", "--local", "2"], env: p.env, cwd: p.repo)
+        #expect(waitUntil(timeout: 30) { p.starts("prepare") == 1 })
+        kill(controller.pid, SIGINT)
+        let stopped = try controller.wait()
+        #expect(stopped.status == 130, "\(stopped.stderr)")
+        #expect(stopped.stderr.contains("stopping: no new steps; waiting for those queued or running"), "\(stopped.stderr)")
+        let id = try p.newest()
+        #expect(try p.states(id) == ["prepare": "completed", "train_a": "waiting", "train_b": "waiting", "evaluate": "waiting"])
+        #expect(try p.record(id)["status"] as? String == "stopped")
+        #expect(p.starts("train_a") == 0)
+        let resumed = try p.box.run("cml-queue", ["pipeline", "resume", id], env: p.env, cwd: p.repo)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try p.states(id).values.allSatisfy { $0 == "completed" })
+        #expect(["prepare", "train_a", "train_b", "evaluate"].allSatisfy { p.starts($0) == 1 })
+    }
+
     @Test func aStepPastItsTimeoutIsAbortedAndFails() throws {
         let p = try PipelineBox(pipeline: """
             steps:
