@@ -237,15 +237,3 @@ extension PipelineStepRecord {
         endedAt = json["ended_at"]?.stringValue.flatMap(Clock.parseTime)
     }
 }
-
-/// Whether a controller (a sweep's, a pipeline's) is gone though its record says it runs: its process
-/// is not there (when it ran on this machine), or it has not been heard of for three heartbeats.
-public enum ControllerLiveness {
-    /// Seconds between a controller's heartbeats.
-    public static let heartbeatInterval = 5.0
-
-    public static func isAbandoned(host: String, pid: Int32, pidScope: String?, heartbeatAt: Double, now: Double) -> Bool {
-        if pidScope != nil && ProcessPlace(host: host, scope: pidScope) == .here && !ProcessPlace.processExists(pid) { return true }
-        return now - heartbeatAt > 3 * heartbeatInterval
-    }
-}

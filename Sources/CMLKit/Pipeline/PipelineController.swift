@@ -375,8 +375,8 @@ extension PipelineController {
                            kind: .conflict)
         }
         if pipeline.status == .running && !pipeline.isAbandoned(now: now) {
-            throw CMLError("pipeline \(RunID.short(pipeline.id)) is running: its controller (pid \(pipeline.pid) on \(pipeline.host)) was heard of "
-                           + "\(Int(now - pipeline.heartbeatAt)) s ago", hint: "stop it with Ctrl-C or kill \(pipeline.pid) first", kind: .conflict)
+            throw ControllerLiveness.stillRunning("pipeline", pipeline.id, pid: pipeline.pid, host: pipeline.host,
+                                                  heardAgo: now - pipeline.heartbeatAt)
         }
         var resumed = pipeline
         resumed.status = .running

@@ -324,8 +324,7 @@ extension SweepController {
             throw CMLError("sweep \(RunID.short(sweep.id)) has finished: all its trials ran", kind: .conflict)
         }
         if sweep.status == .running && !sweep.isAbandoned(now: now) {
-            throw CMLError("sweep \(RunID.short(sweep.id)) is running: its controller (pid \(sweep.pid) on \(sweep.host)) was heard of "
-                           + "\(Int(now - sweep.heartbeatAt)) s ago", hint: "stop it with Ctrl-C or kill \(sweep.pid) first", kind: .conflict)
+            throw ControllerLiveness.stillRunning("sweep", sweep.id, pid: sweep.pid, host: sweep.host, heardAgo: now - sweep.heartbeatAt)
         }
         var resumed = sweep
         resumed.status = .running
