@@ -41,8 +41,9 @@ struct PipelineRun: ParsableCommand {
               name: demo
               steps:
                 prepare:
-                  command: python prepare.py --rows ${params.rows} && cml-data snapshot out --name rows
+                  command: python prepare.py --rows ${params.rows} --out rows/
                   params: {rows: 1000}
+                  outputs: {datasets: {rows: rows}}
                 train:
                   command: python train.py --data "$CML_INPUT_DATA" --lr ${params.lr}
                   params: {lr: 0.1}
