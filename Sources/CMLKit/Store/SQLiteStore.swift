@@ -460,61 +460,66 @@ public final class SQLiteStore: Store {
     func runs(whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?, offset: Int? = nil,
               cached: Bool = false) throws(CMLError) -> [Run] {
         try read { db in
-            // The run's own row, stepped by column position like the rows below (GRDB's by-name access
-            // lowercases every name it looks up); its parts are filled in once the other tables are read.
-            var rows: [Run] = []
-            try Self.eachRow(db, """
-                SELECT \(Self.runColumns) FROM runs WHERE \(whereSQL)
-                ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? (offset == nil ? "" : "LIMIT -1"))\(offset.map { " OFFSET \(max($0, 0))" } ?? "")
-                """, arguments, cached: cached) { raw in rows.append(Self.run(raw)) }
-            if rows.isEmpty { return [] }
-            let ids = rows.map { $0.id }
-            let idList = "(" + ids.map { _ in "?" }.joined(separator: ",") + ")"
-            // Statements over one run's id are the same text every time.
-            let cached = ids.count == 1
-            var tags: [String: [String]] = [:]
-            for row in try Row.fetchAll(Self.statement(db, "SELECT run_id, tag FROM run_tags WHERE run_id IN \(idList) ORDER BY run_id, tag", cached: cached),
-                                        arguments: StatementArguments(ids)) {
-                tags[row["run_id"], default: []].append(row["tag"])
+            try Self.runs(db, whereSQL: whereSQL, arguments: arguments, orderSQL: orderSQL, limit: limit, offset: offset, cached: cached)
+        }
+    }
+
+    static func runs(_ db: Database, whereSQL: String, arguments: StatementArguments, orderSQL: String = "", limit: Int?,
+                     offset: Int? = nil, cached: Bool = false) throws -> [Run] {
+        // The run's own row, stepped by column position like the rows below (GRDB's by-name access
+        // lowercases every name it looks up); its parts are filled in once the other tables are read.
+        var rows: [Run] = []
+        try Self.eachRow(db, """
+            SELECT \(Self.runColumns) FROM runs WHERE \(whereSQL)
+            ORDER BY \(orderSQL)runs.started_at DESC, runs.id DESC \(limit.map { "LIMIT \($0)" } ?? (offset == nil ? "" : "LIMIT -1"))\(offset.map { " OFFSET \(max($0, 0))" } ?? "")
+            """, arguments, cached: cached) { raw in rows.append(Self.run(raw)) }
+        if rows.isEmpty { return [] }
+        let ids = rows.map { $0.id }
+        let idList = "(" + ids.map { _ in "?" }.joined(separator: ",") + ")"
+        // Statements over one run's id are the same text every time.
+        let cached = ids.count == 1
+        var tags: [String: [String]] = [:]
+        for row in try Row.fetchAll(Self.statement(db, "SELECT run_id, tag FROM run_tags WHERE run_id IN \(idList) ORDER BY run_id, tag", cached: cached),
+                                    arguments: StatementArguments(ids)) {
+            tags[row["run_id"], default: []].append(row["tag"])
+        }
+        // Stepped directly, by column position: a listing of thousands of runs reads tens of
+        // thousands of these rows, and GRDB's by-name row access costs more than the query.
+        var params: [String: [Param]] = [:]
+        try Self.eachRow(db, "SELECT run_id, key, value, source FROM params WHERE run_id IN \(idList) ORDER BY run_id, key",
+                         StatementArguments(ids), cached: cached) { raw in
+            let value = (try? JSON.parse(Self.text(raw, 2))) ?? .null
+            params[Self.text(raw, 0), default: []].append(Param(key: Self.text(raw, 1), value: value, source: Self.text(raw, 3)))
+        }
+        var metrics: [String: [MetricSummary]] = [:]
+        try Self.eachRow(db, """
+            SELECT run_id, key, count, last, min, max, last_step, last_time, source FROM metric_series
+            WHERE run_id IN \(idList) ORDER BY run_id, key
+            """, StatementArguments(ids), cached: cached) { raw in
+            func number(_ column: Int32) -> Double {
+                sqlite3_column_type(raw, column) == SQLITE_NULL ? .nan : sqlite3_column_double(raw, column)
             }
-            // Stepped directly, by column position: a listing of thousands of runs reads tens of
-            // thousands of these rows, and GRDB's by-name row access costs more than the query.
-            var params: [String: [Param]] = [:]
-            try Self.eachRow(db, "SELECT run_id, key, value, source FROM params WHERE run_id IN \(idList) ORDER BY run_id, key",
-                             StatementArguments(ids), cached: cached) { raw in
-                let value = (try? JSON.parse(Self.text(raw, 2))) ?? .null
-                params[Self.text(raw, 0), default: []].append(Param(key: Self.text(raw, 1), value: value, source: Self.text(raw, 3)))
-            }
-            var metrics: [String: [MetricSummary]] = [:]
-            try Self.eachRow(db, """
-                SELECT run_id, key, count, last, min, max, last_step, last_time, source FROM metric_series
-                WHERE run_id IN \(idList) ORDER BY run_id, key
-                """, StatementArguments(ids), cached: cached) { raw in
-                func number(_ column: Int32) -> Double {
-                    sqlite3_column_type(raw, column) == SQLITE_NULL ? .nan : sqlite3_column_double(raw, column)
-                }
-                metrics[Self.text(raw, 0), default: []].append(MetricSummary(
-                    key: Self.text(raw, 1), count: sqlite3_column_int64(raw, 2), last: number(3), min: number(4),
-                    max: number(5), lastStep: sqlite3_column_int64(raw, 6), lastTime: sqlite3_column_double(raw, 7),
-                    source: sqlite3_column_type(raw, 8) == SQLITE_NULL ? nil : MetricSource(rawValue: Self.text(raw, 8))))
-            }
-            let queueInfo = try Self.queueInfo(db, ids: ids, idList: idList, cached: cached)
-            var datasets: [String: [DatasetUse]] = [:]
-            for row in try Row.fetchAll(Self.statement(db, "SELECT * FROM run_inputs WHERE run_id IN \(idList) ORDER BY dataset, number", cached: cached),
-                                        arguments: StatementArguments(ids)) {
-                datasets[row["run_id"], default: []].append(DatasetUse(dataset: row["dataset"], number: row["number"], id: row["version_id"]))
-            }
-            return rows.map { row in
-                var record = row
-                record.tags = tags[row.id] ?? []
-                record.params = params[row.id] ?? []
-                record.metrics = metrics[row.id] ?? []
-                record.datasets = datasets[row.id] ?? []
-                // A queued run that has not started keeps its queue time in `started_at` (see `insertRun`).
-                record.queue = queueInfo[row.id]
-                if let queue = record.queue, row.status == .queued || queue.history.isEmpty { record.startedAt = nil }
-                return record
-            }
+            metrics[Self.text(raw, 0), default: []].append(MetricSummary(
+                key: Self.text(raw, 1), count: sqlite3_column_int64(raw, 2), last: number(3), min: number(4),
+                max: number(5), lastStep: sqlite3_column_int64(raw, 6), lastTime: sqlite3_column_double(raw, 7),
+                source: sqlite3_column_type(raw, 8) == SQLITE_NULL ? nil : MetricSource(rawValue: Self.text(raw, 8))))
+        }
+        let queueInfo = try Self.queueInfo(db, ids: ids, idList: idList, cached: cached)
+        var datasets: [String: [DatasetUse]] = [:]
+        for row in try Row.fetchAll(Self.statement(db, "SELECT * FROM run_inputs WHERE run_id IN \(idList) ORDER BY dataset, number", cached: cached),
+                                    arguments: StatementArguments(ids)) {
+            datasets[row["run_id"], default: []].append(DatasetUse(dataset: row["dataset"], number: row["number"], id: row["version_id"]))
+        }
+        return rows.map { row in
+            var record = row
+            record.tags = tags[row.id] ?? []
+            record.params = params[row.id] ?? []
+            record.metrics = metrics[row.id] ?? []
+            record.datasets = datasets[row.id] ?? []
+            // A queued run that has not started keeps its queue time in `started_at` (see `insertRun`).
+            record.queue = queueInfo[row.id]
+            if let queue = record.queue, row.status == .queued || queue.history.isEmpty { record.startedAt = nil }
+            return record
         }
     }
 
