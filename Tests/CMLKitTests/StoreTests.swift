@@ -102,6 +102,30 @@ struct StoreTests {
         #expect(accValues.count == 2 && accValues[0].isNaN && accValues[1] == 0.5)
     }
 
+    /// Points go 32 rows to a statement (`PointRows`), rows of several series in one statement, the
+    /// last few one by one; a batch sent again with more points adds only those, whatever their order.
+    @Test func interleavedSeriesInManyRowsAtOnceAndABatchSentAgain() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        let id = try box.makeRun()
+        let keys = ["loss", "acc", "lr"]
+        func points(_ range: Range<Int>) -> [MetricPoint] {
+            range.map { i in MetricPoint(key: keys[i % 3], step: Int64(i / 3), value: i % 7 == 0 ? .nan : Double(i), time: Double(i)) }
+        }
+        let fromTheStart = Dictionary(uniqueKeysWithValues: keys.map { ($0, Int64(0)) })
+        try store.appendMetrics(run: id, points(0..<100), source: .log, continuing: fromTheStart)
+        try store.appendMetrics(run: id, points(0..<152), source: .log, continuing: fromTheStart)
+        let run = try store.run(id: id)
+        for key in keys {
+            var read: [MetricPoint] = []
+            try store.forEachMetric(run: id, key: key) { read.append($0) }
+            let sent = points(0..<152).filter { $0.key == key }
+            #expect(read.map(\.step) == sent.map(\.step) && read.map(\.time) == sent.map(\.time), "\(key)")
+            #expect(read.map { $0.value.isNaN ? -1 : $0.value } == sent.map { $0.value.isNaN ? -1 : $0.value }, "\(key)")
+            #expect(run.metrics.first { $0.key == key }?.count == Int64(sent.count), "\(key)")
+        }
+    }
+
     @Test func twoWritersInterleaveOnOneSeries() throws {
         let box = try TemporaryStore()
         let (directory, store) = (box.directory, box.store!)
