@@ -4,7 +4,8 @@
   1. small GETs of run records per second (`wrk`, Debian's package, 2 threads, 16 connections), and
      the server's CPU time per GET beside its CPU time per `GET /healthz` (what any request costs);
   2. metric points per second ingested from 16 concurrent writers (each its own run, batches of
-     --batch points through the store API, one kept-alive connection each);
+     --batch points through the store API, one kept-alive connection each), and the server's CPU time
+     per point meanwhile;
   3. leases per second by 8 agents: --runs runs queued on one queue through the store API, then 8
      processes, each registered as an agent, lease and end each run as finished (as an agent whose
      command is `true` does) until the queue is empty; every run must have been leased exactly once
@@ -48,16 +49,16 @@ parser.add_argument("--agent-runs", type=int, default=0, help="runs of `true` fo
 args = parser.parse_args()
 
 
-def tool(name):
-    """A cml tool beside --serve, else this tree's release build, else its debug build."""
+def tool(name, serve):
+    """A cml tool beside the cml-serve `serve` (the store it makes must be of that build's schema), else
+    this tree's release build, else its debug build."""
     build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build")
-    for folder in (os.path.dirname(os.path.abspath(args.serve)), os.path.join(build, "release")):
+    for folder in (os.path.dirname(os.path.abspath(serve)), os.path.join(build, "release")):
         if os.path.exists(os.path.join(folder, name)):
             return os.path.join(folder, name)
     return os.path.join(build, "debug", name)
 
 
-cml_run, cml_queue, cml_agent = tool("cml-run"), tool("cml-queue"), tool("cml-agent")
 
 
 def start(serve, store):
@@ -151,11 +152,11 @@ def check_completed(connection, queue, queued):
         sys.exit(f"FAILED: the server does not show every run of {queue} completed at its first attempt: {wrong[:5]}")
 
 
-def leases(url, scratch):
+def leases(url, scratch, serve):
     """Leases per second by --agents agents draining --runs queued runs; fails unless each was leased once."""
     # A spec as cml-queue makes it, in its wire form, queued --runs times in batches.
     queue_env = dict(os.environ, CML_STORE=url)
-    subprocess.run([cml_queue, "add", "template", "--", "true"], check=True, env=queue_env, cwd=scratch,
+    subprocess.run([tool("cml-queue", serve), "add", "template", "--", "true"], check=True, env=queue_env, cwd=scratch,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     connection = connect(url)
     template = call(connection, "GET", "/api/v1/store/queued?queue=template")[0]["id"]
@@ -182,11 +183,11 @@ def leases(url, scratch):
     if twice or never or len(leased) != len(queued):
         sys.exit(f"FAILED: {len(leased)} leases of {len(queued)} queued runs; leased more than once: {twice[:5]}; never: {sorted(never)[:5]}")
     check_completed(connection, "bench", queued)
-    agent_rate = real_agents(url, scratch, connection, spec) if args.agent_runs else None
+    agent_rate = real_agents(url, scratch, connection, spec, serve) if args.agent_runs else None
     return len(leased) / elapsed, agent_rate
 
 
-def real_agents(url, scratch, connection, spec):
+def real_agents(url, scratch, connection, spec, serve):
     """Runs per second by --agents real cml-agent processes draining --agent-runs runs of `true`."""
     queued = queue_true(connection, "agents", args.agent_runs, spec)
     start_time = time.perf_counter()
@@ -194,7 +195,7 @@ def real_agents(url, scratch, connection, spec):
     for n in range(args.agents):
         home = os.path.join(scratch, f"agent-{n}")
         os.makedirs(home)
-        agents.append(subprocess.Popen([cml_agent, "--store", url, "--queue", "agents", "--until-empty", "--name", f"bench-{n}",
+        agents.append(subprocess.Popen([tool("cml-agent", serve), "--store", url, "--queue", "agents", "--until-empty", "--name", f"bench-{n}",
                                         "--workdir", os.path.join(home, "work")],
                                        env=dict(os.environ, XDG_CACHE_HOME=os.path.join(home, "cache"), CML_TOKEN=""),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -226,6 +227,7 @@ def measure(serve):
     scratch = tempfile.mkdtemp(prefix="cml-bench-serve-")
     store = os.path.join(scratch, "store")
     env = dict(os.environ, CML_STORE=store)
+    cml_run = tool("cml-run", serve)
     subprocess.run([cml_run, "--", "true"], check=True, env=env, cwd=scratch, stderr=subprocess.DEVNULL)
     run_id = json.loads(subprocess.run([cml_run, "ls", "--format", "jsonl"], check=True, env=env, capture_output=True).stdout)["id"]
     server, url = start(serve, store)
@@ -243,6 +245,7 @@ def measure(serve):
             runs.append(run_record(url, json.dumps({"run": record, "patch": ""}).encode()))
         results = multiprocessing.Queue()
         workers = [multiprocessing.Process(target=writer, args=(url, r, args.batch, args.seconds, results)) for r in runs]
+        cpu_before = cpu_seconds(server.pid)
         start_time = time.perf_counter()
         for w in workers:
             w.start()
@@ -250,8 +253,9 @@ def measure(serve):
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - start_time
-        leased, agent_rate = leases(url, scratch)
-        return gets, get_cpu, health_cpu, total / elapsed, leased, agent_rate, peak_rss_mb(server.pid)
+        point_cpu = (cpu_seconds(server.pid) - cpu_before) / total * 1e9
+        leased, agent_rate = leases(url, scratch, serve)
+        return gets, get_cpu, health_cpu, total / elapsed, point_cpu, leased, agent_rate, peak_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -259,10 +263,11 @@ def measure(serve):
 
 
 for serve in [args.serve] + ([args.against] if args.against else []):
-    gets, get_cpu, health_cpu, points, leased, agent_rate, rss = measure(os.path.abspath(serve))
+    gets, get_cpu, health_cpu, points, point_cpu, leased, agent_rate, rss = measure(os.path.abspath(serve))
     print(f"{os.path.relpath(serve)}: {gets:,.0f} GETs/s of a run record (wrk, 2 threads, 16 connections, {args.seconds:.0f} s; target >= 10,000), "
           f"{get_cpu:,.0f} µs of the server's CPU each, {health_cpu:,.0f} µs for GET /healthz; "
-          f"{points:,.0f} points/s from {args.writers} writers in batches of {args.batch} (target >= 500,000); "
+          f"{points:,.0f} points/s from {args.writers} writers in batches of {args.batch} (target >= 500,000), "
+          f"{point_cpu:,.0f} ns of the server's CPU each; "
           f"{leased:,.0f} leases/s by {args.agents} agents draining {args.runs} runs, each leased once; "
           + (f"{agent_rate:,.1f} runs/s of `true` by {args.agents} cml-agent processes draining {args.agent_runs} runs; " if agent_rate else "") +
           f"peak RSS {rss:.1f} MB (target < 100 MB)")

@@ -40,17 +40,27 @@ public struct ServerConfiguration: Sendable {
 /// The HTTP server of a store: every route of `ServerRoutes.all`, each behind its token check
 /// (`Authorizer`), errors as JSON, and the web UI's pages (`WebRoutes.all`). The executable and the
 /// tests build the same application with it.
-public func buildApplication(store: any Store & TokenStore, configuration: ServerConfiguration) -> some ApplicationProtocol {
+public func buildApplication(store: any ServedStore, configuration: ServerConfiguration) -> some ApplicationProtocol {
     let router = Router()
     router.add(middleware: GzipMiddleware())
     router.add(middleware: JSONErrorMiddleware())
     let authorizer = Authorizer(tokens: store, sessions: WebSessions(), tokenlessFromAnyHost: configuration.tokenlessFromAnyHost)
-    WebRoutes.register(on: router, store: store, authorizer: authorizer, secure: configuration.tls != nil)
+    let runs = RunRecordCache()
+    WebRoutes.register(on: router, store: store, runs: runs, authorizer: authorizer, secure: configuration.tls != nil)
     for route in ServerRoutes.all {
         router.on(RouterPath(route.routerPath), method: route.method) { request, context in
-            let access = try await authorizer.access(request, needing: route.scope)
-            let query = try QueryParameters(request.uri.query, route: route)
-            return try await route.handler(RouteRequest(request: request, context: context, query: query, store: store, access: access))
+            switch route.handler {
+            case .checked(let handler):
+                let access = try await authorizer.access(request, needing: route.scope)
+                let query = try QueryParameters(request.uri.query, route: route)
+                return try await handler(RouteRequest(request: request, context: context, query: query, store: store, access: access, runs: runs))
+            case .run(let handler):
+                let reads = RunReads(store: store, runs: runs)
+                return try handler(try await reads.checkedRecord(try context.parameter("id"), request: request, needing: route.scope ?? .read,
+                                                                 authorizer: authorizer) { () throws(CMLError) in
+                    _ = try QueryParameters(request.uri.query, route: route)
+                })
+            }
         }
     }
     var logger = Logger(label: "cml-serve")

@@ -38,27 +38,35 @@ struct Authorizer: Sendable {
     /// The access of a request to a route that needs `scope` (nil: open to all, as `/healthz`).
     func access(_ request: Request, needing scope: TokenScope?, cookieWrites: Bool = false) async throws(CMLError) -> RequestAccess {
         guard let scope else { return .everything }
-        var secret: String?
-        var hash: String?
+        let presented = try presented(request, cookieWrites: cookieWrites)
+        let tokens = tokens
+        let lookup = try await StoreCalls.run { () throws(CMLError) in try tokens.lookUp(presented) }
+        return try access(request, needing: scope, presented: presented, lookup: lookup)
+    }
+
+    /// The token a request presents, read from its headers: the store is asked about it in the same
+    /// store call as what the request reads, where a route can (`ServedStore.readRun`).
+    func presented(_ request: Request, cookieWrites: Bool = false) throws(CMLError) -> PresentedToken {
         if let header = request.headers[.authorization] {
             // The scheme is case-insensitive (RFC 9110 §11.1); the token is never echoed back or logged.
             let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             guard parts.count == 2, parts[0].lowercased() == "bearer" else {
                 throw CMLError("the Authorization header is not 'Bearer TOKEN'", hint: "send Authorization: Bearer cml_…", kind: .unauthenticated)
             }
-            secret = parts[1].trimmingCharacters(in: .whitespaces)
-            hash = secret.map(TokenSecret.hash)
-        } else if request.method == .get || request.method == .head || cookieWrites {
-            hash = sessions.session(for: request)?.tokenHash
+            return .hash(TokenSecret.hash(parts[1].trimmingCharacters(in: .whitespaces)))
         }
-        let tokens = tokens
-        let presented = hash
-        let (configured, token) = try await StoreCalls.run { () throws(CMLError) -> (Bool, AccessToken?) in
-            guard let presented else { return (try tokens.hasTokens(), nil) }
-            return (true, try tokens.token(hash: presented))
+        if request.method == .get || request.method == .head || cookieWrites, let session = sessions.session(for: request),
+           let hash = session.tokenHash {
+            return .hash(hash)
         }
-        if hash == nil {
-            guard !configured else {
+        return .none
+    }
+
+    /// The access of a request to a route that needs `scope`, once the store has said what it knows of
+    /// the token the request presented.
+    func access(_ request: Request, needing scope: TokenScope, presented: PresentedToken, lookup: TokenLookup) throws(CMLError) -> RequestAccess {
+        guard case .hash = presented else {
+            guard !lookup.configured else {
                 throw CMLError("this server needs a token", hint: "send Authorization: Bearer TOKEN; cml-serve token create makes one", kind: .unauthenticated)
             }
             if !tokenlessFromAnyHost, let host = request.head.authority, !Self.namesAnAddress(host) {
@@ -68,7 +76,7 @@ struct Authorizer: Sendable {
             }
             return .everything
         }
-        guard let token else { throw CMLError("the token is not known to this server", kind: .unauthenticated) }
+        guard let token = lookup.token else { throw CMLError("the token is not known to this server", kind: .unauthenticated) }
         guard token.revokedAt == nil else { throw CMLError("the token was revoked", kind: .unauthenticated) }
         guard token.scope.allows(scope) else {
             throw CMLError("the token's scope \(token.scope.rawValue) does not allow \(request.method) \(request.uri.path)",

@@ -14,9 +14,8 @@ enum RunRoutes {
         return .whole(lines(runs.map { $0.json(full: false) }), type: Media.jsonLines)
     }
 
-    static func show(_ route: RouteRequest) async throws -> Response {
-        let run = try await RunReads(route).run(try route.parameter("id"))
-        return .whole(lines([run.json(full: true)]), type: Media.json)
+    static func show(_ record: RunRecordCache.Entry) -> Response {
+        Response(status: .ok, headers: [.contentType: Media.json], body: ResponseBody(byteBuffer: record.json))
     }
 
     static func metrics(_ route: RouteRequest) async throws -> Response {
@@ -68,19 +67,23 @@ enum RunRoutes {
 
 /// Everything the run routes ask of the store, in one place: when `Store` splits by concern, only this
 /// changes. Runs are named as the commands name them: an id, a unique prefix, or a name. A run of a
-/// project the request's token may not see is answered as one that does not exist.
+/// project the request's token may not see is answered as one that does not exist. Runs are read
+/// through the server's `RunRecordCache`: one lookup of a run's revision while its record is kept.
 struct RunReads: Sendable {
-    let store: any Store
+    let store: any ServedStore
     let access: RequestAccess
+    let runs: RunRecordCache
 
     init(_ route: RouteRequest) {
         store = route.store
         access = route.access
+        runs = route.runs
     }
 
-    init(store: any Store, access: RequestAccess) {
+    init(store: any ServedStore, access: RequestAccess = .everything, runs: RunRecordCache) {
         self.store = store
         self.access = access
+        self.runs = runs
     }
 
     func id(_ reference: String) async throws(CMLError) -> String {
@@ -88,26 +91,77 @@ struct RunReads: Sendable {
     }
 
     func run(_ reference: String) async throws(CMLError) -> Run {
-        let store = store, access = access
-        return try await StoreCalls.run { () throws(CMLError) in try Self.visibleRun(reference, store: store, access: access) }
+        let store = store, runs = runs
+        let (_, record) = try await StoreCalls.run { () throws(CMLError) in Self.record(reference, presented: nil, store: store, runs: runs) }
+        return try Self.visible(record, reference: reference, access: access).run
     }
 
-    private static func visibleRun(_ reference: String, store: any Store, access: RequestAccess) throws(CMLError) -> Run {
-        // A whole id (as links and clients give it) is read at once, without resolving it first.
-        if reference.utf8.count == 32, RunID.isPrefix(reference), let run = try? store.run(id: reference) {
-            guard access.sees(project: run.project) else { throw RunID.noRun(reference) }
-            return run
+    /// The run `reference` names, for a request that needs `scope`: its token is looked up in the same
+    /// store call (`ServedStore.readRun`), and checked before anything about the run is answered.
+    /// `validate` checks the rest of the request (its query) once the token is known to be good.
+    func checkedRecord(_ reference: String, request: Request, needing scope: TokenScope, authorizer: Authorizer,
+                       validate: () throws(CMLError) -> Void) async throws(CMLError) -> RunRecordCache.Entry {
+        let presented = try authorizer.presented(request)
+        let store = store, runs = runs
+        let (lookup, record) = try await StoreCalls.run { () throws(CMLError) in
+            Self.record(reference, presented: presented, store: store, runs: runs)
         }
-        let id: String
+        guard let lookup else { return try record.get() }  // the store failed before it could say
+        let access = try authorizer.access(request, needing: scope, presented: presented, lookup: lookup)
+        try validate()
+        return try Self.visible(record, reference: reference, access: access)
+    }
+
+    /// The token lookup (when `presented` is asked about) and the record, or why there is none: the
+    /// caller checks the token before it answers anything about the run.
+    private static func record(_ reference: String, presented: PresentedToken?, store: any ServedStore,
+                               runs: RunRecordCache) -> (TokenLookup?, Result<RunRecordCache.Entry, CMLError>) {
+        var lookup: TokenLookup?
+        do throws(CMLError) {
+            // A whole id (as links and clients give it) is read at once, without resolving it first.
+            if RunID.isFull(reference) {
+                let (token, record) = try read(reference, presented: presented, store: store, runs: runs)
+                lookup = token
+                if let record { return (lookup, .success(record)) }
+            }
+            if lookup == nil, let presented { lookup = try store.lookUp(presented) }
+            let id = try store.resolveRunID(reference)
+            guard let record = try read(id, presented: nil, store: store, runs: runs).record else { throw RunID.noRun(reference) }
+            return (lookup, .success(record))
+        } catch {
+            return (lookup, .failure(error))
+        }
+    }
+
+    /// Run `id` (a whole id) as `store.run(id:)` reads it, through the server's kept records: what a
+    /// write to it checks the token's projects against.
+    static func kept(_ id: String, store: any ServedStore, runs: RunRecordCache) throws(CMLError) -> Run {
+        guard let record = try read(id, presented: nil, store: store, runs: runs).record else {
+            throw CMLError("no run with id \(id)", hint: "see cml-run ls", kind: .notFound)
+        }
+        return record.run
+    }
+
+    /// Run `id` as kept, when its revision is still the one kept, else as read now; nil: no such run.
+    private static func read(_ id: String, presented: PresentedToken?, store: any ServedStore,
+                             runs: RunRecordCache) throws(CMLError) -> (token: TokenLookup?, record: RunRecordCache.Entry?) {
+        let known = runs.entry(id: id)
+        let read = try store.readRun(id: id, unlessRevision: known?.revision, presented: presented)
+        guard let revision = read.revision else { return (read.token, nil) }
+        return (read.token, read.run.map { runs.keep($0, revision: revision) } ?? known)
+    }
+
+    private static func visible(_ record: Result<RunRecordCache.Entry, CMLError>, reference: String,
+                                access: RequestAccess) throws(CMLError) -> RunRecordCache.Entry {
+        let entry: RunRecordCache.Entry
         do {
-            id = try store.resolveRunID(reference)
+            entry = try record.get()
         } catch where error.kind == .ambiguous && access.projects != nil {
             // The candidates may be runs the token may not see: say only that the reference is ambiguous.
             throw CMLError(error.message, hint: "give more of the id", kind: .ambiguous)
         }
-        let run = try store.run(id: id)
-        guard access.sees(project: run.project) else { throw RunID.noRun(reference) }
-        return run
+        guard access.sees(project: entry.run.project) else { throw RunID.noRun(reference) }
+        return entry
     }
 
     func runs(_ query: RunQuery) async throws(CMLError) -> [Run] {

@@ -11,7 +11,15 @@ public struct ServerRoute: Sendable {
     public let parameters: [String]
     /// The scope a token needs for it (see `TokenScope`); nil: no token is ever needed.
     public let scope: TokenScope?
-    let handler: @Sendable (RouteRequest) async throws -> Response
+    let handler: Handler
+
+    enum Handler: Sendable {
+        /// Answers once the request's token is checked.
+        case checked(@Sendable (RouteRequest) async throws -> Response)
+        /// Answers with the run the path's `{id}` names, read in the same store call as the token check
+        /// (`RunReads.checkedRecord`): most reads of a run cost one lookup of its revision.
+        case run(@Sendable (RunRecordCache.Entry) throws -> Response)
+    }
 
     init(method: HTTPRequest.Method, path: String, parameters: [String], scope: TokenScope? = .read,
          handler: @escaping @Sendable (RouteRequest) async throws -> Response) {
@@ -19,7 +27,15 @@ public struct ServerRoute: Sendable {
         self.path = path
         self.parameters = parameters
         self.scope = scope
-        self.handler = handler
+        self.handler = .checked(handler)
+    }
+
+    init(method: HTTPRequest.Method, path: String, run handler: @escaping @Sendable (RunRecordCache.Entry) throws -> Response) {
+        self.method = method
+        self.path = path
+        parameters = []
+        scope = .read
+        self.handler = .run(handler)
     }
 
     /// Hummingbird's spelling of the path: `{id}` becomes `:id`.
@@ -39,7 +55,7 @@ public enum ServerRoutes {
         },
         ServerRoute(method: .get, path: "/api/v1/runs", parameters: ["where", "sort", "limit", "project", "status", "tag", "since"],
                     handler: RunRoutes.list),
-        ServerRoute(method: .get, path: "/api/v1/runs/{id}", parameters: [], handler: RunRoutes.show),
+        ServerRoute(method: .get, path: "/api/v1/runs/{id}", run: RunRoutes.show),
         ServerRoute(method: .get, path: "/api/v1/runs/{id}/metrics", parameters: ["key"], handler: RunRoutes.metrics),
         ServerRoute(method: .get, path: "/api/v1/runs/{id}/log", parameters: ["raw", "stream", "follow"], handler: RunRoutes.log),
         ServerRoute(method: .get, path: "/api/v1/runs/{id}/artifacts", parameters: [], handler: RunRoutes.artifacts),
@@ -54,14 +70,22 @@ struct RouteRequest: Sendable {
     let request: Request
     let context: BasicRequestContext
     let query: QueryParameters
-    let store: any Store
+    let store: any ServedStore
     let access: RequestAccess
+    let runs: RunRecordCache
 
     /// A path parameter, percent-decoded (a run's name may hold spaces).
     func parameter(_ name: String) throws(CMLError) -> String {
+        try context.parameter(name)
+    }
+}
+
+extension BasicRequestContext {
+    /// A path parameter, percent-decoded (a run's name may hold spaces).
+    func parameter(_ name: String) throws(CMLError) -> String {
         // Ids and names are mostly plain: Foundation's decoding is asked only for what it would change.
-        if let raw = context.parameters.get(name), !raw.utf8.contains(UInt8(ascii: "%")) { return raw }
-        guard let raw = context.parameters.get(name), let value = raw.removingPercentEncoding else {
+        if let raw = parameters.get(name), !raw.utf8.contains(UInt8(ascii: "%")) { return raw }
+        guard let raw = parameters.get(name), let value = raw.removingPercentEncoding else {
             throw CMLError.usage("the path's \(name) is not percent-encoded correctly")
         }
         return value

@@ -12,9 +12,7 @@ enum StoreAPI {
 
     /// The routes of the runs concern (`RunStore`) and the blob upload.
     static let runRoutes: [ServerRoute] = [
-        ServerRoute(method: .get, path: "/api/v1/store/runs/{id}", parameters: []) { route in
-            try .wire(try await RunReads(route).run(try route.parameter("id")))
-        },
+        ServerRoute(method: .get, path: "/api/v1/store/runs/{id}") { record in try .wire(record.run) },
         ServerRoute(method: .get, path: "/api/v1/store/resolve", parameters: ["run"]) { route in
             guard let reference = route.query.string("run") else { throw CMLError.usage("resolve needs ?run=PREFIX") }
             return try .wire(try await RunReads(route).id(reference))
@@ -213,9 +211,9 @@ extension RouteRequest {
     /// Runs `write` on the run the path names, once it exists (404, where the store would only fail on
     /// a missing row) and the token may write to its project; answers 204.
     func writeRun(_ write: @escaping @Sendable (any Store, String) throws(CMLError) -> Void) async throws(CMLError) -> Response {
-        let id = try parameter("id"), store = store, access = access
+        let id = try parameter("id"), store = store, access = access, runs = runs
         try await StoreCalls.run { () throws(CMLError) in
-            try access.requireWrite(project: try store.run(id: id).project)
+            try access.requireWrite(project: try RunReads.kept(id, store: store, runs: runs).project)
             try write(store, id)
         }
         return .done

@@ -147,6 +147,62 @@ struct ServeTests {
         #expect(stopped.status == 0, "\(stopped.stderr)")
     }
 
+    /// The server keeps the records it has read, by run and revision (`RunRecordCache`): a write by
+    /// another process to any part of a record is in the next answer, a status that changed with no
+    /// write too (a killed cml-run's run is lost), and a removed run is gone.
+    @Test func aKeptRecordIsAnsweredAsTheRunIsNow() async throws {
+        let box = try Sandbox()
+        #expect(try box.run("cml-run", ["--name", "first", "--", "true"]).status == 0)
+        // Long enough never to end by itself, however slow a loaded machine makes this test: it is killed.
+        let running = try box.start("cml-run", ["--", "sh", "-c", "echo $$; exec sleep 600"])
+        #expect(waitUntil { running.stdoutSoFar.hasSuffix("\n") })
+        let command = try #require(Int32(running.stdoutSoFar.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let ids = try box.runs().compactMap { $0["id"] as? String }
+        try #require(ids.count == 2)
+        let (killed, ended) = (ids[0], ids[1])
+        let server = try ServerUnderTest(box)
+
+        func answered(_ id: String) async throws -> HTTPReply { try await HTTPReply.send(server.url + "/api/v1/runs/\(id)") }
+        func answersAsShown(_ id: String, after change: String) async throws {
+            let shown = try box.run("cml-run", ["show", id])
+            #expect(shown.status == 0, "\(shown.stderr)")
+            let reply = try await answered(id)
+            #expect(reply.status == 200 && reply.body == shown.stdout, "after \(change): \(reply.text) \(shown.out)")
+        }
+
+        // (Not compared with `cml-run show` while it runs: a heartbeat may come between the two.)
+        #expect(try await answered(killed).json["status"] as? String == "running")
+        // cml-run records nothing more: its status changes only as seen from here, where its process is gone.
+        kill(running.pid, SIGKILL)
+        kill(command, SIGKILL)
+        _ = try running.wait()
+        let reply = try await answered(killed)
+        #expect(reply.json["status"] as? String == "lost", "\(reply.status) \(reply.text)")
+        try await answersAsShown(killed, after: "the kill")
+
+        try await answersAsShown(ended, after: "nothing")
+        let changes: [(String, [String])] = [
+            ("cml-run", ["tag", ended, "+best"]), ("cml-run", ["rename", ended, "second"]),
+            ("cml-log", ["--run", ended, "param", "opt", "adam"]), ("cml-log", ["--run", ended, "scalar", "acc", "0.9"]),
+        ]
+        for (tool, arguments) in changes {
+            let result = try box.run(tool, arguments)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            try await answersAsShown(ended, after: "\(tool) \(arguments)")
+        }
+        #expect(try await answered(ended).json["tags"] as? [String] == ["best"])
+        // A writer that is no cml at all.
+        let foreign = try shell("sqlite3 -cmd '.timeout 10000' '\(box.store)/cml.db' \"UPDATE runs SET user = 'someone' WHERE id = '\(ended)'\"",
+                                cwd: box.work)
+        #expect(foreign.status == 0, "\(foreign.stderr)")
+        #expect(try await answered(ended).json["user"] as? String == "someone")
+        try await answersAsShown(ended, after: "sqlite3")
+
+        #expect(try box.run("cml-run", ["rm", "--yes", ended]).status == 0)
+        #expect(try await answered(ended).status == 404)
+        #expect(try await answered("second").status == 404)
+    }
+
     @Test func blobsAreServedWholeOrByRangeAndVerified() async throws {
         let (box, _, _, stored, artifact) = try Self.populatedStore()
         let sha = try #require(try box.run("cml-run", ["artifacts", stored, "--format", "jsonl"]).jsonLines.first?["sha256"] as? String)

@@ -102,6 +102,30 @@ struct StoreTests {
         #expect(accValues.count == 2 && accValues[0].isNaN && accValues[1] == 0.5)
     }
 
+    /// Points go 32 rows to a statement (`PointRows`), rows of several series in one statement, the
+    /// last few one by one; a batch sent again with more points adds only those, whatever their order.
+    @Test func interleavedSeriesInManyRowsAtOnceAndABatchSentAgain() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        let id = try box.makeRun()
+        let keys = ["loss", "acc", "lr"]
+        func points(_ range: Range<Int>) -> [MetricPoint] {
+            range.map { i in MetricPoint(key: keys[i % 3], step: Int64(i / 3), value: i % 7 == 0 ? .nan : Double(i), time: Double(i)) }
+        }
+        let fromTheStart = Dictionary(uniqueKeysWithValues: keys.map { ($0, Int64(0)) })
+        try store.appendMetrics(run: id, points(0..<100), source: .log, continuing: fromTheStart)
+        try store.appendMetrics(run: id, points(0..<152), source: .log, continuing: fromTheStart)
+        let run = try store.run(id: id)
+        for key in keys {
+            var read: [MetricPoint] = []
+            try store.forEachMetric(run: id, key: key) { read.append($0) }
+            let sent = points(0..<152).filter { $0.key == key }
+            #expect(read.map(\.step) == sent.map(\.step) && read.map(\.time) == sent.map(\.time), "\(key)")
+            #expect(read.map { $0.value.isNaN ? -1 : $0.value } == sent.map { $0.value.isNaN ? -1 : $0.value }, "\(key)")
+            #expect(run.metrics.first { $0.key == key }?.count == Int64(sent.count), "\(key)")
+        }
+    }
+
     @Test func twoWritersInterleaveOnOneSeries() throws {
         let box = try TemporaryStore()
         let (directory, store) = (box.directory, box.store!)
@@ -185,6 +209,103 @@ struct StoreTests {
         try store.addArtifact(artifact)
         #expect(try store.artifacts(run: "0123") == [artifact])
         #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == Schema.migrations.count)
+    }
+
+    /// `RunRevisions`: the server answers a run from what it kept while the run's revision is the one
+    /// it kept, so every write that changes the record must raise it, whoever writes.
+    @Test func everyWriteTheRecordShowsRaisesTheRunsRevision() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        // With a heartbeat, which the record shows.
+        var beating = sampleRun()
+        beating.heartbeat = Heartbeat(at: 1, interval: 5, abortRequested: false)
+        let id = try store.createRun(beating, patch: []).id
+        let other = try box.makeRun()
+        var revision = try #require(try store.readRun(id: id, unlessRevision: nil, presented: nil).revision)
+        func revised(_ what: String, _ write: () throws -> Void) throws {
+            let before = try store.run(id: id).json(full: true, status: .running).serialized
+            try write()
+            let read = try store.readRun(id: id, unlessRevision: revision, presented: nil)
+            let now = try #require(read.revision, "\(what)")
+            #expect(now > revision, "\(what) left the revision at \(revision)")
+            let record = try #require(read.run, "\(what)")
+            #expect(record.json(full: true, status: .running).serialized == (try store.run(id: id)).json(full: true, status: .running).serialized)
+            #expect(record.json(full: true, status: .running).serialized != before, "\(what) changed nothing the record shows: the test proves nothing")
+            revision = now
+        }
+        try revised("a tag") { try store.addTags(run: id, ["best"]) }
+        try revised("a tag removed") { try store.removeTags(run: id, ["best"]) }
+        try revised("a param") { try store.addParams(run: id, [Param(key: "opt", value: .string("adam"), source: "log")]) }
+        try revised("a param replaced") { try store.addParams(run: id, [Param(key: "opt", value: .string("sgd"), source: "log")]) }
+        try revised("a name") { try store.rename(run: id, to: "renamed") }
+        try revised("points") { try store.appendMetrics(run: id, [MetricPoint(key: "loss", step: 1, value: 0.5, time: 1)], source: .log) }
+        try revised("more points") { try store.appendMetrics(run: id, [MetricPoint(key: "loss", step: 2, value: 0.25, time: 2)], source: .log) }
+        try revised("a beat") { _ = try store.heartbeatWriter(run: id).beat() }
+        let draft = DatasetVersionDraft(id: RunID.make(), dataset: "d", parents: nil, message: nil, manifest: String(repeating: "e", count: 64),
+                                        files: 0, size: 0, newBlobs: 0, newBytes: 0, source: nil, run: nil, createdAt: Clock.now(), blobs: [])
+        guard case .created(let version) = try store.createDatasetVersion(draft) else { throw CMLError("the version was not recorded") }
+        try revised("a dataset used") { try store.recordDatasetUse(run: id, [version]) }
+        try revised("an abort asked for") { try store.requestAbort(directRun: id) }
+        try revised("the end") { try store.finishRun(id: id, end: RunEnd(status: .completed, endedAt: Clock.now(), exitCode: 0), logBytes: 0) }
+        // Writes the record does not show, and writes to another run, leave it.
+        try store.addArtifact(Artifact(run: id, name: "m", kind: "model", step: nil, sha256: try store.putBlob([1]), size: 1, files: 1,
+                                       isDirectory: false, mediaType: nil, source: nil, time: 1))
+        try store.addTags(run: other, ["x"])
+        #expect(try store.readRun(id: id, unlessRevision: revision, presented: nil).revision == revision)
+        #expect(try store.readRun(id: id, unlessRevision: revision, presented: nil).run == nil)
+
+        // Removed: no run, and the same id recorded again goes on from a higher revision.
+        _ = try store.removeRuns([id])
+        #expect(try store.readRun(id: id, unlessRevision: revision, presented: nil).revision == nil)
+        _ = try store.createRun(sampleRun(id), patch: [])
+        #expect(try #require(try store.readRun(id: id, unlessRevision: revision, presented: nil).revision) > revision)
+    }
+
+    @Test func queueWritesRaiseTheRevisionOfTheirRun() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        let id = try store.enqueue([RunSpec(repository: nil, commit: nil, patchBlob: nil, command: ["true"])], queue: "q",
+                                   priority: 0, maxAttempts: 1).runs[0].id
+        let agent = RunID.make()
+        try store.registerAgent(AgentRecord(id: agent, name: "a", host: RunEnvironment.hostName, pid: getpid(), queues: ["q"], slots: 1, gpus: [],
+                                            state: .idle, startedAt: Clock.now(), heartbeatAt: Clock.now(), leaseSeconds: 30))
+        var revision = try #require(try store.readRun(id: id, unlessRevision: nil, presented: nil).revision)
+        func raised() throws -> Bool {
+            let now = try #require(try store.readRun(id: id, unlessRevision: nil, presented: nil).revision)
+            defer { revision = now }
+            return now > revision
+        }
+        let lease = try #require(try store.lease(agent: agent, queues: ["q"], seconds: 30))
+        #expect(try raised(), "the lease")
+        #expect(try store.requestAbort(run: id) == .requested(agent: "a"))
+        #expect(try raised(), "the abort")
+        #expect(try store.endLeasedRun(lease, .finished(RunEnd(status: .completed, endedAt: Clock.now())), logBytes: 0))
+        #expect(try raised(), "the end")
+        #expect(try store.run(id: id).queue?.history.first?.outcome != nil)
+    }
+
+    @Test func aStoreOfSchemaNineGetsARevisionForEachRunOnUpgrade() throws {
+        let box = try TemporaryStore(open: false)
+        let old = try DatabaseQueue(path: box.directory + "/cml.db")
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            for migration in Schema.migrations[0..<9] { try db.execute(sql: migration) }
+            try db.execute(sql: """
+                INSERT INTO runs (id, project, status, command, cwd, host, user, started_at, env, code)
+                VALUES ('0123', 'p', 'completed', '["true"]', '/', 'h', 'u', 1, '{}', '{}'),
+                       ('4567', 'p', 'completed', '["true"]', '/', 'h', 'u', 2, '{}', '{}');
+                PRAGMA user_version = 9;
+                """)
+        }
+        try old.close()
+        let store = try SQLiteStore(directory: box.directory)
+        #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == 10)
+        let first = try store.readRun(id: "0123", unlessRevision: nil, presented: nil)
+        #expect(first.revision == 1 && first.run?.id == "0123")
+        #expect(try store.readRun(id: "4567", unlessRevision: 1, presented: nil).run == nil)
+        try store.addTags(run: "0123", ["t"])
+        #expect(try store.readRun(id: "0123", unlessRevision: 1, presented: nil).revision == 2)
+        #expect(try store.readRun(id: "4567", unlessRevision: nil, presented: nil).revision == 1)
     }
 
     @Test func versionBlobsOfSchemaFourAreKeyedByVersionAfterTheUpgrade() throws {

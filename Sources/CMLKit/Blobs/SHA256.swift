@@ -2,19 +2,23 @@ import CLibCrypto
 import Glibc
 
 /// SHA-256 through OpenSSL's libcrypto, which uses the CPU's SHA instructions (the `openssl dgst` floor).
+/// Through its `SHA256_*` functions rather than EVP: the first EVP digest of a process reads OpenSSL's
+/// configuration and activates its default provider, about 1 ms that every command hashing anything
+/// paid (`cml-run --store URL` names its spool by a hash of the URL before the run starts); these run
+/// the same code, as fast, without that.
 public struct SHA256Hasher: ~Copyable {
-    private let context: OpaquePointer
+    private let context: UnsafeMutablePointer<SHA256_CTX>
 
     public init() {
-        context = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(context, EVP_sha256(), nil)
+        context = .allocate(capacity: 1)
+        SHA256_Init(context)
     }
 
-    deinit { EVP_MD_CTX_free(context) }
+    deinit { context.deallocate() }
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        EVP_DigestUpdate(context, base, bytes.count)
+        SHA256_Update(context, base, bytes.count)
     }
 
     public mutating func update(_ bytes: [UInt8]) {
@@ -23,9 +27,8 @@ public struct SHA256Hasher: ~Copyable {
 
     public consuming func finalize() -> BlobDigest {
         var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        var length: UInt32 = 0
         return withUnsafeMutableBytes(of: &digest) { raw in
-            EVP_DigestFinal_ex(context, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
+            SHA256_Final(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), context)
             return BlobDigest(bytes: raw.baseAddress!)
         }
     }

@@ -17,12 +17,13 @@ extension Run {
     }
 
     /// The record as one JSON object. `full` adds the environment and the code state (`cml-run show`).
-    public func json(full: Bool) -> JSON {
+    /// `status`: the status to show, when the caller has worked it out already (else `observedStatus`).
+    public func json(full: Bool, status shown: RunStatus? = nil) -> JSON {
         var members: [(String, JSON)] = [
             ("id", .string(id)),
             ("name", name.map(JSON.string) ?? .null),
             ("project", .string(project)),
-            ("status", .string(observedStatus.rawValue)),
+            ("status", .string((shown ?? observedStatus).rawValue)),
             ("command", .array(command.map(JSON.string))),
             ("started_at", startedAt.map { .string(Clock.rfc3339($0)) } ?? .null),
             ("ended_at", end.map { .string(Clock.rfc3339($0.endedAt)) } ?? .null),

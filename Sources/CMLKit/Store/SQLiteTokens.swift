@@ -41,12 +41,27 @@ extension SQLiteStore: TokenStore {
     }
 
     public func token(hash: String) throws(CMLError) -> AccessToken? {
-        // Asked by the server for every request: compiled once per connection.
-        try read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tokens WHERE hash = ?"), arguments: [hash]).map(Self.token) }
+        try read { db in try Self.token(db, hash: hash) }
     }
 
     public func hasTokens() throws(CMLError) -> Bool {
-        try read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM tokens LIMIT 1")) != nil }
+        try read { db in try Self.hasTokens(db) }
+    }
+
+    static func lookUp(_ db: Database, _ presented: PresentedToken) throws -> TokenLookup {
+        switch presented {
+        case .none: TokenLookup(configured: try hasTokens(db), token: nil)
+        case .hash(let hash): TokenLookup(configured: true, token: try token(db, hash: hash))
+        }
+    }
+
+    // Asked by the server for every request: compiled once per connection.
+    private static func token(_ db: Database, hash: String) throws -> AccessToken? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tokens WHERE hash = ?"), arguments: [hash]).map(Self.token)
+    }
+
+    private static func hasTokens(_ db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM tokens LIMIT 1")) != nil
     }
 
     private static func token(_ row: Row) throws -> AccessToken {

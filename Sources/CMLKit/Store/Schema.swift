@@ -261,6 +261,9 @@ enum Schema {
         ) WITHOUT ROWID;
         CREATE INDEX controllers_by_kind ON controllers(kind, created_at);
         """,
+        // 10: a revision number per run (`RunRevisions`), so that a server keeps the records it read and
+        // knows by one indexed lookup whether each is still current.
+        RunRevisions.migration,
     ]
 
     static func newer(_ version: Int) -> CMLError {
@@ -286,5 +289,44 @@ enum Schema {
                 return .commit
             }
         }
+    }
+}
+
+
+/// `run_revisions`: a number per run that every write changing what the run's record shows (`Run`:
+/// the run's row, its tags, params, metric summaries, dataset uses, queue entry and attempts) raises,
+/// kept by triggers, so that no writer, in this process or another, can forget it. `cml-serve` keeps
+/// the records it has read by (id, revision) and answers a read of one with a lookup of its revision
+/// (`ServedStore.readRun`). Removing a run raises its revision too, and the row stays: a run recorded
+/// again under the same id (a pull after a removal) goes on from there, never back to a number a
+/// cached record of the removed one has.
+enum RunRevisions {
+    /// The tables whose rows the record shows, and the column naming each row's run.
+    static let sources: [(table: String, run: String)] = [
+        ("runs", "id"), ("run_tags", "run_id"), ("params", "run_id"), ("metric_series", "run_id"),
+        ("run_inputs", "run_id"), ("queue_entries", "run_id"), ("run_attempts", "run_id"),
+    ]
+
+    static var migration: String {
+        var sql = """
+            CREATE TABLE run_revisions (
+                run_id TEXT PRIMARY KEY NOT NULL,
+                revision INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            INSERT INTO run_revisions (run_id, revision) SELECT id, 1 FROM runs;
+
+            """
+        for (table, run) in sources {
+            for (event, row) in [("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")] {
+                sql += """
+                    CREATE TRIGGER \(table)_revise_on_\(event.lowercased()) AFTER \(event) ON \(table) BEGIN
+                        INSERT INTO run_revisions (run_id, revision) VALUES (\(row).\(run), 1)
+                            ON CONFLICT (run_id) DO UPDATE SET revision = revision + 1;
+                    END;
+
+                    """
+            }
+        }
+        return sql
     }
 }

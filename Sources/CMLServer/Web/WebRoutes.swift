@@ -81,19 +81,20 @@ enum WebRoutes {
     /// Registers every route on `router`: the session found or opened, the credentials checked as for
     /// the API (`Authorizer`, which takes the session's cookie), a POST's origin and CSRF field checked,
     /// and a page's errors shown as a page.
-    static func register(on router: Router<BasicRequestContext>, store: any Store & TokenStore, authorizer: Authorizer, secure: Bool) {
+    static func register(on router: Router<BasicRequestContext>, store: any ServedStore, runs: RunRecordCache, authorizer: Authorizer,
+                         secure: Bool) {
         for route in all {
             router.on(RouterPath(route.serverRoute.routerPath), method: route.method) { request, context in
-                try await respond(route, request: request, context: context, store: store, authorizer: authorizer, secure: secure)
+                try await respond(route, request: request, context: context, store: store, runs: runs, authorizer: authorizer, secure: secure)
             }
         }
     }
 
-    private static func respond(_ route: WebRoute, request: Request, context: BasicRequestContext, store: any Store & TokenStore,
+    private static func respond(_ route: WebRoute, request: Request, context: BasicRequestContext, store: any ServedStore, runs: RunRecordCache,
                                 authorizer: Authorizer, secure: Bool) async throws -> Response {
         if route.kind == .asset {
             let query = try QueryParameters(request.uri.query, route: route.serverRoute)
-            return try await route.handler(WebRequest(request: request, context: context, query: query, store: store, access: .everything,
+            return try await route.handler(WebRequest(request: request, context: context, query: query, store: store, runs: runs, access: .everything,
                                                       session: nil, sessions: authorizer.sessions, secure: secure))
         }
         var session = authorizer.sessions.session(for: request)
@@ -126,7 +127,7 @@ enum WebRoutes {
             }
             chrome.tokenName = access.tokenName
             if let session { chrome.notice = authorizer.sessions.takeNotice(session) }
-            var response = try await route.handler(WebRequest(request: request, context: context, query: query, store: store, access: access,
+            var response = try await route.handler(WebRequest(request: request, context: context, query: query, store: store, runs: runs, access: access,
                                                               session: session, sessions: authorizer.sessions, secure: secure, chrome: chrome))
             if let setCookie, !response.headers.contains(.setCookie) { response.headers[.setCookie] = setCookie }
             return response
@@ -187,7 +188,8 @@ struct WebRequest: Sendable {
     let request: Request
     let context: BasicRequestContext
     let query: QueryParameters
-    let store: any Store & TokenStore
+    let store: any ServedStore
+    let runs: RunRecordCache
     let access: RequestAccess
     /// nil only for static files.
     let session: WebSession?
@@ -203,7 +205,7 @@ struct WebRequest: Sendable {
         return value
     }
 
-    var reads: RunReads { RunReads(store: store, access: access) }
+    var reads: RunReads { RunReads(store: store, access: access, runs: runs) }
 
     /// A page: `html` with the page headers.
     func page(_ html: HTML, status: HTTPResponse.Status = .ok) -> Response {
