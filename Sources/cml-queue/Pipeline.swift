@@ -17,9 +17,9 @@ struct PipelineCommand: ParsableCommand {
               cml-queue pipeline show 0193b2
               cml-queue pipeline graph 0193b2
               cml-queue pipeline resume 0193b2
-              cml-run ls --where 'pipeline = 0193b2c4…' | cml-diff
+              cml-queue pipeline runs 0193b2 | cml-diff
             """,
-        subcommands: [PipelineRun.self, PipelineResume.self, PipelineList.self, PipelineShow.self, PipelineGraph.self]
+        subcommands: [PipelineRun.self, PipelineResume.self, PipelineList.self, PipelineShow.self, PipelineRuns.self, PipelineGraph.self]
     )
 }
 
@@ -368,6 +368,42 @@ struct PipelineShow: ParsableCommand {
             queue      \(pipeline.localSlots.map { "on this machine, \($0) slots" } ?? pipeline.queue ?? "the file's")
 
             """ + PipelineTables.steps(pipeline, now: now).render(.table))
+    }
+}
+
+struct PipelineRuns: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runs",
+        abstract: "The runs of a pipeline's steps, cached ones included, as cml-run ls prints runs.",
+        discussion: """
+            In the file's order of steps; a step not run yet has none. cml-run ls --where 'pipeline = ID' \
+            lists the runs the pipeline started; this also lists the runs its cached steps reused.
+
+            Examples:
+              cml-queue pipeline runs 0193b2 | cml-diff
+              cml-queue pipeline runs 0193b2 | jq -r '[.name, .metrics.loss.last] | @tsv'
+            """
+    )
+
+    @OptionGroup var storeOption: StoreOption
+    @OptionGroup var formatOption: FormatOption
+
+    @Argument(help: ArgumentHelp("The pipeline's run (id or unique prefix).", valueName: "id"))
+    var id: String
+
+    func run() throws {
+        let store = try storeOption.open(for: .reading)
+        let pipeline = try Pipeline(record: try store.controller(kind: Pipeline.kind, id: id))
+        var rows: [(step: PipelineStepRecord, run: Run)] = []
+        for step in pipeline.steps {
+            if let id = step.run { rows.append((step, try store.run(id: id))) }
+        }
+        try Console.print(rows.map { $0.run.json(full: false) }, format: formatOption.resolve()) {
+            TextTable(headers: ["STEP", "ID", "STATUS", "CACHED", "NAME"], rows: rows.map { row in
+                [row.step.name, RunID.short(row.run.id), row.run.observedStatus.rawValue, row.step.state == .cached ? "yes" : "",
+                 row.run.name ?? ""]
+            })
+        }
     }
 }
 

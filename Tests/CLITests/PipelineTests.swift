@@ -140,6 +140,10 @@ struct PipelineEndToEndTests {
         #expect(try p.allRuns().count == runsBefore)
         let cachedSteps = try p.steps(try p.newest())
         #expect(cachedSteps.mapValues { $0["id"] as? String } == steps.mapValues { $0["id"] as? String })
+        // Its runs are the first pipeline's; cml-queue pipeline runs lists them as cml-run ls does, for cml-diff.
+        let reused = try p.box.run("cml-queue", ["pipeline", "runs", try p.newest()]).jsonLines
+        #expect(reused.compactMap { $0["id"] as? String } == ["prepare", "train_a", "train_b", "evaluate"].map { steps[$0]!["id"] as! String })
+        #expect(reused.allSatisfy { $0["status"] as? String == "completed" && $0["params"] != nil }, "\(reused)")
         #expect(["prepare", "train_a", "train_b", "evaluate"].allSatisfy { p.starts($0) == 1 })
 
         // One parameter changed: that step and its descendants run, nothing else.
