@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
@@ -28,8 +29,13 @@ def cells(row):
 
 
 def notice(driver):
+    """The page's notice, or "" while there is none; a page that reloads between finding the notice and
+    reading it (the queue page refreshes itself) has none yet, and the wait asks again."""
     found = driver.find_elements(By.CSS_SELECTOR, ".notice")
-    return found[0].text if found else ""
+    try:
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def tab_to(driver, matches, what, limit=200):
