@@ -7,8 +7,8 @@
      answering one query: the floor of any cml-queue command);
   2. the gap between a step's input appearing and its first instruction: a chain of 11 steps, each
      reading the previous one's artifact, run by `--local 1`; the gap between a step's last instruction
-     and the next one's first (median of 10), beside `cml-queue add` to the first instruction of the
-     same command on an idle agent (median of 10), the queue's own latency, which the gap contains.
+     and the next one's first (median of 10), beside `cml-queue add` to the first instruction of a
+     marking command (`sh -c` as the steps are) on an idle agent (median of 10), the queue's own latency, which the gap contains.
 
 Each step appends `start NS` first and `end NS` last to a file (`date +%s%N`).
 Usage: python3 bench/pipeline.py [--bin .build/release] [--repeats 10]
@@ -21,6 +21,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+
+import marks
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release"))
@@ -51,26 +53,6 @@ def timed(command):
     started = time.monotonic()
     run(command)
     return (time.monotonic() - started) * 1000
-
-
-def marks():
-    """The (kind, nanoseconds) lines the steps wrote, in order, and empties the file."""
-    if not os.path.exists(times):
-        return []
-    with open(times) as f:
-        lines = [line.split() for line in f if line.strip()]
-    os.remove(times)
-    return [(kind, int(ns)) for kind, ns in lines]
-
-
-def first_mark():
-    """Waits for the first whole line a step writes, and empties the file."""
-    while True:
-        if os.path.exists(times):
-            with open(times) as f:
-                if f.read().endswith("\n"):
-                    return marks()[0][1]
-        time.sleep(0.002)
 
 
 def write(name, text, mode=0o644):
@@ -119,24 +101,11 @@ if "1" in rows:
           f"| `cml-queue stats`: {statistics.median(floor):.0f} ms | < 500 ms |")
 
 if "2" in rows:
-    marks()
+    marks.take(times)
     run([tool("cml-queue"), "pipeline", "run", "chain.yaml", "--local", "1"])
-    m = marks()
-    starts = [ns for kind, ns in m if kind == "start"]
-    ends = [ns for kind, ns in m if kind == "end"]
-    gaps = [(starts[i + 1] - ends[i]) / 1e6 for i in range(len(starts) - 1)]
-    agent = subprocess.Popen([tool("cml-agent"), "--queue", "idle", "--create", "--name", "bench",
-                              "--workdir", os.path.join(scratch, "agent")], env=env, cwd=repo, stderr=subprocess.DEVNULL)
-    for _ in range(1000):
-        listed = [json.loads(line) for line in run([tool("cml-agent"), "ls", "--format", "jsonl"]).stdout.splitlines()]
-        if any(a["name"] == "bench" and a["state"] == "idle" for a in listed):
-            break
-        time.sleep(0.01)
-    queued = []
-    for i in range(10):
-        sent = time.time_ns()
-        run([tool("cml-queue"), "add", "idle", "--", "./mark.sh", "start"])
-        queued.append((first_mark() - sent) / 1e6)
+    gaps = marks.gaps_ms(marks.take(times))
+    agent = marks.idle_agent(tool("cml-agent"), "bench", "idle", os.path.join(scratch, "agent"), env, cwd=repo)
+    queued = marks.queue_latency_ms(times, lambda i: run([tool("cml-queue"), "add", "idle", "--", "sh", "-c", "./mark.sh start; ./mark.sh end"]), 10)
     agent.terminate()
     agent.wait()
     print(f"| from a step's input appearing to its first instruction (median of {len(gaps)}) | {statistics.median(gaps):.0f} ms "

@@ -26,6 +26,8 @@ import subprocess
 import tempfile
 import time
 
+import marks
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release"))
 parser.add_argument("--trials", type=int, default=50, help="trials per strategy in row 3")
@@ -54,14 +56,7 @@ def run(command, **kwargs):
 
 
 def agent(name, queue):
-    process = subprocess.Popen([tool("cml-agent"), "--queue", queue, "--create", "--name", name,
-                                "--workdir", os.path.join(scratch, "agent-" + name)], env=env, stderr=subprocess.DEVNULL)
-    for _ in range(1000):
-        listed = [json.loads(line) for line in run([tool("cml-agent"), "ls", "--format", "jsonl"]).stdout.splitlines()]
-        if any(a["name"] == name and a["state"] == "idle" for a in listed):
-            return process
-        time.sleep(0.01)
-    raise SystemExit(f"agent {name} did not start")
+    return marks.idle_agent(tool("cml-agent"), name, queue, os.path.join(scratch, "agent-" + name), env)
 
 
 def stop(processes):
@@ -69,24 +64,6 @@ def stop(processes):
         process.terminate()
     for process in processes:
         process.wait()
-
-
-def ended():
-    """How many trials have written their last line so far."""
-    if not os.path.exists(times):
-        return 0
-    with open(times) as f:
-        return sum(1 for line in f if line.startswith("end"))
-
-
-def marks():
-    """The (kind, nanoseconds) lines the trials wrote, in order, and empties the file."""
-    if not os.path.exists(times):
-        return []
-    with open(times) as f:
-        lines = [line.split() for line in f if line.strip()]
-    os.remove(times)
-    return [(kind, int(ns)) for kind, ns in lines]
 
 
 repo = os.path.join(scratch, "repo")
@@ -111,7 +88,7 @@ echo "end $(date +%s%N)" >> "$TIMES"
 subprocess.run("git init -q -b main && git add -A && git -c user.email=b@b -c user.name=b commit -qm bench", shell=True, cwd=repo, check=True)
 run([tool("cml-run"), "--name", "base", "--", "sh", "trial.sh", "--x1", "3", "--x2", "2"])
 base = json.loads(run([tool("cml-run"), "ls", "--format", "jsonl"]).stdout.splitlines()[0])["id"]
-marks()
+marks.take(times)
 
 
 def sweep(extra):
@@ -128,18 +105,8 @@ if "1" in rows:
     a = agent("a", "one")
     run([tool("cml-queue"), "sweep", base, "--objective", "loss", "--param", "x1=uniform(-5,10)", "--trials", "21",
          "--parallel", "1", "--queue", "one", "--seed", "1"])
-    m = marks()
-    starts = [ns for kind, ns in m if kind == "start"]
-    ends = [ns for kind, ns in m if kind == "end"]
-    gaps = [(starts[i + 1] - ends[i]) / 1e6 for i in range(len(starts) - 1)]
-    queued = []
-    for i in range(20):
-        sent = time.time_ns()
-        run([tool("cml-queue"), "add", "one", "--", "sh", "trial.sh", "--x1", str(i)])
-        while ended() < 1:
-            time.sleep(0.002)
-        m = marks()
-        queued.append((m[0][1] - sent) / 1e6)
+    gaps = marks.gaps_ms(marks.take(times))
+    queued = marks.queue_latency_ms(times, lambda i: run([tool("cml-queue"), "add", "one", "--", "sh", "trial.sh", "--x1", str(i)]), 20)
     stop([a])
     print(f"| from a free slot to the next trial's first instruction (median of {len(gaps)}) | {statistics.median(gaps):.0f} ms "
           f"| `cml-queue add` to the first instruction on an idle agent: {statistics.median(queued):.0f} ms | < 200 ms |")
@@ -149,14 +116,14 @@ if "2" in rows:
     count = 60
     _, elapsed, record = sweep(["--param", "x1=uniform(-5,10)", "--trials", str(count), "--parallel", "2", "--queue", "two", "--seed", "2"])
     assert all(t["status"] == "completed" for t in record["trials"]) and len(record["trials"]) == count, record
-    marks()
+    marks.take(times)
     specs = run([tool("cml-run"), "clone", base, "--sample", "x1=uniform(-5,10)", "-n", str(count), "--seed", "2"]).stdout
     started = time.monotonic()
     subprocess.run([tool("cml-queue"), "add", "two"], input=specs, env=env, cwd=repo, check=True, capture_output=True, text=True)
-    while ended() < count:
+    while marks.ended(times) < count:
         time.sleep(0.01)
     drained = time.monotonic() - started
-    marks()
+    marks.take(times)
     stop(agents)
     print(f"| trivial trials through 2 agents of one slot (--parallel 2, {count} trials) | {count / elapsed * 60:.0f} trials/min "
           f"| the same {count} runs queued at once, drained by the same agents: {count / drained * 60:.0f} runs/min | — |")

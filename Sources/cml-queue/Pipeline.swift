@@ -136,10 +136,6 @@ final class PipelineRunner: @unchecked Sendable {  // set once, then used by the
 
     func run(_ controller: PipelineController, store: any Store) throws(CMLError) {
         let pipeline = controller.pipeline
-        let agent = try pipeline.localSlots.map { (slots) throws(CMLError) in
-            try LocalAgent(store: store, queue: pipeline.queue!, slots: slots,
-                           name: RunEnvironment.hostName + "-pipeline-" + RunID.short(pipeline.id))
-        }
         listenForInterrupts(first: {
             Console.error("cml-queue: stopping: no new steps; waiting for those queued or running (Ctrl-C again to leave them and exit)\n")
             controller.requestStop()
@@ -147,14 +143,10 @@ final class PipelineRunner: @unchecked Sendable {  // set once, then used by the
             Console.error("cml-queue: leaving the steps queued or running; cml-queue pipeline resume takes them up\n")
             controller.requestLeave()
         })
-        let ended: Pipeline
-        do {
-            ended = try controller.run()
-        } catch {
-            agent?.stop()
-            throw error
+        let ended = try LocalAgent.serving(pipeline.localSlots, store: store, queue: pipeline.queue ?? "",
+                                           name: RunEnvironment.hostName + "-pipeline-" + RunID.short(pipeline.id)) { () throws(CMLError) in
+            try controller.run()
         }
-        agent?.stop()
         let text = "pipeline \(ended.id) \(ended.status.rawValue)\(ended.reason.map { ": \($0)" } ?? "")\n"
             + PipelineTables.steps(ended, now: Clock.now()).render(.table)
         if format == .table { try Console.out(text) } else { Console.error(text) }
@@ -258,6 +250,19 @@ enum PipelineTables {
     }
 }
 
+/// The pipeline's run a command is about, in its store.
+struct PipelineReference: ParsableArguments {
+    @OptionGroup var storeOption: StoreOption
+
+    @Argument(help: ArgumentHelp("The pipeline's run (id or unique prefix).", valueName: "id"))
+    var id: String
+
+    func load(for access: StoreAccess) throws(CMLError) -> (store: any Store, pipeline: Pipeline) {
+        let store = try storeOption.open(for: access)
+        return (store, try Pipeline(record: try store.controller(kind: Pipeline.kind, id: id)))
+    }
+}
+
 struct PipelineResume: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resume",
@@ -274,15 +279,11 @@ struct PipelineResume: ParsableCommand {
             """
     )
 
-    @OptionGroup var storeOption: StoreOption
+    @OptionGroup var target: PipelineReference
     @OptionGroup var formatOption: FormatOption
 
-    @Argument(help: ArgumentHelp("The pipeline's run (id or unique prefix).", valueName: "id"))
-    var id: String
-
     func run() throws {
-        let store = try storeOption.open()
-        let pipeline = try Pipeline(record: try store.controller(kind: Pipeline.kind, id: id))
+        let (store, pipeline) = try target.load(for: .writing)
         var definition = try PipelineFile.parse(pipeline.source, file: pipeline.file, defaultName: pipeline.name)
         try definition.apply(try pipeline.overrides.map { (text) throws(CMLError) in try PipelineOverride(parsing: text) })
         let runner = PipelineRunner(format: formatOption.resolve())
@@ -347,15 +348,11 @@ struct PipelineShow: ParsableCommand {
             """
     )
 
-    @OptionGroup var storeOption: StoreOption
+    @OptionGroup var target: PipelineReference
     @OptionGroup var formatOption: FormatOption
 
-    @Argument(help: ArgumentHelp("The pipeline's run (id or unique prefix).", valueName: "id"))
-    var id: String
-
     func run() throws {
-        let store = try storeOption.open(for: .reading)
-        let pipeline = try Pipeline(record: try store.controller(kind: Pipeline.kind, id: id))
+        let (store, pipeline) = try target.load(for: .reading)
         guard formatOption.resolve() == .table else {
             try Console.out(pipeline.json.serialized + "\n")
             return
@@ -385,15 +382,11 @@ struct PipelineRuns: ParsableCommand {
             """
     )
 
-    @OptionGroup var storeOption: StoreOption
+    @OptionGroup var target: PipelineReference
     @OptionGroup var formatOption: FormatOption
 
-    @Argument(help: ArgumentHelp("The pipeline's run (id or unique prefix).", valueName: "id"))
-    var id: String
-
     func run() throws {
-        let store = try storeOption.open(for: .reading)
-        let pipeline = try Pipeline(record: try store.controller(kind: Pipeline.kind, id: id))
+        let (store, pipeline) = try target.load(for: .reading)
         var rows: [(step: PipelineStepRecord, run: Run)] = []
         for step in pipeline.steps {
             if let id = step.run { rows.append((step, try store.run(id: id))) }

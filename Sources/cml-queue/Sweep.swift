@@ -232,10 +232,6 @@ final class SweepRunner: @unchecked Sendable {  // `format` and `abortOnExit` ar
 
     func run(_ controller: SweepController, store: any Store) throws(CMLError) {
         let configuration = controller.sweep.configuration
-        let agent = try configuration.localSlots.map { (slots) throws(CMLError) in
-            try LocalAgent(store: store, queue: configuration.queue, slots: slots,
-                           name: RunEnvironment.hostName + "-sweep-" + RunID.short(controller.sweep.id))
-        }
         let abortOnExit = self.abortOnExit
         listenForInterrupts(first: {
             Console.error(abortOnExit ? "cml-queue: stopping: aborting the trials queued or running\n"
@@ -245,14 +241,10 @@ final class SweepRunner: @unchecked Sendable {  // `format` and `abortOnExit` ar
             Console.error("cml-queue: leaving the trials queued or running; cml-queue sweep resume takes them up\n")
             controller.requestStop(leaveRunning: true)
         })
-        let ended: Sweep
-        do {
-            ended = try controller.run()
-        } catch {
-            agent?.stop()
-            throw error
+        let ended = try LocalAgent.serving(configuration.localSlots, store: store, queue: configuration.queue,
+                                           name: RunEnvironment.hostName + "-sweep-" + RunID.short(controller.sweep.id)) { () throws(CMLError) in
+            try controller.run()
         }
-        agent?.stop()
         try printLeaderboard(ended)
         if ended.status == .failed { throw CMLError("sweep \(RunID.short(ended.id)) failed: \(ended.reason ?? "")") }
     }

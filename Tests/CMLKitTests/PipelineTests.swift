@@ -38,8 +38,6 @@ struct PipelineDefinitionTests {
         #expect(definition.dependencies(of: train) == ["prepare"])
         #expect(definition.step("report")?.base == "0192f3a4" && definition.step("report")?.settings == [PipelineSetting(key: "verbose", value: "1")])
         #expect(try definition.order() == ["prepare", "train", "report"])
-        #expect(definition.descendants(of: "prepare") == ["train", "report"])
-        #expect(definition.descendants(of: "report").isEmpty)
     }
 
     @Test func overridesSetAParameterOrABaseRunsSetting() throws {

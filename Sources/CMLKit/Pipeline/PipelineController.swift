@@ -173,10 +173,13 @@ public final class PipelineController: @unchecked Sendable {  // one thread runs
     /// The step's spec, its references filled in from the steps before it, its inputs resolved to
     /// what they are now; and its key.
     func spec(of step: PipelineStep) throws(CMLError) -> (spec: RunSpec, key: String) {
+        // Each earlier step's run is read once, however many references name it.
+        var recorded: [String: [Param]] = [:]
         func upstream(_ reference: PipelineTemplate.Reference) throws(CMLError) -> String {
             guard case .step(let producer, let key) = reference else { return "" }
             guard let id = pipeline.step(producer)?.run else { throw CMLError("\(reference): step \(producer) has no run") }
-            guard let param = try store.run(id: id).params.first(where: { $0.key == key }) else {
+            if recorded[producer] == nil { recorded[producer] = try store.run(id: id).params }
+            guard let param = recorded[producer]!.first(where: { $0.key == key }) else {
                 throw CMLError("\(reference): the run of \(producer) (\(RunID.short(id))) recorded no parameter \(key)")
             }
             return param.value.stringValue ?? param.value.serialized
@@ -235,7 +238,7 @@ public final class PipelineController: @unchecked Sendable {  // one thread runs
             return (SpecInput(name: input.name, dataset: "\(version.dataset)@\(version.id)"), version.manifest)
         case .stepOutput(let producer, let output):
             guard let run = pipeline.step(producer)?.run else { throw CMLError("input \(input.name): step \(producer) has no run") }
-            if let version = try store.datasetVersions(dataset: nil).last(where: { $0.run == run && $0.dataset == output }) {
+            if let version = try store.datasetVersions(dataset: output).first(where: { $0.run == run }) {
                 return (SpecInput(name: input.name, dataset: "\(version.dataset)@\(version.id)"), version.manifest)
             }
             let artifacts = try store.artifacts(run: run).filter { $0.name == output }

@@ -32,19 +32,6 @@ public struct PipelineDefinition: Sendable, Equatable {
         return names.filter { seen.insert($0).inserted }
     }
 
-    /// Every step that depends on `name`, directly or not.
-    public func descendants(of name: String) -> Set<String> {
-        var found: Set<String> = []
-        var frontier = [name]
-        while let next = frontier.popLast() {
-            for step in steps where !found.contains(step.name) && dependencies(of: step).contains(next) {
-                found.insert(step.name)
-                frontier.append(step.name)
-            }
-        }
-        return found
-    }
-
     /// Checks what a file cannot say by its shape alone: unique step names, references to steps and
     /// parameters that exist, no cycle.
     public func validate() throws(CMLError) {

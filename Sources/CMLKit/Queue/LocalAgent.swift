@@ -44,4 +44,13 @@ public final class LocalAgent: @unchecked Sendable {  // set once; the agent is 
         stopped.wait()
         FileSystem.removeTree(workDirectory)
     }
+
+    /// Runs `body` with an agent of `slots` slots on `queue` beside it when `slots` is given (a sweep's
+    /// or a pipeline's `--local`), and stops the agent once `body` is done, whether it threw or not.
+    public static func serving<T>(_ slots: Int?, store: any Store, queue: String, name: String,
+                                  _ body: () throws(CMLError) -> T) throws(CMLError) -> T {
+        let agent = try slots.map { (slots) throws(CMLError) in try LocalAgent(store: store, queue: queue, slots: slots, name: name) }
+        defer { agent?.stop() }
+        return try body()
+    }
 }
