@@ -114,6 +114,21 @@ struct QueueEndToEndTests {
         for agent in [a, b] { kill(agent.pid, SIGTERM); #expect(try agent.wait().status == 0) }
     }
 
+    @Test func aQueuedRunImportsTheLogsItWritesNotThoseItsRepositoryHolds() throws {
+        let q = try QueueBox()
+        // A Keras CSV log committed with the code: the agent's checkout makes it new by its time.
+        try q.box.write(q.repo + "/fixtures/old.csv", "epoch,loss\n0,9.5\n1,9.25\n")
+        try q.box.write(q.repo + "/write_log.sh", "mkdir -p logs && printf 'epoch,loss\\n0,0.5\\n1,0.25\\n' > logs/new.csv\n")
+        #expect(try shell("git add -A && git commit -qm logs", cwd: q.repo).status == 0)
+        let id = try q.add(["sh", "write_log.sh"])
+        let agent = try q.agent("a", ["--until-empty"])
+        _ = try agent.wait()
+        let run = try q.show(id)
+        #expect(run["status"] as? String == "completed", "\(q.describe(id))")
+        let loss = (run["metrics"] as? [String: Any])?["loss"] as? [String: Any]
+        #expect(loss?["count"] as? Int == 2 && number(loss?["max"]) == 0.5 && loss?["source"] as? String == "csv", "\(run)")
+    }
+
     @Test func killNineOfAnAgentRequeuesItsRunToAnotherWhichCompletesIt() throws {
         let q = try QueueBox()
         let starts = q.box.root + "/starts.txt"

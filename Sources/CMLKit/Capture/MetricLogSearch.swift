@@ -76,16 +76,25 @@ struct MetricLogFinder: Sendable {
         var modified: Double
     }
 
+    /// A file's last modification and size, as they were when it was seen.
+    struct Stamp: Equatable, Sendable {
+        var modified: Double
+        var size: Int64
+    }
+
     /// The directories searched, absolute.
     let directories: [String]
     /// Files last modified before this time are left alone (a previous run's logs); nil finds all.
     let modifiedSince: Double?
+    /// Files that were there before the command started, left alone while they stay as they were.
+    let existing: [FileKey: Stamp]
     let maxEntries: Int
     private var warnedAboutLimit: Set<String> = []
 
-    init(directories: [String], modifiedSince: Double?, maxEntries: Int) {
+    init(directories: [String], modifiedSince: Double?, existing: [FileKey: Stamp] = [:], maxEntries: Int) {
         self.directories = directories
         self.modifiedSince = modifiedSince
+        self.existing = existing
         self.maxEntries = maxEntries
     }
 
@@ -102,11 +111,24 @@ struct MetricLogFinder: Sendable {
                                  modified: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
                 guard seen.insert(file.key).inserted else { return }
                 if let modifiedSince, file.modified < modifiedSince, !following(file) { return }
+                if existing[file.key] == Stamp(modified: file.modified, size: file.size), !following(file) { return }
                 found.append(file)
             }
             if !complete, warnedAboutLimit.insert(directory).inserted { stopped(directory, maxEntries) }
         }
         return found.sorted { $0.path < $1.path }
+    }
+
+    /// The files whose name `named` accepts under `directories` now, by what they are.
+    static func stamps(in directories: [String], maxEntries: Int, named: (UnsafePointer<CChar>) -> Bool) -> [FileKey: Stamp] {
+        var stamps: [FileKey: Stamp] = [:]
+        for directory in directories {
+            _ = MetricLogSearch.findFiles(in: directory, maxEntries: maxEntries, named: named) { _, info in
+                stamps[FileKey(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))] =
+                    Stamp(modified: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9, size: Int64(info.st_size))
+            }
+        }
+        return stamps
     }
 
     /// The directories that do not exist.

@@ -11,9 +11,13 @@ final class MetricLogWatcher: @unchecked Sendable {
     private var tensorBoard: TensorBoardImporter?
     private var csv: CSVLogImporter?
 
-    init(directories: [String], modifiedSince: Double, tensorBoard: Bool, csv: Bool, interval: Double,
+    static let maxEntries = 50_000
+
+    /// `existing`: files to leave alone while they stay as they were (`existingFiles`).
+    init(directories: [String], modifiedSince: Double, existing: [MetricLogFinder.FileKey: MetricLogFinder.Stamp],
+         tensorBoard: Bool, csv: Bool, interval: Double,
          deliver: @escaping @Sendable ([MetricPoint], MetricSource) -> Void, warn: @escaping @Sendable (String) -> Void) {
-        finder = MetricLogFinder(directories: directories, modifiedSince: modifiedSince, maxEntries: 50_000)
+        finder = MetricLogFinder(directories: directories, modifiedSince: modifiedSince, existing: existing, maxEntries: Self.maxEntries)
         self.tensorBoard = tensorBoard ? TensorBoardImporter(directories: directories) : nil
         self.csv = csv ? CSVLogImporter(directories: directories) : nil
         ticker = Ticker(interval: interval, finalTick: true) { [self] final in
@@ -28,9 +32,7 @@ final class MetricLogWatcher: @unchecked Sendable {
 
     private func pass(deliver: ([MetricPoint], MetricSource) -> Void, warn: (String) -> Void) {
         let (tensorBoard, csv) = (self.tensorBoard, self.csv)
-        let found = finder.find(named: { name in
-            (tensorBoard != nil && TensorBoardImporter.wants(name)) || (csv != nil && CSVLogImporter.wants(name))
-        }, following: { file in
+        let found = finder.find(named: Self.wants(tensorBoard: tensorBoard != nil, csv: csv != nil), following: { file in
             tensorBoard?.follows(file) == true || csv?.follows(file) == true
         }, stopped: { directory, limit in
             warn("stopped looking for TensorBoard event files and CSV logs in \(directory) after \(limit) entries "
@@ -50,6 +52,19 @@ final class MetricLogWatcher: @unchecked Sendable {
             let points = self.csv!.read(named(CSVLogImporter.wants), warn: warn)
             if !points.isEmpty { deliver(points, .csv) }
         }
+    }
+
+    /// Whether a file of this name is a log of the kinds imported.
+    static func wants(tensorBoard: Bool, csv: Bool) -> (UnsafePointer<CChar>) -> Bool {
+        { name in (tensorBoard && TensorBoardImporter.wants(name)) || (csv && CSVLogImporter.wants(name)) }
+    }
+
+    /// The logs of the kinds imported under `directories` now: for a command that starts in a checkout
+    /// just made (an agent's reproduction of its code), whose files are all new by their times but
+    /// none of them the run's (a repository's fixtures, logs committed with it).
+    static func existingFiles(in directories: [String], tensorBoard: Bool, csv: Bool) -> [MetricLogFinder.FileKey: MetricLogFinder.Stamp] {
+        guard tensorBoard || csv else { return [:] }
+        return MetricLogFinder.stamps(in: directories, maxEntries: maxEntries, named: wants(tensorBoard: tensorBoard, csv: csv))
     }
 
     /// Makes the final pass and waits for it.

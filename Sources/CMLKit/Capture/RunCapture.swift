@@ -172,6 +172,9 @@ public enum RunCapture {
         let (log, metrics) = try record.begin(newRun, patch: patch, inputs: inputs, channel: channel)
         recorded(id)
 
+        // A leased run starts in the checkout its agent just made: the logs in it are the repository's.
+        let existingLogs = lease == nil ? [:] : MetricLogWatcher.existingFiles(
+            in: RunRecording.logDirectories(cwd, options), tensorBoard: options.importTensorBoard, csv: options.importCSVLogs)
         let child = try start(command, environment: environment, terminal: options.terminal ?? (isatty(STDOUT_FILENO) == 1),
                               launch: launch, channel: channel, record: record)
         supervisor.supervise(child)
@@ -181,7 +184,8 @@ public enum RunCapture {
                          onAbort: { supervisor.abort() })
         }
         let recording = RunRecording(of: child, run: id, store: store, log: log, metrics: metrics, channel: channel,
-                                     options: options, launch: launch, directory: cwd, startedAt: startedAt, warn: warn)
+                                     options: options, launch: launch, directory: cwd, startedAt: startedAt,
+                                     existingLogs: existingLogs, warn: warn)
         let exit = child.wait()
         // What stopped the command, if anything did: a signal that comes later, while the output drains,
         // did not.

@@ -12,7 +12,7 @@ final class RunRecording {
 
     init(of child: ChildProcess, run id: String, store: SQLiteStore, log: RunLogWriter, metrics: any MetricWriter,
          channel: LogChannel, options: RunOptions, launch: RunLaunch, directory: String, startedAt: Double,
-         warn: @escaping @Sendable (String) -> Void) {
+         existingLogs: [MetricLogFinder.FileKey: MetricLogFinder.Stamp], warn: @escaping @Sendable (String) -> Void) {
         recorder = OutputRecorder(log: log, metrics: metrics, parseOutput: options.parseMetrics,
                                   patterns: options.metricPatterns, streams: child.outputs.count, warn: warn)
         let sink = ChannelSink(run: id, store: store, recorder: recorder, warn: warn)
@@ -22,12 +22,17 @@ final class RunRecording {
         let recorder = recorder
         sampler = options.monitorInterval > 0
             ? ResourceSampler(root: child.pid, interval: options.monitorInterval) { recorder.add($0, source: .monitor) } : nil
-        let logDirectories = [directory] + options.tensorBoardDirectories.map { $0.hasPrefix("/") ? $0 : directory + "/" + $0 }
         logFiles = options.importTensorBoard || options.importCSVLogs
-            ? MetricLogWatcher(directories: logDirectories, modifiedSince: startedAt - 1, tensorBoard: options.importTensorBoard,
+            ? MetricLogWatcher(directories: Self.logDirectories(directory, options), modifiedSince: startedAt - 1, existing: existingLogs,
+                               tensorBoard: options.importTensorBoard,
                                csv: options.importCSVLogs, interval: options.tensorBoardInterval,
                                deliver: { recorder.add($0, source: $1) }, warn: warn)
             : nil
+    }
+
+    /// Where the command's TensorBoard event files and CSV logs are looked for.
+    static func logDirectories(_ directory: String, _ options: RunOptions) -> [String] {
+        [directory] + options.tensorBoardDirectories.map { $0.hasPrefix("/") ? $0 : directory + "/" + $0 }
     }
 
     /// Once the command has exited: records what is still to come (output of processes it left behind,
