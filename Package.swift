@@ -42,10 +42,13 @@ let package = Package(
         // no executable links it (it and its dependencies cost every start milliseconds). dlopen is in
         // glibc's libc since 2.34, so nothing else is linked either.
         .target(name: "CCurl"),
+        // libevent's header only, loaded with dlopen the same way: its HTTP client serves plain http://
+        // and loads in a fraction of libcurl's time (cml-run's overhead against a server).
+        .target(name: "CEvent"),
         .target(
             name: "CMLKit",
             dependencies: [
-                "CCurl", "CGit2", "CLibCrypto", "CSupport", "CZlib", "CZstd",
+                "CCurl", "CEvent", "CGit2", "CLibCrypto", "CSupport", "CZlib", "CZstd",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -3,31 +3,36 @@ import Foundation
 import Glibc
 import Testing
 
-/// `HTTPClient` (libcurl, loaded at run time) against real servers on loopback: the built `cml-serve`,
-/// and a small python3 server for what cml-serve does not do (uploads, gzip, answers that never come,
-/// a proxy's error page, TLS).
+/// `HTTPClient` (libevent for plain http://, libcurl for https and streamed answers, both loaded at run
+/// time) against real servers on loopback: the built `cml-serve`, and a small python3 server for what
+/// cml-serve does not do (uploads, gzip, answers that never come, a proxy's error page, TLS).
 struct HTTPClientTests {
     @Test func libcurlLoads() throws {
-        _ = try HTTPClient()
+        try HTTPClient.load(for: "https://127.0.0.1/")
     }
 
-    /// libcurl is loaded once per process, so a process of its own (this test bundle again) runs the test
-    /// above with `CML_LIBCURL` naming a library that does not exist.
-    @Test func aLibcurlThatCannotLoadIsNamed() throws {
+    @Test func libeventLoads() throws {
+        try HTTPClient.load(for: "http://127.0.0.1/")
+    }
+
+    /// Each library is loaded once per process, so a process of its own (this test bundle again) runs the
+    /// tests above with `CML_LIBCURL` or `CML_LIBEVENT` naming a library that does not exist.
+    @Test(arguments: [("CML_LIBCURL", "libcurl", "libcurlLoads"), ("CML_LIBEVENT", "libevent", "libeventLoads")])
+    func aLibraryThatCannotLoadIsNamed(variable: String, library: String, test: String) throws {
         let box = try Sandbox()
         let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let child = try box.run(bundle, ["--testing-library", "swift-testing", "--filter", "HTTPClientTests/libcurlLoads"],
-                                env: ["CML_LIBCURL": "libcurl-nowhere.so.4"])
+        let child = try box.run(bundle, ["--testing-library", "swift-testing", "--filter", "HTTPClientTests/\(test)"],
+                                env: [variable: "\(library)-nowhere.so"])
         #expect(child.status != 0)
         #expect((child.out + child.stderr).contains(
-            "cannot load libcurl-nowhere.so.4 (named by CML_LIBCURL): libcurl-nowhere.so.4: cannot open shared object file"),
+            "cannot load \(library)-nowhere.so (named by \(variable)): \(library)-nowhere.so: cannot open shared object file"),
             "\(child.out) \(child.stderr)")
     }
 
     @Test func getsWhatTheCommandsPrint() throws {
         let (box, trained, _, _, _) = try ServeTests.populatedStore()
         let server = try ServerUnderTest(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
         let listed = try client.send(HTTPRequest(server.url + "/api/v1/runs"))
         #expect(listed.status == 200 && listed.headers["content-type"] == "application/x-ndjson")
         #expect(listed.body == Array(try box.run("cml-run", ["ls", "--format", "jsonl"]).stdout))
@@ -39,7 +44,7 @@ struct HTTPClientTests {
     @Test func serverErrorsComeBackAsTheyWereThrown() throws {
         let (box, trained, _, _, _) = try ServeTests.populatedStore()
         let server = try ServerUnderTest(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
 
         let missing = try client.send(HTTPRequest(server.url + "/api/v1/runs/ffffffff"))
         let notFound = try #require(missing.cmlError)
@@ -71,7 +76,7 @@ struct HTTPClientTests {
         let sha = try #require(try box.run("cml-run", ["artifacts", stored, "--format", "jsonl"]).jsonLines.first?["sha256"] as? String)
         let server = try ServerUnderTest(box)
         let blob = server.url + "/api/v1/blobs/" + sha
-        let client = try HTTPClient()
+        let client = HTTPClient()
 
         let head = try client.send(HTTPRequest(blob, method: "HEAD"))
         #expect(head.status == 200 && head.body.isEmpty && head.headers["content-length"] == String(artifact.count))
@@ -117,7 +122,7 @@ struct HTTPClientTests {
         var id = ""
         #expect(waitUntil(timeout: 20) { id = (try? box.runs().first?["id"] as? String) ?? ""; return !id.isEmpty })
         let server = try ServerUnderTest(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
         var received: [UInt8] = []
         let followed = try client.send(HTTPRequest(server.url + "/api/v1/runs/\(id)/log?follow=1", idleTimeout: nil)) { bytes throws(CMLError) in
             received += bytes
@@ -133,7 +138,7 @@ struct HTTPClientTests {
     @Test func bodiesAreSentFromMemoryOrStreamedFromAFile() throws {
         let box = try Sandbox()
         let server = try FixtureServer(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
         // 5 MiB and a bit, read from the file as it is sent.
         var contents = [UInt8](repeating: 0, count: 5 * 1024 * 1024 + 7)
         for index in contents.indices { contents[index] = UInt8(truncatingIfNeeded: index &* 2654435761 >> 11) }
@@ -167,16 +172,20 @@ struct HTTPClientTests {
     }
 
     @Test func unreachableServersAreUnavailable() throws {
-        let client = try HTTPClient()
+        let client = HTTPClient()
         // A port that is bound but not listening refuses connections, and no other process can take it.
         let (socket, port) = try boundPort()
         defer { close(socket) }
         let url = "http://127.0.0.1:\(port)/api/v1/runs"
         let refused = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest(url)) })
-        #expect(refused.kind == .unavailable && refused.message == "cannot reach \(url): Couldn't connect to server", "\(refused)")
+        #expect(refused.kind == .unavailable && refused.message == "cannot reach \(url): Connection refused", "\(refused)")
+        // Streamed, through libcurl: its words.
+        let refusedStream = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest(url)) { _ throws(CMLError) in } })
+        #expect(refusedStream.kind == .unavailable && refusedStream.message == "cannot reach \(url): Couldn't connect to server",
+                "\(refusedStream)")
         // A password in the URL is not shown.
         let withUser = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest("http://me:s3cret@127.0.0.1:\(port)/x")) })
-        #expect(withUser.message == "cannot reach http://127.0.0.1:\(port)/x: Couldn't connect to server", "\(withUser)")
+        #expect(withUser.message == "cannot reach http://127.0.0.1:\(port)/x: Connection refused", "\(withUser)")
 
         let unknown = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest("http://no-such-host.invalid/api/v1/runs")) })
         #expect(unknown.kind == .unavailable && unknown.message.hasPrefix("cannot reach http://no-such-host.invalid/api/v1/runs: "), "\(unknown)")
@@ -188,11 +197,16 @@ struct HTTPClientTests {
     @Test func silentServersTimeOut() throws {
         let box = try Sandbox()
         let server = try FixtureServer(box)
-        let client = try HTTPClient()
-        // Accepted and read, never answered.
+        let client = HTTPClient()
+        // Accepted and read, never answered: within the whole exchange's limit, and within the idle limit.
         let hung = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest(server.url + "/hang", timeout: 1)) })
-        #expect(hung.kind == .unavailable && hung.message == "cannot reach \(server.url)/hang: Timeout was reached", "\(hung)")
-        // A body that stops coming, with no limit on the whole exchange.
+        #expect(hung.kind == .unavailable && hung.message == "cannot reach \(server.url)/hang: timed out", "\(hung)")
+        let quiet = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest(server.url + "/hang", idleTimeout: 1)) })
+        #expect(quiet.kind == .unavailable && quiet.message == "cannot reach \(server.url)/hang: timed out", "\(quiet)")
+        // A body that stops coming, with no limit on the whole exchange: whole, and streamed (libcurl).
+        let stalledWhole = try #require(failure { () throws(CMLError) in try client.send(HTTPRequest(server.url + "/stall", idleTimeout: 1)) })
+        #expect(stalledWhole.kind == .unavailable && stalledWhole.message == "lost the connection to \(server.url)/stall: timed out",
+                "\(stalledWhole)")
         let stalled = try #require(failure { () throws(CMLError) in
             try client.send(HTTPRequest(server.url + "/stall", idleTimeout: 1)) { _ throws(CMLError) in }
         })
@@ -205,10 +219,34 @@ struct HTTPClientTests {
         #expect(try client.send(HTTPRequest(server.url + "/headers")).status == 200)
     }
 
+    /// A kept connection the server closes: found closed before the next request, which goes on a new
+    /// one; or closed as a request arrives, unanswered: sent again when that is harmless, else an error
+    /// (the server may have done it).
+    @Test func aKeptConnectionTheServerClosesIsReplaced() throws {
+        let box = try Sandbox()
+        let server = try FixtureServer(box)
+        let client = HTTPClient()
+        #expect(try client.send(HTTPRequest(server.url + "/close-after")).status == 200)
+        #expect(try client.send(HTTPRequest(server.url + "/headers")).status == 200)
+        #expect(String(decoding: try client.send(HTTPRequest(server.url + "/connections")).body, as: UTF8.self) == "2")
+
+        #expect(try client.send(HTTPRequest(server.url + "/drop-next")).status == 200)
+        let resent = try client.send(HTTPRequest(server.url + "/upload", method: "POST", body: .bytes(Array("once".utf8)))).json
+        #expect(resent["length"] as? Int == 4)
+        #expect(String(decoding: try client.send(HTTPRequest(server.url + "/dropped")).body, as: UTF8.self) == "1")
+
+        #expect(try client.send(HTTPRequest(server.url + "/drop-next")).status == 200)
+        var once = HTTPRequest(server.url + "/upload", method: "POST", body: .bytes(Array("once".utf8)))
+        once.resendable = false
+        let lost = try #require(failure { () throws(CMLError) in try client.send(once) })
+        #expect(lost.kind == .unavailable && lost.message == "cannot reach \(server.url)/upload: the connection closed", "\(lost)")
+        #expect(String(decoding: try client.send(HTTPRequest(server.url + "/dropped")).body, as: UTF8.self) == "2")
+    }
+
     @Test func oneConnectionServesManyRequests() throws {
         let box = try Sandbox()
         let fixture = try FixtureServer(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
         for _ in 0..<200 { #expect(try client.send(HTTPRequest(fixture.url + "/headers")).status == 200) }
         #expect(String(decoding: try client.send(HTTPRequest(fixture.url + "/connections")).body, as: UTF8.self) == "1")
 
@@ -224,7 +262,7 @@ struct HTTPClientTests {
     @Test func compressedAnswersAreAskedForAndDecoded() throws {
         let box = try Sandbox()
         let server = try FixtureServer(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
         let answer = try client.send(HTTPRequest(server.url + "/gzip"))
         #expect(answer.headers["content-encoding"] == "gzip")
         #expect(answer.body == Array(String(repeating: "loss: 0.25 acc: 0.9\n", count: 2000).utf8))
@@ -234,7 +272,7 @@ struct HTTPClientTests {
     @Test func headersAndErrorPagesOfOtherServers() throws {
         let box = try Sandbox()
         let server = try FixtureServer(box)
-        let client = try HTTPClient()
+        let client = HTTPClient()
         var request = HTTPRequest(server.url + "/headers", headers: [("X-Trace", "a b")])
         request.authorize(bearer: "cml_secret")
         let echoed = try client.send(request).json
@@ -315,6 +353,9 @@ final class FixtureServer {
 
         connections = 0
         counting = threading.Lock()
+        # /drop-next: the next request that arrives is read whole, then its connection closed unanswered.
+        drop_next = False
+        dropped = 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -339,7 +380,21 @@ final class FixtureServer {
                 self.head(status, len(body), headers)
                 self.wfile.write(body)
 
+            def dropped_unanswered(self):
+                global drop_next, dropped
+                with counting:
+                    if not drop_next:
+                        return False
+                    drop_next = False
+                    dropped += 1
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.close_connection = True
+                return True
+
             def do_GET(self):
+                global drop_next
+                if self.dropped_unanswered():
+                    return
                 if self.path == "/connections":
                     self.reply(200, str(connections).encode())
                 elif self.path == "/headers":
@@ -360,6 +415,15 @@ final class FixtureServer {
                     self.wfile.write(b"0123456789")
                     self.wfile.flush()
                     time.sleep(120)
+                elif self.path == "/close-after":
+                    self.reply(200, b"closing")
+                    self.close_connection = True
+                elif self.path == "/drop-next":
+                    with counting:
+                        drop_next = True
+                    self.reply(200, b"armed")
+                elif self.path == "/dropped":
+                    self.reply(200, str(dropped).encode())
                 elif self.path == "/close-early":
                     self.head(200, 1000)
                     self.wfile.write(b"0123456789")
@@ -368,6 +432,8 @@ final class FixtureServer {
                     self.reply(404, b"no such fixture\n")
 
             def do_PUT(self):
+                if self.dropped_unanswered():
+                    return
                 length = int(self.headers.get("Content-Length", "0"))
                 digest, left = hashlib.sha256(), length
                 while left:

@@ -158,7 +158,7 @@ struct ServeTransportTests {
         let sha = try #require(try box.run("cml-run", ["artifacts", stored, "--format", "jsonl"]).jsonLines.first?["sha256"] as? String)
         let server = try ServerUnderTest(box)
         let port = try #require(server.url.split(separator: ":").last.flatMap { UInt16($0) })
-        let client = try HTTPClient()
+        let client = HTTPClient()
         for (path, command) in [("/api/v1/runs/long/log", ["log", "long"]), ("/api/v1/runs/long/metrics", ["metrics", "long"]),
                                 ("/api/v1/runs", ["ls", "--format", "jsonl"])] {
             let printed = try box.run("cml-run", command).stdout

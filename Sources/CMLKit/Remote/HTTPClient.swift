@@ -1,4 +1,5 @@
 import CCurl
+import CEvent
 import Foundation
 import Glibc
 
@@ -99,42 +100,95 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// A synchronous HTTP client over libcurl, which it loads on first use (see `CCurl`): executables link
-/// nothing for it, and a command against a local store never loads it.
+/// A synchronous HTTP client over two libraries, each loaded on first use: executables link nothing for
+/// it, and a command against a local store loads neither.
 ///
-/// One client keeps one curl handle, whose connections stay open between requests (keep-alive), with
-/// their TLS sessions. It is not for sharing between threads: make one per thread.
+/// - Plain http:// requests whose answer is taken whole go through libevent's evhttp (see `CEvent`),
+///   which loads in about 0.2 ms: `cml-run` against a server pays the load at every start.
+/// - https, and answers streamed to a callback (blobs, followed logs, metric streams), go through libcurl
+///   (see `CCurl`), which loads in several milliseconds with its TLS, compression and IDN libraries.
 ///
-/// Answers are asked for compressed (`Accept-Encoding` with what libcurl can decode) and come back
+/// One client keeps one connection of each open between requests (keep-alive), with curl's TLS
+/// sessions. It is not for sharing between threads: make one per thread.
+///
+/// Answers are asked for compressed (evhttp: gzip; libcurl: whatever it can decode) and come back
 /// decoded. https uses the system's CA certificates, or the file in `$CML_CA_FILE` (a server's
 /// self-signed certificate, or the CA that signed it). Redirects are not followed: a store's API has
 /// none, and following one would carry the token elsewhere.
 public final class HTTPClient {
-    private let handle: UnsafeMutableRawPointer
+    /// libcurl's handle, made at the first request that needs it.
+    private var curlHandle: UnsafeMutableRawPointer?
+    private var handle: UnsafeMutableRawPointer { curlHandle! }
     /// libcurl's own account of a failure, more precise than its code's (which certificate check failed).
     private let errorDetail = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    /// The kept evhttp connection, to the host and port of the last plain-http request.
+    private var plainConnection: EventHTTPConnection?
     /// The certificates https servers are checked against; nil: the system's.
     public let caFile: String?
 
-    public init(caFile: String? = getenv("CML_CA_FILE").map { String(cString: $0) }) throws(CMLError) {
-        if let failure = cml_curl_load() { throw CMLError(String(cString: failure)) }
-        guard let handle = cml_curl_easy_init() else { throw CMLError("cannot start a libcurl session") }
-        self.handle = handle
+    public init(caFile: String? = getenv("CML_CA_FILE").map { String(cString: $0) }) {
         self.caFile = caFile.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     deinit {
-        cml_curl_easy_cleanup(handle)
+        if let curlHandle { cml_curl_easy_cleanup(curlHandle) }
         errorDetail.deallocate()
+    }
+
+    /// Loads the library requests to `url` go through, so that a missing one is said before the first
+    /// request: libevent for http://, libcurl for anything else.
+    public static func load(for url: String) throws(CMLError) {
+        if PlainURL(url) != nil { try EventHTTPConnection.load() } else { try loadCurl() }
+    }
+
+    private static func loadCurl() throws(CMLError) {
+        if let failure = cml_curl_load() { throw CMLError(String(cString: failure)) }
     }
 
     /// Sends `request` and returns the whole answer, whatever its status (see `HTTPResponse.cmlError`).
     /// A failure to reach the server, or a connection lost or timed out, throws a `CMLError` of kind
     /// `unavailable`.
     public func send(_ request: HTTPRequest) throws(CMLError) -> HTTPResponse {
+        if let plain = PlainURL(request.url), let method = EventHTTPConnection.method(try Self.checkedMethod(request, shown: plain.shown)) {
+            return try sendPlain(request, to: plain, method: method)
+        }
         let exchange = Exchange(deliver: nil)
         try perform(request, exchange)
         return HTTPResponse(url: request.url, status: exchange.status, headers: exchange.headers, body: exchange.body)
+    }
+
+    /// `request` through evhttp, on the kept connection when it still serves, else on a new one. A
+    /// request that failed before any answer on a kept connection (closed by the server as it was sent)
+    /// goes once more on a new one when it is `resendable`.
+    private func sendPlain(_ request: HTTPRequest, to url: PlainURL, method: evhttp_cmd_type) throws(CMLError) -> HTTPResponse {
+        let headers = [(name: "Host", value: url.hostHeader), (name: "Accept-Encoding", value: "gzip")] + request.headers
+        // A request that carries a body says how long it is, even when it is empty (as libcurl's path does).
+        let body = request.body ?? (["GET", "HEAD", "DELETE", "OPTIONS"].contains(request.method.uppercased()) ? nil : .bytes([]))
+        if case .file(let path)? = body {
+            // The same checks and words as libcurl's path.
+            let probe = Exchange(deliver: nil)
+            try probe.prepareUpload(.file(path: path))
+            probe.closeUpload()
+        }
+        while true {
+            if let kept = plainConnection, !(kept.host == url.host && kept.port == url.port && kept.isUsable) { plainConnection = nil }
+            let connection: EventHTTPConnection
+            if let kept = plainConnection {
+                connection = kept
+            } else {
+                connection = try EventHTTPConnection(host: url.host, port: url.port, connectTimeout: request.connectTimeout, shown: url.shown)
+                plainConnection = connection
+            }
+            let reused = connection.used
+            do throws(EventHTTPConnection.Failure) {
+                return try connection.exchange(method: method, target: url.target, headers: headers, body: body,
+                                               idleTimeout: request.idleTimeout, timeout: request.timeout, url: request.url)
+            } catch {
+                plainConnection = nil
+                if reused, !error.answered, request.resendable { continue }
+                throw CMLError("\(error.answered ? "lost the connection to" : "cannot reach") \(url.shown): \(error.reason)", kind: .unavailable)
+            }
+        }
     }
 
     /// Sends `request` and hands a successful (2xx) answer's body to `onBody` as its bytes arrive: a
@@ -167,6 +221,11 @@ public final class HTTPClient {
         }
         defer { exchange.closeUpload() }
 
+        if curlHandle == nil {
+            try Self.loadCurl()
+            guard let made = cml_curl_easy_init() else { throw CMLError("cannot start a libcurl session") }
+            curlHandle = made
+        }
         cml_curl_easy_reset(handle)
         setTransferOptions(request)
         let headers = request.headers.map { "\($0.name): \($0.value)" } + setMethod(method, request: request, exchange: exchange)
@@ -308,6 +367,44 @@ public final class HTTPClient {
     /// The exchange stays alive through `perform` (`withExtendedLifetime`), as the callbacks need.
     private func setPointer(_ option: CURLoption, _ exchange: Exchange) {
         cml_curl_setopt_pointer(handle, option, Unmanaged.passUnretained(exchange).toOpaque())
+    }
+}
+
+/// An http:// URL taken apart for evhttp; nil for any other scheme, or a URL libcurl is left to refuse.
+struct PlainURL {
+    /// The name or address to connect to (an IPv6 address without its brackets).
+    var host: String
+    var port: Int
+    /// What the Host header says: the authority without its user and password.
+    var hostHeader: String
+    /// The path and query, as the request line carries them.
+    var target: String
+    /// The URL as messages show it (`HTTPClient.printable`).
+    var shown: String
+
+    init?(_ url: String) {
+        guard url.count > 7, url.prefix(7).lowercased() == "http://" else { return nil }
+        let rest = url.dropFirst(7)
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        var authority = rest[..<authorityEnd]
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        var target = String(rest[authorityEnd...])
+        if let fragment = target.firstIndex(of: "#") { target = String(target[..<fragment]) }
+        if !target.hasPrefix("/") { target = "/" + target }
+        guard !target.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) else { return nil }
+        var host = authority, port = 80
+        if let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") {
+            guard let number = Int(authority[authority.index(after: colon)...]), (1...65535).contains(number) else { return nil }
+            host = authority[..<colon]
+            port = number
+        }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard !host.isEmpty, !host.contains(where: { $0 == "[" || $0 == "]" || $0 == "@" || $0.isWhitespace }) else { return nil }
+        self.host = String(host)
+        self.port = port
+        hostHeader = String(authority)
+        self.target = target
+        shown = HTTPClient.printable(url)
     }
 }
 

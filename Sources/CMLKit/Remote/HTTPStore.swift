@@ -16,8 +16,9 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         while base.hasSuffix("/") { base.removeLast() }
         location = base
         self.token = token
-        // Loads libcurl now, so that a missing library is said at once rather than at the first request.
-        idle.append(try HTTPClient())
+        // Loads the HTTP library now, so that a missing one is said at once rather than at the first request.
+        try HTTPClient.load(for: base)
+        idle.append(HTTPClient())
     }
 
     /// The token for `url`: from `tokenFile` when given, else `$CML_TOKEN`; nil when neither is set.
@@ -38,7 +39,7 @@ public final class HTTPStore: Store, @unchecked Sendable {  // its state is the 
         let taken = idle.popLast()
         lock.unlock()
         let client: HTTPClient
-        if let taken { client = taken } else { client = try HTTPClient() }
+        if let taken { client = taken } else { client = HTTPClient() }
         defer {
             lock.lock()
             idle.append(client)
