@@ -41,10 +41,10 @@ let package = Package(
         // libcurl's header only: the library is loaded with dlopen when a remote store is used, so that
         // no executable links it (it and its dependencies cost every start milliseconds). dlopen is in
         // glibc's libc since 2.34, so nothing else is linked either.
-        .target(name: "CCurl"),
+        .target(name: "CCurl", dependencies: ["CSupport"]),
         // libevent's header only, loaded with dlopen the same way: its HTTP client serves plain http://
         // and loads in a fraction of libcurl's time (cml-run's overhead against a server).
-        .target(name: "CEvent"),
+        .target(name: "CEvent", dependencies: ["CSupport"]),
         .target(
             name: "CMLKit",
             dependencies: [

@@ -1,6 +1,6 @@
 #include "ccurl.h"
+#include "csupport.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,37 +24,24 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int loaded;
 static char load_error[512];
 
-static int resolve(void *library, const char *library_name, const char *symbol, void **function) {
-    *function = dlsym(library, symbol);
-    if (*function) return 1;
-    snprintf(load_error, sizeof load_error, "cannot load %s: it has no %s", library_name, symbol);
-    return 0;
-}
-
 static void load(void) {
-    const char *chosen = getenv("CML_LIBCURL");
-    const char *name = chosen && *chosen ? chosen : "libcurl.so.4";
-    void *library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!library) {
-        if (chosen && *chosen) snprintf(load_error, sizeof load_error, "cannot load %s (named by CML_LIBCURL): %s", name, dlerror());
-        else snprintf(load_error, sizeof load_error, "cannot load %s: install libcurl4", name);
-        return;
-    }
-    if (!resolve(library, name, "curl_global_init", (void **)&curl.global_init)
-        || !resolve(library, name, "curl_easy_init", (void **)&curl.easy_init)
-        || !resolve(library, name, "curl_easy_cleanup", (void **)&curl.easy_cleanup)
-        || !resolve(library, name, "curl_easy_reset", (void **)&curl.easy_reset)
-        || !resolve(library, name, "curl_easy_perform", (void **)&curl.easy_perform)
-        || !resolve(library, name, "curl_easy_strerror", (void **)&curl.easy_strerror)
-        || !resolve(library, name, "curl_easy_setopt", (void **)&curl.easy_setopt)
-        || !resolve(library, name, "curl_easy_getinfo", (void **)&curl.easy_getinfo)
-        || !resolve(library, name, "curl_slist_append", (void **)&curl.slist_append)
-        || !resolve(library, name, "curl_slist_free_all", (void **)&curl.slist_free_all)) {
+    static const char *const symbols[] = {
+        "curl_global_init", "curl_easy_init", "curl_easy_cleanup", "curl_easy_reset", "curl_easy_perform",
+        "curl_easy_strerror", "curl_easy_setopt", "curl_easy_getinfo", "curl_slist_append", "curl_slist_free_all",
+    };
+    void **const destinations[] = {
+        (void **)&curl.global_init, (void **)&curl.easy_init, (void **)&curl.easy_cleanup, (void **)&curl.easy_reset,
+        (void **)&curl.easy_perform, (void **)&curl.easy_strerror, (void **)&curl.easy_setopt, (void **)&curl.easy_getinfo,
+        (void **)&curl.slist_append, (void **)&curl.slist_free_all,
+    };
+    _Static_assert(sizeof symbols / sizeof *symbols == sizeof destinations / sizeof *destinations, "a symbol for each function");
+    if (!cml_load_library("CML_LIBCURL", "libcurl.so.4", "libcurl4", symbols, destinations, sizeof symbols / sizeof *symbols,
+                          load_error, sizeof load_error)) {
         return;
     }
     CURLcode code = curl.global_init(CURL_GLOBAL_DEFAULT);
     if (code != CURLE_OK) {
-        snprintf(load_error, sizeof load_error, "cannot initialise %s: %s", name, curl.easy_strerror(code));
+        snprintf(load_error, sizeof load_error, "cannot initialise libcurl: %s", curl.easy_strerror(code));
         return;
     }
     loaded = 1;

@@ -1,6 +1,6 @@
 #include "cevent.h"
+#include "csupport.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -55,45 +55,31 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int loaded;
 static char load_error[512];
 
-static int resolve(void *library, const char *library_name, const char *symbol, void **function) {
-    *function = dlsym(library, symbol);
-    if (*function) return 1;
-    snprintf(load_error, sizeof load_error, "cannot load %s: it has no %s", library_name, symbol);
-    return 0;
-}
-
 static void load(void) {
-    const char *chosen = getenv("CML_LIBEVENT");
-    const char *name = chosen && *chosen ? chosen : "libevent-2.1.so.7";
-    void *library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!library) {
-        if (chosen && *chosen) snprintf(load_error, sizeof load_error, "cannot load %s (named by CML_LIBEVENT): %s", name, dlerror());
-        else snprintf(load_error, sizeof load_error, "cannot load %s: install libevent-2.1-7", name);
-        return;
-    }
-#define RESOLVE(field, symbol) resolve(library, name, symbol, (void **)&ev.field)
-    loaded = RESOLVE(base_new, "event_base_new") && RESOLVE(base_free, "event_base_free")
-        && RESOLVE(base_loop, "event_base_loop") && RESOLVE(base_loopbreak, "event_base_loopbreak")
-        && RESOLVE(event_new, "event_new") && RESOLVE(event_add, "event_add") && RESOLVE(event_free, "event_free")
-        && RESOLVE(connection_new, "evhttp_connection_base_new") && RESOLVE(connection_free, "evhttp_connection_free")
-        && RESOLVE(connection_set_timeout_tv, "evhttp_connection_set_timeout_tv")
-        && RESOLVE(connection_set_retries, "evhttp_connection_set_retries")
-        && RESOLVE(connection_get_bufferevent, "evhttp_connection_get_bufferevent")
-        && RESOLVE(bufferevent_getfd, "bufferevent_getfd")
-        && RESOLVE(request_new, "evhttp_request_new") && RESOLVE(request_set_error_cb, "evhttp_request_set_error_cb")
-        && RESOLVE(request_set_header_cb, "evhttp_request_set_header_cb")
-        && RESOLVE(request_set_chunked_cb, "evhttp_request_set_chunked_cb")
-        && RESOLVE(request_get_output_headers, "evhttp_request_get_output_headers")
-        && RESOLVE(request_get_input_headers, "evhttp_request_get_input_headers")
-        && RESOLVE(request_get_output_buffer, "evhttp_request_get_output_buffer")
-        && RESOLVE(request_get_input_buffer, "evhttp_request_get_input_buffer")
-        && RESOLVE(request_get_response_code, "evhttp_request_get_response_code")
-        && RESOLVE(add_header, "evhttp_add_header") && RESOLVE(make_request, "evhttp_make_request")
-        && RESOLVE(cancel_request, "evhttp_cancel_request")
-        && RESOLVE(buffer_add, "evbuffer_add") && RESOLVE(buffer_add_file, "evbuffer_add_file")
-        && RESOLVE(buffer_get_length, "evbuffer_get_length") && RESOLVE(buffer_peek, "evbuffer_peek")
-        && RESOLVE(buffer_drain, "evbuffer_drain");
-#undef RESOLVE
+    static const char *const symbols[] = {
+        "event_base_new", "event_base_free", "event_base_loop", "event_base_loopbreak", "event_new", "event_add",
+        "event_free", "evhttp_connection_base_new", "evhttp_connection_free", "evhttp_connection_set_timeout_tv",
+        "evhttp_connection_set_retries", "evhttp_connection_get_bufferevent", "bufferevent_getfd", "evhttp_request_new",
+        "evhttp_request_set_error_cb", "evhttp_request_set_header_cb", "evhttp_request_set_chunked_cb",
+        "evhttp_request_get_output_headers", "evhttp_request_get_input_headers", "evhttp_request_get_output_buffer",
+        "evhttp_request_get_input_buffer", "evhttp_request_get_response_code", "evhttp_add_header", "evhttp_make_request",
+        "evhttp_cancel_request", "evbuffer_add", "evbuffer_add_file", "evbuffer_get_length", "evbuffer_peek", "evbuffer_drain",
+    };
+    void **const destinations[] = {
+        (void **)&ev.base_new, (void **)&ev.base_free, (void **)&ev.base_loop, (void **)&ev.base_loopbreak,
+        (void **)&ev.event_new, (void **)&ev.event_add, (void **)&ev.event_free, (void **)&ev.connection_new,
+        (void **)&ev.connection_free, (void **)&ev.connection_set_timeout_tv, (void **)&ev.connection_set_retries,
+        (void **)&ev.connection_get_bufferevent, (void **)&ev.bufferevent_getfd, (void **)&ev.request_new,
+        (void **)&ev.request_set_error_cb, (void **)&ev.request_set_header_cb, (void **)&ev.request_set_chunked_cb,
+        (void **)&ev.request_get_output_headers, (void **)&ev.request_get_input_headers,
+        (void **)&ev.request_get_output_buffer, (void **)&ev.request_get_input_buffer,
+        (void **)&ev.request_get_response_code, (void **)&ev.add_header, (void **)&ev.make_request,
+        (void **)&ev.cancel_request, (void **)&ev.buffer_add, (void **)&ev.buffer_add_file, (void **)&ev.buffer_get_length,
+        (void **)&ev.buffer_peek, (void **)&ev.buffer_drain,
+    };
+    _Static_assert(sizeof symbols / sizeof *symbols == sizeof destinations / sizeof *destinations, "a symbol for each function");
+    loaded = cml_load_library("CML_LIBEVENT", "libevent-2.1.so.7", "libevent-2.1-7", symbols, destinations,
+                              sizeof symbols / sizeof *symbols, load_error, sizeof load_error);
 }
 
 const char *cml_event_load(void) {

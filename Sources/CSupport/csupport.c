@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
 #include "csupport.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <string.h>
@@ -57,4 +60,24 @@ int cml_readiness_wait(int queue, int *fds, int max, int timeout_ms) {
 int cml_signal_ignored(int signal) {
     struct sigaction action;
     return sigaction(signal, NULL, &action) == 0 && action.sa_handler == SIG_IGN;
+}
+
+int cml_load_library(const char *variable, const char *default_name, const char *package, const char *const *symbols,
+                     void **const *destinations, size_t count, char *error, size_t error_size) {
+    const char *chosen = getenv(variable);
+    const char *name = chosen && *chosen ? chosen : default_name;
+    void *library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!library) {
+        if (chosen && *chosen) snprintf(error, error_size, "cannot load %s (named by %s): %s", name, variable, dlerror());
+        else snprintf(error, error_size, "cannot load %s: install %s", name, package);
+        return 0;
+    }
+    for (size_t index = 0; index < count; index++) {
+        *destinations[index] = dlsym(library, symbols[index]);
+        if (!*destinations[index]) {
+            snprintf(error, error_size, "cannot load %s: it has no %s", name, symbols[index]);
+            return 0;
+        }
+    }
+    return 1;
 }

@@ -49,3 +49,10 @@ int cml_readiness_wait(int queue, int *fds, int max, int timeout_ms);
 /// Whether `signal` is ignored (SIG_IGN), as a launcher may have left it: `cmd &` in a script ignores
 /// SIGINT and SIGQUIT, `nohup` SIGHUP.
 int cml_signal_ignored(int signal);
+
+/// Loads a shared library at run time (RTLD_NOW | RTLD_LOCAL): the one `$variable` names, else
+/// `default_name`, and resolves each of `count` `symbols` into `*destinations[i]`. 1 when every one is
+/// resolved; else 0, with why as one line in `error` (naming `variable` when it chose the library, else the
+/// Debian `package` to install).
+int cml_load_library(const char *variable, const char *default_name, const char *package, const char *const *symbols,
+                     void **const *destinations, size_t count, char *error, size_t error_size);
