@@ -46,6 +46,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return error.response
         } catch let error as HTTPError where error.status == .notFound {
             let path = request.uri.path
+            if MLflowError.isMLflowPath(path) { return MLflowError.endpointNotFound(request) }
             if !path.hasPrefix("/api/"), request.headers[values: .accept].contains(where: { $0.contains("text/html") }) {
                 let page = WebLayout.errorPage(CMLError("there is no page \(path.prefix(200))", kind: .notFound), chrome: .none)
                 return Response(status: .notFound, headers: WebRoutes.pageHeaders, body: ResponseBody(byteBuffer: ByteBuffer(string: page.description)))
