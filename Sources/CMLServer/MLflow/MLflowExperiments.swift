@@ -4,18 +4,21 @@ import CMLKit
 /// maps them: "0" (MLflow's Default experiment) is the project `default`; any other project's id is the
 /// decimal of the first 53 bits of the sha256 of its name (an integer as MLflow's own ids are, exact in
 /// JavaScript's numbers). An experiment created before it has runs is kept as a `ControllerRecord` of
-/// kind `mlflow-experiment` (its name and tags), so that it can be found by name and id from then on.
+/// kind `mlflowexperiment` (its name and tags), so that it can be found by name and id from then on.
 enum MLflowExperiments {
-    static let recordKind = "mlflow-experiment"
+    static let recordKind = "mlflowexperiment"
     static let defaultID = "0"
     static let defaultProject = "default"
 
     static func id(project: String) -> String {
         if project == defaultProject { return defaultID }
+        return String(UInt64(digest(project).prefix(16), radix: 16)! >> 11)
+    }
+
+    private static func digest(_ project: String) -> String {
         var hasher = SHA256Hasher()
         hasher.update(Array(project.utf8))
-        let digest = hasher.finalizeHex()
-        return String(UInt64(digest.prefix(16), radix: 16)! >> 11)
+        return hasher.finalizeHex()
     }
 
     /// What is known of an experiment: its project, and its record when it was created through MLflow.
@@ -83,7 +86,8 @@ enum MLflowExperiments {
         }
         let now = Clock.now()
         let document = JSON.object([("tags", .object(tags.map { ($0.0, .string($0.1)) }))])
-        try store.saveController(ControllerRecord(kind: recordKind, id: id(project: project), project: project, createdAt: now,
+        // A record's id is a whole cml id (32 hex digits): the digest's first 32 digits.
+        try store.saveController(ControllerRecord(kind: recordKind, id: String(digest(project).prefix(32)), project: project, createdAt: now,
                                                   updatedAt: now, document: document.serialized))
         return id(project: project)
     }
