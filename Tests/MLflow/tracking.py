@@ -1,7 +1,7 @@
 """The real MLflow client against cml-serve (MLFLOW_TRACKING_URI): experiments, runs with params, metrics
 (NaN and the infinities through log_batch), tags, end statuses, an artifact written and read back, and
-search_runs with filters and orderings. Asserts what MLflow itself reads back, then prints it as JSON
-for the Swift test to compare with what cml's commands show."""
+search_runs with filters and orderings. Asserts what MLflow itself reads back, then writes it as JSON
+to the file its argument names for the Swift test to compare with what cml's commands show."""
 import json
 import math
 import os
@@ -108,4 +108,5 @@ for run_id in ids:
         "metrics": {key: [[m.step, number(m.value), m.timestamp] for m in client.get_metric_history(run_id, key)]
                     for key in run.data.metrics},
     })
-json.dump({"experiment_id": experiment_id, "runs": runs}, sys.stdout)
+with open(sys.argv[1], "w") as out:
+    json.dump({"experiment_id": experiment_id, "runs": runs}, out)
