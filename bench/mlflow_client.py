@@ -7,7 +7,8 @@ server (`mlflow server`, SQLite backend store) in the same run, both on loopback
   2. metric points per second through `MlflowClient.log_metric`, one request per point.
 
 Each figure is a single client process sending for --seconds; afterwards the script reads every series
-back through the same client and fails unless each holds every point sent (NaN and infinities included).
+back through the same client and fails unless each holds every point sent; it counts the values read back
+otherwise than sent (MLflow's SQL store keeps an infinity as ±1.8e308), and fails when cml-serve has any.
 
 Run it with a Python that has the client (mlflow-skinny is enough: .build/mlflow-venv, which scripts/test
 makes). The comparison server needs the full mlflow package: --mlflow names its `mlflow` command, e.g.
@@ -83,10 +84,22 @@ def same(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+def check(client, run, key, sent, label, changed):
+    """Fails unless the series holds `sent` points; counts those whose values came back otherwise."""
+    history = client.get_metric_history(run, key)
+    if len(history) != sent:
+        sys.exit(f"{label}: {key} holds {len(history)} points of {sent} sent")
+    for m in history:
+        if not same(m.value, value(m.step)):
+            changed[0] += 1
+            changed[1] = changed[1] or f"step {m.step} sent {value(m.step)}, read back {m.value}"
+
+
 def measure(url, label):
     client = MlflowClient(tracking_uri=url)
     experiment = client.create_experiment(f"bench-{label}-{time.time_ns()}")
     rows = {}
+    changed = [0, None]  # how many, and the first
 
     run = client.create_run(experiment).info.run_id
     keys = [f"batch_{k}" for k in range(10)]
@@ -100,10 +113,7 @@ def measure(url, label):
     elapsed = time.perf_counter() - started
     rows["log_batch"] = (sent / elapsed, sent)
     for key in keys:
-        history = sorted(client.get_metric_history(run, key), key=lambda m: m.step)
-        expected = sent // len(keys)
-        if len(history) != expected or not all(same(m.value, value(m.step)) for m in history):
-            sys.exit(f"{label}: {key} holds {len(history)} points of {expected} sent, or other values")
+        check(client, run, key, sent // len(keys), label, changed)
     client.set_terminated(run)
 
     run = client.create_run(experiment).info.run_id
@@ -114,10 +124,9 @@ def measure(url, label):
         sent += 1
     elapsed = time.perf_counter() - started
     rows["log_metric"] = (sent / elapsed, sent)
-    history = client.get_metric_history(run, "single")
-    if len(history) != sent or not all(same(m.value, value(m.step)) for m in history):
-        sys.exit(f"{label}: single holds {len(history)} points of {sent} sent, or other values")
+    check(client, run, "single", sent, label, changed)
     client.set_terminated(run)
+    rows["changed"], rows["example"] = changed
     return rows
 
 
@@ -145,6 +154,8 @@ def main():
         print(f"client: mlflow {client_module.__version__}; MLflow's server: {version}, SQLite backend store; "
               f"{args.seconds:g} s per figure, one client process", flush=True)
         ours = measure(f"http://127.0.0.1:{cml_port}", "cml")
+        if ours["changed"]:
+            sys.exit(f"cml-serve read back {ours['changed']} values otherwise than they were sent")
         theirs = measure(f"http://127.0.0.1:{mlflow_port}", "mlflow")
         print()
         print("| what | cml-serve | MLflow's server (SQLite), same run | ratio |")
@@ -154,6 +165,9 @@ def main():
         for row, name in names.items():
             (rate, sent), (other, other_sent) = ours[row], theirs[row]
             print(f"| {name} | {rate:,.0f} ({sent:,} points) | {other:,.0f} ({other_sent:,} points) | {rate / other:.2f} |")
+        print(f"| values read back otherwise than sent (NaN, ±Infinity among them) | {ours['changed']} | {theirs['changed']} | |")
+        if theirs["example"]:
+            print(f"\nMLflow's server, first value read back otherwise: {theirs['example']}")
     finally:
         for process in processes:
             process.terminate()
