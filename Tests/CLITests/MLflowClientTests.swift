@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import CMLKit
+@testable import CMLServer
 
 /// The real MLflow client from PyPI (`$CML_MLFLOW_PYTHON`, else the virtual environment scripts/test makes
 /// in .build/mlflow-venv) logging into a live `cml-serve` through `MLFLOW_TRACKING_URI`, with a token in
@@ -222,5 +224,49 @@ import Testing
         let projects = try await HTTPReply.send(api + "/experiments/search", method: "POST", headers: ServeAuthTests.bearer(writer), body: Data("{}".utf8))
         #expect((projects.json["experiments"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["Default"], "\(projects.text)")
         #expect(try server.stop().status == 0)
+    }
+}
+
+/// MLflow's filter grammar on its own (`MLflowFilter`): what `search_runs` and `search_logged_models` take.
+struct MLflowFilterTests {
+    static let fields: [String: MLflowFilter.Field] = [
+        "metric acc": .number(0.93), "metric loss": .number(.nan), "param lr": .text("0.1"), "param opt": .text("Adam"),
+        "tag my tag": .text("v-1"), "attribute status": .text("FINISHED"), "attribute start_time": .number(1_700_000_000_000),
+    ]
+
+    static func matches(_ filter: String) throws -> Bool {
+        try MLflowFilter.parse(filter).matches { entity, key in fields["\(entity.rawValue) \(key)"] }
+    }
+
+    @Test func clausesJoinedByAndCompareNumbersAndText() throws {
+        #expect(try Self.matches("metrics.acc > 0.9 and params.lr = '0.1' AND attributes.status = 'FINISHED'"))
+        #expect(try !Self.matches("metrics.acc > 0.9 and params.lr = '0.01'"))
+        #expect(try Self.matches("metric.acc >= 0.93 and metrics.acc <= 0.93 and metrics.acc != 1"))
+        #expect(try Self.matches("params.opt LIKE 'Ad%' and params.opt ILIKE 'adam' and params.opt LIKE '_dam'"))
+        #expect(try !Self.matches("params.opt LIKE 'adam'"))
+        #expect(try Self.matches("tags.`my tag` = 'v-1' and tags.\"my tag\" IN ('v-1', 'v-2')"))
+        #expect(try Self.matches("params.lr NOT IN ('0.2') and attributes.start_time > 1600000000000"))
+        #expect(try Self.matches("status = \"FINISHED\""))
+        // A key the subject lacks, and NaN, compare false.
+        #expect(try !Self.matches("metrics.missing > 0") && !Self.matches("metrics.loss > 0") && !Self.matches("metrics.loss < 0"))
+        #expect(try Self.matches("") && Self.matches("   "))
+    }
+
+    @Test func aMalformedFilterIsAnInvalidParameter() {
+        for bad in ["metrics.acc >", "metrics.acc > 0.9 or params.lr = '0.1'", "colour.x = 'y'", "params.lr = unquoted",
+                    "tags.`open = 'x'", "params.lr IN '0.1'", "metrics.acc ~ 1"] {
+            #expect { _ = try MLflowFilter.parse(bad) } throws: { ($0 as? CMLError)?.kind == .invalid }
+        }
+    }
+
+    @Test func orderingPutsSubjectsWithoutTheKeyLast() throws {
+        let subjects: [[String: Double]] = [["acc": 0.5], [:], ["acc": 0.9], ["acc": .nan], ["acc": 0.7]]
+        for (text, expected) in [("metrics.acc DESC", [0.9, 0.7, 0.5]), ("metrics.acc", [0.5, 0.7, 0.9]), ("metrics.`acc` ASC", [0.5, 0.7, 0.9])] {
+            let orders = try MLflowFilter.orders([text])
+            let sorted = MLflowFilter.sorted(subjects, by: orders, field: { subject, _, key in subject[key].map { .number($0) } }) { _, _ in false }
+            #expect(sorted.prefix(3).map { $0["acc"] } == expected, "\(text)")
+            #expect(sorted[3]["acc"]?.isNaN == true && sorted[4].isEmpty, "\(text)")
+        }
+        #expect(throws: CMLError.self) { try MLflowFilter.orders(["metrics.acc sideways"]) }
     }
 }

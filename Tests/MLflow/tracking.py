@@ -10,6 +10,7 @@ import tempfile
 import time
 
 import mlflow
+import mlflow.exceptions
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -58,6 +59,20 @@ for lr, acc, status, x in [("0.1", 0.95, "FINISHED", "y"), ("0.01", 0.97, "FAILE
     mlflow.end_run(status=status)
 
 first = ids[0]
+# A param keeps its first value, as in MLflow; the same value again is fine.
+try:
+    client.log_param(first, "lr", "0.5")
+    raise AssertionError("a second value of lr was taken")
+except mlflow.exceptions.MlflowException as error:
+    assert error.error_code == "INVALID_PARAMETER_VALUE", error.error_code
+client.log_param(first, "lr", "0.1")
+# A tag removed; an ended run resumed (RUNNING again), logged to, and ended again.
+client.delete_tag(ids[1], "team")
+assert "team" not in client.get_run(ids[1]).data.tags
+with mlflow.start_run(run_id=ids[2]):
+    assert client.get_run(ids[2]).info.status == "RUNNING"
+    mlflow.log_metric("resumed", 1.0, step=7)
+    mlflow.end_run(status="KILLED")
 # What MLflow itself reads back.
 downloaded = mlflow.artifacts.download_artifacts(run_id=first, artifact_path="notes.txt", dst_path=tempfile.mkdtemp())
 assert open(downloaded).read() == "written by the real mlflow client\n", open(downloaded).read()

@@ -43,7 +43,7 @@ enum MLflowModels {
         guard let runID = body.optionalString("source_run_id") else {
             throw MLflowError.invalid("cml-serve keeps a logged model with the run that made it: log it inside a run (source_run_id)")
         }
-        let run = try mlflow.writableRun(runID)
+        _ = try mlflow.writableRun(runID)
         let name = body.optionalString("name") ?? "model"
         let params = try body.keyValues("params"), tags = try body.keyValues("tags")
         let now = Clock.now()
@@ -60,7 +60,7 @@ enum MLflowModels {
             ]))
             part.set("logged_models", models)
         }
-        return try model(created, on: mlflow, run: run.id)
+        return try model(created, on: mlflow)
     }
 
     /// The model's record and its run, for a request that may see the run.
@@ -72,7 +72,7 @@ enum MLflowModels {
         return (record, run)
     }
 
-    static func model(_ id: String, on mlflow: MLflowStore, run runID: String? = nil) throws(CMLError) -> JSON {
+    static func model(_ id: String, on mlflow: MLflowStore) throws(CMLError) -> JSON {
         let (record, run) = try find(id, on: mlflow)
         return json(id: id, record: record, run: run)
     }

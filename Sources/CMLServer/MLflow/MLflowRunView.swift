@@ -90,7 +90,7 @@ enum MLflowExtra {
     }
 
     /// Changes the run's MLflow part in one write of the store.
-    static func update(run id: String, store: any ServedStore, _ change: @escaping (inout JSON) throws(CMLError) -> Void) throws(CMLError) {
+    static func update(run id: String, store: any ServedStore, _ change: (inout JSON) throws(CMLError) -> Void) throws(CMLError) {
         try store.updateExtra(run: id) { held throws(CMLError) in
             var extra = held ?? .object([])
             var part = extra[key] ?? .object([])

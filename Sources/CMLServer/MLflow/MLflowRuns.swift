@@ -55,7 +55,7 @@ struct MLflowStore: Sendable {
     /// (RUNNING), and renames it; answers its info as it is after.
     func update(_ body: MLflowBody) throws(CMLError) -> Run {
         let id = try runID(body)
-        var run = try writableRun(id)
+        let run = try writableRun(id)
         if let name = body.optionalString("run_name"), !name.isEmpty, name != run.name {
             try store.rename(run: id, to: name)
             try MLflowExtra.update(run: id, store: store) { part throws(CMLError) in
@@ -75,8 +75,7 @@ struct MLflowStore: Sendable {
                 try store.finishRun(id: id, end: RunEnd(status: status, endedAt: ended), logBytes: run.logBytes)
             }
         }
-        run = try self.run(id)
-        return run
+        return try self.run(id)
     }
 
     func runID(_ body: MLflowBody) throws(CMLError) -> String {
