@@ -36,7 +36,7 @@ extension CMLError {
 
 /// Answers every failure before a response started as one JSON error: a `CMLError` with its kind's
 /// status, a path no route has as `not_found` (a page saying so to a browser that asks for HTML
-/// outside `/api/`: a mistyped address of the web UI). A failure while a body streams (a blob found
+/// outside `/api/`: a mistyped address of the web UI; MLflow's `ENDPOINT_NOT_FOUND` under its paths). A failure while a body streams (a blob found
 /// damaged at its end) can only close the connection, so the client never takes a short body for a whole one.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
