@@ -110,6 +110,10 @@ import CMLKit
             #expect(extra?["tags"] as? [String: String] == run["tags"] as? [String: String])
             #expect(try Self.metrics(box, id) == Self.history(run["metrics"]), "\(id)")
         }
+        // The dataset a metric was logged with, kept.
+        let failed = try #require(runs.first { $0["status"] as? String == "FAILED" }?["id"] as? String)
+        let links = ((try Self.show(box, failed)["extra"] as? [String: Any])?["mlflow"] as? [String: Any])?["metric_datasets"] as? [[String: Any]]
+        #expect(links?.map { "\($0["key"] ?? "") \($0["dataset_name"] ?? "")" } == ["eval_acc eval-set"], "\(links ?? [])")
         // NaN and the infinities, kept as such.
         let first = try #require(runs.first?["id"] as? String)
         #expect(try Self.metrics(box, first)["odd"]?.map { $0[1] } == ["nan", "inf", "-inf", 0.5 as Double])

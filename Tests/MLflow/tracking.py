@@ -10,7 +10,9 @@ import tempfile
 import time
 
 import mlflow
+import mlflow.data
 import mlflow.exceptions
+import numpy
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -49,6 +51,9 @@ for lr, acc, status, x in [("0.1", 0.95, "FINISHED", "y"), ("0.01", 0.97, "FAILE
     mlflow.log_metrics({"acc": acc}, step=2)
     mlflow.set_tag("x", x)
     mlflow.set_tags({"team": "cml"})
+    if status == "FAILED":
+        # A metric computed on a dataset (MLflow 3): cml keeps which, in the run's extra.mlflow.metric_datasets.
+        mlflow.log_metric("eval_acc", 0.5, step=0, dataset=mlflow.data.from_numpy(numpy.arange(10), name="eval-set"))
     if status == "FINISHED":
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric("odd", float("nan"), now, 0), Metric("odd", float("inf"), now + 1, 1),

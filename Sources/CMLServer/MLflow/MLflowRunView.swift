@@ -81,7 +81,9 @@ enum MLflowRunView {
 }
 
 /// `Run.extra["mlflow"]`: what MLflow's client sent that cml has no field for. `tags` (an object), `dataset_inputs`,
-/// `model_inputs` and `model_outputs` (as MLflow writes them), `logged_models` (by id, see `MLflowModels`).
+/// `model_inputs` and `model_outputs` (as MLflow writes them), `logged_models` (by id, see `MLflowModels`),
+/// `model_metrics` (metrics logged with a model of another run), `metric_datasets` (the datasets metrics
+/// were logged with: key, dataset name and digest).
 enum MLflowExtra {
     static let key = "mlflow"
 

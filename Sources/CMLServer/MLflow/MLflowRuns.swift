@@ -93,6 +93,8 @@ struct MLflowStore: Sendable {
         var points: [MetricPoint] = []
         points.reserveCapacity(metrics.count)
         var modelMetrics: [(model: String, metric: JSON)] = []
+        // The datasets metrics were computed on (MLflow 3's `log_metric(dataset=…)`), once per key and dataset.
+        var datasetLinks: [JSON] = []
         for metric in metrics {
             let key = try metric.string("key")
             guard !key.isEmpty else { throw MLflowError.invalid("a metric needs a key") }
@@ -100,7 +102,13 @@ struct MLflowStore: Sendable {
             let time = try metric.int64("timestamp").map { Double($0) / 1000 } ?? Clock.now()
             let step = try metric.int64("step") ?? 0
             points.append(MetricPoint(key: key, step: step, value: value, time: time))
-            if let model = metric.optionalString("model_id") { modelMetrics.append((model, metric.json)) }
+            if let model = metric.optionalString("model_id") {
+                modelMetrics.append((model, metric.json))
+            } else if let dataset = metric.optionalString("dataset_name") {
+                let link = JSON.object([("key", .string(key)), ("dataset_name", .string(dataset)),
+                                        ("dataset_digest", metric["dataset_digest"] ?? .null)])
+                if !datasetLinks.contains(link) { datasetLinks.append(link) }
+            }
         }
         let run = try writableRun(id)
         var newParams: [Param] = []
@@ -123,12 +131,18 @@ struct MLflowStore: Sendable {
         if let name = tags.last(where: { $0.0 == "mlflow.runName" })?.1, !name.isEmpty, name != run.name {
             try store.rename(run: id, to: name)
         }
-        guard !tags.isEmpty || !modelMetrics.isEmpty else { return }
+        guard !tags.isEmpty || !modelMetrics.isEmpty || !datasetLinks.isEmpty else { return }
         try MLflowExtra.update(run: id, store: store) { part throws(CMLError) in
-            var held = part["tags"] ?? .object([])
-            for (key, value) in tags { held.set(key, .string(value)) }
-            part.set("tags", held)
+            if !tags.isEmpty {
+                var held = part["tags"] ?? .object([])
+                for (key, value) in tags { held.set(key, .string(value)) }
+                part.set("tags", held)
+            }
             if !modelMetrics.isEmpty { try MLflowModels.record(modelMetrics, run: id, in: &part) }
+            if !datasetLinks.isEmpty {
+                let known = part["metric_datasets"]?.items ?? []
+                part.set("metric_datasets", .array(known + datasetLinks.filter { !known.contains($0) }))
+            }
         }
     }
 
