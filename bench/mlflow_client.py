@@ -4,7 +4,8 @@ server (`mlflow server`, SQLite backend store) in the same run, both on loopback
 
   1. metric points per second through `MlflowClient.log_batch`, 1000 metrics per call (10 keys of 100
      steps each: the client's own batching path, and the largest batch MLflow's API takes);
-  2. metric points per second through `MlflowClient.log_metric`, one request per point.
+  2. metric points per second through `MlflowClient.log_metric`, one request per point;
+  3. each server's CPU time per point meanwhile (its process and those below it: MLflow's workers).
 
 Each figure is a single client process sending for --seconds; afterwards the script reads every series
 back through the same client and fails unless each holds every point sent; it counts the values read back
@@ -71,6 +72,27 @@ def wait_for(port, path, process, name):
     sys.exit(f"{name} did not answer {path} within 120 s")
 
 
+def tree_cpu_seconds(root):
+    """CPU time (user and system) of process `root` and every process below it (MLflow's server workers)."""
+    parents, times = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
 def value(step):
     """Mostly ordinary numbers, and now and then NaN or an infinity, as a diverging run logs them."""
     if step % 997 == 0:
@@ -95,7 +117,7 @@ def check(client, run, key, sent, label, changed):
             changed[1] = changed[1] or f"step {m.step} sent {value(m.step)}, read back {m.value}"
 
 
-def measure(url, label):
+def measure(url, label, server):
     client = MlflowClient(tracking_uri=url)
     experiment = client.create_experiment(f"bench-{label}-{time.time_ns()}")
     rows = {}
@@ -104,6 +126,7 @@ def measure(url, label):
     run = client.create_run(experiment).info.run_id
     keys = [f"batch_{k}" for k in range(10)]
     sent = 0
+    cpu = tree_cpu_seconds(server)
     started = time.perf_counter()
     while time.perf_counter() - started < args.seconds:
         now = int(time.time() * 1000)
@@ -111,19 +134,20 @@ def measure(url, label):
         client.log_batch(run, metrics=[Metric(key, value(base + i), now, base + i) for i in range(100) for key in keys])
         sent += 1000
     elapsed = time.perf_counter() - started
-    rows["log_batch"] = (sent / elapsed, sent)
+    rows["log_batch"] = (sent / elapsed, sent, (tree_cpu_seconds(server) - cpu) / sent)
     for key in keys:
         check(client, run, key, sent // len(keys), label, changed)
     client.set_terminated(run)
 
     run = client.create_run(experiment).info.run_id
     sent = 0
+    cpu = tree_cpu_seconds(server)
     started = time.perf_counter()
     while time.perf_counter() - started < args.seconds:
         client.log_metric(run, "single", value(sent), step=sent)
         sent += 1
     elapsed = time.perf_counter() - started
-    rows["log_metric"] = (sent / elapsed, sent)
+    rows["log_metric"] = (sent / elapsed, sent, (tree_cpu_seconds(server) - cpu) / sent)
     check(client, run, "single", sent, label, changed)
     client.set_terminated(run)
     rows["changed"], rows["example"] = changed
@@ -153,18 +177,21 @@ def main():
         import mlflow as client_module
         print(f"client: mlflow {client_module.__version__}; MLflow's server: {version}, SQLite backend store; "
               f"{args.seconds:g} s per figure, one client process", flush=True)
-        ours = measure(f"http://127.0.0.1:{cml_port}", "cml")
+        ours = measure(f"http://127.0.0.1:{cml_port}", "cml", cml.pid)
         if ours["changed"]:
             sys.exit(f"cml-serve read back {ours['changed']} values otherwise than they were sent")
-        theirs = measure(f"http://127.0.0.1:{mlflow_port}", "mlflow")
+        theirs = measure(f"http://127.0.0.1:{mlflow_port}", "mlflow", mlflow.pid)
         print()
         print("| what | cml-serve | MLflow's server (SQLite), same run | ratio |")
         print("|---|---|---|---|")
         names = {"log_batch": "points/s through `MlflowClient.log_batch`, 1000 metrics a call",
                  "log_metric": "points/s through `MlflowClient.log_metric`, one a call"}
         for row, name in names.items():
-            (rate, sent), (other, other_sent) = ours[row], theirs[row]
+            (rate, sent, _), (other, other_sent, _) = ours[row], theirs[row]
             print(f"| {name} | {rate:,.0f} ({sent:,} points) | {other:,.0f} ({other_sent:,} points) | {rate / other:.2f} |")
+        for row, name in names.items():
+            mine, others = ours[row][2], theirs[row][2]
+            print(f"| server CPU per point, {row} | {mine * 1e6:,.1f} µs | {others * 1e6:,.1f} µs | {others / mine:.1f}× less |")
         print(f"| values read back otherwise than sent (NaN, ±Infinity among them) | {ours['changed']} | {theirs['changed']} | |")
         if theirs["example"]:
             print(f"\nMLflow's server, first value read back otherwise: {theirs['example']}")
