@@ -63,6 +63,7 @@ public func buildApplication(store: any ServedStore, configuration: ServerConfig
             }
         }
     }
+    MLflowRoutes.register(on: router, store: store, runs: runs, authorizer: authorizer)
     var logger = Logger(label: "cml-serve")
     logger.logLevel = configuration.logLevel
     let listen = configuration.listen

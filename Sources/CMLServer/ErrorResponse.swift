@@ -36,7 +36,7 @@ extension CMLError {
 
 /// Answers every failure before a response started as one JSON error: a `CMLError` with its kind's
 /// status, a path no route has as `not_found` (a page saying so to a browser that asks for HTML
-/// outside `/api/`: a mistyped address of the web UI). A failure while a body streams (a blob found
+/// outside `/api/`: a mistyped address of the web UI; MLflow's `ENDPOINT_NOT_FOUND` under its paths). A failure while a body streams (a blob found
 /// damaged at its end) can only close the connection, so the client never takes a short body for a whole one.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -46,6 +46,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return error.response
         } catch let error as HTTPError where error.status == .notFound {
             let path = request.uri.path
+            if MLflowError.isMLflowPath(path) { return MLflowError.endpointNotFound(request) }
             if !path.hasPrefix("/api/"), request.headers[values: .accept].contains(where: { $0.contains("text/html") }) {
                 let page = WebLayout.errorPage(CMLError("there is no page \(path.prefix(200))", kind: .notFound), chrome: .none)
                 return Response(status: .notFound, headers: WebRoutes.pageHeaders, body: ResponseBody(byteBuffer: ByteBuffer(string: page.description)))

@@ -414,7 +414,7 @@ struct RunCaptureTests {
         #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
         #expect(try box.runs().count == 10)
         let version = try shell("python3 -c \"import sqlite3; print(sqlite3.connect('\(box.store)/cml.db').execute('PRAGMA user_version').fetchone()[0])\"", cwd: box.work)
-        #expect(version.out == "10\n")
+        #expect(version.out == "11\n")
     }
 
     @Test func readingBack() throws {

@@ -247,6 +247,9 @@ struct StoreTests {
         try revised("a dataset used") { try store.recordDatasetUse(run: id, [version]) }
         try revised("an abort asked for") { try store.requestAbort(directRun: id) }
         try revised("the end") { try store.finishRun(id: id, end: RunEnd(status: .completed, endedAt: Clock.now(), exitCode: 0), logBytes: 0) }
+        try revised("extra data") { try store.updateExtra(run: id) { _ in .object([("mlflow", .object([("tags", .object([("x", .string("y"))]))]))]) } }
+        try revised("reopened") { try store.reopenRun(id: id) }
+        try revised("ended again") { try store.finishRun(id: id, end: RunEnd(status: .aborted, endedAt: Clock.now()), logBytes: 0) }
         // Writes the record does not show, and writes to another run, leave it.
         try store.addArtifact(Artifact(run: id, name: "m", kind: "model", step: nil, sha256: try store.putBlob([1]), size: 1, files: 1,
                                        isDirectory: false, mediaType: nil, source: nil, time: 1))
@@ -299,7 +302,7 @@ struct StoreTests {
         }
         try old.close()
         let store = try SQLiteStore(directory: box.directory)
-        #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == 10)
+        #expect(try store.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == Schema.migrations.count)
         let first = try store.readRun(id: "0123", unlessRevision: nil, presented: nil)
         #expect(first.revision == 1 && first.run?.id == "0123")
         #expect(try store.readRun(id: "4567", unlessRevision: 1, presented: nil).run == nil)
@@ -517,5 +520,42 @@ struct CompressionPolicyTests {
         let before = policy.rawCost
         policy.record(compressed: false, bytes: 1000, seconds: 1)
         #expect(policy.rawCost == before)
+    }
+}
+
+/// `Run.extra`: what another client's protocol sent that no field holds (MLflow's tags), kept by the store,
+/// its wire form and `cml-run show`.
+struct RunExtraTests {
+    @Test func extraIsStoredChangedInOneWriteAndShown() throws {
+        let box = try TemporaryStore()
+        let store = box.store!
+        var run = sampleRun()
+        run.extra = .object([("mlflow", .object([("tags", .object([("mlflow.source.name", .string("train.py"))]))]))])
+        let id = try store.createRun(run, patch: []).id
+        #expect(try store.run(id: id).extra == run.extra)
+        let plain = try box.makeRun()
+        #expect(try store.run(id: plain).extra == nil)
+        #expect(try store.run(id: plain).json(full: true)["extra"] == nil)
+
+        try store.updateExtra(run: id) { held in
+            #expect(held == run.extra)
+            return .object([("mlflow", .object([("tags", .object([]))]))])
+        }
+        let changed = try store.run(id: id)
+        #expect(changed.extra == .object([("mlflow", .object([("tags", .object([]))]))]))
+        #expect(changed.json(full: true)["extra"] == changed.extra)
+        let decoded = try WireCodec.decode(Run.self, from: try WireCodec.encode(changed), what: "the run")
+        #expect(decoded.extra == changed.extra)
+
+        // A run that is not there: notFound, and `change` is never asked.
+        #expect(throws: CMLError.self) { try store.updateExtra(run: RunID.make()) { _ in Issue.record("asked"); return nil } }
+        // An error thrown by `change` leaves the extra as it was.
+        #expect(throws: CMLError.self) { try store.updateExtra(run: id) { _ throws(CMLError) in throw CMLError("no") } }
+        #expect(try store.run(id: id).extra == changed.extra)
+
+        try store.finishRun(id: id, end: RunEnd(status: .failed, endedAt: Clock.now()), logBytes: 0)
+        try store.reopenRun(id: id)
+        let reopened = try store.run(id: id)
+        #expect(reopened.status == .running && reopened.end == nil)
     }
 }

@@ -156,6 +156,9 @@ public struct Run: Sendable {
     public var heartbeat: Heartbeat?
     /// Where `pid` names its process (`ProcessPlace.scope`); nil when it was not recorded.
     public var pidScope: String?
+    /// What the run's client sent that no other field holds, as a JSON object keyed by the protocol it came
+    /// through (`"mlflow"`: its tags, dataset inputs and logged models); nil when there is none.
+    public var extra: JSON?
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,
                 host: String, user: String, pid: Int32?, startedAt: Double?, end: RunEnd? = nil,

@@ -66,6 +66,8 @@ extension Run {
                 ("code", code),
                 ("env", .object(environment.map { ($0.0, .string($0.1)) })),
             ]
+            // What another client's protocol sent that no field above holds (MLflow's tags, inputs, models).
+            if let extra { members.append(("extra", extra)) }
             if let heartbeat {
                 members += [
                     ("heartbeat_at", .string(Clock.rfc3339(heartbeat.at))),

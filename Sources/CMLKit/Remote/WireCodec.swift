@@ -130,7 +130,7 @@ extension BlobDigest: Codable {
 extension Run: Codable {
     private enum CodingKeys: String, CodingKey {
         case id, name, project, status, command, cwd, host, user, pid, startedAt, end, environment, code, logBytes,
-             tags, params, metrics, queue, datasets, heartbeat, pidScope
+             tags, params, metrics, queue, datasets, heartbeat, pidScope, extra
     }
 
     public init(from decoder: any Decoder) throws {
@@ -155,6 +155,7 @@ extension Run: Codable {
         datasets = try c.decode([DatasetUse].self, forKey: .datasets)
         heartbeat = try c.decodeIfPresent(Heartbeat.self, forKey: .heartbeat)
         pidScope = try c.decodeIfPresent(String.self, forKey: .pidScope)
+        extra = try c.decodeIfPresent(JSON.self, forKey: .extra)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -180,6 +181,7 @@ extension Run: Codable {
         try c.encode(datasets, forKey: .datasets)
         try c.encodeIfPresent(heartbeat, forKey: .heartbeat)
         try c.encodeIfPresent(pidScope, forKey: .pidScope)
+        try c.encodeIfPresent(extra, forKey: .extra)
     }
 }
 

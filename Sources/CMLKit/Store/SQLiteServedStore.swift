@@ -13,4 +13,24 @@ extension SQLiteStore: ServedStore {
             return ServedRunRead(token: token, revision: run == nil ? nil : revision, run: run)
         }
     }
+
+    public func updateExtra(run id: String, _ change: (JSON?) throws(CMLError) -> JSON?) throws(CMLError) {
+        try write { db in
+            try Self.requireRun(db, id)
+            let held = try String.fetchOne(db, sql: "SELECT extra FROM runs WHERE id = ?", arguments: [id]).flatMap { try? JSON.parse($0) }
+            let changed = try change(held)
+            guard changed != held else { return }
+            try db.execute(sql: "UPDATE runs SET extra = ? WHERE id = ?", arguments: [changed?.serialized, id])
+        }
+    }
+
+    public func reopenRun(id: String) throws(CMLError) {
+        try write { db in
+            try Self.requireRun(db, id)
+            try db.execute(sql: """
+                UPDATE runs SET status = 'running', ended_at = NULL, exit_code = NULL, signal = NULL, error = NULL
+                WHERE id = ? AND status != 'running'
+                """, arguments: [id])
+        }
+    }
 }

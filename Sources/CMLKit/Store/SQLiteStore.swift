@@ -242,14 +242,15 @@ public final class SQLiteStore: Store {
     static func insertRun(_ db: Database, _ record: Run, queuedAt: Double? = nil) throws {
         try db.cachedStatement(sql: """
             INSERT INTO runs (id, name, project, status, command, cwd, host, user, pid, started_at, env, code,
-                heartbeat_at, heartbeat_interval, pid_scope)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                heartbeat_at, heartbeat_interval, pid_scope, extra)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: StatementArguments([
                 record.id, record.name, record.project, record.status.rawValue,
                 JSON.array(record.command.map { .string($0) }).serialized,
                 record.cwd, record.host, record.user, record.pid.map { Int64($0) }, record.startedAt ?? queuedAt ?? Clock.now(),
                 JSON.object(record.environment.map { ($0.0, .string($0.1)) }).serialized,
                 record.code.serialized, record.heartbeat?.at, record.heartbeat?.interval, record.pidScope,
+                record.extra?.serialized,
             ] as [(any DatabaseValueConvertible)?]))
         try insertTags(db, run: record.id, record.tags)
         try insertParams(db, run: record.id, record.params)
@@ -524,7 +525,7 @@ public final class SQLiteStore: Store {
     /// The columns of `runs` that `run(_:)` reads, in its order.
     static let runColumns = """
         id, name, project, status, command, cwd, host, user, pid, started_at, ended_at, exit_code, signal, cpu_user,
-        cpu_system, max_rss, error, env, code, log_bytes, heartbeat_at, heartbeat_interval, abort_requested, pid_scope
+        cpu_system, max_rss, error, env, code, log_bytes, heartbeat_at, heartbeat_interval, abort_requested, pid_scope, extra
         """
 
     /// A run from a row of `runColumns`, without what other tables hold.
@@ -557,6 +558,7 @@ public final class SQLiteStore: Store {
             record.heartbeat = Heartbeat(at: at, interval: interval, abortRequested: sqlite3_column_int64(raw, 22) != 0)
         }
         record.pidScope = optionalText(23)
+        record.extra = optionalText(24).flatMap { try? JSON.parse($0) }
         return record
     }
 

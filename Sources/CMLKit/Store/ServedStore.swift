@@ -5,6 +5,12 @@ public protocol ServedStore: Store, TokenStore {
     /// In one read: what the store says of the token `presented` (nil: not asked), and run `id` with its
     /// revision, or only its revision while that is still `known`. `revision` nil: there is no run `id`.
     func readRun(id: String, unlessRevision known: Int64?, presented: PresentedToken?) throws(CMLError) -> ServedRunRead
+    /// Rewrites a run's `extra` in one write: `change` gets what it holds and returns what it is to hold,
+    /// so concurrent requests of a client (MLflow's tags, inputs and models) never lose each other's.
+    func updateExtra(run id: String, _ change: (JSON?) throws(CMLError) -> JSON?) throws(CMLError)
+    /// Makes an ended run `running` again, its end forgotten: a client resumed it (MLflow's
+    /// `start_run(run_id=…)`).
+    func reopenRun(id: String) throws(CMLError)
 }
 
 /// The token a request presents, as the server looks it up.
