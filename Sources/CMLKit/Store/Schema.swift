@@ -264,6 +264,17 @@ enum Schema {
         // 10: a revision number per run (`RunRevisions`), so that a server keeps the records it read and
         // knows by one indexed lookup whether each is still current.
         RunRevisions.migration,
+        // 11: what another tracking client sends with a run beyond what a run's record holds (the task
+        // document ClearML's SDK edits: script, requirements, runtime, hyperparameter sections, artifacts),
+        // one JSON document per run and client, removed with its run.
+        """
+        CREATE TABLE run_documents (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            client TEXT NOT NULL,
+            document TEXT NOT NULL,
+            PRIMARY KEY (run_id, client)
+        ) WITHOUT ROWID;
+        """,
     ]
 
     static func newer(_ version: Int) -> CMLError {

@@ -5,6 +5,16 @@ public protocol ServedStore: Store, TokenStore {
     /// In one read: what the store says of the token `presented` (nil: not asked), and run `id` with its
     /// revision, or only its revision while that is still `known`. `revision` nil: there is no run `id`.
     func readRun(id: String, unlessRevision known: Int64?, presented: PresentedToken?) throws(CMLError) -> ServedRunRead
+
+    /// The document `client` keeps with run `id` (what its protocol sends that a run's record has no
+    /// place for); nil when it has none.
+    func runDocument(run id: String, client: String) throws(CMLError) -> JSON?
+    /// Replaces the document `client` keeps with run `id`.
+    func saveRunDocument(run id: String, client: String, _ document: JSON) throws(CMLError)
+    /// Sets the command, working directory and code state of a run that a client reports after creating it
+    /// (ClearML's SDK sends its script after `tasks.create`); `patch` (the uncommitted change) goes to the
+    /// blob store and the code's `patch_blob`, as `createRun` does it.
+    func setOrigin(run id: String, command: [String], cwd: String, code: JSON, patch: [UInt8]) throws(CMLError)
 }
 
 /// The token a request presents, as the server looks it up.
