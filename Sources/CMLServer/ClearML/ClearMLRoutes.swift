@@ -64,8 +64,8 @@ enum ClearMLRoutes {
     static func register(on router: Router<BasicRequestContext>, store: any ServedStore, authorizer: Authorizer) {
         let login = ClearMLLogin(authorizer: authorizer)
         for method in [HTTPRequest.Method.get, .post] {
-            router.on("/clearml/:call", method: method) { request, context in
-                await answer(request, version: nil, call: context.parameters.get("call") ?? "", store: store, login: login)
+            router.on("/clearml/auth.login", method: method) { request, _ in
+                await answer(request, version: nil, call: "auth.login", store: store, login: login)
             }
             router.on("/clearml/:version/:call", method: method) { request, context in
                 await answer(request, version: context.parameters.get("version"), call: context.parameters.get("call") ?? "",

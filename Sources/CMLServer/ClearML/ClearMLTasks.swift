@@ -284,7 +284,7 @@ struct ClearMLTasks {
             ("execution", .object([("parameters", .object([])), ("artifacts", .array([]))])),
             ("hyperparams", Self.hyperparams(run.params)), ("configuration", .object([])), ("runtime", .object([])),
             ("output", .object([])), ("models", .object([("input", .array([])), ("output", .array([]))])),
-            ("container", .object([])), ("last_metrics", .object([])), ("company", .object([])),
+            ("container", .object([])), ("last_metrics", .object([])), ("company", .string("")),
         ])
         let iteration = run.metrics.filter { !$0.key.hasPrefix(":monitor:") }.map(\.lastStep).max() ?? 0
         let started = run.startedAt.map { JSON.string(Clock.rfc3339($0)) } ?? .null
