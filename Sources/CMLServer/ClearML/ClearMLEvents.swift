@@ -54,6 +54,10 @@ struct ClearMLEvents {
             if !batch.console.isEmpty {
                 try Self.consoleAppends.withLock { _ throws(CMLError) in
                     try store.appendLog(run: id, at: try store.logSize(run: id), batch.console)
+                    // The SDK sends the last of the console (a traceback) after it ended the task: the
+                    // output size the run's end records grows with it.
+                    let current = try store.run(id: id)
+                    if let end = current.end { try store.finishRun(id: id, end: end, logBytes: try tasks.outputBytes(id)) }
                 }
             }
             if !batch.other.isEmpty {

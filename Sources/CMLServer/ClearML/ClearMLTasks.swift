@@ -246,12 +246,14 @@ struct ClearMLTasks {
         guard run.status == .running else { return .object([("updated", .int(0)), ("fields", .object([]))]) }
         let reason = [body["status_reason"]?.stringValue, body["status_message"]?.stringValue].compactMap { $0 }.filter { !$0.isEmpty }
         let error: String? = status == .completed ? nil : reason.isEmpty ? nil : reason.joined(separator: ": ")
-        try store.finishRun(id: run.id, end: RunEnd(status: status, endedAt: Clock.now(), error: error), logBytes: try outputBytes(run.id))
+        try ClearMLEvents.consoleAppends.withLock { _ throws(CMLError) in
+            try store.finishRun(id: run.id, end: RunEnd(status: status, endedAt: Clock.now(), error: error), logBytes: try outputBytes(run.id))
+        }
         return .object([("updated", .int(1)), ("fields", .object([("status", .string(Self.status(status)))]))])
     }
 
     /// Output bytes of a run's console log, as a run's end records them.
-    private func outputBytes(_ id: String) throws(CMLError) -> Int64 {
+    func outputBytes(_ id: String) throws(CMLError) -> Int64 {
         let reader = RunLogReader(store: store, run: id)
         while reader.next() != nil {}
         if let error = reader.readError { throw error }
