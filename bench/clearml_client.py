@@ -60,6 +60,12 @@ def run_script(env, work):
     return float(seconds), task
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     root = tempfile.mkdtemp(prefix="cml-bench-clearml-")
     store, work = os.path.join(root, "store"), os.path.join(root, "work")
@@ -70,10 +76,12 @@ def main():
     env = dict(os.environ, HOME=os.path.join(root, "home"), CLEARML_API_HOST=url + "/clearml",
                CLEARML_FILES_HOST=url + "/clearml-files", CLEARML_WEB_HOST=url, CLEARML_API_ACCESS_KEY="bench",
                CLEARML_API_SECRET_KEY="bench")
-    online, offline = [], []
+    online, offline, server_cpu = [], [], 0.0
     try:
         for _ in range(args.repeat):
+            before = cpu_seconds(server.pid)
             seconds, task = run_script(env, work)
+            server_cpu += cpu_seconds(server.pid) - before
             shown = json.loads(subprocess.run([cml_run, "show", task, "--store", store], capture_output=True, text=True,
                                               check=True).stdout)
             arrived = sum(m["count"] for key, m in shown["metrics"].items() if key.startswith("loss/"))
@@ -93,6 +101,7 @@ def main():
     print(f"| SDK -> cml-serve (report_scalar, then close(): every point stored) | {statistics.median(online):,.0f} |")
     print(f"| the same SDK offline (Task.set_offline(True)), same run | {statistics.median(offline):,.0f} |")
     print(f"| ratio | {statistics.median(online) / statistics.median(offline):.2f} |")
+    print(f"| cml-serve's CPU time per point, online runs | {server_cpu / (points * args.repeat) * 1e6:.1f} µs |")
 
 
 main()

@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import Testing
+import CMLKit
+@testable import CMLServer
 
 /// Scripts that log with the real `clearml` SDK from PyPI (`$CML_CLEARML_PYTHON`, else the virtual
 /// environment scripts/test makes in .build/clearml-venv), unchanged but for the environment that points
@@ -243,6 +245,15 @@ struct ClearMLClientTests {
         // A call cml has no place for is a 400 the SDK logs and goes on from, never one it retries.
         let unknown = try setup.curl("/clearml/v2.23/workers.get_all", "-H 'Authorization: Bearer \(token)'")
         #expect(unknown.status == 400 && (unknown.body["meta"] as? [String: Any])?["result_code"] as? Int == 400)
+    }
+}
+
+/// The SDK retries 429, 502, 503 and 509 hundreds of times: only a busy store may answer one of them.
+@Test func clearMLErrorsAreNeverOnesTheSDKRetriesUnlessTheStoreIsBusy() throws {
+    for kind in CMLError.Kind.allCases {
+        let response = ClearMLEnvelope.error(CMLError("failed", kind: kind), call: ClearMLCall(endpoint: "tasks.edit", requestedVersion: "2.23"))
+        let retried = [429, 502, 503, 509].contains(response.status.code)
+        #expect(retried == (kind == .busy), "\(kind) answers \(response.status.code)")
     }
 }
 

@@ -87,8 +87,9 @@ struct ClearMLTasks {
         var found: [Run] = []
         if let ids = body["id"]?.strings, !ids.isEmpty {
             for id in ids {
-                guard let run = try? store.run(id: id), access.sees(project: run.project) else { continue }
-                found.append(run)
+                let run: Run
+                do { run = try store.run(id: id) } catch where error.kind == .notFound { continue }
+                if access.sees(project: run.project) { found.append(run) }
             }
         } else {
             let projects = body["project"]?.strings ?? []
