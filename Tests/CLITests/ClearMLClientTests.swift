@@ -187,7 +187,7 @@ struct ClearMLClientTests {
         #expect(ran.status != 0)
         let run = try #require(try setup.runs().first)
         #expect(run["name"] as? String == "broken")
-        #expect(run["status"] as? String == "failed")
+        #expect(run["status"] as? String == "failed", "\(ran.out)\(ran.stderr)")
         let log = try setup.cml("cml-run", ["log", try #require(run["id"] as? String)]).out
         #expect(log.contains("about to fail") && log.contains("RuntimeError: the data loader broke"), "\(log)")
     }
