@@ -76,6 +76,10 @@ def main():
     env = dict(os.environ, HOME=os.path.join(root, "home"), CLEARML_API_HOST=url + "/clearml",
                CLEARML_FILES_HOST=url + "/clearml-files", CLEARML_WEB_HOST=url, CLEARML_API_ACCESS_KEY="bench",
                CLEARML_API_SECRET_KEY="bench")
+    # As Tests/CLITests/ClearMLClientTests.swift explains: git detected before the SDK forks its reporter.
+    os.makedirs(env["HOME"])
+    with open(os.path.join(env["HOME"], "clearml.conf"), "w") as conf:
+        conf.write("sdk { development { vcs_repo_detect_async: false } }\n")
     online, offline, server_cpu = [], [], 0.0
     try:
         for _ in range(args.repeat):

@@ -31,6 +31,7 @@ struct ClearMLClientTests {
             readToken = try Self.token(box, "reader", "read")
             server = try ServerUnderTest(box)
             for (name, text) in ClearMLClientTests.scripts { try box.write(repo + "/" + name, text) }
+            try box.write(box.root + "/home/clearml.conf", ClearMLClientTests.configuration)
             let committed = try shell("git init -q -b main && git add . && git commit -qm scripts", cwd: repo)
             #expect(committed.status == 0, "\(committed.stderr)")
             // Uncommitted: the SDK reports it as the diff, which becomes the run's patch.
@@ -69,6 +70,15 @@ struct ClearMLClientTests {
             return (Int(result.out) ?? 0, body ?? [:])
         }
     }
+
+    /// The SDK's own configuration file: reports sent from a thread of the script's process, not from the
+    /// subprocess the SDK forks by default on Linux. That fork races the SDK's other threads, whatever the
+    /// server: seen here about once in six runs on a loaded machine, (1) a fork while its git detection
+    /// starts `git` inherits the pipe Python waits on for `git`'s exec, and detection then hangs until
+    /// the SDK gives up after 300 s (its stacks showed it), and (2) the forked reporter and the script's
+    /// process wrote on one inherited connection at once: the server read `GET …/tasks.failed` inside
+    /// the body of an `events.add_batch`, and both were lost. The thread sends the same batches.
+    static let configuration = "sdk { development { report_use_subprocess: false } }\n"
 
     static let scripts: [String: String] = [
         "train.py": """
