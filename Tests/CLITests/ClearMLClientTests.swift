@@ -101,10 +101,12 @@ struct ClearMLClientTests {
             task.upload_artifact("weights", artifact_object="weights.bin")
             task.flush(wait_for_uploads=True)
             same = Task.get_task(task_id=task.id)
+            with open(same.artifacts["weights"].get_local_copy(), "rb") as f:
+                downloaded = f.read() == bytes(range(256)) * 40
             listed = Task.get_tasks(project_name="vision", task_name="resnet")
             print("RESULT " + json.dumps({"id": task.id, "scalars": task.get_reported_scalars(), "status": same.get_status(),
                                           "name": same.name, "listed": [t.id for t in listed], "parameters": same.get_parameters(),
-                                          "artifacts": sorted(same.artifacts.keys())}), flush=True)
+                                          "artifacts": sorted(same.artifacts.keys()), "downloaded": downloaded}), flush=True)
             task.close()
             """,
         "fail.py": """
@@ -139,6 +141,7 @@ struct ClearMLClientTests {
         #expect(result["name"] as? String == "resnet")
         #expect((result["listed"] as? [String])?.contains(id) == true)
         #expect(result["artifacts"] as? [String] == ["weights"])
+        #expect(result["downloaded"] as? Bool == true, "the SDK's download of its artifact through /clearml-files")
         let parameters = try #require(result["parameters"] as? [String: String])
         #expect(parameters == ["Args/epochs": "4", "Args/lr": "0.02", "General/batch": "32", "General/optimizer": "adam"])
 
