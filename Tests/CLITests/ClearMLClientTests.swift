@@ -38,8 +38,8 @@ struct ClearMLClientTests {
             try box.write(repo + "/train.py", ClearMLClientTests.scripts["train.py"]! + "\n# tuned locally\n")
         }
 
-        static func token(_ box: Sandbox, _ name: String, _ scope: String) throws -> String {
-            let created = try box.run("cml-serve", ["token", "create", "--name", name, "--scope", scope])
+        static func token(_ box: Sandbox, _ name: String, _ scope: String, projects: [String] = []) throws -> String {
+            let created = try box.run("cml-serve", ["token", "create", "--name", name, "--scope", scope] + projects.flatMap { ["--project", $0] })
             #expect(created.status == 0, "\(created.stderr)")
             return try #require(created.jsonLines.first?["token"] as? String)
         }
@@ -258,6 +258,33 @@ struct ClearMLClientTests {
         // A call cml has no place for is a 400 the SDK logs and goes on from, never one it retries.
         let unknown = try setup.curl("/clearml/v2.23/workers.get_all", "-H 'Authorization: Bearer \(token)'")
         #expect(unknown.status == 400 && (unknown.body["meta"] as? [String: Any])?["result_code"] as? Int == 400)
+    }
+}
+
+extension ClearMLClientTests {
+    /// A token bound to a project writes and reads tasks of that project only.
+    @Test func aProjectBoundTokenSeesAndWritesOnlyItsProjects() throws {
+        let setup = try Setup()
+        let bound = try Setup.token(setup.box, "bound", "write", projects: ["nlp"])
+        let ran = try setup.python("fail.py").wait()  // a run in project vision, with the unbound token
+        #expect(ran.status != 0)
+        let login = try setup.curl("/clearml/auth.login", "-u tests:\(bound)")
+        let token = try #require((login.body["data"] as? [String: Any])?["token"] as? String)
+        let json = "-H 'Authorization: Bearer \(token)' -H 'Content-Type: application/json'"
+        let refused = try setup.curl("/clearml/v2.23/tasks.create", json + " -d '{\"name\":\"x\",\"project\":\"vision\"}'")
+        #expect(refused.status == 403)
+        let created = try setup.curl("/clearml/v2.23/tasks.create", json + " -d '{\"name\":\"bert\",\"project\":\"nlp\"}'")
+        #expect(created.status == 200)
+        let id = try #require((created.body["data"] as? [String: Any])?["id"] as? String)
+        let listed = try setup.curl("/clearml/v2.23/tasks.get_all", json + " -d '{\"only_fields\":[\"id\",\"project\"]}'")
+        let tasks = try #require((listed.body["data"] as? [String: Any])?["tasks"] as? [[String: Any]])
+        #expect(tasks.map { $0["id"] as? String } == [id] && tasks.first?["project"] as? String == "nlp")
+        let projects = try setup.curl("/clearml/v2.23/projects.get_all", json + " -d '{}'")
+        #expect(((projects.body["data"] as? [String: Any])?["projects"] as? [[String: Any]])?.map { $0["name"] as? String } == ["nlp"])
+        let other = try #require(try setup.runs().first { $0["project"] as? String == "vision" }?["id"] as? String)
+        let hidden = try setup.curl("/clearml/v2.23/tasks.get_by_id", json + " -d '{\"task\":\"\(other)\"}'")
+        #expect(hidden.status == 404)
+        #expect(try setup.runs().count == 2)
     }
 }
 
