@@ -75,7 +75,9 @@ def main():
     points = args.series * args.iterations
     env = dict(os.environ, HOME=os.path.join(root, "home"), CLEARML_API_HOST=url + "/clearml",
                CLEARML_FILES_HOST=url + "/clearml-files", CLEARML_WEB_HOST=url, CLEARML_API_ACCESS_KEY="bench",
-               CLEARML_API_SECRET_KEY="bench")
+               CLEARML_API_SECRET_KEY="bench",
+               # Its update check (updates.clear.ml, at each Task.init) refused at once: nothing leaves the machine.
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost")
     # As Tests/CLITests/ClearMLClientTests.swift explains: git detected before the SDK forks its reporter.
     os.makedirs(env["HOME"])
     with open(os.path.join(env["HOME"], "clearml.conf"), "w") as conf:

@@ -44,10 +44,14 @@ struct ClearMLClientTests {
             return try #require(created.jsonLines.first?["token"] as? String)
         }
 
-        /// What points the SDK at the server: the secret key is a cml token, the access key any name.
+        /// What points the SDK at the server: the secret key is a cml token, the access key any name. The
+        /// SDK asks updates.clear.ml for a newer version at each Task.init, with no setting to stop it: a
+        /// proxy that refuses at once keeps it off the internet, and the server on loopback is reached
+        /// directly.
         func sdkEnvironment(secret: String) -> [String: String] {
             ["HOME": box.root + "/home", "CLEARML_API_HOST": server.url + "/clearml", "CLEARML_FILES_HOST": server.url + "/clearml-files",
-             "CLEARML_WEB_HOST": server.url, "CLEARML_API_ACCESS_KEY": "tests", "CLEARML_API_SECRET_KEY": secret]
+             "CLEARML_WEB_HOST": server.url, "CLEARML_API_ACCESS_KEY": "tests", "CLEARML_API_SECRET_KEY": secret,
+             "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"]
         }
 
         func python(_ script: String, _ args: [String] = [], secret: String? = nil) throws -> RunningCommand {
