@@ -47,6 +47,7 @@ public func buildApplication(store: any ServedStore, configuration: ServerConfig
     let authorizer = Authorizer(tokens: store, sessions: WebSessions(), tokenlessFromAnyHost: configuration.tokenlessFromAnyHost)
     let runs = RunRecordCache()
     WebRoutes.register(on: router, store: store, runs: runs, authorizer: authorizer, secure: configuration.tls != nil)
+    ClearMLRoutes.register(on: router, store: store, authorizer: authorizer)
     for route in ServerRoutes.all {
         router.on(RouterPath(route.routerPath), method: route.method) { request, context in
             switch route.handler {

@@ -375,7 +375,7 @@ struct ServeTests {
     }
 
     /// docs/http-api.md documents exactly the routes the router serves (`### METHOD PATH` headings), the
-    /// web UI's pages and MLflow's routes included, and under each heading every query parameter (a form's field) the
+    /// web UI's pages, MLflow's and ClearML's routes included, and under each heading every query parameter (a form's field) the
     /// route takes.
     @Test func theHTTPAPIDocumentsEveryRouteAndNoOther() throws {
         let doc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -397,7 +397,7 @@ struct ServeTests {
                 sections[current, default: ""] += line + "\n"
             }
         }
-        let routes = ServerRoutes.all + WebRoutes.all.map(\.serverRoute) + MLflowRoutes.all
+        let routes = ServerRoutes.all + WebRoutes.all.map(\.serverRoute) + MLflowRoutes.all + ClearMLRoutes.all.map(\.serverRoute)
         let served = Set(routes.map { "\($0.method) \($0.path)" })
         #expect(served.count == routes.count, "a route is served twice")
         #expect(served.subtracting(sections.keys).sorted() == [], "served but not documented")

@@ -167,7 +167,8 @@ public enum AbortOutcome: Sendable, Codable, Equatable {
     case requested(agent: String)
     /// A `cml-run` on this host runs it: it got SIGTERM.
     case signalled(pid: Int32)
-    /// A `cml-run` elsewhere runs it: asked through the store, it stops the command within a second.
+    /// A `cml-run` elsewhere runs it: asked through the store, it stops the command within a second. (So
+    /// is a run a client records over the network, as ClearML's SDK does: it stops at its next status poll.)
     case requestedOfCMLRun(host: String)
     /// Its `cml-run` was gone (`lost`), and the processes it left on this host were stopped.
     case stoppedLeftovers(processes: Int)

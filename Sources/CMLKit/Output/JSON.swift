@@ -112,3 +112,48 @@ public enum JSON: Sendable, Equatable {
         return value
     }
 }
+
+/// Edits of objects, and their members and arrays' items read without a `case` (what the routes of
+/// other clients' protocols do with the documents they keep).
+extension JSON {
+    /// An object's members; none for anything else.
+    public var members: [(String, JSON)] {
+        if case .object(let members) = self { return members }
+        return []
+    }
+
+    /// An array's items; none for anything else.
+    public var items: [JSON] {
+        if case .array(let items) = self { return items }
+        return []
+    }
+
+    /// Sets an object's member, keeping its place when it is there already (a non-object becomes one).
+    public mutating func set(_ key: String, _ value: JSON) {
+        guard case .object(var members) = self else {
+            self = .object([(key, value)])
+            return
+        }
+        if let index = members.firstIndex(where: { $0.0 == key }) { members[index].1 = value } else { members.append((key, value)) }
+        self = .object(members)
+    }
+
+    /// The object with `key` set to `value` (`set`).
+    public func setting(_ key: String, _ value: JSON) -> JSON {
+        var copy = self
+        copy.set(key, value)
+        return copy
+    }
+
+    public mutating func remove(_ key: String) {
+        guard case .object(var members) = self else { return }
+        members.removeAll { $0.0 == key }
+        self = .object(members)
+    }
+
+    /// The object without the members named in `keys`.
+    public func removing(_ keys: Set<String>) -> JSON {
+        guard case .object(let members) = self else { return self }
+        return .object(members.filter { !keys.contains($0.0) })
+    }
+}

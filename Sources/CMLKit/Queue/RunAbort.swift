@@ -18,6 +18,12 @@ public enum RunAbort {
         if status == .lost, here {
             return try stopLeftovers(of: run, store: store)
         }
+        // A run that a client records over the network (ClearML's SDK) has a heartbeat and no process
+        // here: the client hears of the abort through the store when it next asks for the run's status.
+        if status == .running, run.pid == nil, run.heartbeat != nil {
+            try store.requestAbort(directRun: id)
+            return .requestedOfCMLRun(host: run.host)
+        }
         guard status == .running, let pid = run.pid else {
             throw CMLError("run \(RunID.short(id)) has already ended (\(status.rawValue))",
                            hint: status == .lost ? "its cml-run on \(run.host) stopped answering; run cml-run abort there to stop what it left" : nil)

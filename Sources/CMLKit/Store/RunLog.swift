@@ -20,6 +20,24 @@ public struct LogRecord: Sendable {
     static let headerSize = 13
     static let compressedFlag: UInt8 = 0x80
 
+    public init(stream: OutputStream, time: Double, bytes: [UInt8]) {
+        self.stream = stream
+        self.time = time
+        self.bytes = bytes
+    }
+
+    /// The record as a log file holds it, uncompressed: what `RunStore.appendLog` takes from a client
+    /// that has no log writer of its own (output that arrives over another protocol).
+    public var encoded: [UInt8] {
+        var out: [UInt8] = [stream.rawValue]
+        out.reserveCapacity(Self.headerSize + bytes.count)
+        let micros = UInt64(max(0, time * 1_000_000))
+        for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: micros >> UInt64(shift))) }
+        let length = UInt32(bytes.count)
+        for shift in stride(from: 0, to: 32, by: 8) { out.append(UInt8(truncatingIfNeeded: length >> UInt32(shift))) }
+        return out + bytes
+    }
+
     /// How many of `bytes` (read from a record boundary) are whole records; the rest is the start of a
     /// record still to come. Nil when a header is garbled (an unknown stream).
     public static func wholeRecordsLength(_ bytes: ArraySlice<UInt8>) -> Int? {

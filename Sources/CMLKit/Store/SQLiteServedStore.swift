@@ -33,4 +33,24 @@ extension SQLiteStore: ServedStore {
                 """, arguments: [id])
         }
     }
+
+    public func setOrigin(run id: String, command: [String], cwd: String, code: JSON, patch: [UInt8]) throws(CMLError) {
+        var code = code
+        if !patch.isEmpty, case .object(var members) = code {
+            members.removeAll { $0.0 == "patch_blob" }
+            members.append(("patch_blob", .string(try blobs.put(patch))))
+            code = .object(members)
+        }
+        let record = code
+        try write { db in
+            try Self.requireRun(db, id)
+            // Under the write lock, as in `createRun`: a gc since the patch was stored may have removed it.
+            if let blob = record["patch_blob"]?.stringValue {
+                if try !blobs.contains(blob) { _ = try blobs.put(patch) }
+                try Self.insertBlobReferences(db, run: id, [blob])
+            }
+            try db.execute(sql: "UPDATE runs SET command = ?, cwd = ?, code = ? WHERE id = ?",
+                           arguments: [JSON.array(command.map(JSON.string)).serialized, cwd, record.serialized, id])
+        }
+    }
 }

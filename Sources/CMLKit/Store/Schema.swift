@@ -264,8 +264,9 @@ enum Schema {
         // 10: a revision number per run (`RunRevisions`), so that a server keeps the records it read and
         // knows by one indexed lookup whether each is still current.
         RunRevisions.migration,
-        // 11: what a run's client sent that cml has no field for (MLflow's tags, dataset inputs and logged
-        // models, `Run.extra`): a JSON object keyed by the protocol it came through; NULL when none.
+        // 11: what a run's client sent that cml has no field for (`Run.extra`): a JSON object keyed by the
+        // protocol it came through (MLflow's tags, dataset inputs and logged models; the task document
+        // ClearML's SDK edits); NULL when none.
         """
         ALTER TABLE runs ADD COLUMN extra TEXT;
         """,

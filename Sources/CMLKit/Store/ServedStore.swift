@@ -11,6 +11,24 @@ public protocol ServedStore: Store, TokenStore {
     /// Makes an ended run `running` again, its end forgotten: a client resumed it (MLflow's
     /// `start_run(run_id=…)`).
     func reopenRun(id: String) throws(CMLError)
+    /// Sets the command, working directory and code state of a run that a client reports after creating it
+    /// (ClearML's SDK sends its script after `tasks.create`); `patch` (the uncommitted change) goes to the
+    /// blob store and the code's `patch_blob`, as `createRun` does it.
+    func setOrigin(run id: String, command: [String], cwd: String, code: JSON, patch: [UInt8]) throws(CMLError)
+}
+
+extension ServedStore {
+    /// The document `client` keeps in run `id`'s record (`Run.extra[client]`: what its protocol sends that
+    /// no other field holds); nil when it has none.
+    public func runDocument(run id: String, client: String) throws(CMLError) -> JSON? {
+        try run(id: id).extra?[client]
+    }
+
+    /// Replaces the document `client` keeps in run `id`'s `extra`, in one write that keeps the other
+    /// clients' documents.
+    public func saveRunDocument(run id: String, client: String, _ document: JSON) throws(CMLError) {
+        try updateExtra(run: id) { held in (held ?? .object([])).setting(client, document) }
+    }
 }
 
 /// The token a request presents, as the server looks it up.

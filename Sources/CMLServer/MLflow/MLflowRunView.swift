@@ -102,31 +102,3 @@ enum MLflowExtra {
         }
     }
 }
-
-extension JSON {
-    /// Sets an object's member, keeping its place when it is there already (a non-object becomes one).
-    mutating func set(_ key: String, _ value: JSON) {
-        guard case .object(var members) = self else {
-            self = .object([(key, value)])
-            return
-        }
-        if let index = members.firstIndex(where: { $0.0 == key }) { members[index].1 = value } else { members.append((key, value)) }
-        self = .object(members)
-    }
-
-    mutating func remove(_ key: String) {
-        guard case .object(var members) = self else { return }
-        members.removeAll { $0.0 == key }
-        self = .object(members)
-    }
-
-    var members: [(String, JSON)] {
-        if case .object(let members) = self { return members }
-        return []
-    }
-
-    var items: [JSON] {
-        if case .array(let items) = self { return items }
-        return []
-    }
-}
