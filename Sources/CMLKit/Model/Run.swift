@@ -157,7 +157,8 @@ public struct Run: Sendable {
     /// Where `pid` names its process (`ProcessPlace.scope`); nil when it was not recorded.
     public var pidScope: String?
     /// What the run's client sent that no other field holds, as a JSON object keyed by the protocol it came
-    /// through (`"mlflow"`: its tags, dataset inputs and logged models); nil when there is none.
+    /// through (`"mlflow"`: its tags, dataset inputs and logged models; `"clearml"`: the task document its
+    /// SDK edits); nil when there is none.
     public var extra: JSON?
 
     public init(id: String, name: String?, project: String, status: RunStatus, command: [String], cwd: String,

@@ -66,7 +66,8 @@ extension Run {
                 ("code", code),
                 ("env", .object(environment.map { ($0.0, .string($0.1)) })),
             ]
-            // What another client's protocol sent that no field above holds (MLflow's tags, inputs, models).
+            // What another client's protocol sent that no field above holds (MLflow's tags, inputs and models;
+            // ClearML's task document).
             if let extra { members.append(("extra", extra)) }
             if let heartbeat {
                 members += [
