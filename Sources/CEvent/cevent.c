@@ -1,3 +1,5 @@
+// POLLRDHUP (a peer that closed its end) is a GNU extension.
+#define _GNU_SOURCE
 #include "cevent.h"
 #include "csupport.h"
 
@@ -5,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -287,6 +290,18 @@ static struct timeval duration(double seconds) {
     return value;
 }
 
+static enum evhttp_cmd_type libevent_method(enum cml_event_method method) {
+    switch (method) {
+    case CML_EVENT_POST: return EVHTTP_REQ_POST;
+    case CML_EVENT_PUT: return EVHTTP_REQ_PUT;
+    case CML_EVENT_DELETE: return EVHTTP_REQ_DELETE;
+    case CML_EVENT_HEAD: return EVHTTP_REQ_HEAD;
+    case CML_EVENT_PATCH: return EVHTTP_REQ_PATCH;
+    case CML_EVENT_OPTIONS: return EVHTTP_REQ_OPTIONS;
+    default: return EVHTTP_REQ_GET;
+    }
+}
+
 /// One try on the current address.
 static void exchange_once(cml_event_connection *connection, struct cml_event_exchange *exchange) {
     exchange->status = 0;
@@ -335,7 +350,7 @@ static void exchange_once(cml_event_connection *connection, struct cml_event_exc
     }
 
     state.request = request;
-    if (ev.make_request(connection->http, request, exchange->method, exchange->target) < 0) {
+    if (ev.make_request(connection->http, request, libevent_method(exchange->method), exchange->target) < 0) {
         state.request = NULL;
         exchange->error_number = errno;
         finish(&state, CML_EVENT_SEND_ERROR);

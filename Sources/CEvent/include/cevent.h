@@ -7,7 +7,8 @@
 // has arrived or failed.
 #pragma once
 #include <stddef.h>
-#include <event2/http.h>
+// No libevent header here: <event2/util.h> brings <sys/select.h> into this module, whose fd_set then
+// clashes with Swift's Glibc module. The C file maps these values onto libevent's.
 
 /// Loads libevent once per process (thread-safe): `$CML_LIBEVENT`, else "libevent-2.1.so.7". NULL when it
 /// is loaded; else why not, as one line. Call it before any other function here.
@@ -37,9 +38,20 @@ enum cml_event_failure {
     CML_EVENT_SEND_ERROR,
 };
 
+/// The methods evhttp can send.
+enum cml_event_method {
+    CML_EVENT_GET,
+    CML_EVENT_POST,
+    CML_EVENT_PUT,
+    CML_EVENT_DELETE,
+    CML_EVENT_HEAD,
+    CML_EVENT_PATCH,
+    CML_EVENT_OPTIONS,
+};
+
 /// One request and what came back of it.
 struct cml_event_exchange {
-    enum evhttp_cmd_type method;
+    enum cml_event_method method;
     /// The path and query, as the request line carries them.
     const char *target;
     const char *const *header_names;

@@ -37,15 +37,15 @@ final class EventHTTPConnection {
     var isUsable: Bool { cml_event_usable(handle) != 0 }
 
     /// The method's evhttp constant; nil for one evhttp cannot send.
-    static func method(_ name: String) -> evhttp_cmd_type? {
+    static func method(_ name: String) -> cml_event_method? {
         switch name {
-        case "GET": EVHTTP_REQ_GET
-        case "POST": EVHTTP_REQ_POST
-        case "PUT": EVHTTP_REQ_PUT
-        case "DELETE": EVHTTP_REQ_DELETE
-        case "HEAD": EVHTTP_REQ_HEAD
-        case "PATCH": EVHTTP_REQ_PATCH
-        case "OPTIONS": EVHTTP_REQ_OPTIONS
+        case "GET": CML_EVENT_GET
+        case "POST": CML_EVENT_POST
+        case "PUT": CML_EVENT_PUT
+        case "DELETE": CML_EVENT_DELETE
+        case "HEAD": CML_EVENT_HEAD
+        case "PATCH": CML_EVENT_PATCH
+        case "OPTIONS": CML_EVENT_OPTIONS
         default: nil
         }
     }
@@ -58,7 +58,7 @@ final class EventHTTPConnection {
     }
 
     /// Sends one request and returns its answer, the body decoded when it came gzipped.
-    func exchange(method: evhttp_cmd_type, target: String, headers: [(name: String, value: String)], body: HTTPRequest.Body?,
+    func exchange(method: cml_event_method, target: String, headers: [(name: String, value: String)], body: HTTPRequest.Body?,
                   idleTimeout: Double?, timeout: Double?, url: String) throws(Failure) -> HTTPResponse {
         used = true
         final class Received {

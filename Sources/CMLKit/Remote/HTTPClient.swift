@@ -160,7 +160,7 @@ public final class HTTPClient {
     /// `request` through evhttp, on the kept connection when it still serves, else on a new one. A
     /// request that failed before any answer on a kept connection (closed by the server as it was sent)
     /// goes once more on a new one when it is `resendable`.
-    private func sendPlain(_ request: HTTPRequest, to url: PlainURL, method: evhttp_cmd_type) throws(CMLError) -> HTTPResponse {
+    private func sendPlain(_ request: HTTPRequest, to url: PlainURL, method: cml_event_method) throws(CMLError) -> HTTPResponse {
         let headers = [(name: "Host", value: url.hostHeader), (name: "Accept-Encoding", value: "gzip")] + request.headers
         // A request that carries a body says how long it is, even when it is empty (as libcurl's path does).
         let body = request.body ?? (["GET", "HEAD", "DELETE", "OPTIONS"].contains(request.method.uppercased()) ? nil : .bytes([]))
