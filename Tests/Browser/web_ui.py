@@ -332,6 +332,14 @@ def run_page(store, url, driver):
     check("epoch 2 loss: 0.0500 acc: 0.9500" in driver.find_element(By.CSS_SELECTOR, "pre.console").text, "the console output")
 
 
+def mlflow_link(store, url, driver):
+    """The link MLflow's client prints for a run (`View run … at URL/#/experiments/ID/runs/RUN`) opens its page."""
+    run = store.run_named("v-b")
+    driver.get(url + "/#/experiments/0/runs/" + run["id"])
+    wait(driver, lambda d: d.current_url.endswith("/runs/" + run["id"]), "the run's page from MLflow's link")
+    check(driver.find_elements(By.CSS_SELECTOR, "table.kv[aria-label=Overview]"), "the run's page is shown")
+
+
 def tokens(store, url, driver):
     """A store with tokens: every page asks for a login; scopes and projects apply as for the API."""
     guarded = Store("tokens")
@@ -399,7 +407,7 @@ def tokens(store, url, driver):
         guarded.close()
 
 
-CHECKS = [table_values, filtering, filter_errors, sorting, paging, injection, run_page, keyboard, live_rows, abort, csrf, actions, tokens]
+CHECKS = [table_values, filtering, filter_errors, sorting, paging, injection, run_page, mlflow_link, keyboard, live_rows, abort, csrf, actions, tokens]
 
 
 run_checks(args, Store("shared"), fill, CHECKS)

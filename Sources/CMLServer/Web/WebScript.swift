@@ -5,6 +5,9 @@ enum WebScript {
     static let js = #"""
 "use strict";
 (function () {
+  // The links MLflow's client prints for a run (`/#/experiments/ID/runs/RUN`) open the run's page.
+  var mlflowRun = window.location.pathname === "/" && /^#\/experiments\/[^\/]+\/runs\/([0-9a-f]{32})/.exec(window.location.hash);
+  if (mlflowRun) { window.location.replace("/runs/" + mlflowRun[1]); return; }
   // "Select all" boxes tick or clear the run checkboxes of their form.
   document.querySelectorAll("input[data-select-all]").forEach(function (all) {
     all.addEventListener("change", function () {
