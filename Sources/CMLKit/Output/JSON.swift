@@ -42,18 +42,26 @@ public enum JSON: Sendable, Equatable {
         return out
     }
 
-    public func write(to out: inout String) {
+    /// How NaN and the infinities are spelled: cml's own `"nan"`, `"inf"`, `"-inf"`, or protobuf's JSON
+    /// (`"NaN"`, `"Infinity"`, `"-Infinity"`), the only one MLflow's client parses.
+    public enum NonFiniteSpelling: Sendable {
+        case cml, protobuf
+    }
+
+    public func write(to out: inout String, nonFinite: NonFiniteSpelling = .cml) {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
+        case .double(let d) where nonFinite == .protobuf && !d.isFinite:
+            out += d.isNaN ? "\"NaN\"" : d > 0 ? "\"Infinity\"" : "\"-Infinity\""
         case .double(let d): JSON.writeNumber(d, to: &out)
         case .string(let s): JSON.writeString(s, to: &out)
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {
                 if i > 0 { out += "," }
-                item.write(to: &out)
+                item.write(to: &out, nonFinite: nonFinite)
             }
             out += "]"
         case .object(let members):
@@ -62,7 +70,7 @@ public enum JSON: Sendable, Equatable {
                 if i > 0 { out += "," }
                 JSON.writeString(key, to: &out)
                 out += ":"
-                value.write(to: &out)
+                value.write(to: &out, nonFinite: nonFinite)
             }
             out += "}"
         }

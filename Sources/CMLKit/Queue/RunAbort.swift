@@ -3,7 +3,8 @@ import Glibc
 /// `cml-run abort`: a queued run through its queue (see `Store.requestAbort(run:)`); a run recorded by
 /// `cml-run` through the store (`Store.requestAbort(directRun:)`), which its cml-run hears within a
 /// second on whatever host it runs, or, when it runs here, by SIGTERM to that cml-run at once; either way
-/// cml-run forwards SIGTERM and records the run `aborted`. A run whose cml-run is gone (`lost`: killed
+/// cml-run forwards SIGTERM and records the run `aborted`. A run with a heartbeat and no process (a client
+/// recording over the network, as ClearML's SDK does) hears of it through the store the same way. A run whose cml-run is gone (`lost`: killed
 /// with `kill -9`) may have left its command running: those processes, found on this host by the
 /// `CML_RUN_ID` in their environment, get SIGTERM, then SIGKILL, and the run ends `aborted`.
 public enum RunAbort {
@@ -18,24 +19,20 @@ public enum RunAbort {
         if status == .lost, here {
             return try stopLeftovers(of: run, store: store)
         }
-        // A run that a client records over the network (ClearML's SDK) has a heartbeat and no process
-        // here: the client hears of the abort through the store when it next asks for the run's status.
-        if status == .running, run.pid == nil, run.heartbeat != nil {
-            try store.requestAbort(directRun: id)
-            return .requestedOfCMLRun(host: run.host)
-        }
-        guard status == .running, let pid = run.pid else {
+        guard status == .running else {
             throw CMLError("run \(RunID.short(id)) has already ended (\(status.rawValue))",
                            hint: status == .lost ? "its cml-run on \(run.host) stopped answering; run cml-run abort there to stop what it left" : nil)
         }
-        if here {
+        if here, let pid = run.pid {
             guard kill(pid, SIGTERM) == 0 else {
                 throw CMLError("cannot signal the cml-run of run \(RunID.short(id)) (pid \(pid)): \(String(cString: strerror(errno)))")
             }
             return .signalled(pid: pid)
         }
+        // Elsewhere, or with no process at all (a client that records over the network, as ClearML's SDK
+        // does): through the store, which the run's heartbeat reads.
         guard run.heartbeat != nil else {
-            throw CMLError("run \(RunID.short(id)) runs under cml-run on \(run.host) (pid \(pid)), which predates aborts through the store",
+            throw CMLError("run \(RunID.short(id)) runs under cml-run on \(run.host)\(run.pid.map { " (pid \($0))" } ?? ""), which predates aborts through the store",
                            hint: "stop it there")
         }
         try store.requestAbort(directRun: id)

@@ -57,9 +57,10 @@ final class EventHTTPConnection {
         var answered: Bool
     }
 
-    /// Sends one request and returns its answer, the body decoded when it came gzipped.
+    /// Sends one request and returns its answer, the body decoded when it came gzipped. A `.file` body is
+    /// sent from `file`, the caller's descriptor of it (`Exchange.openForSending`).
     func exchange(method: cml_event_method, target: String, headers: [(name: String, value: String)], body: HTTPRequest.Body?,
-                  idleTimeout: Double?, timeout: Double?, url: String) throws(Failure) -> HTTPResponse {
+                  file: Int32?, idleTimeout: Double?, timeout: Double?, url: String) throws(Failure) -> HTTPResponse {
         used = true
         final class Received {
             var headers: [String: String] = [:]
@@ -68,22 +69,14 @@ final class EventHTTPConnection {
         let received = Received()
         let names = headers.map { UnsafePointer(strdup($0.name)) }, values = headers.map { UnsafePointer(strdup($0.value)) }
         defer { (names + values).forEach { free(UnsafeMutablePointer(mutating: $0)) } }
-        var file: Int32 = -1
-        defer { if file >= 0 { close(file) } }
         var bytes: [UInt8] = []
-        switch body {
-        case .bytes(let content)?: bytes = content
-        case .file(let path)?:
-            file = open(path, O_RDONLY | O_CLOEXEC)
-            if file < 0 { throw Failure(reason: "cannot read \(path): \(String(cString: strerror(errno)))", answered: false) }
-        case nil: break
-        }
+        if case .bytes(let content)? = body { bytes = content }
         var exchange = cml_event_exchange()
         exchange.method = method
         exchange.header_count = Int32(headers.count)
-        exchange.body_file = file
+        exchange.body_file = file ?? -1
         exchange.has_body = body == nil ? 0 : 1
-        if file >= 0 {
+        if let file {
             var info = stat()
             fstat(file, &info)
             exchange.body_length = Int(info.st_size)

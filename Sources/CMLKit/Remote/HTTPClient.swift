@@ -164,12 +164,9 @@ public final class HTTPClient {
         let headers = [(name: "Host", value: url.hostHeader), (name: "Accept-Encoding", value: "gzip")] + request.headers
         // A request that carries a body says how long it is, even when it is empty (as libcurl's path does).
         let body = request.body ?? (["GET", "HEAD", "DELETE", "OPTIONS"].contains(request.method.uppercased()) ? nil : .bytes([]))
-        if case .file(let path)? = body {
-            // The same checks and words as libcurl's path.
-            let probe = Exchange(deliver: nil)
-            try probe.prepareUpload(.file(path: path))
-            probe.closeUpload()
-        }
+        var file: Int32?
+        if case .file(let path)? = body { file = try Exchange.openForSending(path) }
+        defer { if let file { close(file) } }
         while true {
             if let kept = plainConnection, !(kept.host == url.host && kept.port == url.port && kept.isUsable) { plainConnection = nil }
             let connection: EventHTTPConnection
@@ -181,7 +178,7 @@ public final class HTTPClient {
             }
             let reused = connection.used
             do throws(EventHTTPConnection.Failure) {
-                return try connection.exchange(method: method, target: url.target, headers: headers, body: body,
+                return try connection.exchange(method: method, target: url.target, headers: headers, body: body, file: file,
                                                idleTimeout: request.idleTimeout, timeout: request.timeout, url: request.url)
             } catch {
                 plainConnection = nil
@@ -409,7 +406,7 @@ struct PlainURL {
 }
 
 /// One exchange's state, which libcurl's callbacks reach through their user data pointer.
-private final class Exchange {
+final class Exchange {
     let deliver: (([UInt8]) throws(CMLError) -> Void)?
     var status = 0
     var headers: [String: String] = [:]
@@ -445,15 +442,20 @@ private final class Exchange {
         case .bytes(let bytes):
             upload = .bytes(bytes, offset: 0)
         case .file(let path):
-            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else { throw FileSystem.error("cannot read", path) }
-            var info = stat()
-            guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-                close(descriptor)
-                throw CMLError("cannot send \(path): not a regular file", kind: .invalid)
-            }
-            upload = .file(descriptor: descriptor, path: path)
+            upload = .file(descriptor: try Self.openForSending(path), path: path)
         }
+    }
+
+    /// A file to send as a body, opened for reading once it is known to be a regular file.
+    static func openForSending(_ path: String) throws(CMLError) -> Int32 {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileSystem.error("cannot read", path) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(descriptor)
+            throw CMLError("cannot send \(path): not a regular file", kind: .invalid)
+        }
+        return descriptor
     }
 
     func closeUpload() {

@@ -3,37 +3,12 @@ import Hummingbird
 
 /// JSON as MLflow's client reads it: its responses go through protobuf's JSON parser, which takes NaN
 /// and the infinities only as the strings "NaN", "Infinity" and "-Infinity" (cml's own JSON writes
-/// "nan" and "inf").
+/// "nan" and "inf"): `JSON.write(to:nonFinite: .protobuf)`.
 enum MLflowJSON {
     static func serialized(_ value: JSON) -> String {
         var out = ""
-        write(value, to: &out)
+        value.write(to: &out, nonFinite: .protobuf)
         return out
-    }
-
-    private static func write(_ value: JSON, to out: inout String) {
-        switch value {
-        case .double(let number) where !number.isFinite:
-            out += number.isNaN ? "\"NaN\"" : number > 0 ? "\"Infinity\"" : "\"-Infinity\""
-        case .array(let items):
-            out += "["
-            for (index, item) in items.enumerated() {
-                if index > 0 { out += "," }
-                write(item, to: &out)
-            }
-            out += "]"
-        case .object(let members):
-            out += "{"
-            for (index, (key, member)) in members.enumerated() {
-                if index > 0 { out += "," }
-                JSON.writeString(key, to: &out)
-                out += ":"
-                write(member, to: &out)
-            }
-            out += "}"
-        default:
-            value.write(to: &out)
-        }
     }
 
     static func response(_ value: JSON) -> Response {
