@@ -48,20 +48,9 @@ enum BlobRoutes {
             // Already there: the upload is not read (the client may stop sending).
             return Response(status: .noContent)
         }
-        let temporary = FileSystem.temporaryDirectory + "/cml-serve-upload-" + RunID.make()
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystem.error("cannot store an upload in", temporary) }
-        defer { unlink(temporary) }
         var hasher = SHA256Hasher()
-        do {
-            defer { close(fd) }
-            for try await buffer in route.request.body {
-                try buffer.withUnsafeReadableBytes { bytes throws(CMLError) in
-                    hasher.update(bytes)
-                    try FileSystem.writeAll(fd, bytes, path: temporary)
-                }
-            }
-        }
+        let temporary = try await UploadFile.receive(route.request.body, purpose: "upload") { hasher.update($0) }
+        defer { unlink(temporary) }
         let received = hasher.finalizeHex()
         guard received == id else {
             throw CMLError("the body's sha256 is \(received), not \(id)", hint: "the upload was cut or changed on the way", kind: .invalid)

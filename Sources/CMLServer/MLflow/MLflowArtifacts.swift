@@ -38,17 +38,9 @@ enum MLflowArtifacts {
         let mlflow = MLflowStore(route)
         _ = try await StoreCalls.run { () throws(CMLError) in try mlflow.writableRun(location.run) }
         // The body goes to a file as it comes (a model may be large), then into the blob store.
-        let temporary = FileSystem.temporaryDirectory + "/cml-serve-mlflow-" + RunID.make()
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystem.error("cannot store an upload in", temporary) }
-        defer { unlink(temporary) }
-        do {
-            defer { close(fd) }
-            for try await buffer in route.request.body {
-                try buffer.withUnsafeReadableBytes { bytes throws(CMLError) in try FileSystem.writeAll(fd, bytes, path: temporary) }
-            }
-        }
         let store = route.store
+        let temporary = try await UploadFile.receive(route.request.body, purpose: "mlflow")
+        defer { unlink(temporary) }
         try await StoreCalls.run { () throws(CMLError) in
             let (blob, size) = try store.putBlob(file: temporary)
             try store.addArtifact(Artifact(run: location.run, name: location.path, kind: "artifact", step: nil, sha256: blob, size: size,
